@@ -1,0 +1,5 @@
+import sys
+
+from dropbox_sync.cli import main
+
+sys.exit(main())
