@@ -1,0 +1,175 @@
+"""The inbox's sub-folders: claiming files, writing results, archiving.
+
+    INBOX/sending/     claimed files and, once known, their results
+    INBOX/processed/   success: true
+    INBOX/failed/      anything else that is final
+
+Everything is a rename within the inbox's volume, never copy-and-delete, so a
+file is always whole in exactly one place. The archive name is chosen at claim
+time (UTC timestamp + original name, a counter on clash) and kept through
+sending/ into processed/ or failed/; results are written to a temporary name,
+flushed and renamed into place, so a crash never leaves half a result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from dropbox_sync.errors import FileNotReady
+
+SENDING = "sending"
+PROCESSED = "processed"
+FAILED = "failed"
+RESULT_SUFFIX = ".result.json"
+# 20261125T020000Z_name.csv, or 20261125T020000Z-2_name.csv on a clash
+_ARCHIVE_NAME = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?_(?P<original>.+)$")
+# Windows refuses names longer than 255 characters; the stamp adds up to 21.
+MAX_NAME = 255 - 21 - len(RESULT_SUFFIX)
+
+
+def folder(inbox: Path, which: str) -> Path:
+    return inbox / which
+
+
+def ensure_folders(inbox: Path) -> None:
+    for which in (SENDING, PROCESSED, FAILED):
+        (inbox / which).mkdir(exist_ok=True)
+
+
+def original_name(archived: str) -> str:
+    """``20261125T020000Z_students.csv`` -> ``students.csv``."""
+    match = _ARCHIVE_NAME.match(archived)
+    return match.group("original") if match else archived
+
+
+def result_path(file: Path) -> Path:
+    return file.with_name(file.name + RESULT_SUFFIX)
+
+
+def claim(inbox: Path, name: str, now: dt.datetime) -> Path:
+    """Atomically move ``inbox/name`` into sending/ under its archive name."""
+    source = inbox / name
+    target = folder(inbox, SENDING) / _unique_archive_name(inbox, name, now)
+    try:
+        os.rename(source, target)
+    except FileNotFoundError:
+        raise FileNotReady(f"{name} vanished before it could be claimed") from None
+    except PermissionError as exc:
+        # Windows: WinError 32, the writer (or an antivirus scanner) still has
+        # it open. That only means "not ready yet" (DESIGN §8.7).
+        raise FileNotReady(f"{name} is open in another program ({exc.strerror})") from None
+    except OSError as exc:
+        if exc.errno in (errno.EBUSY, errno.ETXTBSY, errno.EACCES):
+            raise FileNotReady(f"{name} is busy ({exc.strerror})") from None
+        raise
+    return target
+
+
+def _unique_archive_name(inbox: Path, name: str, now: dt.datetime) -> str:
+    stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = _shorten(name)
+    for counter in range(1, 10_000):
+        candidate = f"{stamp}_{base}" if counter == 1 else f"{stamp}-{counter}_{base}"
+        if not any((inbox / which / candidate).exists() for which in (SENDING, PROCESSED, FAILED)):
+            return candidate
+    raise FileNotReady(f"no free archive name for {name} at {stamp}")
+
+
+def _shorten(name: str) -> str:
+    if len(name) <= MAX_NAME:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    keep = MAX_NAME - len(ext) - 1 if dot and len(ext) < 16 else MAX_NAME
+    return f"{stem[:keep]}.{ext}" if dot and len(ext) < 16 else name[:MAX_NAME]
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def read_result(claimed: Path) -> dict[str, Any] | None:
+    """The saved result of a claimed file, if a complete one exists."""
+    try:
+        data = json.loads(result_path(claimed).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def archive(claimed: Path, destination: str) -> Path:
+    """Move a claimed file, then its result, into processed/ or failed/."""
+    target_dir = claimed.parent.parent / destination
+    target_dir.mkdir(exist_ok=True)
+    target = _free_name(target_dir, claimed.name)
+    os.rename(claimed, target)
+    result = result_path(claimed)
+    if result.exists():
+        os.rename(result, result_path(target))
+    return target
+
+
+def _free_name(directory: Path, name: str) -> Path:
+    """``name`` in ``directory``, or with a higher counter if taken: never overwrite."""
+    candidate = directory / name
+    if not candidate.exists() and not result_path(candidate).exists():
+        return candidate
+    original = original_name(name)
+    prefix = name[: len(name) - len(original)].rstrip("_").split("-")[0]
+    for counter in range(2, 10_000):
+        candidate = directory / f"{prefix}-{counter}_{original}"
+        if not candidate.exists() and not result_path(candidate).exists():
+            return candidate
+    raise OSError(f"no free name for {name} in {directory}")
+
+
+def claimed_files(inbox: Path) -> list[Path]:
+    """Files in sending/ (oldest claim first), not counting results or temporaries."""
+    sending = folder(inbox, SENDING)
+    try:
+        entries = [
+            sending / entry.name
+            for entry in os.scandir(sending)
+            if entry.is_file(follow_symlinks=False)
+            and not entry.name.endswith(RESULT_SUFFIX)
+            and not entry.name.startswith(".")
+        ]
+    except FileNotFoundError:
+        return []
+    return sorted(entries, key=lambda p: p.name)
+
+
+def orphan_results(inbox: Path) -> list[Path]:
+    """Results in sending/ whose file was already archived (a crash between the two renames)."""
+    sending = folder(inbox, SENDING)
+    try:
+        names = {entry.name for entry in os.scandir(sending)}
+    except FileNotFoundError:
+        return []
+    return [
+        sending / name
+        for name in sorted(names)
+        if name.endswith(RESULT_SUFFIX) and name[: -len(RESULT_SUFFIX)] not in names
+    ]
+
+
+def reunite_orphan_result(result: Path) -> Path | None:
+    """Put an orphan result beside its archived file; None if the file is nowhere."""
+    file_name = result.name[: -len(RESULT_SUFFIX)]
+    for destination in (PROCESSED, FAILED):
+        archived = result.parent.parent / destination / file_name
+        if archived.exists() and not result_path(archived).exists():
+            os.rename(result, result_path(archived))
+            return archived
+    return None

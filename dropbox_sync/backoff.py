@@ -1,0 +1,39 @@
+"""How long to wait before trying an upload again: pure logic, injectable randomness.
+
+Exponential backoff with "full jitter" spreads the retries of many schools
+hitting one recovering server; a server's ``Retry-After`` wins when it asks for
+longer (it knows its own load).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+
+class Backoff:
+    def __init__(
+        self,
+        *,
+        first: float = 1.0,
+        cap: float = 300.0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.first = first
+        self.cap = cap
+        self.rand = rand
+        self.failures = 0
+
+    def next_delay(self, retry_after: float | None = None) -> float:
+        """The wait before the next attempt, after one more failure."""
+        ceiling = min(self.cap, self.first * 2**self.failures)
+        self.failures += 1
+        # Half fixed, half random: never hammer at once, never wait much less
+        # than the exponential step.
+        delay = ceiling / 2 + self.rand() * ceiling / 2
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.cap))
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0

@@ -1,0 +1,241 @@
+"""The command line: the only place that turns errors into exit codes.
+
+Exit codes (``once``, ``send``, ``check``): 0 all good; 1 some file failed;
+2 usage or config error; 3 some file is held and still waiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from loguru import logger
+
+from dropbox_sync import __version__, log, paths
+from dropbox_sync.errors import ConfigError, DropboxSyncError, UsageError
+
+OK, FAILED, USAGE, HELD = 0, 1, 2, 3
+EXAMPLE_CONFIG = Path(__file__).with_name("config.example.toml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dropbox-sync",
+        description="Upload CSV files dropped into inbox folders to Infiniti's non-interactive import.",
+    )
+    parser.add_argument("--version", action="version", version=f"dropbox-sync {__version__}")
+    parser.add_argument("--config", type=Path, metavar="PATH",
+                        help=f"config file (default: ${paths.CONFIG_ENV}, else the site config dir)")  # fmt: skip
+    parser.add_argument("-v", "--verbose", action="store_true", help="log DEBUG details")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("run", cmd_run, "watch every inbox until stopped (Ctrl+C, SIGTERM, service stop)")
+    command("once", cmd_once, "process every file now in the inboxes, then exit")
+    send = command("send", cmd_send, "upload one file now and print the server's JSON reply; moves nothing")
+    send.add_argument("file", type=Path)
+    send.add_argument("--inbox", help="use this inbox's URL and credentials (default: the first)")
+    check = command("check", cmd_check, "validate the config and pre-flight CSV files without uploading")
+    check.add_argument("files", nargs="*", type=Path, help="files to check (default: those waiting in the inboxes)")
+    check.add_argument("--online", action="store_true",
+                       help="also prove URL, TLS and credentials by posting an empty CSV (a no-op import)")  # fmt: skip
+    retry = command("retry", cmd_retry, "move files from failed/ back into their inbox to be sent again")
+    retry.add_argument("files", nargs="*", help="archived names or paths (default: every file in failed/)")
+    init = command("init", cmd_init, "write a commented config file to start from")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    demo = command("demo", cmd_demo, "run the whole job on the embedded Infiniti emulator, no setup needed")
+    demo.add_argument("--clean", action="store_true", help="delete the demo folder afterwards")
+    emulator = command("emulator", cmd_emulator, "serve the Infiniti import emulator (rehearsals, tests)")
+    from dropbox_sync.emulator.cli import configure_parser
+
+    configure_parser(emulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage message
+        return int(exc.code or 0)
+    log.setup(level="DEBUG" if args.verbose else "INFO")
+    try:
+        return args.handler(args)
+    except (ConfigError, UsageError) as exc:
+        print(f"dropbox-sync: {exc}", file=sys.stderr)
+        return USAGE
+    except DropboxSyncError as exc:
+        print(f"dropbox-sync: {exc}", file=sys.stderr)
+        return HELD
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- shared set-up -----------------------------------------------------------------
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return args.config if args.config is not None else paths.default_config_path()
+
+
+def _load(args: argparse.Namespace):
+    from dropbox_sync import config
+
+    return config.load(_config_path(args))
+
+
+def _start_file_logging(args: argparse.Namespace, cfg) -> None:
+    level = "DEBUG" if args.verbose else cfg.log_level
+    log.setup(level=level, log_dir=cfg.log_dir or paths.log_dir(), log_format=cfg.log_format)
+
+
+def _journal(cfg):
+    from dropbox_sync.journal import Journal
+
+    return Journal((cfg.state_dir or paths.state_dir()) / "journal.sqlite3")
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """Signal handlers only set the flag; the pipeline owns the shutdown order."""
+
+    def handler(signum: int, _frame: object) -> None:
+        logger.info("stop requested ({}); finishing the current upload", signal.Signals(signum).name)
+        stop.set()
+
+    for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dropbox_sync.pipeline import Pipeline
+
+    cfg = _load(args)
+    _start_file_logging(args, cfg)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    journal = _journal(cfg)
+    try:
+        Pipeline(cfg, journal=journal).run(stop)
+    finally:
+        journal.close()
+    logger.info("stopped")
+    return OK
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from dropbox_sync.pipeline import Pipeline
+
+    cfg = _load(args)
+    _start_file_logging(args, cfg)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    journal = _journal(cfg)
+    try:
+        result = Pipeline(cfg, journal=journal).once(stop)
+    finally:
+        journal.close()
+    for inbox, reason in result.held.items():
+        logger.error('inbox "{}": files are still waiting: {}', inbox, reason)
+    if result.held:
+        return HELD
+    return FAILED if result.failed else OK
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from dropbox_sync import preflight
+    from dropbox_sync.client import ImportClient
+
+    cfg = _load(args)
+    inbox = _choose_inbox(cfg, args.inbox)
+    path: Path = args.file
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    inspection = preflight.inspect(path, max_file_size=inbox.max_file_size)
+    if inspection.problem:
+        print(json.dumps({"success": False, "summary": inspection.problem}, indent=2))
+        return FAILED
+    with ImportClient(inbox) as client:
+        reply = client.upload(path)
+    if reply.body is not None:
+        print(json.dumps(reply.body, indent=2, ensure_ascii=False))
+    else:
+        print(reply.text)
+    if reply.status in (401, 403, 404):
+        logger.error("HTTP {}: {}", reply.status, reply.summary)
+        return HELD
+    if reply.success is None:
+        logger.error("HTTP {}: the server did not give an Infiniti import reply", reply.status)
+        return HELD
+    return OK if reply.success else FAILED
+
+
+def _choose_inbox(cfg, name: str | None):
+    if name is None:
+        return cfg.inboxes[0]
+    for inbox in cfg.inboxes:
+        if inbox.name == name:
+            return inbox
+    raise UsageError(f'no inbox named "{name}" (have: {", ".join(i.name for i in cfg.inboxes)})')
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from dropbox_sync.check import run_check
+
+    cfg = _load(args)
+    return run_check(cfg, args.files, online=args.online, out=sys.stdout)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from dropbox_sync.retry import retry_failed
+
+    cfg = _load(args)
+    moved, problems = retry_failed(cfg, args.files)
+    for original, inbox in moved:
+        print(f"{inbox.name}: {original} moved back into {inbox.path}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not moved and not problems:
+        print("nothing in failed/ to retry")
+    return FAILED if problems else OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    target = _config_path(args)
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} already exists (use --force to overwrite)")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(EXAMPLE_CONFIG, target)
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+    print(f"wrote {target}")
+    print("edit the [[inbox]] path, url and username, set the password, then run: dropbox-sync check --online")
+    return OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dropbox_sync.demo import run_demo
+
+    return run_demo(keep=not args.clean, out=sys.stdout)
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from dropbox_sync.emulator.cli import command
+
+    stop = threading.Event()
+    stop_on_signals(stop)
+    return command(args, stop)

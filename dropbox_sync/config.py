@@ -1,0 +1,383 @@
+"""Reading and validating config.toml, once, into frozen typed objects.
+
+Every mistake becomes one ``ConfigError`` line that names the file and the key
+(``config.toml: inbox "students": settle_seconds must be a number``), so a
+technician can fix it without reading a traceback. The rest of the program
+trusts these objects and never looks at raw TOML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import tomllib
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from dropbox_sync.errors import ConfigError
+from dropbox_sync.redact import Secret, redact_url
+
+OBSERVER_KINDS = ("auto", "native", "polling")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class InboxConfig:
+    name: str
+    path: Path
+    url: str  # without user:password@
+    username: str
+    password: Secret = dataclasses.field(repr=False)
+    ca_bundle: Path | None
+    verify_tls: bool
+    settle_seconds: float
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    done_marker: str  # suffix such as ".done"; "" = settle by size and mtime only
+    rescan_seconds: float
+    observer: str
+    poll_seconds: float
+    timeout: float
+    connect_timeout: float
+    max_file_size: int
+    once_retry_seconds: float
+    hold_retry_seconds: float
+    retry_max_seconds: float
+    stop_timeout: float
+    keep_days: float
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path | None
+    inboxes: tuple[InboxConfig, ...]
+    state_dir: Path | None  # None = the platform's site state dir
+    log_dir: Path | None
+    log_level: str
+    log_format: str
+
+
+# Keys an [[inbox]] (or [defaults]) may hold, with their defaults. None means
+# "required, or derived" and is checked by hand below.
+INBOX_DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "path": None,
+    "url": None,
+    "username": None,
+    "password": None,
+    "password_env": None,
+    "password_file": None,
+    "ca_bundle": "",
+    "verify_tls": True,
+    "settle_seconds": 5.0,
+    "include": ["*.csv"],
+    "exclude": ["~$*", "*.tmp", "*.part", ".*"],
+    "done_marker": "",
+    "rescan_seconds": 60.0,
+    "observer": "auto",
+    "poll_seconds": 2.0,
+    "timeout": 600.0,
+    "connect_timeout": 15.0,
+    "max_file_size": "512MB",
+    "once_retry_seconds": 60.0,
+    "hold_retry_seconds": 300.0,
+    "retry_max_seconds": 300.0,
+    "stop_timeout": 20.0,
+    "keep_days": 0.0,
+}
+TOP_LEVEL_KEYS = {"defaults", "inbox", "state_dir", "log_dir", "log_level", "log_format"}
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def load(path: Path) -> Config:
+    """Read, parse and validate the config file at ``path``."""
+    where = path.name
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (create one with 'dropbox-sync init')") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    return parse(raw, source=path)
+
+
+def parse(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:
+    """Validate an already parsed TOML document (``source`` names it in errors)."""
+    where = source.name if source else "config"
+    base_dir = source.resolve().parent if source else Path.cwd()
+    _reject_unknown(raw, TOP_LEVEL_KEYS, where)
+    defaults = raw.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{where}: [defaults] must be a table")
+    _reject_unknown(defaults, INBOX_DEFAULTS, f"{where}: [defaults]")
+    tables = raw.get("inbox", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{where}: 'inbox' must be [[inbox]] tables")
+    if not tables:
+        raise ConfigError(f"{where}: no [[inbox]] table: nothing to watch")
+    inboxes = tuple(
+        _inbox({**INBOX_DEFAULTS, **defaults, **table}, table, index, where, base_dir)
+        for index, table in enumerate(tables, start=1)
+    )
+    _reject_duplicates(inboxes, where)
+    log_level = str(raw.get("log_level", "INFO")).upper()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"{where}: log_level must be one of {', '.join(LOG_LEVELS)}")
+    log_format = raw.get("log_format", "text")
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"{where}: log_format must be one of {', '.join(LOG_FORMATS)}")
+    return Config(
+        source=source,
+        inboxes=inboxes,
+        state_dir=_optional_dir(raw, "state_dir", where, base_dir),
+        log_dir=_optional_dir(raw, "log_dir", where, base_dir),
+        log_level=log_level,
+        log_format=log_format,
+    )
+
+
+def _reject_unknown(table: Mapping[str, Any], known: Any, where: str) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{key}'")
+
+
+def _optional_dir(raw: Mapping[str, Any], key: str, where: str, base_dir: Path) -> Path | None:
+    value = raw.get(key, "")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {key} must be a text path")
+    return (base_dir / os.path.expandvars(value)).resolve() if value else None
+
+
+class _Reader:
+    """Typed access to one merged inbox table, naming the key on every error."""
+
+    def __init__(self, values: dict[str, Any], where: str) -> None:
+        self.values = values
+        self.where = where
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.where}: {key} {problem}")
+
+    def text(self, key: str) -> str:
+        value = self.values.get(key)
+        if not isinstance(value, str):
+            raise self.fail(key, "must be text in quotes")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.values.get(key)
+        if not isinstance(value, bool):
+            raise self.fail(key, "must be true or false")
+        return value
+
+    def seconds(self, key: str, *, minimum: float = 0.0) -> float:
+        value = self.values.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(key, "must be a number of seconds")
+        if value < minimum:
+            raise self.fail(key, f"must be at least {minimum:g}")
+        return float(value)
+
+    def patterns(self, key: str) -> tuple[str, ...]:
+        value = self.values.get(key)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(key, 'must be a list of file name patterns, e.g. ["*.csv"]')
+        return tuple(value)
+
+    def choice(self, key: str, choices: tuple[str, ...]) -> str:
+        value = self.text(key)
+        if value not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}")
+        return value
+
+    def size(self, key: str) -> int:
+        value = self.values.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        match = _SIZE.match(value) if isinstance(value, str) else None
+        if not match:
+            raise self.fail(key, 'must be a size such as 512MB or a number of bytes')
+        unit = (match.group(2) or "").lower().rstrip("b").rstrip("i")
+        return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: str, base_dir: Path) -> InboxConfig:
+    label = f'inbox "{table["name"]}"' if isinstance(table.get("name"), str) else f"inbox #{index}"
+    _reject_unknown(table, INBOX_DEFAULTS, f"{where}: {label}")
+    read = _Reader(values, f"{where}: {label}:")
+    if values.get("path") is None:
+        raise read.fail("path", "is missing (the folder to watch)")
+    path = _inbox_path(read, base_dir)
+    name = read.text("name") if values.get("name") is not None else path.name
+    if values.get("url") is None:
+        raise read.fail("url", "is missing (the Infiniti import URL)")
+    url, url_user, url_password = _split_url(read)
+    username = _username(read, url_user)
+    password = _password(read, url_password, base_dir)
+    verify_tls = read.flag("verify_tls")
+    _check_transport_security(read, url, verify_tls)
+    ca_bundle_text = read.text("ca_bundle")
+    ca_bundle = (base_dir / os.path.expandvars(ca_bundle_text)).resolve() if ca_bundle_text else None
+    if ca_bundle is not None and not ca_bundle.is_file():
+        raise read.fail("ca_bundle", f"file not found: {ca_bundle}")
+    return InboxConfig(
+        name=name,
+        path=path,
+        url=url,
+        username=username,
+        password=password,
+        ca_bundle=ca_bundle,
+        verify_tls=verify_tls,
+        settle_seconds=read.seconds("settle_seconds"),
+        include=read.patterns("include"),
+        exclude=read.patterns("exclude"),
+        done_marker=read.text("done_marker"),
+        rescan_seconds=read.seconds("rescan_seconds", minimum=1),
+        observer=read.choice("observer", OBSERVER_KINDS),
+        poll_seconds=read.seconds("poll_seconds", minimum=0.1),
+        timeout=read.seconds("timeout", minimum=1),
+        connect_timeout=read.seconds("connect_timeout", minimum=1),
+        max_file_size=read.size("max_file_size"),
+        once_retry_seconds=read.seconds("once_retry_seconds"),
+        hold_retry_seconds=read.seconds("hold_retry_seconds", minimum=0.1),
+        retry_max_seconds=read.seconds("retry_max_seconds", minimum=0.1),
+        stop_timeout=read.seconds("stop_timeout"),
+        keep_days=read.seconds("keep_days"),
+    )
+
+
+def _inbox_path(read: _Reader, base_dir: Path) -> Path:
+    text = read.text("path")
+    if not text.strip():
+        raise read.fail("path", "is empty")
+    path = (base_dir / os.path.expandvars(os.path.expanduser(text))).resolve()
+    if not path.exists():
+        raise read.fail("path", f"folder does not exist: {path}")
+    if not path.is_dir():
+        raise read.fail("path", f"is not a folder: {path}")
+    return path
+
+
+def _split_url(read: _Reader) -> tuple[str, str | None, str | None]:
+    """Validate the URL and take any ``user:password@`` out of it."""
+    raw = read.text("url").strip()
+    try:
+        parts = urllib.parse.urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise read.fail("url", f"is not a valid URL: {redact_url(raw)}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise read.fail("url", f"must start with https:// and name a host: {redact_url(raw)}")
+    user = urllib.parse.unquote(parts.username) if parts.username else None
+    password = urllib.parse.unquote(parts.password) if parts.password else None
+    if password:
+        Secret(password)  # registers it for scrubbing before anything can print it
+    clean = redact_url(raw)
+    if user or password:
+        logger.warning(
+            "{}: the url contains credentials; they are used for Basic Auth and hidden from logs. "
+            "Prefer username and password_env in the config.",
+            read.where.rstrip(":"),
+        )
+    return clean, user, password
+
+
+def _username(read: _Reader, url_user: str | None) -> str:
+    if read.values.get("username") is not None:
+        username = read.text("username")
+    elif url_user:
+        username = url_user
+    else:
+        raise read.fail("username", "is missing (the Infiniti account with system administration rights)")
+    if not username or ":" in username:
+        raise read.fail("username", "must be non-empty and contain no ':'")
+    return username
+
+
+def _password(read: _Reader, url_password: str | None, base_dir: Path) -> Secret:
+    sources = [key for key in ("password", "password_env", "password_file") if read.values.get(key) is not None]
+    if len(sources) > 1:
+        raise read.fail(sources[1], f"conflicts with {sources[0]}: give only one password source")
+    if not sources:
+        if url_password:
+            return Secret(url_password)
+        raise read.fail("password_env", "is missing: set password_env, password_file or password")
+    key = sources[0]
+    if key == "password":
+        value = read.text(key)
+    elif key == "password_env":
+        variable = read.text(key)
+        value = os.environ.get(variable, "")
+        if not value:
+            raise read.fail(key, f"names environment variable {variable}, which is not set")
+    else:
+        file = (base_dir / os.path.expandvars(read.text(key))).resolve()
+        try:
+            value = file.read_text(encoding="utf-8-sig").strip("\r\n")
+        except OSError as exc:
+            raise read.fail(key, f"cannot be read: {exc.strerror or exc}") from None
+    if len(value) < 3:
+        raise read.fail(key, "gives a password shorter than 3 characters")
+    return Secret(value)
+
+
+def _check_transport_security(read: _Reader, url: str, verify_tls: bool) -> None:
+    """Basic Auth sends the password in the clear unless TLS protects it."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if urllib.parse.urlsplit(url).scheme == "http" and not is_loopback(host):
+        raise read.fail(
+            "url",
+            "uses plain http:// to a remote host: the password would cross the network "
+            "unencrypted. Use https://",
+        )
+    if not verify_tls and not is_loopback(host):
+        logger.warning("{} verify_tls = false: the server's certificate is NOT checked", read.where.rstrip(":"))
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _reject_duplicates(inboxes: tuple[InboxConfig, ...], where: str) -> None:
+    names: set[str] = set()
+    folders: dict[str, str] = {}
+    for inbox in inboxes:
+        if inbox.name in names:
+            raise ConfigError(f'{where}: inbox "{inbox.name}": name is used by another inbox')
+        names.add(inbox.name)
+        folder = os.path.normcase(str(inbox.path))
+        if folder in folders:
+            raise ConfigError(
+                f'{where}: inbox "{inbox.name}": path is the same folder as inbox "{folders[folder]}"'
+            )
+        folders[folder] = inbox.name
+
+
+def replace_inboxes(config: Config, change: Callable[[InboxConfig], InboxConfig]) -> Config:
+    """A copy of ``config`` with ``change`` applied to every inbox (used by demo and tests)."""
+    return dataclasses.replace(config, inboxes=tuple(change(i) for i in config.inboxes))

@@ -1,0 +1,180 @@
+"""Logging set-up: the only place that adds loguru sinks.
+
+Every sink writes through ``scrub`` so a registered secret can never reach a
+console or a file, whatever code logged it (ours, httpx through the stdlib
+intercept, or a traceback). ``diagnose=False`` because loguru's default
+prints variable values in tracebacks, passwords included (DESIGN §8.9).
+
+Log files carry the date in their name and are never renamed: loguru's own
+rotation renames the open file, which fails on Windows while another process
+(an editor, a backup agent) holds it (loguru issues #1170, #184).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import TextIO
+
+from loguru import logger
+
+from dropbox_sync.redact import scrub
+
+CONSOLE_FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}"
+FILE_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS ZZ} {level: <7} [{thread.name}] {message}"
+
+
+def setup(
+    *,
+    level: str = "INFO",
+    log_dir: Path | None = None,
+    log_format: str = "text",
+    retention_days: int = 30,
+    console: TextIO | None = None,
+) -> None:
+    """Replace every sink: the console, and a daily file in ``log_dir`` if given."""
+    logger.remove()
+    stream = console if console is not None else sys.stderr
+    logger.add(
+        _ScrubbingStream(stream),
+        level=level,
+        format=CONSOLE_FORMAT,
+        colorize=_is_terminal(stream),
+        backtrace=False,
+        diagnose=False,
+    )
+    if log_dir is not None:
+        logger.add(
+            DailyFileSink(log_dir, retention_days=retention_days, json_lines=log_format == "json"),
+            level=level,
+            format=FILE_FORMAT + "\n{exception}",
+            colorize=False,
+            backtrace=False,
+            diagnose=False,
+            enqueue=False,
+        )
+    _intercept_stdlib_logging()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _ScrubbingStream:
+    """A loguru sink that scrubs secrets before writing to a text stream."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, message: str) -> None:
+        try:
+            self.stream.write(scrub(message))
+        except (OSError, ValueError):
+            # A closed console (service, detached session) must not stop the job.
+            pass
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+class DailyFileSink:
+    """Appends to ``dropbox-sync_YYYY-MM-DD.log``; opens a new file when the date changes."""
+
+    def __init__(self, directory: Path, *, retention_days: int = 30, json_lines: bool = False) -> None:
+        self.directory = directory
+        self.retention_days = retention_days
+        self.json_lines = json_lines
+        self._lock = threading.Lock()
+        self._day: dt.date | None = None
+        self._file: TextIO | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, day: dt.date) -> Path:
+        suffix = "jsonl" if self.json_lines else "log"
+        return self.directory / f"dropbox-sync_{day.isoformat()}.{suffix}"
+
+    def write(self, message) -> None:  # loguru passes a str subclass with .record
+        text = self._render(message)
+        day = message.record["time"].date() if hasattr(message, "record") else dt.date.today()
+        with self._lock:
+            handle = self._handle_for(day)
+            handle.write(scrub(text))
+            handle.flush()
+
+    def _render(self, message) -> str:
+        if not self.json_lines or not hasattr(message, "record"):
+            return str(message)
+        record = message.record
+        entry = {
+            "time": record["time"].isoformat(),
+            "level": record["level"].name,
+            "message": record["message"],
+            "thread": record["thread"].name,
+        }
+        if record["exception"] is not None:
+            entry["exception"] = str(message).split("\n", 1)[-1].strip()
+        return json.dumps(entry, ensure_ascii=False) + "\n"
+
+    def _handle_for(self, day: dt.date) -> TextIO:
+        if self._file is None or day != self._day:
+            if self._file is not None:
+                self._file.close()
+            self._file = open(self.path_for(day), "a", encoding="utf-8")  # noqa: SIM115
+            self._day = day
+            self._prune(day)
+        return self._file
+
+    def _prune(self, today: dt.date) -> None:
+        """Delete our own log files older than the retention (never user files)."""
+        cutoff = today - dt.timedelta(days=self.retention_days)
+        for path in self.directory.glob("dropbox-sync_*.*"):
+            try:
+                day = dt.date.fromisoformat(path.stem.split("_", 1)[1])
+            except (IndexError, ValueError):
+                continue
+            if day < cutoff:
+                try:
+                    path.unlink()
+                except OSError:
+                    pass  # held open elsewhere: try again tomorrow
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+# watchdog's inotify emitter logs this at ERROR when the observer is stopped
+# while a read is pending: a normal shutdown, not a fault worth an alarm.
+_SHUTDOWN_NOISE = "called when the thread is inactive"
+
+
+class _InterceptHandler(logging.Handler):
+    """Send stdlib logging (httpx, watchdog) into loguru, hence through the scrubbers."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        if _SHUTDOWN_NOISE in record.getMessage():
+            level = "DEBUG"
+        logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
+
+
+def _intercept_stdlib_logging() -> None:
+    logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
+    # httpx logs every request URL at INFO; one line per upload is ours to write.
+    for noisy in ("httpx", "httpcore", "watchdog"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,475 @@
+"""The job, per inbox: discover -> settle -> claim -> pre-flight -> upload -> record -> archive.
+
+``InboxWorker.cycle`` does one pass over one inbox and says how long to wait
+before the next; ``Pipeline.run`` repeats that in a thread per inbox until the
+stop event is set, and ``Pipeline.once`` repeats it until every file present
+has been dealt with. Order is strict within an inbox: files already claimed
+go first, and a claimed file waiting for a retry holds back every later one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from dropbox_sync import __version__, archive, preflight
+from dropbox_sync.backoff import Backoff
+from dropbox_sync.client import ImportClient, Reply
+from dropbox_sync.config import Config, InboxConfig
+from dropbox_sync.errors import FileNotReady, HoldError, TransientError
+from dropbox_sync.journal import Attempt, Journal
+from dropbox_sync.settle import Clock, Settler
+from dropbox_sync.watcher import Candidate, Watcher, observe, scan
+
+HOLD_STATUSES = {401: "credentials were rejected", 403: "the account lacks system administration rights",
+                 404: "the import URL does not exist"}  # fmt: skip
+RETRY_STATUSES = {429, 502, 503, 504}
+READ_TIMEOUTS_BEFORE_HOLD = 3
+NOT_READY_RECHECK = 1.0  # seconds before looking again at a file held open by its writer
+MISSING_FOLDER_RECHECK = 5.0
+SUPERVISE_EVERY = 5.0
+
+
+class Outcome(Enum):
+    PROCESSED = "processed"
+    FAILED = "failed"
+    HELD = "held"  # inbox paused until the config or server is fixed
+    RETRY = "retry"  # passing fault; the file waits, claimed
+    NOT_READY = "not ready"  # changed or busy; settle again
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """What happened to one file, for people (demo, once) and tests."""
+
+    inbox: str
+    original: str
+    outcome: Outcome
+    summary: str
+    archived: Path | None = None
+
+    @property
+    def result_file(self) -> Path | None:
+        return archive.result_path(self.archived) if self.archived else None
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class _RetryState:
+    due: float = 0.0  # monotonic time of the next attempt
+    attempts: int = 0
+    read_timeouts: int = 0
+    since: float | None = None  # first failure of the current streak
+
+
+@dataclass
+class InboxWorker:
+    inbox: InboxConfig
+    journal: Journal | None = None
+    clock: Clock = time.monotonic
+    wall: Callable[[], dt.datetime] = utc_now
+    rand: Callable[[], float] = random.random
+    client_factory: Callable[[InboxConfig], ImportClient] = ImportClient
+    wake: threading.Event = field(default_factory=threading.Event)
+    reports: list[FileReport] = field(default_factory=list)
+    hold_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        self.settler = Settler(self.inbox.settle_seconds, self.clock)
+        self.backoff = Backoff(cap=self.inbox.retry_max_seconds, rand=self.rand)
+        self.retry = _RetryState()
+        self.waiting: dict[str, str] = {}  # file name -> why it is not sent yet
+        self._client: ImportClient | None = None
+        self._folder_missing = False
+        self._reported_ignored: set[str] = set()
+        self._not_ready_until = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.inbox.name
+
+    # -- one pass -----------------------------------------------------------------
+
+    def cycle(self, stop: threading.Event) -> float:
+        """Do what can be done now; return seconds until the next pass is worth it."""
+        if not self._folder_present():
+            return MISSING_FOLDER_RECHECK
+        archive.ensure_folders(self.inbox.path)
+        self._recover_orphan_results()
+        blocked = self._send_claimed(stop)
+        if blocked is not None:
+            return blocked
+        candidates = self._scan()
+        for candidate in candidates:
+            if stop.is_set():
+                return 0.0
+            outcome = self._take(candidate)
+            if outcome in (Outcome.HELD, Outcome.RETRY):
+                return self._seconds_until_retry()
+        return self._next_pass_delay()
+
+    def _folder_present(self) -> bool:
+        present = self.inbox.path.is_dir()
+        if not present and not self._folder_missing:
+            logger.error('inbox "{}": folder {} is missing (share unmounted or folder deleted); '
+                         "waiting for it to come back", self.name, self.inbox.path)  # fmt: skip
+        elif present and self._folder_missing:
+            logger.info('inbox "{}": folder {} is back', self.name, self.inbox.path)
+        self._folder_missing = not present
+        return present
+
+    def _recover_orphan_results(self) -> None:
+        for result in archive.orphan_results(self.inbox.path):
+            archived = archive.reunite_orphan_result(result)
+            if archived is not None:
+                logger.info('inbox "{}": recovered the result of {}', self.name, archived.name)
+
+    def _send_claimed(self, stop: threading.Event) -> float | None:
+        """Finish files already in sending/ first; a delay if one must wait."""
+        for claimed in archive.claimed_files(self.inbox.path):
+            if stop.is_set():
+                return 0.0
+            saved = archive.read_result(claimed)
+            if saved is not None:
+                self._archive_recovered(claimed, saved)
+                continue
+            if self.clock() < self.retry.due:
+                return self._seconds_until_retry()
+            current = observe(claimed)
+            if current is None or not self.settler.observe(("claimed", claimed.name), current):
+                self.waiting[claimed.name] = "changed after it was claimed; waiting for it to settle"
+                return self._next_pass_delay()
+            outcome = self._send(claimed)
+            if outcome in (Outcome.HELD, Outcome.RETRY):
+                return self._seconds_until_retry()
+            if outcome is Outcome.NOT_READY:
+                return self._next_pass_delay()
+        return None
+
+    def _archive_recovered(self, claimed: Path, saved: dict[str, Any]) -> None:
+        """A crash after the result was saved but before the file moved: finish the move."""
+        destination = archive.PROCESSED if saved.get("success") is True else archive.FAILED
+        target = archive.archive(claimed, destination)
+        logger.info('inbox "{}": finished archiving {} into {}/ after a restart', self.name, claimed.name, destination)
+        self.reports.append(FileReport(self.name, archive.original_name(claimed.name),
+                                       Outcome(destination), str(saved.get("summary", "")), target))  # fmt: skip
+
+    def _scan(self) -> list[Candidate]:
+        try:
+            candidates, ignored = scan(self.inbox)
+        except OSError as exc:
+            logger.warning('inbox "{}": cannot list the folder ({})', self.name, exc.strerror or exc)
+            return []
+        for item in ignored:
+            if item.name not in self._reported_ignored:
+                logger.warning('inbox "{}": ignoring {}: it {}', self.name, item.name, item.reason)
+                self._reported_ignored.add(item.name)
+        present = {c.name for c in candidates}
+        self._reported_ignored &= {i.name for i in ignored}
+        claimed = {p.name for p in archive.claimed_files(self.inbox.path)}
+        self.settler.forget_all_but(present | {("claimed", name) for name in claimed})
+        self.waiting = {k: v for k, v in self.waiting.items() if k in present or k in claimed}
+        ready = []
+        for candidate in candidates:
+            if self.settler.observe(candidate.name, candidate.observation):
+                ready.append(candidate)
+            else:
+                self.waiting[candidate.name] = "settling (still changing, or seen too recently)"
+        return ready
+
+    def _take(self, candidate: Candidate) -> Outcome:
+        """Claim a settled file and send it, unless it changed since the scan."""
+        if self.clock() < self._not_ready_until:
+            return Outcome.NOT_READY
+        current = observe(self.inbox.path / candidate.name)
+        if current is None or not self.settler.observe(candidate.name, current):
+            return Outcome.NOT_READY
+        try:
+            claimed = archive.claim(self.inbox.path, candidate.name, self.wall())
+        except FileNotReady as exc:
+            logger.debug('inbox "{}": {}; will look again', self.name, exc)
+            self.waiting[candidate.name] = str(exc)
+            self._not_ready_until = self.clock() + NOT_READY_RECHECK
+            return Outcome.NOT_READY
+        self.waiting.pop(candidate.name, None)
+        self.settler.forget(candidate.name)
+        # What settled before the claim must be what we upload (DESIGN §5, Claim):
+        # seed the claimed key so only a change after the claim restarts settling.
+        self.settler.adopt(("claimed", claimed.name), current)
+        after = observe(claimed)
+        if after != current:
+            self.waiting[claimed.name] = "changed while being claimed; waiting for it to settle"
+            return Outcome.NOT_READY
+        return self._send(claimed)
+
+    # -- one file -----------------------------------------------------------------
+
+    def _send(self, claimed: Path) -> Outcome:
+        original = archive.original_name(claimed.name)
+        started = self.wall()
+        before = observe(claimed)
+        try:
+            inspection = preflight.inspect(claimed, max_file_size=self.inbox.max_file_size)
+        except OSError as exc:
+            inspection = preflight.Inspection(before.size if before else 0, None,
+                                              f"File cannot be read: {exc.strerror or exc}.")  # fmt: skip
+        facts = {"sha256": inspection.sha256, "bytes": inspection.size}
+        if inspection.problem is not None:
+            body = {"success": False, "summary": inspection.problem}
+            return self._finish(claimed, original, started, body, None, facts, stage="preflight")
+        self.retry.attempts += 1
+        try:
+            reply = self._http().upload(claimed, filename=original)
+        except HoldError as exc:
+            return self._hold(claimed, original, started, str(exc), exc.status, facts)
+        except TransientError as exc:
+            return self._transient(claimed, original, started, str(exc), exc.status, exc.retry_after,
+                                   exc.read_timeout, facts)  # fmt: skip
+        if reply.status in HOLD_STATUSES:
+            reason = f"HTTP {reply.status}: {HOLD_STATUSES[reply.status]} ({reply.summary})"
+            return self._hold(claimed, original, started, reason, reply.status, facts)
+        if reply.status in RETRY_STATUSES or reply.success is None:
+            reason = f"HTTP {reply.status}: {reply.summary}" if reply.success is None else reply.summary
+            if reply.success is None:
+                reason += " (not an Infiniti import reply)"
+            return self._transient(claimed, original, started, reason, reply.status, reply.retry_after, False, facts)
+        if observe(claimed) != before:
+            # The writer was still at it: what arrived may be partial. Settle and send again.
+            logger.warning('inbox "{}": {} changed during the upload; it will be sent again once it settles',
+                           self.name, original)  # fmt: skip
+            return Outcome.NOT_READY
+        return self._finish(claimed, original, started, reply.body or {}, reply, facts, stage="upload")
+
+    def _http(self) -> ImportClient:
+        if self._client is None:
+            self._client = self.client_factory(self.inbox)
+        return self._client
+
+    def _finish(self, claimed: Path, original: str, started: dt.datetime, body: dict[str, Any],
+                reply: Reply | None, facts: dict[str, Any], *, stage: str) -> Outcome:  # fmt: skip
+        outcome = Outcome.PROCESSED if body.get("success") is True else Outcome.FAILED
+        finished = self.wall()
+        ours = {
+            "version": __version__,
+            "inbox": self.name,
+            "file": original,
+            "archived_as": claimed.name,
+            "outcome": outcome.value,
+            "stage": stage,
+            "endpoint": self.inbox.safe_url,
+            "http_status": reply.status if reply else None,
+            **facts,
+            "attempts": self.retry.attempts,
+            "started": _iso(started),
+            "finished": _iso(finished),
+        }
+        archive.write_json_atomically(archive.result_path(claimed), {**body, "dropbox_sync": ours})
+        target = archive.archive(claimed, outcome.value)
+        summary = str(body.get("summary", ""))
+        self._journal(claimed.name, original, started, finished, reply.status if reply else None,
+                      outcome.value, summary, facts)  # fmt: skip
+        log = logger.success if outcome is Outcome.PROCESSED else logger.error
+        log('inbox "{}": {} -> {}/{} ({})', self.name, original, outcome.value, target.name, summary)
+        self.reports.append(FileReport(self.name, original, outcome, summary, target))
+        self.waiting.pop(claimed.name, None)
+        self._clear_retry()
+        self.settler.forget(("claimed", claimed.name))
+        return outcome
+
+    def _hold(self, claimed: Path, original: str, started: dt.datetime, reason: str,
+              status: int | None, facts: dict[str, Any]) -> Outcome:  # fmt: skip
+        if self.hold_reason != reason:
+            logger.error('inbox "{}": HELD: {}. {} and later files wait; retrying every {:g} s. Fix the config '
+                         "(url, username, password, ca_bundle) if this persists.",
+                         self.name, reason, original, self.inbox.hold_retry_seconds)  # fmt: skip
+        self.hold_reason = reason
+        self.retry.due = self.clock() + self.inbox.hold_retry_seconds
+        self.waiting[claimed.name] = f"held: {reason}"
+        self._journal(claimed.name, original, started, self.wall(), status, "held", reason, facts)
+        self.reports.append(FileReport(self.name, original, Outcome.HELD, reason))
+        return Outcome.HELD
+
+    def _transient(self, claimed: Path, original: str, started: dt.datetime, reason: str, status: int | None,
+                   retry_after: float | None, read_timeout: bool, facts: dict[str, Any]) -> Outcome:  # fmt: skip
+        self.retry.read_timeouts = self.retry.read_timeouts + 1 if read_timeout else 0
+        if self.retry.read_timeouts >= READ_TIMEOUTS_BEFORE_HOLD:
+            reason = (f"{reason}, {self.retry.read_timeouts} times in a row: the server may need longer "
+                      f"to import this file; raise 'timeout' (now {self.inbox.timeout:g} s)")  # fmt: skip
+            return self._hold(claimed, original, started, reason, status, facts)
+        delay = self.backoff.next_delay(retry_after)
+        now = self.clock()
+        self.retry.due = now + delay
+        if self.retry.since is None:
+            self.retry.since = now
+        logger.warning('inbox "{}": {} not sent: {}; retrying in {:.1f} s', self.name, original, reason, delay)
+        self.waiting[claimed.name] = f"retrying: {reason}"
+        self._journal(claimed.name, original, started, self.wall(), status, "retry", reason, facts)
+        self.reports.append(FileReport(self.name, original, Outcome.RETRY, reason))
+        return Outcome.RETRY
+
+    def _clear_retry(self) -> None:
+        if self.hold_reason is not None:
+            logger.info('inbox "{}": the server accepts uploads again; resuming', self.name)
+        self.hold_reason = None
+        self.retry = _RetryState()
+        self.backoff.reset()
+
+    def _journal(self, file: str, original: str, started: dt.datetime, finished: dt.datetime,
+                 status: int | None, outcome: str, summary: str, facts: dict[str, Any]) -> None:  # fmt: skip
+        if self.journal is not None:
+            self.journal.record(Attempt(self.name, file, original, facts.get("sha256"), facts.get("bytes"),
+                                        _iso(started), _iso(finished), status, outcome, summary))  # fmt: skip
+
+    # -- timing -------------------------------------------------------------------
+
+    def _seconds_until_retry(self) -> float:
+        return max(0.0, self.retry.due - self.clock())
+
+    def _next_pass_delay(self) -> float:
+        delays = [self.inbox.rescan_seconds]
+        settle = self.settler.seconds_until_next_check()
+        if settle is not None:
+            # A hair past the moment it could settle, so that pass sees it settled.
+            delays.append(settle + 0.01)
+        if self._not_ready_until:
+            delays.append(max(0.0, self._not_ready_until - self.clock()))
+        return max(0.0, min(delays))
+
+    def has_work(self) -> bool:
+        """Anything claimed, or anything in the inbox still to send (for ``once``)."""
+        if not self.inbox.path.is_dir():
+            return False
+        if archive.claimed_files(self.inbox.path):
+            return True
+        try:
+            candidates, _ = scan(self.inbox)
+        except OSError:
+            return False
+        return bool(candidates)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+@dataclass(frozen=True)
+class OnceResult:
+    reports: list[FileReport]
+    held: dict[str, str]  # inbox -> why files are still waiting
+
+    @property
+    def failed(self) -> list[FileReport]:
+        return [r for r in self.reports if r.outcome is Outcome.FAILED]
+
+
+class Pipeline:
+    """Every inbox of a config, in one process."""
+
+    def __init__(self, config: Config, *, journal: Journal | None = None,
+                 worker_factory: Callable[..., InboxWorker] = InboxWorker) -> None:  # fmt: skip
+        self.config = config
+        self.workers = [worker_factory(inbox, journal=journal) for inbox in config.inboxes]
+        self.ready = threading.Event()  # set once every observer runs (for sd_notify READY)
+
+    def run(self, stop: threading.Event) -> None:
+        """Watch and send until ``stop`` is set; then stop within stop_timeout."""
+        by_name = {w.name: w for w in self.workers}
+        watcher = Watcher(self.config.inboxes, lambda name: by_name[name].wake.set())
+        watcher.start()
+        threads = [threading.Thread(target=self._loop, args=(w, stop), name=f"inbox-{w.name}", daemon=True)
+                   for w in self.workers]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for worker in self.workers:
+            logger.info('inbox "{}": watching {} ({} observer) -> {}', worker.name, worker.inbox.path,
+                        watcher.kind(worker.name), worker.inbox.safe_url)  # fmt: skip
+        self.ready.set()
+        try:
+            while not stop.wait(SUPERVISE_EVERY):
+                watcher.supervise()
+        finally:
+            for worker in self.workers:
+                worker.wake.set()
+            watcher.stop()
+            self._join(threads)
+
+    def _loop(self, worker: InboxWorker, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    delay = worker.cycle(stop)
+                except Exception:  # noqa: BLE001 - one bad pass must not end the watch
+                    logger.exception('inbox "{}": unexpected error; carrying on', worker.name)
+                    delay = MISSING_FOLDER_RECHECK
+                worker.reports.clear()  # only `once` reads them; a service runs for months
+                worker.wake.wait(delay)
+                worker.wake.clear()
+        finally:
+            worker.close()
+
+    def _join(self, threads: list[threading.Thread]) -> None:
+        deadline = time.monotonic() + max((w.inbox.stop_timeout for w in self.workers), default=0)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                logger.warning("{}: upload still running at stop; abandoned. The file stays in sending/ "
+                               "and is sent again at the next start.", thread.name)  # fmt: skip
+
+    def once(self, stop: threading.Event) -> OnceResult:
+        """Deal with every file now in the inboxes, then return (scheduled-task mode)."""
+        held: dict[str, str] = {}
+        threads = [threading.Thread(target=self._once_inbox, args=(w, stop, held), name=f"once-{w.name}")
+                   for w in self.workers]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return OnceResult([r for w in self.workers for r in w.reports], held)
+
+    @staticmethod
+    def _once_inbox(worker: InboxWorker, stop: threading.Event, held: dict[str, str]) -> None:
+        """Cycle until nothing is left; a hold ends at once, retries end after once_retry_seconds."""
+        inbox = worker.inbox
+        patience = inbox.settle_seconds + inbox.once_retry_seconds
+        last_progress = worker.clock()
+        done = 0
+        try:
+            while not stop.is_set():
+                delay = worker.cycle(stop)
+                if len(worker.reports) != done:
+                    done = len(worker.reports)
+                    last_progress = worker.clock()
+                if worker.hold_reason is not None:
+                    held[worker.name] = worker.hold_reason
+                    return
+                if not worker.has_work():
+                    return
+                retrying = worker.retry.since is not None
+                started = worker.retry.since if retrying else last_progress
+                remaining = started + patience - worker.clock()
+                if remaining < 0:
+                    reasons = sorted(set(worker.waiting.values())) or ["files did not settle"]
+                    held[worker.name] = "; ".join(reasons)
+                    return
+                # No observer in this mode: look again when the soonest file
+                # could have settled, but never past the patience deadline.
+                stop.wait(min(delay, remaining + 0.01))
+        finally:
+            worker.close()

@@ -1,0 +1,119 @@
+"""Checks made before a file is uploaded, so the server only sees plausible CSVs.
+
+A file that fails goes to failed/ with a result in the server's own shape
+(``success: false`` and a ``summary`` saying exactly what is wrong), so office
+staff read one kind of result whatever stopped the file. An empty file passes:
+the vendor documents it as legal (incremental imports).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+REQUIRED_COLUMNS = ("username", "library-group", "system-group")
+BOM = codecs.BOM_UTF8
+CHUNK = 1 << 20
+HEADER_LIMIT = 64 * 1024  # a header line longer than this is not a CSV header
+
+
+@dataclass(frozen=True)
+class Inspection:
+    size: int
+    sha256: str | None  # None when the file was too big to read
+    problem: str | None  # None: fit to upload; else one sentence saying why not
+
+
+def inspect(path: Path, *, max_file_size: int) -> Inspection:
+    """Read the file once: its digest, and whether it may be uploaded."""
+    size = path.stat().st_size
+    if size > max_file_size:
+        problem = (
+            f"File is {_human(size)}, over the limit of {_human(max_file_size)} "
+            "(max_file_size). Split the export or raise the limit."
+        )
+        return Inspection(size, None, problem)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        problem = _check_text(handle, digest)
+        if problem is None and size > 0:
+            handle.seek(0)
+            problem = _check_header(handle.read(HEADER_LIMIT))
+    return Inspection(size, digest.hexdigest(), problem)
+
+
+def _check_text(handle, digest) -> str | None:
+    """The whole file must be UTF-8 text (a BOM is fine); find the first bad byte.
+
+    Reads to the end even after a problem, so the digest is always complete.
+    """
+    problem: str | None = None
+    head = handle.read(4)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not head.startswith(BOM):
+        problem = "File is UTF-16 text; Infiniti needs UTF-8. In Excel choose 'CSV UTF-8' when saving."
+    handle.seek(0)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    while chunk := handle.read(CHUNK):
+        digest.update(chunk)
+        if problem is None:
+            problem = _chunk_problem(chunk, offset, decoder)
+        offset += len(chunk)
+    if problem is None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            problem = f"File is not valid UTF-8: it ends in the middle of a character (byte offset {offset})."
+    return problem
+
+
+def _chunk_problem(chunk: bytes, offset: int, decoder) -> str | None:
+    zero = chunk.find(b"\0")
+    if zero >= 0:
+        return f"File is not text: it has a NUL byte at byte offset {offset + zero}."
+    try:
+        decoder.decode(chunk)
+    except UnicodeDecodeError as exc:
+        # exc.start counts from the decoder's carried-over bytes; close enough
+        # to point a person at the right spot.
+        position = offset + max(exc.start, 0)
+        bad = exc.object[exc.start] if exc.start < len(exc.object) else 0
+        return (
+            f"File is not valid UTF-8: byte 0x{bad:02x} at byte offset {position}. "
+            "Save the export as UTF-8 (Excel: 'CSV UTF-8')."
+        )
+    return None
+
+
+def _check_header(start: bytes) -> str | None:
+    text = start.removeprefix(BOM).decode("utf-8", errors="replace")
+    first_line = text.splitlines()[0] if text.strip() else ""
+    if not first_line.strip():
+        return "File has no header line: the first line is empty."
+    if "\n" not in text and len(start) >= HEADER_LIMIT:
+        return f"File has no header line: no line break in the first {HEADER_LIMIT // 1024} KiB."
+    columns = [c.strip() for c in next(csv.reader([first_line]))]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if not missing:
+        return None
+    message = f"Missing required column(s): {', '.join(missing)}."
+    if ";" in first_line and "," not in first_line:
+        message += " The header is separated by ';': Infiniti needs commas."
+    else:
+        by_lower = {c.lower(): c for c in columns}
+        near = [f"'{by_lower[m]}'" for m in missing if m in by_lower]
+        if near:
+            message += f" Found {', '.join(near)}: column names must be lower case."
+        message += f" The header has: {', '.join(columns)[:300]}."
+    return message
+
+
+def _human(size: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size} bytes"
