@@ -295,9 +295,9 @@ class InboxWorker:
     def _hold(self, claimed: Path, original: str, started: dt.datetime, reason: str,
               status: int | None, facts: dict[str, Any]) -> Outcome:  # fmt: skip
         if self.hold_reason != reason:
-            logger.error('inbox "{}": HELD: {}. {} and later files wait; retrying every {:g} s. Fix the config '
-                         "(url, username, password, ca_bundle) if this persists.",
-                         self.name, reason, original, self.inbox.hold_retry_seconds)  # fmt: skip
+            logger.error('inbox "{}": HELD: {}. {} and later files wait until this is fixed '
+                         "(url, username, password, ca_bundle in the config, or the server).",
+                         self.name, reason, original)  # fmt: skip
         self.hold_reason = reason
         self.retry.due = self.clock() + self.inbox.hold_retry_seconds
         self.waiting[claimed.name] = f"held: {reason}"

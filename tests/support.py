@@ -1,0 +1,87 @@
+"""Helpers for tests that run the real pipeline against the real emulator."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from dropbox_sync import archive, config
+from dropbox_sync.emulator import Emulator
+from dropbox_sync.journal import Journal
+from dropbox_sync.pipeline import Pipeline
+
+PASSWORD = "Tr1cky-Pa55word-7f3a"  # distinctive, so a grep can prove it never leaks
+USER = "autoimport"
+HEADER = "username,firstName,lastName,library-group,system-group,emailAddress\n"
+
+
+def good_csv(*usernames: str) -> str:
+    return HEADER + "".join(f"{u},First,Last,Year 7,Student,{u}@school.example\n" for u in usernames)
+
+
+def toml_value(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+
+
+def write_config(tmp_path: Path, emulator: Emulator, *, inboxes: int = 1, **overrides: Any) -> Path:
+    """A config file with ``inboxes`` inboxes (tmp_path/inbox, inbox2, ...) pointing at the emulator."""
+    lines = [f"state_dir = {toml_value(str(tmp_path / 'state'))}",
+             f"log_dir = {toml_value(str(tmp_path / 'logs'))}"]  # fmt: skip
+    for number in range(1, inboxes + 1):
+        folder = tmp_path / ("inbox" if number == 1 else f"inbox{number}")
+        folder.mkdir(exist_ok=True)
+        values = {
+            "name": folder.name,
+            "path": str(folder),
+            "url": f"{emulator.base_url}/api/import/users",
+            "username": USER,
+            "password": PASSWORD,
+            "ca_bundle": str(emulator.ca_file) if emulator.ca_file else "",
+            "settle_seconds": 0.3,
+            "rescan_seconds": 30,
+            "once_retry_seconds": 10,
+            **overrides,
+        }
+        lines.append("[[inbox]]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+    path = tmp_path / "config.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def emulator_with_password(tmp_path: Path, **kwargs: Any) -> Emulator:
+    return Emulator(tmp_path / "emulator", accounts={USER: (PASSWORD, True)}, keep_uploads=True, **kwargs)
+
+
+def archived(inbox: Path, which: str) -> list[Path]:
+    folder = inbox / which
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if not p.name.endswith(archive.RESULT_SUFFIX))
+
+
+def result_of(path: Path) -> dict[str, Any]:
+    return json.loads(archive.result_path(path).read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def running_service(config_path: Path) -> Iterator[Pipeline]:
+    """The real ``run`` loop (observers, workers) in a thread; stopped and joined after."""
+    cfg = config.load(config_path)
+    journal = Journal(cfg.state_dir / "journal.sqlite3")
+    pipeline = Pipeline(cfg, journal=journal)
+    stop = threading.Event()
+    thread = threading.Thread(target=pipeline.run, args=(stop,), name="test-service")
+    thread.start()
+    try:
+        assert pipeline.ready.wait(10), "pipeline did not start"
+        yield pipeline
+    finally:
+        stop.set()
+        thread.join(30)
+        journal.close()
+        assert not thread.is_alive(), "pipeline did not stop"

@@ -1,0 +1,200 @@
+"""The drop-box end to end: real emulator over TLS, real folders, real observers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dropbox_sync import config
+from dropbox_sync.pipeline import InboxWorker, Pipeline
+from tests.helpers import wait_until
+from tests.support import (
+    HEADER,
+    archived,
+    emulator_with_password,
+    good_csv,
+    result_of,
+    running_service,
+    write_config,
+)
+
+
+@pytest.fixture
+def emu(tmp_path):
+    emulator = emulator_with_password(tmp_path).start()
+    yield emulator
+    emulator.stop()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_good_bad_row_and_missing_column_end_in_the_right_folders(tmp_path, emu):
+    inbox = tmp_path / "inbox"
+    files = {
+        "good.csv": good_csv("u1", "u2").encode(),
+        "bad-row.csv": (HEADER + "u3,A,B,Year 7,Student,not-an-email\n").encode(),
+        "no-column.csv": b"username,library-group\nu4,Year 7\n",
+    }
+    with running_service(write_config(tmp_path, emu)):
+        for name, data in files.items():
+            (inbox / name).write_bytes(data)
+        wait_until(lambda: len(archived(inbox, "processed")) + len(archived(inbox, "failed")) == 3)
+
+    (good,) = archived(inbox, "processed")
+    assert good.name.endswith("_good.csv")
+    assert good.read_bytes() == files["good.csv"]
+    failed = {p.name.split("_", 1)[1]: p for p in archived(inbox, "failed")}
+    assert set(failed) == {"bad-row.csv", "no-column.csv"}
+
+    uploads = {u.filename: u for u in emu.uploads()}
+    for name in ("good.csv", "bad-row.csv"):
+        assert uploads[name].sha256 == sha256(files[name]), "server must receive the bytes unchanged"
+    assert "no-column.csv" not in uploads, "pre-flight stops a file without required columns"
+
+    good_result = result_of(good)
+    assert good_result["success"] is True
+    assert good_result["summary"] == "2 users processed. 2 users created. 0 users updated. 0 users failed."
+    assert set(good_result) == {"success", "summary", "dropbox_sync"}
+    facts = good_result["dropbox_sync"]
+    assert facts["sha256"] == sha256(files["good.csv"]) and facts["bytes"] == len(files["good.csv"])
+    assert facts["http_status"] == 200 and facts["file"] == "good.csv"
+
+    bad = result_of(failed["bad-row.csv"])
+    assert bad["success"] is False
+    assert bad["details"] == {"1": "Field (emailAddress) is not a well-formed email address. User failed to "
+                                    "import: Field (emailAddress) is not a well-formed email address. "}
+    missing = result_of(failed["no-column.csv"])
+    assert missing["success"] is False
+    assert missing["summary"].startswith("Missing required column(s): system-group.")
+    assert missing["dropbox_sync"]["stage"] == "preflight"
+    assert not list((inbox / "sending").iterdir()), "nothing may be left claimed"
+
+
+def test_a_slowly_written_file_is_uploaded_once_and_complete(tmp_path, emu):
+    inbox = tmp_path / "inbox"
+    lines = [good_csv("slow0")] + [f"slow{i},F,L,Year 7,Student,\n" for i in range(1, 21)]
+    with running_service(write_config(tmp_path, emu, settle_seconds=2)):
+        with open(inbox / "slow.csv", "w", encoding="utf-8") as handle:
+            for line in lines:
+                handle.write(line)
+                handle.flush()
+                time.sleep(0.5)  # the behaviour under test: a writer that pauses
+        wait_until(lambda: archived(inbox, "processed"), timeout=20)
+    assert len(emu.uploads()) == 1
+    (done,) = archived(inbox, "processed")
+    assert done.read_text(encoding="utf-8") == "".join(lines)
+    assert emu.uploads()[0].sha256 == sha256("".join(lines).encode())
+    assert result_of(done)["summary"].startswith("21 users processed. 21 users created.")
+
+
+def test_files_present_before_start_up_are_processed(tmp_path, emu):
+    inbox = tmp_path / "inbox"
+    config_path = write_config(tmp_path, emu)
+    for number in range(3):
+        (inbox / f"early{number}.csv").write_text(good_csv(f"e{number}"), encoding="utf-8")
+    with running_service(config_path):
+        wait_until(lambda: len(archived(inbox, "processed")) == 3)
+    assert len(emu.uploads()) == 3
+
+
+def test_the_same_name_dropped_twice_gives_two_archives(tmp_path, emu):
+    inbox = tmp_path / "inbox"
+    with running_service(write_config(tmp_path, emu)):
+        (inbox / "users.csv").write_text(good_csv("a"), encoding="utf-8")
+        wait_until(lambda: len(archived(inbox, "processed")) == 1)
+        (inbox / "users.csv").write_text(good_csv("a", "b"), encoding="utf-8")
+        wait_until(lambda: len(archived(inbox, "processed")) == 2)
+    first, second = archived(inbox, "processed")
+    assert first.name != second.name
+    assert first.read_text(encoding="utf-8") == good_csv("a")
+    assert second.read_text(encoding="utf-8") == good_csv("a", "b")
+    assert result_of(second)["summary"] == "2 users processed. 1 user created. 1 user updated. 0 users failed."
+
+
+def test_oldest_file_goes_first(tmp_path, emu):
+    inbox = tmp_path / "inbox"
+    config_path = write_config(tmp_path, emu)
+    for number, name in enumerate(["c.csv", "a.csv", "b.csv"]):
+        path = inbox / name
+        path.write_text(good_csv(name[0]), encoding="utf-8")
+        stamp = 1_700_000_000 + number * 60
+        os.utime(path, (stamp, stamp))
+    with running_service(config_path):
+        wait_until(lambda: len(archived(inbox, "processed")) == 3)
+    assert [u.filename for u in emu.uploads()] == ["c.csv", "a.csv", "b.csv"]
+
+
+def test_excluded_and_unmatched_names_are_left_alone(tmp_path, emu):
+    inbox = tmp_path / "inbox"
+    config_path = write_config(tmp_path, emu)
+    for name in ("~$users.csv", "users.csv.tmp", ".hidden.csv", "notes.txt", "Thumbs.db"):
+        (inbox / name).write_text(good_csv("x"), encoding="utf-8")
+    (inbox / "REAL.CSV").write_text(good_csv("r"), encoding="utf-8")
+    with running_service(config_path):
+        wait_until(lambda: archived(inbox, "processed"))
+    assert [u.filename for u in emu.uploads()] == ["REAL.CSV"]
+    assert sorted(p.name for p in inbox.iterdir() if p.is_file()) == sorted(
+        ["~$users.csv", "users.csv.tmp", ".hidden.csv", "notes.txt", "Thumbs.db"])
+
+
+def test_several_inboxes_in_one_process(tmp_path, emu):
+    config_path = write_config(tmp_path, emu, inboxes=3)
+    folders = [tmp_path / "inbox", tmp_path / "inbox2", tmp_path / "inbox3"]
+    with running_service(config_path):
+        for number, folder in enumerate(folders):
+            (folder / "users.csv").write_text(good_csv(f"m{number}"), encoding="utf-8")
+        wait_until(lambda: all(archived(f, "processed") for f in folders))
+    assert len(emu.uploads()) == 3
+
+
+def test_once_processes_everything_and_returns(tmp_path, emu):
+    inbox = tmp_path / "inbox"
+    config_path = write_config(tmp_path, emu)
+    for number in range(4):
+        (inbox / f"f{number}.csv").write_text(good_csv(f"o{number}"), encoding="utf-8")
+    (inbox / "bad.csv").write_bytes(b"\xff\xfeu\x00")
+    cfg = config.load(config_path)
+    result = Pipeline(cfg).once(threading.Event())
+    assert len(archived(inbox, "processed")) == 4
+    assert len(result.failed) == 1 and result.failed[0].original == "bad.csv"
+    assert not result.held
+
+
+def test_a_claimed_file_that_changes_is_not_sent_until_it_settles_again(tmp_path, emu):
+    # On Linux a writer can go on writing into a renamed file, and after a
+    # crash we cannot know what happened to a claimed file: either way the
+    # claimed file must settle again before it is sent. Fake clock, real server.
+    from tests.test_settle import FakeClock
+
+    inbox = tmp_path / "inbox"
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=5))
+    clock = FakeClock()
+    worker = InboxWorker(cfg.inboxes[0], clock=clock)
+    stop = threading.Event()
+    worker.cycle(stop)  # creates sending/, processed/, failed/
+    claimed = inbox / "sending" / "20261125T020000Z_users.csv"
+    claimed.write_text(good_csv("c1"), encoding="utf-8")
+    try:
+        assert worker.cycle(stop) == pytest.approx(5.01)
+        clock.advance(3)
+        with open(claimed, "a", encoding="utf-8") as handle:
+            handle.write("c2,F,L,Year 7,Student,\n")
+        worker.cycle(stop)
+        clock.advance(3)
+        worker.cycle(stop)
+        assert emu.uploads() == [], "changed 3 s ago: not settled yet"
+        clock.advance(2.1)
+        worker.cycle(stop)
+    finally:
+        worker.close()
+    (upload,) = emu.uploads()
+    assert upload.sha256 == sha256((good_csv("c1") + "c2,F,L,Year 7,Student,\n").encode())
+    (done,) = archived(inbox, "processed")
+    assert done.name == claimed.name, "the archive name chosen at claim time is kept"
