@@ -6,9 +6,9 @@ import argparse
 import hashlib
 import io
 import re
-import resource
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,9 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dropbox_sync.emulator import Emulator
+from dropbox_sync.emulator import Emulator, wording
 from dropbox_sync.emulator import cli as emulator_cli
-from dropbox_sync.emulator import wording
 from tests.helpers import wait_until
 
 AUTH = ("autoimport", "demo-password")
@@ -76,6 +75,8 @@ def test_upload_creates_then_updates(emulator: Emulator, client: httpx.Client) -
     assert (records[0].bytes, records[0].status, records[0].success) == (len(content), 200, True)
     assert (records[0].username, records[0].tenant, records[0].path) == ("autoimport", None, "/api/import/users")
     assert records[1].summary == second.json()["summary"]
+    emulator.stop()
+    assert emulator.uploads() == records  # still readable from the state dir
 
 
 def test_vendor_example_reply_is_reproduced_exactly(emulator: Emulator, client: httpx.Client) -> None:
@@ -212,6 +213,16 @@ def test_keep_uploads_keeps_the_bytes(tmp_path: Path) -> None:
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak RSS (client and emulator both); 0 where unknown."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
 def test_large_upload_streams_with_flat_memory(emulator: Emulator, client: httpx.Client) -> None:
     """50 MB sent chunked from a generator: it arrives whole, memory does not follow."""
     boundary = "streamboundary"
@@ -232,10 +243,10 @@ def test_large_upload_streams_with_flat_memory(emulator: Emulator, client: httpx
             yield chunk
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak_before = _peak_rss_mib()
     reply = client.post(emulator.import_url(), content=body(), timeout=60.0,
                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    grown_mib = _peak_rss_mib() - peak_before
     assert reply.json() == {"success": True, "summary": "50000 users processed. 1000 users created. "
                                                         "49000 users updated. 0 users failed."}
     (record,) = emulator.uploads()
@@ -260,8 +271,8 @@ def test_file_upload_with_content_length(emulator: Emulator, client: httpx.Clien
 @pytest.mark.parametrize("auth", [None, ("autoimport", "wrong"), ("nobody", "demo-password")],
                          ids=["missing", "wrong-password", "unknown-user"])
 def test_bad_credentials_are_401(emulator: Emulator, auth: tuple[str, str] | None) -> None:
-    with httpx.Client(verify=verify_for(emulator)) as c:
-        reply = c.post(emulator.import_url(), files={"file": ("u.csv", csv_bytes("x,Staff,Staff,,,"))}, auth=auth)
+    with httpx.Client(verify=verify_for(emulator), auth=auth) as c:
+        reply = upload(c, emulator, csv_bytes("x,Staff,Staff,,,"))
     assert reply.status_code == 401
     assert reply.json() == UNAUTHORISED
     assert reply.headers["www-authenticate"] == 'Basic realm="Infiniti"'
@@ -342,6 +353,7 @@ def test_state_survives_restart_and_ca_is_reused(tmp_path: Path) -> None:
     for _ in range(2):
         with Emulator(tmp_path) as emu, httpx.Client(verify=verify_for(emu), auth=AUTH) as c:
             summaries.append(upload(c, emu, content).json()["summary"])
+            assert emu.ca_file is not None
             cas.append(emu.ca_file.read_bytes())
             seqs = [r.seq for r in emu.uploads()]
     assert summaries[1] == "1 user processed. 0 users created. 1 user updated. 0 users failed."
@@ -490,7 +502,9 @@ def test_cli_serves_until_stopped(tmp_path: Path, capsys: pytest.CaptureFixture[
     text = out.getvalue()
     assert result == [0]
     assert "s3cr:et" not in text
-    url = re.search(r"listening on (https://127\.0\.0\.1:\d+)", text).group(1)
+    found = re.search(r"listening on (https://127\.0\.0\.1:\d+)", text)
+    assert found is not None
+    url = found.group(1)
     assert f"Import URL (users): {url}/api/import/users" in text
     assert f"{url}/api/import/userGroups?tenantId=school1" in text
     assert f"curl --cacert {tmp_path / 'ca.pem'} -u robot:<password> -F file=@users.csv" in text
@@ -505,10 +519,10 @@ def test_cli_upload_while_running(tmp_path: Path, capsys: pytest.CaptureFixture[
     try:
         out = io.StringIO()
 
-        def banner() -> str | None:
+        def banner() -> str:
             out.write(capsys.readouterr().out)
             found = re.search(r"Import URL \(users\): (\S+)", out.getvalue())
-            return found.group(1) if found else None
+            return found.group(1) if found else ""
 
         url = wait_until(banner)
         ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))

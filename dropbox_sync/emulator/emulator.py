@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from loguru import logger
 
@@ -19,8 +20,11 @@ from dropbox_sync.emulator.importer import DEFAULT_LIBRARY_GROUPS, DEFAULT_SYSTE
 from dropbox_sync.emulator.server import ImportServer
 from dropbox_sync.emulator.store import DEFAULT_TENANT, Store, UploadRecord, UserRecord
 
+_T = TypeVar("_T")
+
 USERS_PATH = "/api/import/users"
 USER_GROUPS_PATH = "/api/import/userGroups"
+_DB_FILE = "emulator.sqlite3"
 _JOIN_SECONDS = 10.0
 _POLL_SECONDS = 0.05  # how soon the accept loop notices stop()
 
@@ -97,7 +101,7 @@ class Emulator:
         tls_context = None
         if self.tls:
             tls_context, self.ca_file = certs.server_context(self.state_dir, self.host, self._cert_hosts)
-        store = Store(self.state_dir / "emulator.sqlite3", self.state_dir / "uploads")
+        store = Store(self.state_dir / _DB_FILE, self.state_dir / "uploads")
         self._stopping.clear()
         context = Context(
             store=store,
@@ -166,17 +170,24 @@ class Emulator:
     # -- what it saw and holds -----------------------------------------------
 
     def uploads(self) -> list[UploadRecord]:
-        """Every request recorded in this state directory, oldest first."""
-        return self._require_store().uploads()
+        """Every POST recorded in this state directory, oldest first (also after stop)."""
+        return self._read(Store.uploads)
 
     def users(self, tenant: str | None = None) -> list[UserRecord]:
-        return self._require_store().users(DEFAULT_TENANT if tenant is None else tenant)
+        """The users a tenant holds (None: the default tenant), by username."""
+        return self._read(lambda store: store.users(DEFAULT_TENANT if tenant is None else tenant))
 
-    def _require_store(self) -> Store:
+    def _read(self, query: Callable[[Store], _T]) -> _T:
         store = self._store
-        if store is None:
-            raise RuntimeError("emulator not started")
-        return store
+        if store is not None:
+            return query(store)
+        # Not running: read the state directory directly, so a test can look after stop().
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(self.state_dir / _DB_FILE, self.state_dir / "uploads")
+        try:
+            return query(store)
+        finally:
+            store.close()
 
     # -- test controls -------------------------------------------------------
 

@@ -7,6 +7,7 @@ reply and not as a write error). A faulted request imports nothing.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -85,8 +86,6 @@ def fault_reply(fault: Fault) -> Reply | None:
 
 def reset(conn: socket.socket) -> None:
     """Close so the peer gets a TCP RST: linger 0 discards the send queue."""
-    try:
+    with contextlib.suppress(OSError):
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
     conn.close()

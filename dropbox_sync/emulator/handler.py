@@ -19,7 +19,12 @@ from dropbox_sync.emulator.importer import ImportAborted, Importer
 from dropbox_sync.emulator.replies import Reply
 from dropbox_sync.emulator.store import DEFAULT_TENANT, Store, UploadRecord, utc_now
 from dropbox_sync.emulator.upload import (
-    BadUpload, ClientGone, ReceivedFile, body_chunks, drain, receive_first_file,
+    BadUpload,
+    ClientGone,
+    ReceivedFile,
+    body_chunks,
+    drain,
+    receive_first_file,
 )
 
 if TYPE_CHECKING:
@@ -122,6 +127,7 @@ class ImportHandler(BaseHTTPRequestHandler):
     def _import(self, facts: _Facts, chunks: Iterator[bytes]) -> None:
         received = receive_first_file(chunks, self.headers.get("Content-Type", ""), self.ctx.tmp_dir)
         try:
+            reply: Reply | None
             if received.path is None:
                 reply = replies.bad_request(wording.NO_FILE)
             else:
@@ -148,6 +154,7 @@ class ImportHandler(BaseHTTPRequestHandler):
         try:
             received = receive_first_file(chunks, self.headers.get("Content-Type", ""), self.ctx.tmp_dir)
         except BadUpload:
+            self.close_connection = True  # the body may be only partly read
             received = ReceivedFile()
         try:
             if fault.name == RESET:

@@ -9,9 +9,11 @@ read (keep-alive idle, handshake, slow upload) when the emulator stops.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import ssl
+import sys
 import threading
 from http.server import HTTPServer
 from socketserver import TCPServer
@@ -25,8 +27,11 @@ _Address = tuple[Any, ...]
 
 
 class ImportServer(HTTPServer):
-    allow_reuse_address = True
-    allow_reuse_port = False  # a port in use must be an error, not a silent second listener
+    # A port in use must be an error, not a second listener: Windows'
+    # SO_REUSEADDR would let us steal a bound port, so only set it elsewhere
+    # (where it just skips TIME_WAIT after a restart).
+    allow_reuse_address = sys.platform != "win32"
+    allow_reuse_port = False
     request_queue_size = 64
     daemon_threads = True
 
@@ -62,7 +67,7 @@ class ImportServer(HTTPServer):
         thread.start()
 
     def _serve_connection(self, sock: socket.socket, client_address: _Address) -> None:
-        conn = sock
+        conn: socket.socket | None = sock
         try:
             conn = self._secure(sock)
             if conn is not None:
@@ -104,9 +109,12 @@ class ImportServer(HTTPServer):
         return conn
 
     def handle_error(self, request: Any, client_address: _Address) -> None:
-        # Resets, broken pipes and failed handshakes are the clients' business;
-        # keep them out of stderr.
-        logger.opt(exception=True).debug("emulator: connection from {} ended with an error", client_address)
+        # Resets, broken pipes and failed handshakes are the clients' business:
+        # one debug line, no traceback (loguru's diagnose would print frame
+        # variables, and a handler frame holds the request headers).
+        exc = sys.exc_info()[1]
+        logger.debug("emulator: connection from {} ended: {}: {}", client_address[0],
+                     type(exc).__name__, exc)
 
     def close_connections(self) -> None:
         """Refuse new connections and wake every thread blocked on a live one."""
@@ -114,12 +122,10 @@ class ImportServer(HTTPServer):
             self._closing = True
             live = list(self._connections)
         for conn in live:
-            try:
-                # The plain socket call: SSLSocket.shutdown would tear down TLS
-                # state under the feet of the thread reading it.
+            # The plain socket call: SSLSocket.shutdown would tear down TLS
+            # state under the feet of the thread reading it.
+            with contextlib.suppress(OSError):
                 socket.socket.shutdown(conn, socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def join_threads(self, timeout: float) -> list[threading.Thread]:
         """Join connection threads; returns those still alive after timeout."""

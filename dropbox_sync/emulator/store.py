@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 DEFAULT_TENANT = ""  # the namespace used when a request names no tenantId
 
@@ -172,7 +173,7 @@ class Store:
         return [_record(row) for row in rows]
 
 
-def _record(row: tuple) -> UploadRecord:
+def _record(row: tuple[Any, ...]) -> UploadRecord:
     (seq, received_at, path, tenant, size, sha, status, success, summary, username, fault,
      filename, stored) = row
     return UploadRecord(

@@ -14,12 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dropbox_sync.emulator import wording
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 CHUNK = 64 * 1024
 
@@ -28,13 +31,20 @@ class ClientGone(Exception):
     """The body ended before its declared length: nobody is left to answer."""
 
 
+class Reader(Protocol):
+    """The part of a buffered socket file the body readers use."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
 class BadUpload(Exception):
     def __init__(self, summary: str) -> None:
         super().__init__(summary)
         self.summary = summary
 
 
-def body_chunks(rfile: BinaryIO, headers: Message) -> Iterator[bytes]:
+def body_chunks(rfile: Reader, headers: Message) -> Iterator[bytes]:
     """The request body, honouring chunked encoding or Content-Length."""
     if "chunked" in headers.get("Transfer-Encoding", "").lower():
         yield from _chunked(rfile)
@@ -53,7 +63,7 @@ def body_chunks(rfile: BinaryIO, headers: Message) -> Iterator[bytes]:
         yield data
 
 
-def _chunked(rfile: BinaryIO) -> Iterator[bytes]:
+def _chunked(rfile: Reader) -> Iterator[bytes]:
     while True:
         line = rfile.readline(1024)
         if not line.endswith(b"\n"):
@@ -75,7 +85,7 @@ def _chunked(rfile: BinaryIO) -> Iterator[bytes]:
             raise BadUpload("Invalid chunked encoding.")
 
 
-def _skip_trailers(rfile: BinaryIO) -> None:
+def _skip_trailers(rfile: Reader) -> None:
     while True:
         line = rfile.readline(8192)
         if not line:
@@ -115,10 +125,10 @@ class _FirstFileSink:
     _header_value: bytearray = field(default_factory=bytearray)
     _disposition: bytes = b""
     _out: BinaryIO | None = None
-    _hash: "hashlib._Hash | None" = None
+    _hash: hashlib._Hash | None = None
     _done: bool = False  # the file part has been taken; ignore the rest
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": lambda d, s, e: self._header_field.extend(d[s:e]),
