@@ -70,6 +70,19 @@ def _iso(moment: dt.datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@dataclass(frozen=True)
+class InboxSnapshot:
+    """How one inbox is doing right now (for status.json, sd_notify, the service)."""
+
+    name: str
+    path: Path
+    folder_missing: bool
+    held: str | None  # why the inbox is paused, if it is
+    waiting: dict[str, str]  # file -> why it has not been sent yet
+    uploading: str | None  # the file on the wire now
+    seconds_since_beat: float  # since the worker last finished or started something
+
+
 @dataclass
 class _RetryState:
     due: float = 0.0  # monotonic time of the next attempt
@@ -99,15 +112,35 @@ class InboxWorker:
         self._folder_missing = False
         self._reported_ignored: set[str] = set()
         self._not_ready_until = 0.0
+        self._beat = self.clock()
+        self._uploading: str | None = None
 
     @property
     def name(self) -> str:
         return self.inbox.name
 
+    def snapshot(self) -> InboxSnapshot:
+        return InboxSnapshot(self.name, self.inbox.path, self._folder_missing, self.hold_reason,
+                             dict(self.waiting), self._uploading, self.clock() - self._beat)  # fmt: skip
+
+    def wedged(self) -> bool:
+        """True if the worker has given no sign of life for far longer than it should."""
+        allowed = 3 * self.inbox.rescan_seconds + 60
+        if self._uploading is not None:
+            allowed += self.inbox.timeout + self.inbox.connect_timeout
+        return self.clock() - self._beat > allowed
+
     # -- one pass -----------------------------------------------------------------
 
     def cycle(self, stop: threading.Event) -> float:
         """Do what can be done now; return seconds until the next pass is worth it."""
+        self._beat = self.clock()
+        try:
+            return self._cycle(stop)
+        finally:
+            self._beat = self.clock()
+
+    def _cycle(self, stop: threading.Event) -> float:
         if not self._folder_present():
             return MISSING_FOLDER_RECHECK
         archive.ensure_folders(self.inbox.path)
@@ -234,6 +267,7 @@ class InboxWorker:
             body = {"success": False, "summary": inspection.problem}
             return self._finish(claimed, original, started, body, None, facts, stage="preflight")
         self.retry.attempts += 1
+        self._beat, self._uploading = self.clock(), original
         try:
             reply = self._http().upload(claimed, filename=original)
         except HoldError as exc:
@@ -241,6 +275,8 @@ class InboxWorker:
         except TransientError as exc:
             return self._transient(claimed, original, started, str(exc), exc.status, exc.retry_after,
                                    exc.read_timeout, facts)  # fmt: skip
+        finally:
+            self._beat, self._uploading = self.clock(), None
         if reply.status in HOLD_STATUSES:
             reason = f"HTTP {reply.status}: {HOLD_STATUSES[reply.status]} ({reply.summary})"
             return self._hold(claimed, original, started, reason, reply.status, facts)
@@ -387,6 +423,17 @@ class Pipeline:
         self.config = config
         self.workers = [worker_factory(inbox, journal=journal) for inbox in config.inboxes]
         self.ready = threading.Event()  # set once every observer runs (for sd_notify READY)
+        self._threads: list[threading.Thread] = []
+
+    def snapshots(self) -> list[InboxSnapshot]:
+        return [w.snapshot() for w in self.workers]
+
+    def healthy(self) -> bool:
+        """Every inbox worker is alive and showing signs of life (drives systemd's watchdog)."""
+        if not self.ready.is_set():
+            return False
+        alive = all(t.is_alive() for t in self._threads)
+        return alive and not any(w.wedged() for w in self.workers)
 
     def run(self, stop: threading.Event) -> None:
         """Watch and send until ``stop`` is set; then stop within stop_timeout."""
@@ -395,6 +442,7 @@ class Pipeline:
         watcher.start()
         threads = [threading.Thread(target=self._loop, args=(w, stop), name=f"inbox-{w.name}", daemon=True)
                    for w in self.workers]  # fmt: skip
+        self._threads = threads
         for thread in threads:
             thread.start()
         for worker in self.workers:
