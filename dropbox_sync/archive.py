@@ -150,6 +150,18 @@ def claimed_files(inbox: Path) -> list[Path]:
     return sorted(entries, key=lambda p: p.name)
 
 
+def remove_stale_temporaries(inbox: Path) -> list[Path]:
+    """Delete half-written results a crash left in sending/ (ours, never user files)."""
+    removed = []
+    for stale in folder(inbox, SENDING).glob(f".*{RESULT_SUFFIX}.tmp"):
+        try:
+            stale.unlink()
+            removed.append(stale)
+        except OSError:
+            pass
+    return removed
+
+
 def orphan_results(inbox: Path) -> list[Path]:
     """Results in sending/ whose file was already archived (a crash between the two renames)."""
     sending = folder(inbox, SENDING)

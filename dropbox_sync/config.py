@@ -49,6 +49,7 @@ class InboxConfig:
     max_file_size: int
     once_retry_seconds: float
     hold_retry_seconds: float
+    retry_first_seconds: float
     retry_max_seconds: float
     stop_timeout: float
     keep_days: float
@@ -92,6 +93,7 @@ INBOX_DEFAULTS: dict[str, Any] = {
     "max_file_size": "512MB",
     "once_retry_seconds": 60.0,
     "hold_retry_seconds": 300.0,
+    "retry_first_seconds": 1.0,
     "retry_max_seconds": 300.0,
     "stop_timeout": 20.0,
     "keep_days": 0.0,
@@ -260,6 +262,7 @@ def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: 
         max_file_size=read.size("max_file_size"),
         once_retry_seconds=read.seconds("once_retry_seconds"),
         hold_retry_seconds=read.seconds("hold_retry_seconds", minimum=0.1),
+        retry_first_seconds=read.seconds("retry_first_seconds", minimum=0.01),
         retry_max_seconds=read.seconds("retry_max_seconds", minimum=0.1),
         stop_timeout=read.seconds("stop_timeout"),
         keep_days=read.seconds("keep_days"),

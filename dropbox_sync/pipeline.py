@@ -32,7 +32,7 @@ from dropbox_sync.watcher import Candidate, Watcher, observe, scan
 
 HOLD_STATUSES = {401: "credentials were rejected", 403: "the account lacks system administration rights",
                  404: "the import URL does not exist"}  # fmt: skip
-RETRY_STATUSES = {429, 502, 503, 504}
+TOO_MANY_REQUESTS = 429
 READ_TIMEOUTS_BEFORE_HOLD = 3
 NOT_READY_RECHECK = 1.0  # seconds before looking again at a file held open by its writer
 MISSING_FOLDER_RECHECK = 5.0
@@ -105,7 +105,7 @@ class InboxWorker:
 
     def __post_init__(self) -> None:
         self.settler = Settler(self.inbox.settle_seconds, self.clock)
-        self.backoff = Backoff(cap=self.inbox.retry_max_seconds, rand=self.rand)
+        self.backoff = Backoff(first=self.inbox.retry_first_seconds, cap=self.inbox.retry_max_seconds, rand=self.rand)
         self.retry = _RetryState()
         self.waiting: dict[str, str] = {}  # file name -> why it is not sent yet
         self._client: ImportClient | None = None
@@ -114,6 +114,7 @@ class InboxWorker:
         self._not_ready_until = 0.0
         self._beat = self.clock()
         self._uploading: str | None = None
+        self._recovered = False
 
     @property
     def name(self) -> str:
@@ -144,7 +145,8 @@ class InboxWorker:
         if not self._folder_present():
             return MISSING_FOLDER_RECHECK
         archive.ensure_folders(self.inbox.path)
-        self._recover_orphan_results()
+        if not self._recovered:
+            self._recover_after_crash()
         blocked = self._send_claimed(stop)
         if blocked is not None:
             return blocked
@@ -167,11 +169,14 @@ class InboxWorker:
         self._folder_missing = not present
         return present
 
-    def _recover_orphan_results(self) -> None:
+    def _recover_after_crash(self) -> None:
+        """Tidy what a crash can leave between two renames (claimed files are handled in order)."""
+        archive.remove_stale_temporaries(self.inbox.path)
         for result in archive.orphan_results(self.inbox.path):
             archived = archive.reunite_orphan_result(result)
             if archived is not None:
                 logger.info('inbox "{}": recovered the result of {}', self.name, archived.name)
+        self._recovered = True
 
     def _send_claimed(self, stop: threading.Event) -> float | None:
         """Finish files already in sending/ first; a delay if one must wait."""
@@ -280,7 +285,9 @@ class InboxWorker:
         if reply.status in HOLD_STATUSES:
             reason = f"HTTP {reply.status}: {HOLD_STATUSES[reply.status]} ({reply.summary})"
             return self._hold(claimed, original, started, reason, reply.status, facts)
-        if reply.status in RETRY_STATUSES or reply.success is None:
+        # A 5xx is the server's fault even with an Infiniti-shaped body: the
+        # file must not land in failed/ for it, so it waits and is retried.
+        if reply.status == TOO_MANY_REQUESTS or reply.status >= 500 or reply.success is None:
             reason = f"HTTP {reply.status}: {reply.summary}" if reply.success is None else reply.summary
             if reply.success is None:
                 reason += " (not an Infiniti import reply)"
