@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="*", type=Path, help="files to check (default: those waiting in the inboxes)")
     check.add_argument("--online", action="store_true",
                        help="also prove URL, TLS and credentials by posting an empty CSV (a no-op import)")  # fmt: skip
+    status = command("status", cmd_status, "per inbox: waiting and held files and why, last success and failure")
+    status.add_argument("--json", action="store_true", help="print JSON for monitoring tools")
     retry = command("retry", cmd_retry, "move files from failed/ back into their inbox to be sent again")
     retry.add_argument("files", nargs="*", help="archived names or paths (default: every file in failed/)")
     init = command("init", cmd_init, "write a commented config file to start from")
@@ -99,10 +101,14 @@ def _start_file_logging(args: argparse.Namespace, cfg) -> None:
     log.setup(level=level, log_dir=cfg.log_dir or paths.log_dir(), log_format=cfg.log_format)
 
 
+def _state_dir(cfg) -> Path:
+    return cfg.state_dir or paths.state_dir()
+
+
 def _journal(cfg):
     from dropbox_sync.journal import Journal
 
-    return Journal((cfg.state_dir or paths.state_dir()) / "journal.sqlite3")
+    return Journal(_state_dir(cfg) / "journal.sqlite3")
 
 
 def stop_on_signals(stop: threading.Event) -> None:
@@ -129,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop_on_signals(stop)
     journal = _journal(cfg)
     try:
-        Pipeline(cfg, journal=journal).run(stop)
+        Pipeline(cfg, journal=journal, state_dir=_state_dir(cfg)).run(stop)
     finally:
         journal.close()
     logger.info("stopped")
@@ -145,7 +151,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     stop_on_signals(stop)
     journal = _journal(cfg)
     try:
-        result = Pipeline(cfg, journal=journal).once(stop)
+        result = Pipeline(cfg, journal=journal, state_dir=_state_dir(cfg)).once(stop)
     finally:
         journal.close()
     for inbox, reason in result.held.items():
@@ -197,6 +203,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     return run_check(cfg, args.files, online=args.online, out=sys.stdout)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from dropbox_sync import status
+
+    cfg = _load(args)
+    state_dir = _state_dir(cfg)
+    journal = _journal(cfg) if (state_dir / "journal.sqlite3").exists() else None
+    try:
+        data = status.gather(cfg, state_dir, journal)
+    finally:
+        if journal is not None:
+            journal.close()
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else status.render_text(data))
+    return OK
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 from loguru import logger
 
-from dropbox_sync import __version__, archive, preflight
+from dropbox_sync import __version__, archive, preflight, status
 from dropbox_sync.backoff import Backoff
 from dropbox_sync.client import ImportClient, Reply
 from dropbox_sync.config import Config, InboxConfig
@@ -101,6 +101,8 @@ class InboxWorker:
     client_factory: Callable[[InboxConfig], ImportClient] = ImportClient
     wake: threading.Event = field(default_factory=threading.Event)
     reports: list[FileReport] = field(default_factory=list)
+    # Called with every report as it happens (notifications, status); must be quick.
+    listeners: list[Callable[[FileReport], None]] = field(default_factory=list)
     hold_reason: str | None = None
 
     def __post_init__(self) -> None:
@@ -205,8 +207,8 @@ class InboxWorker:
         destination = archive.PROCESSED if saved.get("success") is True else archive.FAILED
         target = archive.archive(claimed, destination)
         logger.info('inbox "{}": finished archiving {} into {}/ after a restart', self.name, claimed.name, destination)
-        self.reports.append(FileReport(self.name, archive.original_name(claimed.name),
-                                       Outcome(destination), str(saved.get("summary", "")), target))  # fmt: skip
+        self._report(FileReport(self.name, archive.original_name(claimed.name),
+                                Outcome(destination), str(saved.get("summary", "")), target))  # fmt: skip
 
     def _scan(self) -> list[Candidate]:
         try:
@@ -329,7 +331,7 @@ class InboxWorker:
                       outcome.value, summary, facts)  # fmt: skip
         log = logger.success if outcome is Outcome.PROCESSED else logger.error
         log('inbox "{}": {} -> {}/{} ({})', self.name, original, outcome.value, target.name, summary)
-        self.reports.append(FileReport(self.name, original, outcome, summary, target))
+        self._report(FileReport(self.name, original, outcome, summary, target))
         self.waiting.pop(claimed.name, None)
         self._clear_retry()
         self.settler.forget(("claimed", claimed.name))
@@ -345,7 +347,7 @@ class InboxWorker:
         self.retry.due = self.clock() + self.inbox.hold_retry_seconds
         self.waiting[claimed.name] = f"held: {reason}"
         self._journal(claimed.name, original, started, self.wall(), status, "held", reason, facts)
-        self.reports.append(FileReport(self.name, original, Outcome.HELD, reason))
+        self._report(FileReport(self.name, original, Outcome.HELD, reason))
         return Outcome.HELD
 
     def _transient(self, claimed: Path, original: str, started: dt.datetime, reason: str, status: int | None,
@@ -363,8 +365,16 @@ class InboxWorker:
         logger.warning('inbox "{}": {} not sent: {}; retrying in {:.1f} s', self.name, original, reason, delay)
         self.waiting[claimed.name] = f"retrying: {reason}"
         self._journal(claimed.name, original, started, self.wall(), status, "retry", reason, facts)
-        self.reports.append(FileReport(self.name, original, Outcome.RETRY, reason))
+        self._report(FileReport(self.name, original, Outcome.RETRY, reason))
         return Outcome.RETRY
+
+    def _report(self, report: FileReport) -> None:
+        self.reports.append(report)
+        for listener in self.listeners:
+            try:
+                listener(report)
+            except Exception:  # noqa: BLE001 - a notifier's fault must not stop uploads
+                logger.exception('inbox "{}": a report listener failed', self.name)
 
     def _clear_retry(self) -> None:
         if self.hold_reason is not None:
@@ -425,12 +435,24 @@ class OnceResult:
 class Pipeline:
     """Every inbox of a config, in one process."""
 
-    def __init__(self, config: Config, *, journal: Journal | None = None,
+    def __init__(self, config: Config, *, journal: Journal | None = None, state_dir: Path | None = None,
+                 listeners: list[Callable[[FileReport], None]] | None = None,
                  worker_factory: Callable[..., InboxWorker] = InboxWorker) -> None:  # fmt: skip
         self.config = config
-        self.workers = [worker_factory(inbox, journal=journal) for inbox in config.inboxes]
+        self.workers = [worker_factory(inbox, journal=journal, listeners=list(listeners or []))
+                        for inbox in config.inboxes]  # fmt: skip
         self.ready = threading.Event()  # set once every observer runs (for sd_notify READY)
+        self.state_dir = state_dir
         self._threads: list[threading.Thread] = []
+
+    def write_status(self, mode: str) -> None:
+        """Rewrite status.json (for ``status`` and monitoring); never fatal."""
+        if self.state_dir is None:
+            return
+        try:
+            status.write_status_file(self.state_dir, self.snapshots(), mode=mode)
+        except OSError as exc:
+            logger.warning("cannot write {}: {}", self.state_dir / status.STATUS_FILE, exc.strerror or exc)
 
     def snapshots(self) -> list[InboxSnapshot]:
         return [w.snapshot() for w in self.workers]
@@ -456,9 +478,11 @@ class Pipeline:
             logger.info('inbox "{}": watching {} ({} observer) -> {}', worker.name, worker.inbox.path,
                         watcher.kind(worker.name), worker.inbox.safe_url)  # fmt: skip
         self.ready.set()
+        self.write_status("run")
         try:
             while not stop.wait(SUPERVISE_EVERY):
                 watcher.supervise()
+                self.write_status("run")
         finally:
             for worker in self.workers:
                 worker.wake.set()
@@ -486,6 +510,7 @@ class Pipeline:
             if thread.is_alive():
                 logger.warning("{}: upload still running at stop; abandoned. The file stays in sending/ "
                                "and is sent again at the next start.", thread.name)  # fmt: skip
+        self.write_status("stopped")
 
     def once(self, stop: threading.Event) -> OnceResult:
         """Deal with every file now in the inboxes, then return (scheduled-task mode)."""
@@ -496,6 +521,7 @@ class Pipeline:
             thread.start()
         for thread in threads:
             thread.join()
+        self.write_status("once")
         return OnceResult([r for w in self.workers for r in w.reports], held)
 
     @staticmethod

@@ -73,7 +73,7 @@ def running_service(config_path: Path) -> Iterator[Pipeline]:
     """The real ``run`` loop (observers, workers) in a thread; stopped and joined after."""
     cfg = config.load(config_path)
     journal = Journal(cfg.state_dir / "journal.sqlite3")
-    pipeline = Pipeline(cfg, journal=journal)
+    pipeline = Pipeline(cfg, journal=journal, state_dir=cfg.state_dir)
     stop = threading.Event()
     thread = threading.Thread(target=pipeline.run, args=(stop,), name="test-service")
     thread.start()

@@ -1,0 +1,171 @@
+"""What is going on, per inbox: for ``dropbox-sync status`` and for monitoring tools.
+
+The running service rewrites ``status.json`` in the state dir every few
+seconds (atomically, so a reader never sees half of it); ``status`` combines
+it with the folders (what is waiting now) and the journal (last success and
+failure, counts today). Without a running service the folders and journal
+still answer; only "held, and why" needs the service's (or the last once's)
+word.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dropbox_sync import __version__, archive
+from dropbox_sync.config import Config, InboxConfig
+from dropbox_sync.journal import Attempt, Journal
+from dropbox_sync.watcher import scan
+
+if TYPE_CHECKING:  # pipeline imports this module to write status.json
+    from dropbox_sync.pipeline import InboxSnapshot
+
+STATUS_FILE = "status.json"
+FRESH_SECONDS = 30.0  # a status.json older than this is from a service that is not running
+
+
+def write_status_file(state_dir: Path, snapshots: Iterable["InboxSnapshot"], *, mode: str) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    data = {
+        "updated": _now().isoformat(timespec="seconds"),
+        "pid": os.getpid(),
+        "mode": mode,
+        "version": __version__,
+        "inboxes": {
+            s.name: {"held": s.held, "folder_missing": s.folder_missing, "uploading": s.uploading,
+                     "waiting": s.waiting}  # fmt: skip
+            for s in snapshots
+        },
+    }
+    archive.write_json_atomically(state_dir / STATUS_FILE, data)
+
+
+def read_status_file(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((state_dir / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def gather(cfg: Config, state_dir: Path, journal: Journal | None) -> dict[str, Any]:
+    """Everything ``status`` shows, as plain data (also the ``--json`` output)."""
+    service = read_status_file(state_dir)
+    updated = _parse_time(service.get("updated")) if service else None
+    age = (_now() - updated).total_seconds() if updated else None
+    running = bool(service and service.get("mode") == "run" and age is not None and age < FRESH_SECONDS)
+    today = _now().replace(hour=0, minute=0, second=0, microsecond=0).isoformat()
+    inboxes = []
+    for inbox in cfg.inboxes:
+        reported = (service or {}).get("inboxes", {}).get(inbox.name, {})
+        inboxes.append(_inbox_status(inbox, reported, journal, today))
+    return {
+        "service": {"running": running, "mode": (service or {}).get("mode"), "pid": (service or {}).get("pid"),
+                    "updated": (service or {}).get("updated")},  # fmt: skip
+        "inboxes": inboxes,
+    }
+
+
+def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal | None, today: str) -> dict:
+    status: dict[str, Any] = {"name": inbox.name, "path": str(inbox.path), "url": inbox.safe_url,
+                              "held": reported.get("held"), "folder_missing": not inbox.path.is_dir()}  # fmt: skip
+    reasons = reported.get("waiting", {})
+    status["waiting"] = [_waiting_entry(path, reasons) for path in _waiting_files(inbox)]
+    status["failed_files"] = _count_files(inbox.path / archive.FAILED)
+    if journal is not None:
+        status["last_success"] = _attempt(journal.last(inbox.name, "processed"))
+        status["last_failure"] = _attempt(journal.last(inbox.name, "failed"))
+        status["today"] = journal.counts_since(inbox.name, today)
+    return status
+
+
+def _waiting_files(inbox: InboxConfig) -> list[Path]:
+    if not inbox.path.is_dir():
+        return []
+    claimed = archive.claimed_files(inbox.path)
+    try:
+        candidates, _ = scan(inbox)
+    except OSError:
+        candidates = []
+    return claimed + [inbox.path / c.name for c in candidates]
+
+
+def _waiting_entry(path: Path, reasons: dict[str, str]) -> dict[str, Any]:
+    try:
+        waited = max(0.0, _now().timestamp() - path.stat().st_mtime)
+    except OSError:
+        waited = None
+    where = "sending/" if path.parent.name == archive.SENDING else "inbox"
+    return {"file": path.name, "where": where, "seconds_since_modified": waited,
+            "reason": reasons.get(path.name) or ("claimed, to be sent next" if where == "sending/" else "queued")}
+
+
+def _count_files(folder: Path) -> int:
+    try:
+        return sum(1 for e in os.scandir(folder) if e.is_file() and not e.name.endswith(archive.RESULT_SUFFIX))
+    except OSError:
+        return 0
+
+
+def _attempt(attempt: Attempt | None) -> dict[str, Any] | None:
+    if attempt is None:
+        return None
+    return {"time": attempt.finished, "file": attempt.original, "archived_as": attempt.file,
+            "summary": attempt.summary}  # fmt: skip
+
+
+def render_text(data: dict[str, Any]) -> str:
+    service = data["service"]
+    if service["running"]:
+        lines = [f"service: running (pid {service['pid']}, updated {service['updated']})"]
+    elif service["updated"]:
+        lines = [f"service: not running (last word {service['updated']}, from '{service['mode']}')"]
+    else:
+        lines = ["service: no status yet (never run with this state dir)"]
+    for inbox in data["inboxes"]:
+        lines.append("")
+        lines.append(f"inbox {inbox['name']}: {inbox['path']} -> {inbox['url']}")
+        if inbox["folder_missing"]:
+            lines.append("  FOLDER MISSING")
+        lines.append(f"  HELD: {inbox['held']}" if inbox["held"] else "  held: no")
+        lines.append(f"  waiting: {len(inbox['waiting'])}")
+        for entry in inbox["waiting"]:
+            age = entry["seconds_since_modified"]
+            since = f"{_duration(age)} since last change" if age is not None else "gone"
+            lines.append(f"    {entry['where']:<8} {entry['file']}  ({since}; {entry['reason']})")
+        for key, label in (("last_success", "last success"), ("last_failure", "last failure")):
+            if key in inbox:
+                last = inbox[key]
+                lines.append(f"  {label}: " + (f"{last['time']} {last['file']}: {last['summary']}" if last else "none"))
+        if "today" in inbox:
+            counts = inbox["today"]
+            lines.append(f"  today: {counts.get('processed', 0)} processed, {counts.get('failed', 0)} failed, "
+                         f"{counts.get('retry', 0)} retries, {counts.get('held', 0)} holds")  # fmt: skip
+        lines.append(f"  in failed/: {inbox['failed_files']} file(s)")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _parse_time(text: object) -> dt.datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
