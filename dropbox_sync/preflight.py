@@ -95,18 +95,17 @@ def _check_header(start: bytes) -> str | None:
         return "File has no header line: the first line is empty."
     if "\n" not in text and len(start) >= HEADER_LIMIT:
         return f"File has no header line: no line break in the first {HEADER_LIMIT // 1024} KiB."
+    # Matched like Infiniti's interactive import (and our emulator): case and
+    # surrounding spaces do not matter.
     columns = [c.strip() for c in next(csv.reader([first_line]))]
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    present = {c.lower() for c in columns}
+    missing = [c for c in REQUIRED_COLUMNS if c not in present]
     if not missing:
         return None
     message = f"Missing required column(s): {', '.join(missing)}."
     if ";" in first_line and "," not in first_line:
         message += " The header is separated by ';': Infiniti needs commas."
     else:
-        by_lower = {c.lower(): c for c in columns}
-        near = [f"'{by_lower[m]}'" for m in missing if m in by_lower]
-        if near:
-            message += f" Found {', '.join(near)}: column names must be lower case."
         message += f" The header has: {', '.join(columns)[:300]}."
     return message
 
