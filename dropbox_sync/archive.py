@@ -29,8 +29,10 @@ FAILED = "failed"
 RESULT_SUFFIX = ".result.json"
 # 20261125T020000Z_name.csv, or 20261125T020000Z-2_name.csv on a clash
 _ARCHIVE_NAME = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?_(?P<original>.+)$")
-# Windows refuses names longer than 255 characters; the stamp adds up to 21.
-MAX_NAME = 255 - 21 - len(RESULT_SUFFIX)
+# File names are limited to 255 bytes (Linux) or UTF-16 units (Windows). Our
+# longest derived name is ".<stamp>-NNNN_<name>.result.json.tmp": keep the
+# user's part short enough, in UTF-8 bytes, for that to fit everywhere.
+MAX_NAME_BYTES = 255 - len(".") - len("20261125T020000Z-9999_") - len(RESULT_SUFFIX + ".tmp")
 
 
 def folder(inbox: Path, which: str) -> Path:
@@ -46,6 +48,12 @@ def original_name(archived: str) -> str:
     """``20261125T020000Z_students.csv`` -> ``students.csv``."""
     match = _ARCHIVE_NAME.match(archived)
     return match.group("original") if match else archived
+
+
+def display_name(name: str) -> str:
+    """The name as text for people, logs, results and HTTP: a name that is not
+    valid UTF-8 (Linux hands those over with surrogates) gets U+FFFD instead."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def result_path(file: Path) -> Path:
@@ -82,16 +90,23 @@ def _unique_archive_name(inbox: Path, name: str, now: dt.datetime) -> str:
 
 
 def _shorten(name: str) -> str:
-    if len(name) <= MAX_NAME:
+    """Cut an over-long name in the middle of its stem, keeping the extension."""
+    # fsencode: a name that is not valid UTF-8 reaches us with surrogates.
+    if len(os.fsencode(name)) <= MAX_NAME_BYTES:
         return name
     stem, dot, ext = name.rpartition(".")
-    keep = MAX_NAME - len(ext) - 1 if dot and len(ext) < 16 else MAX_NAME
-    return f"{stem[:keep]}.{ext}" if dot and len(ext) < 16 else name[:MAX_NAME]
+    if not dot or len(ext) > 16:
+        stem, ext = name, ""
+    budget = MAX_NAME_BYTES - len(os.fsencode(ext)) - (1 if ext else 0)
+    cut = os.fsencode(stem)[:budget].decode("utf-8", errors="ignore")
+    return f"{cut}.{ext}" if ext else cut
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+    # backslashreplace: a file name that is not valid UTF-8 is written as a
+    # JSON \udcXX escape instead of failing the whole result.
+    with open(temporary, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as handle:
         json.dump(data, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
         handle.flush()

@@ -22,6 +22,7 @@ import httpx
 import truststore
 
 from dropbox_sync import __version__
+from dropbox_sync.archive import display_name
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.errors import HoldError, TransientError
 from dropbox_sync.redact import scrub
@@ -99,7 +100,10 @@ class ImportClient:
 
     def upload(self, path: Path, *, filename: str | None = None, progress: ProgressCallback | None = None) -> Reply:
         """POST ``path`` as the first (only) file part; return the server's reply."""
-        name = filename or path.name
+        # Infiniti ignores the file name, but httpx must encode it: a name
+        # that is not valid UTF-8 (Linux keeps those as surrogates) would
+        # make building the request fail.
+        name = display_name(filename or path.name)
         with open(path, "rb") as raw:
             stream = _ProgressReader(raw, progress) if progress else raw
             # A real file object: httpx streams it in 64 KiB chunks and takes

@@ -129,7 +129,8 @@ class DailyFileSink:
         if self._file is None or day != self._day:
             if self._file is not None:
                 self._file.close()
-            self._file = open(self.path_for(day), "a", encoding="utf-8")  # noqa: SIM115
+            # backslashreplace: a file name that is not valid UTF-8 must not stop logging.
+            self._file = open(self.path_for(day), "a", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
             self._day = day
             self._prune(day)
         return self._file

@@ -207,7 +207,7 @@ class InboxWorker:
         destination = archive.PROCESSED if saved.get("success") is True else archive.FAILED
         target = archive.archive(claimed, destination)
         logger.info('inbox "{}": finished archiving {} into {}/ after a restart', self.name, claimed.name, destination)
-        self._report(FileReport(self.name, archive.original_name(claimed.name),
+        self._report(FileReport(self.name, archive.display_name(archive.original_name(claimed.name)),
                                 Outcome(destination), str(saved.get("summary", "")), target))  # fmt: skip
 
     def _scan(self) -> list[Candidate]:
@@ -261,7 +261,7 @@ class InboxWorker:
     # -- one file -----------------------------------------------------------------
 
     def _send(self, claimed: Path) -> Outcome:
-        original = archive.original_name(claimed.name)
+        original = archive.display_name(archive.original_name(claimed.name))
         started = self.wall()
         before = observe(claimed)
         try:
@@ -314,7 +314,7 @@ class InboxWorker:
             "version": __version__,
             "inbox": self.name,
             "file": original,
-            "archived_as": claimed.name,
+            "archived_as": archive.display_name(claimed.name),
             "outcome": outcome.value,
             "stage": stage,
             "endpoint": self.inbox.safe_url,
@@ -386,7 +386,7 @@ class InboxWorker:
     def _journal(self, file: str, original: str, started: dt.datetime, finished: dt.datetime,
                  status: int | None, outcome: str, summary: str, facts: dict[str, Any]) -> None:  # fmt: skip
         if self.journal is not None:
-            self.journal.record(Attempt(self.name, file, original, facts.get("sha256"), facts.get("bytes"),
+            self.journal.record(Attempt(self.name, archive.display_name(file), original, facts.get("sha256"), facts.get("bytes"),
                                         _iso(started), _iso(finished), status, outcome, summary))  # fmt: skip
 
     # -- timing -------------------------------------------------------------------
@@ -533,7 +533,12 @@ class Pipeline:
         done = 0
         try:
             while not stop.is_set():
-                delay = worker.cycle(stop)
+                try:
+                    delay = worker.cycle(stop)
+                except Exception as exc:  # noqa: BLE001 - report it like any other stuck inbox
+                    logger.exception('inbox "{}": unexpected error', worker.name)
+                    held[worker.name] = f"unexpected error: {exc}"
+                    return
                 if len(worker.reports) != done:
                     done = len(worker.reports)
                     last_progress = worker.clock()

@@ -90,7 +90,9 @@ def _chunk_problem(chunk: bytes, offset: int, decoder) -> str | None:
 
 def _check_header(start: bytes) -> str | None:
     text = start.removeprefix(BOM).decode("utf-8", errors="replace")
-    first_line = text.splitlines()[0] if text.strip() else ""
+    if not text.strip():
+        return None  # only a BOM or blank lines: an empty import, which the vendor allows
+    first_line = text.splitlines()[0]
     if not first_line.strip():
         return "File has no header line: the first line is empty."
     if "\n" not in text and len(start) >= HEADER_LIMIT:
