@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     from dropbox_sync.emulator.cli import configure_parser
 
     configure_parser(emulator)
+    from dropbox_sync.service import cli as service_cli  # light: backends and pywin32 load per action
+
+    service_cli.configure_parser(command("service", service_cli.command,
+                                         "run as an OS service: install, uninstall, start, stop, status"))
     return parser
 
 

@@ -1,0 +1,84 @@
+"""Running dropbox-sync as an operating-system service: one chooser, three backends.
+
+    windows.py   Windows service (pywin32, through the one wrapper _win32api.py)
+    systemd.py   Linux systemd unit (Type=notify, watchdog, hardening)
+    launchd.py   macOS LaunchDaemon
+
+Every backend offers the same five actions on a ``ServiceOptions``: ``install``,
+``uninstall``, ``start``, ``stop``, ``status``. Each loads only on the platform
+that needs it (pywin32 is imported inside functions), so ``dropbox-sync --help``
+stays fast. The service itself runs ``core.run_service``; the adapters only
+set its stop flag (DESIGN §7.3).
+
+Like platformdirs, the chooser looks at ``sys.platform`` once and the backend
+logic is tested on Linux by patching the one OS layer each backend calls.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TextIO
+
+from dropbox_sync.errors import DropboxSyncError
+
+SERVICE_NAME = "dropbox-sync"
+DISPLAY_NAME = "dropbox-sync (Infiniti CSV import)"
+DESCRIPTION = (
+    "Watches inbox folders and uploads settled CSV files to Infiniti's non-interactive import, "
+    "then files each one in processed/ or failed/ with the server's reply."
+)
+BACKENDS = ("windows", "systemd", "launchd")
+
+
+class ServiceError(DropboxSyncError):
+    """An OS service action failed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """What ``dropbox-sync service ACTION`` was asked to do."""
+
+    name: str
+    config_path: Path  # absolute: a service's working directory is not ours
+    out: TextIO
+    account: str | None = None  # Windows account / Unix user the service runs as
+    password: str | None = None  # only for a Windows domain or local user account
+    start: bool = False  # install: also start now
+    grant: bool = True  # install: give the account rights on its folders
+    destdir: Path | None = None  # install/uninstall: stage files under this root, touch no OS state
+    remove_data: bool = False  # uninstall: also delete config, journal and our log files
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+def backend_name(platform: str | None = None) -> str:
+    """Which backend serves this platform; ServiceError if none does."""
+    platform = sys.platform if platform is None else platform
+    if platform == "win32":
+        return "windows"
+    if platform.startswith("linux"):
+        return "systemd"
+    if platform == "darwin":
+        return "launchd"
+    raise ServiceError(f"no service integration for platform {platform!r}: "
+                       "run 'dropbox-sync run' under your own supervisor")  # fmt: skip
+
+
+def backend(platform: str | None = None) -> ModuleType:
+    """The backend module for this platform (imported only now)."""
+    name = backend_name(platform)
+    if name == "windows":
+        from dropbox_sync.service import windows
+
+        return windows
+    if name == "systemd":
+        from dropbox_sync.service import systemd
+
+        return systemd
+    from dropbox_sync.service import launchd
+
+    return launchd
