@@ -1,0 +1,409 @@
+"""The Windows service: the class the SCM runs, and install/uninstall/start/stop/status.
+
+Hosting. The SCM starts pywin32's ``pythonservice.exe``, which reads the
+class to load from ``HKLM\\...\\Services\\<name>\\PythonClass`` and calls its
+``SvcRun``. In a venv that host fails with error 1053 and no other symptom
+when it cannot find ``pythonXY.dll`` or ``pywintypesXY.dll`` (pywin32 #1451,
+#2056): a service has neither the technician's PATH nor the venv's DLL
+directories. So install copies ``pythonservice.exe`` into the venv root
+(``sys.prefix``, where pywin32's own ``LocatePythonServiceExe`` puts it, and
+where ``pyvenv.cfg`` makes the embedded interpreter use the venv's
+site-packages) together with the DLLs it links against, and registers that
+copy by full path.
+
+Configuration. The config path is stored in the service's registry
+parameters at install time, so the service finds it whatever its working
+directory (System32). Logs go to the site log dir (C:\\ProgramData\\...),
+never a profile dir (DESIGN §8.10). Start, stop and failures also go to the
+Application Event Log under the service's name.
+
+Control. ``SvcStop`` answers at once with STOP_PENDING and a wait hint that
+covers the drain (the SCM gives a control handler 30 s; DESIGN §8.11), then
+only sets the stop flag. Recovery: restart after 10 s, 60 s, then every 5 min,
+also when the service stops itself with an error (a config mistake fixed
+later heals without a visit).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import getpass
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path, PureWindowsPath
+
+from dropbox_sync import paths
+from dropbox_sync.service import DESCRIPTION, DISPLAY_NAME, SERVICE_NAME, ServiceError, ServiceOptions
+from dropbox_sync.service import _win32api as win
+from dropbox_sync.service.core import Reporter, console_for_host, run_service, stop_budget, status_line
+from dropbox_sync.service.plan import (
+    DEFAULT_STOP_TIMEOUT,
+    STATE_FILES,
+    InstallFacts,
+    is_network_path,
+    read_facts,
+    remove_data,
+)
+
+CLASS_STRING = "dropbox_sync.service.windows.DropboxSyncService"
+CONFIG_PARAMETER = "ConfigPath"
+DEFAULT_ACCOUNT = "NT AUTHORITY\\LocalService"
+# Well-known accounts by SID, so icacls works on localised Windows too
+# ("NT-AUTORITÄT\\LOKALER DIENST"); these accounts take no password.
+WELL_KNOWN = {
+    "nt authority\\localservice": "*S-1-5-19",
+    "nt authority\\local service": "*S-1-5-19",
+    "nt authority\\networkservice": "*S-1-5-20",
+    "nt authority\\network service": "*S-1-5-20",
+    "localsystem": "*S-1-5-18",
+    "nt authority\\system": "*S-1-5-18",
+}
+FAILURE_DELAYS_MS = (10_000, 60_000, 300_000)
+FAILURE_RESET_SECONDS = 24 * 3600
+START_WAIT_HINT_MS = 30_000
+START_TIMEOUT = 60.0  # seconds `service start` waits to see RUNNING
+POLL = 0.5
+
+
+class ServiceFailed(Exception):
+    """Raised out of SvcRun so pythonservice.exe reports STOPPED with an error code."""
+
+
+# -- the service the SCM runs -------------------------------------------------------
+
+
+class _ScmReporter(Reporter):
+    def __init__(self, service: DropboxSyncService) -> None:
+        self.service = service
+
+    def starting(self, config) -> None:
+        self.service.stop_hint_ms = int(stop_budget(config) * 1000)
+
+    def ready(self, pipeline) -> None:
+        self.service.ReportServiceStatus(win.SERVICE_RUNNING)
+        win.log_event("info", f"{self.service.name} started: {status_line(pipeline.snapshots())}")
+
+    def failed(self, error: BaseException) -> None:
+        win.log_event("error", f"{self.service.name} cannot run: {error}")
+
+
+class DropboxSyncService(win.service_framework_base()):
+    _svc_name_ = SERVICE_NAME
+    _svc_display_name_ = DISPLAY_NAME
+    _svc_description_ = DESCRIPTION
+
+    def __init__(self, args) -> None:
+        # The name the SCM started us under (several instances may be installed);
+        # set before the base class registers the Event Log source with it.
+        self._svc_name_ = args[0]
+        super().__init__(args)
+        self.stop_requested = threading.Event()
+        self.stop_hint_ms = int((DEFAULT_STOP_TIMEOUT + 15) * 1000)
+
+    @property
+    def name(self) -> str:
+        return self._svc_name_
+
+    def SvcRun(self) -> None:  # noqa: N802 - pywin32's name
+        # pywin32's SvcRun reports RUNNING before any work; we report it from
+        # the core once every observer runs, and START_PENDING until then.
+        self.ReportServiceStatus(win.SERVICE_START_PENDING, waitHint=START_WAIT_HINT_MS)
+        self.SvcDoRun()
+        self.ReportServiceStatus(win.SERVICE_STOP_PENDING, waitHint=self.stop_hint_ms)
+
+    def SvcDoRun(self) -> None:  # noqa: N802
+        config_path = configured_config_path(self.name)
+        try:
+            run_service(config_path, self.stop_requested, reporter=_ScmReporter(self), console=console_for_host())
+        except Exception as exc:
+            # Already in the Event Log (reporter.failed). Raising makes the host
+            # report an error exit, which triggers the recovery actions.
+            raise ServiceFailed(f"{self.name} stopped: {exc}") from None
+        win.log_event("info", f"{self.name} stopped")
+
+    def SvcStop(self) -> None:  # noqa: N802
+        self.ReportServiceStatus(win.SERVICE_STOP_PENDING, waitHint=self.stop_hint_ms)
+        self.stop_requested.set()
+
+    SvcShutdown = SvcStop  # noqa: N815 - machine shutdown: the same orderly stop
+
+
+def configured_config_path(name: str) -> Path:
+    """The config path baked in at install, else the site default (always absolute)."""
+    stored = win.get_parameter(name, CONFIG_PARAMETER)
+    return Path(stored) if stored else paths.default_config_path()
+
+
+# -- install --------------------------------------------------------------------------
+
+
+def install(opts: ServiceOptions) -> int:
+    if opts.destdir is not None:
+        raise ServiceError("--destdir stages Linux/macOS files; on Windows install for real")
+    _require_admin()
+    facts = read_facts(opts.config_path)
+    account = opts.account or DEFAULT_ACCOUNT
+    password = _password_for(account, opts.password)
+    _require_readable_python()
+    exe = prepare_host(host_dir(), win.host_files(), opts)
+    _register(opts.name, exe, account, password, opts)
+    win.set_parameter(opts.name, CONFIG_PARAMETER, str(opts.config_path))
+    win.set_failure_actions(opts.name, delays_ms=FAILURE_DELAYS_MS, reset_seconds=FAILURE_RESET_SECONDS)
+    _best_effort(opts, "restart after an error exit", win.set_failure_actions_on_error_exit, opts.name)
+    _best_effort(opts, "a service SID (NT SERVICE\\name)", win.set_unrestricted_sid, opts.name)
+    win.register_event_source(opts.name)
+    opts.say(f"service {opts.name}: runs as {account}, starts automatically (delayed), "
+             f"restarts after 10 s, 60 s, then every 5 min on failure; config {opts.config_path}")  # fmt: skip
+    if opts.grant:
+        grant_folders(facts, account, opts)
+    _warn_about_shares(facts, account, opts)
+    if facts.problem:
+        opts.say(f"warning: the config does not load yet: {facts.problem}\n"
+                 "  the service will not run until this is fixed (check with: dropbox-sync check)")  # fmt: skip
+    if opts.start:
+        return start(opts)
+    opts.say(f"start it with: dropbox-sync service start  (or: net start {opts.name})")
+    return 0
+
+
+def _require_admin() -> None:
+    if not win.is_admin():
+        raise ServiceError("this needs administrator rights: open PowerShell with 'Run as administrator' "
+                           "and run the command again")  # fmt: skip
+
+
+def _password_for(account: str, password: str | None) -> str | None:
+    """Built-in accounts and managed service accounts (NAME$) take no password."""
+    if account.lower() in WELL_KNOWN or account.endswith("$"):
+        return None
+    if password == "-":
+        return sys.stdin.readline().rstrip("\r\n")
+    if password is None:
+        if not sys.stdin or not sys.stdin.isatty():
+            raise ServiceError(f"--password is required for the account {account} (or '--password -' to "
+                               "read it from standard input)")  # fmt: skip
+        return getpass.getpass(f"password for {account}: ")
+    return password
+
+
+def _require_readable_python() -> None:
+    """The service account must read the base Python: a per-user install under a profile is private."""
+    base = PureWindowsPath(sys.base_prefix)
+    users = PureWindowsPath(os.environ.get("SystemDrive", "C:") + "\\Users")
+    if base.is_relative_to(users):
+        raise ServiceError(f"Python is installed for one user only ({base}); a service account cannot read it. "
+                           "Install Python 3.11+ 'for all users' (C:\\Program Files), recreate the venv, "
+                           "then install the service again")  # fmt: skip
+
+
+def host_dir() -> Path:
+    """The venv root: pyvenv.cfg there makes pythonservice.exe use the venv's site-packages."""
+    return Path(sys.prefix)
+
+
+def prepare_host(prefix: Path, files: win.HostFiles, opts: ServiceOptions) -> Path:
+    """Put pythonservice.exe and the DLLs it links against together in the venv root."""
+    target = prefix / files.exe.name
+    for source in (files.exe, *files.dlls):
+        destination = prefix / source.name
+        if source.resolve() == destination.resolve():
+            continue
+        if destination.exists() and filecmp.cmp(source, destination, shallow=False):
+            continue
+        shutil.copy2(source, destination)
+        opts.say(f"copied {source.name} into {prefix} (the service host must find it there)")
+    return target
+
+
+def _register(name: str, exe: Path, account: str, password: str | None, opts: ServiceOptions) -> None:
+    args = (name, DISPLAY_NAME, DESCRIPTION, CLASS_STRING, exe)
+    # Automatic, delayed: shares and the domain logon are up by then, and a
+    # school server's boot is not slowed by an upload service.
+    how = {"start_type": win.SERVICE_AUTO_START, "delayed": True, "account": account, "password": password}
+    try:
+        win.install_service(*args, **how)
+        opts.say(f"installed service {name}, host {exe}")
+    except win.Win32Error as exc:
+        if exc.winerror == win.ERROR_SERVICE_MARKED_FOR_DELETE:
+            raise ServiceError(f"service {name} is still being deleted: close the Services window "
+                               "(services.msc) and any 'sc' sessions, then try again") from None  # fmt: skip
+        if exc.winerror != win.ERROR_SERVICE_EXISTS:
+            raise
+        win.update_service(*args, **how)
+        opts.say(f"updated the existing service {name}, host {exe}")
+
+
+def _best_effort(opts: ServiceOptions, what: str, action, *args) -> None:
+    """Settings that older Windows (or Wine) may lack; the service works without them."""
+    try:
+        action(*args)
+    except (win.Win32Error, NotImplementedError, ValueError) as exc:
+        opts.say(f"warning: could not set {what}: {exc}")
+
+
+def grants_for(facts: InstallFacts, account: str) -> list[tuple[Path, str, bool]]:
+    """(path, icacls rights, inherit) the account needs; network paths are the share admin's job.
+
+    The state dir is granted without inheritance because on Windows it is
+    C:\\ProgramData\\dropbox-sync itself, which also holds the config and the
+    venv: the service may create its journal there, not rewrite its own code.
+    """
+    state = facts.state_dir or paths.state_dir()
+    logs = facts.log_dir or paths.log_dir()
+    wanted = [(state, "M", False)]
+    wanted += [(state / name, "M", False) for name in STATE_FILES if (state / name).exists()]
+    wanted.append((logs, "M", True))
+    wanted += [(inbox, "M", True) for inbox in facts.inbox_paths if not is_network_path(inbox)]
+    wanted += [(file, "R", False) for file in facts.password_files if not is_network_path(file)]
+    return wanted
+
+
+def grant_folders(facts: InstallFacts, account: str, opts: ServiceOptions) -> None:
+    who = WELL_KNOWN.get(account.lower(), account)
+    for path, rights, inherit in grants_for(facts, account):
+        if not path.exists():
+            opts.say(f"warning: {path} does not exist yet; grant {account} rights on it once it does")
+            continue
+        try:
+            win.grant(path, who, rights, inherit=inherit)
+        except ServiceError as exc:
+            opts.say(f"warning: {exc}")
+            continue
+        opts.say(f"granted {account} {'Modify' if rights == 'M' else 'Read'} on {path}")
+
+
+def _warn_about_shares(facts: InstallFacts, account: str, opts: ServiceOptions) -> None:
+    shares = [p for p in facts.inbox_paths if is_network_path(p)]
+    if not shares:
+        return
+    if account.lower() in WELL_KNOWN and WELL_KNOWN[account.lower()] == "*S-1-5-19":
+        opts.say("warning: LocalService has no network credentials and cannot open "
+                 + ", ".join(map(str, shares)) + ": install with --account DOMAIN\\svc-account (or a "
+                 "managed service account DOMAIN\\name$) that has Modify rights on the share and folder; "
+                 "see docs/install-windows.md")  # fmt: skip
+    else:
+        opts.say(f"note: give {account} Modify rights on the share and folder of "
+                 + ", ".join(map(str, shares)) + " (see docs/install-windows.md)")  # fmt: skip
+
+
+# -- uninstall, start, stop, status ---------------------------------------------------
+
+
+def uninstall(opts: ServiceOptions) -> int:
+    if opts.destdir is not None:
+        raise ServiceError("--destdir stages Linux/macOS files; it has no meaning on Windows")
+    _require_admin()
+    status = _status_or_none(opts.name)
+    if status is None:
+        opts.say(f"service {opts.name} is not installed")
+    else:
+        if status.state != win.SERVICE_STOPPED:
+            stop(opts)
+        win.remove_service(opts.name)
+        opts.say(f"removed service {opts.name} (config, logs and inbox folders are kept)")
+    if opts.remove_data:
+        _remove_data(opts)
+    return 0
+
+
+def _remove_data(opts: ServiceOptions) -> None:
+    try:
+        facts = read_facts(opts.config_path)
+    except Exception:  # noqa: BLE001 - a broken config must not block removing our own files
+        facts = InstallFacts(opts.config_path, (), None, None, (), DEFAULT_STOP_TIMEOUT, None)
+    remove_data(facts, opts.say)
+
+
+def start(opts: ServiceOptions) -> int:
+    _require_admin()
+    try:
+        win.start_service(opts.name)
+    except win.Win32Error as exc:
+        if exc.winerror == win.ERROR_SERVICE_ALREADY_RUNNING:
+            opts.say(f"service {opts.name} is already running")
+            return 0
+        raise ServiceError(_explain(opts.name, exc)) from None
+    status = _wait_for(opts.name, {win.SERVICE_RUNNING, win.SERVICE_STOPPED}, START_TIMEOUT)
+    if status.state == win.SERVICE_RUNNING:
+        opts.say(f"service {opts.name} is running")
+        return 0
+    raise ServiceError(f"service {opts.name} did not start ({status.state_name}, exit code "
+                       f"{status.win32_exit_code}/{status.service_exit_code}): see the Application Event Log "
+                       f"(source {opts.name}) and the log files in {paths.log_dir()}")  # fmt: skip
+
+
+def stop(opts: ServiceOptions) -> int:
+    _require_admin()
+    try:
+        win.stop_service(opts.name)
+    except win.Win32Error as exc:
+        if exc.winerror == win.ERROR_SERVICE_NOT_ACTIVE:
+            opts.say(f"service {opts.name} is not running")
+            return 0
+        raise ServiceError(_explain(opts.name, exc)) from None
+    budget = _stop_budget(opts)
+    status = _wait_for(opts.name, {win.SERVICE_STOPPED}, budget)
+    if status.state != win.SERVICE_STOPPED:
+        raise ServiceError(f"service {opts.name} did not stop within {budget:g} s ({status.state_name})")
+    opts.say(f"service {opts.name} stopped")
+    return 0
+
+
+def status(opts: ServiceOptions) -> int:
+    """Print the service's state; 0 when running, 1 otherwise (like ``sc query``'s caller wants)."""
+    current = _status_or_none(opts.name)
+    if current is None:
+        opts.say(f"service {opts.name}: not installed")
+        return 1
+    config = win.query_config(opts.name)
+    opts.say(f"service {opts.name}: {current.state_name}")
+    opts.say(f"  start:   {win.START_TYPE_NAMES.get(config.start_type, config.start_type)}")
+    opts.say(f"  account: {config.account}")
+    opts.say(f"  host:    {config.binary_path}")
+    opts.say(f"  config:  {configured_config_path(opts.name)}")
+    opts.say(f"  logs:    {paths.log_dir()}  (and the Application Event Log, source {opts.name})")
+    if current.state == win.SERVICE_STOPPED and current.win32_exit_code:
+        opts.say(f"  last exit: Windows error {current.win32_exit_code}, service code {current.service_exit_code}")
+    return 0 if current.state == win.SERVICE_RUNNING else 1
+
+
+def _status_or_none(name: str) -> win.ServiceStatus | None:
+    try:
+        return win.query_status(name)
+    except win.Win32Error as exc:
+        if exc.winerror == win.ERROR_SERVICE_DOES_NOT_EXIST:
+            return None
+        raise
+
+
+def _wait_for(name: str, states: set[int], timeout: float) -> win.ServiceStatus:
+    """Poll the SCM until the service reaches one of ``states`` or ``timeout`` passes."""
+    pause = threading.Event()  # never set: an interruptible pause, not time.sleep
+    deadline = time.monotonic() + timeout
+    current = win.query_status(name)
+    while current.state not in states and time.monotonic() < deadline:
+        pause.wait(POLL)
+        current = win.query_status(name)
+    return current
+
+
+def _stop_budget(opts: ServiceOptions) -> float:
+    try:
+        return read_facts(opts.config_path).stop_budget
+    except Exception:  # noqa: BLE001 - stopping must work even with a broken config
+        return DEFAULT_STOP_TIMEOUT + 15
+
+
+def _explain(name: str, exc: win.Win32Error) -> str:
+    if exc.winerror == win.ERROR_SERVICE_DOES_NOT_EXIST:
+        return f"service {name} is not installed (dropbox-sync service install)"
+    if exc.winerror == win.ERROR_SERVICE_REQUEST_TIMEOUT:
+        return (f"{exc}. The service host did not start: usually pythonXY.dll or pywintypesXY.dll was not "
+                "found beside pythonservice.exe. Run 'dropbox-sync service install' again from the venv's "
+                "Scripts folder and see docs/install-windows.md, Troubleshooting")  # fmt: skip
+    if exc.winerror == win.ERROR_ACCESS_DENIED:
+        return f"{exc}: run this from an administrator prompt"
+    return str(exc)
