@@ -19,7 +19,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from dropbox_sync.errors import FileNotReady
 
@@ -102,6 +102,16 @@ def _shorten(name: str) -> str:
     return f"{cut}.{ext}" if ext else cut
 
 
+def open_claimed(path: Path) -> BinaryIO:
+    """Open a claimed file for reading without following a link.
+
+    The scan only takes regular files, but a link could be put in place
+    between the scan and the claim; O_NOFOLLOW makes that fail instead of
+    reading (and uploading) whatever the link points at."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    return os.fdopen(os.open(path, flags), "rb")
+
+
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     # backslashreplace: a file name that is not valid UTF-8 is written as a
@@ -156,7 +166,8 @@ def claimed_files(inbox: Path) -> list[Path]:
         entries = [
             sending / entry.name
             for entry in os.scandir(sending)
-            if entry.is_file(follow_symlinks=False)
+            # Links too (not followed): they must be filed away, not left behind.
+            if not entry.is_dir(follow_symlinks=False)
             and not entry.name.endswith(RESULT_SUFFIX)
             and not entry.name.startswith(".")
         ]

@@ -22,7 +22,7 @@ import httpx
 import truststore
 
 from dropbox_sync import __version__
-from dropbox_sync.archive import display_name
+from dropbox_sync.archive import display_name, open_claimed
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.errors import HoldError, TransientError
 from dropbox_sync.redact import scrub
@@ -104,7 +104,7 @@ class ImportClient:
         # that is not valid UTF-8 (Linux keeps those as surrogates) would
         # make building the request fail.
         name = display_name(filename or path.name)
-        with open(path, "rb") as raw:
+        with open_claimed(path) as raw:
             stream = _ProgressReader(raw, progress) if progress else raw
             # A real file object: httpx streams it in 64 KiB chunks and takes
             # Content-Length from fstat, so memory stays flat for any size.

@@ -10,6 +10,7 @@ go first, and a claimed file waiting for a retry holds back every later one.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import threading
 import time
@@ -192,6 +193,9 @@ class InboxWorker:
             if self.clock() < self.retry.due:
                 return self._seconds_until_retry()
             current = observe(claimed)
+            if current is None and os.path.lexists(claimed):
+                self._reject_irregular(claimed)
+                continue
             if current is None or not self.settler.observe(("claimed", claimed.name), current):
                 self.waiting[claimed.name] = "changed after it was claimed; waiting for it to settle"
                 return self._next_pass_delay()
@@ -253,12 +257,22 @@ class InboxWorker:
         # seed the claimed key so only a change after the claim restarts settling.
         self.settler.adopt(("claimed", claimed.name), current)
         after = observe(claimed)
+        if after is None and os.path.lexists(claimed):
+            return self._reject_irregular(claimed)  # swapped for a link between scan and claim
         if after != current:
             self.waiting[claimed.name] = "changed while being claimed; waiting for it to settle"
             return Outcome.NOT_READY
         return self._send(claimed)
 
     # -- one file -----------------------------------------------------------------
+
+    def _reject_irregular(self, claimed: Path) -> Outcome:
+        """A link or special file got into sending/: never follow it; file it in failed/."""
+        original = archive.display_name(archive.original_name(claimed.name))
+        body = {"success": False, "summary": f"Not uploaded: {original} is a link or not a regular file; "
+                                             "links are never followed or uploaded."}  # fmt: skip
+        return self._finish(claimed, original, self.wall(), body, None, {"sha256": None, "bytes": None},
+                            stage="preflight")  # fmt: skip
 
     def _send(self, claimed: Path) -> Outcome:
         original = archive.display_name(archive.original_name(claimed.name))

@@ -14,6 +14,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from dropbox_sync.archive import open_claimed
+
 REQUIRED_COLUMNS = ("username", "library-group", "system-group")
 BOM = codecs.BOM_UTF8
 CHUNK = 1 << 20
@@ -37,7 +39,7 @@ def inspect(path: Path, *, max_file_size: int) -> Inspection:
         )
         return Inspection(size, None, problem)
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_claimed(path) as handle:
         problem = _check_text(handle, digest)
         if problem is None and size > 0:
             handle.seek(0)

@@ -198,3 +198,24 @@ def test_a_claimed_file_that_changes_is_not_sent_until_it_settles_again(tmp_path
     assert upload.sha256 == sha256((good_csv("c1") + "c2,F,L,Year 7,Student,\n").encode())
     (done,) = archived(inbox, "processed")
     assert done.name == claimed.name, "the archive name chosen at claim time is kept"
+
+
+def test_a_link_swapped_in_after_the_scan_is_never_followed(tmp_path, emu):
+    # The scan ignores links, but one can replace a file between the scan and
+    # the claim; it must end in failed/ unread, and its target untouched.
+    inbox = tmp_path / "inbox"
+    secret = tmp_path / "outside.csv"
+    secret.write_text(good_csv("never-sent"), encoding="utf-8")
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=0))
+    worker = InboxWorker(cfg.inboxes[0])
+    stop = threading.Event()
+    worker.cycle(stop)
+    (inbox / "sending" / "20261125T020000Z_users.csv").symlink_to(secret)
+    try:
+        worker.cycle(stop)
+    finally:
+        worker.close()
+    assert emu.uploads() == []
+    (link,) = archived(inbox, "failed")
+    assert link.is_symlink() and secret.read_text(encoding="utf-8") == good_csv("never-sent")
+    assert "links are never followed" in result_of(link)["summary"]
