@@ -374,6 +374,28 @@ def _make_long_name(inbox: Path, outside: Path) -> Case:
                 summary="1 user processed", data=data)  # fmt: skip
 
 
+def _make_long_cjk_name(inbox: Path, outside: Path) -> Case:
+    # 86 characters but 250 bytes: a limit counted in characters misses it.
+    name = "日本語の生徒名簿" * 10 + "七年.csv"
+    assert len(name) < 100 and 240 < len(name.encode()) <= 255
+    data = _csv("cjk1")
+    _write(inbox, name, data)
+    return Case("long_cjk_name", name, f"a {len(name)}-character Japanese name ({len(name.encode())} bytes)",
+                PROCESSED, "Linux counts the 255 limit in bytes: the archive name is cut to fit in bytes",
+                summary="1 user processed", data=data)  # fmt: skip
+
+
+def _make_newline_name(inbox: Path, outside: Path) -> Case | None:
+    if sys.platform == "win32":
+        return None
+    name = "class list\n7B.csv"
+    data = _csv("newline1")
+    _write(inbox, name, data)
+    return Case("newline_name", name, "a name with a line break in it (possible on Linux and macOS)", PROCESSED,
+                "names are just names; the result still names the file as dropped",
+                summary="1 user processed", data=data)  # fmt: skip
+
+
 def _make_non_utf8_name(inbox: Path, outside: Path) -> Case | None:
     # Linux names are bytes: a file copied from an old Samba share or a ZIP
     # made on Windows can carry Latin-1 bytes that are not valid UTF-8.
@@ -442,6 +464,8 @@ MAKERS: dict[str, Callable[[Path, Path], Case | None]] = {
     "tmp_suffix": _make_tmp,
     "hidden": _make_hidden,
     "long_name": _make_long_name,
+    "long_cjk_name": _make_long_cjk_name,
+    "newline_name": _make_newline_name,
     "non_utf8_name": _make_non_utf8_name,
 }
 

@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -46,32 +47,18 @@ SETTLE = 1.0  # long enough that the deleted-while-settling case is surely seen 
 GRACE = 3.0  # extra wait for known-bug cases, so a fix shows up as a clean XPASS, not by luck
 PLACES = ("inbox", archive.SENDING, archive.PROCESSED, archive.FAILED)
 
-LONG_NAME_BUG = (
-    "archive._shorten keeps names up to MAX_NAME=222 characters, but the temporary result name "
-    "'.<stamp>_<name>.result.json.tmp' is 34 characters longer, over Linux's 255-byte limit (and the "
-    "limit counts bytes, not characters): the upload succeeds, then writing the result raises "
-    "ENAMETOOLONG; the file stays in sending/, each later pass uploads it again and raises again "
-    "(duplicate imports, a traceback each time), and every newer file in the inbox waits behind it"
+# Inputs the product still mishandles: case name -> why (a strict xfail each).
+# A fix turns the xfail into XPASS, which strict makes a failure: delete the entry.
+NEWLINE_NAME_BUG = (
+    "archive._ARCHIVE_NAME has no re.DOTALL, so original_name() cannot strip the timestamp from "
+    "'<stamp>_class list\\n7B.csv': the result's 'file', the journal and the upload's filename all "
+    "carry the archive name instead of the name as dropped"
 )
-NON_UTF8_NAME_BUG = (
-    "a file name that is not valid UTF-8 (Linux keeps it as surrogate escapes) is given to httpx as the "
-    "multipart filename; building the request raises UnicodeEncodeError, which escapes _send: a "
-    "traceback, the file stays in sending/ and is retried forever, and newer files wait behind it"
-)
-BOM_ONLY_BUG = (
-    "preflight._check_header strips the BOM, finds no header and fails the file ('no header line'), "
-    "but a BOM-only file is an empty CSV, which the vendor documents as legal and the server "
-    "imports as 0 users, exactly like the zero-byte file that passes"
-)
-ONCE_DIES_BUG = (
-    LONG_NAME_BUG + "; under `once` the exception kills the inbox's thread: newer files are never "
-    "tried, a bare thread traceback is printed, and the command still exits 0"
-)
-KNOWN_BUGS = {"long_name": LONG_NAME_BUG, "non_utf8_name": NON_UTF8_NAME_BUG, "bom_only": BOM_ONLY_BUG}
-STALLING_BUGS = f"long_name: {LONG_NAME_BUG} || non_utf8_name: {NON_UTF8_NAME_BUG}"
+KNOWN_BUGS: dict[str, str] = {"newline_name": NEWLINE_NAME_BUG}
 UNSUPPORTED = {
     "unreadable": "root reads a mode-000 file; covered by test_an_unreadable_file_fails_with_the_reason",
     "non_utf8_name": "only Linux file systems take names that are not UTF-8",
+    "newline_name": "Windows does not allow a line break in a name",
 }
 
 
@@ -118,6 +105,7 @@ class CorpusRun:
     cases: dict[str, Case]
     before: dict[str, Entry]
     logs: list[str]
+    crashes: list[str] = field(default_factory=list)  # exceptions that ended a thread
     not_reached: list[str] = field(default_factory=list)
     uploads: list[UploadRecord] = field(default_factory=list)
     server_users: set[str] = field(default_factory=set)
@@ -132,13 +120,22 @@ class CorpusRun:
         return [u for u in self.uploads if u.sha256 == sha256(data)]
 
 
+STAMP = re.compile(r"\d{8}T\d{6}Z(?:-\d+)?_(?P<original>.+)\Z", re.DOTALL)
+
+
 def same_input(archived_name: str, filename: str) -> bool:
-    """Does an archived entry hold this input? Long names are shortened when archived."""
-    original = archive.original_name(archived_name)
+    """Does an archived entry hold this input? Long names are shortened when archived.
+
+    The stamp is stripped here, not with archive.original_name, so a bug there
+    cannot make a file look lost."""
+    match = STAMP.match(archived_name)
+    original = match.group("original") if match else archived_name
     if original == filename:
         return True
-    long_enough = len(filename) > 100 and len(original) > 100
-    return long_enough and original[:100] == filename[:100] and Path(original).suffix == Path(filename).suffix
+    if len(os.fsencode(filename)) <= 200:
+        return False
+    head = min(len(original), len(filename)) // 2  # cut to fit in bytes: compare the first half
+    return original[:head] == filename[:head] and Path(original).suffix == Path(filename).suffix
 
 
 def locate(inbox: Path, case: Case) -> dict[str, list[Path]]:
@@ -191,6 +188,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusRun]:
     logs: list[str] = []
     sink = logger.add(logs.append, level="DEBUG", format="{level}|{message}\n{exception}",
                       backtrace=False, diagnose=False, colorize=False)  # fmt: skip
+    crashes: list[str] = []
+    previous_hook = threading.excepthook
+
+    def record_crash(args: threading.ExceptHookArgs) -> None:
+        crashes.append(f"thread {args.thread.name if args.thread else '?'}: {args.exc_type.__name__}: {args.exc_value}")
+        previous_hook(args)
+
+    threading.excepthook = record_crash  # a thread the service loses is a traceback too
     emu = emulator_with_password(tmp).start()
     try:
         config_path = write_config(tmp, emu, settle_seconds=SETTLE, max_file_size=corpus.MAX_FILE_SIZE)
@@ -198,7 +203,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusRun]:
         cases = corpus.make_corpus(inbox, outside)
         before = {c.name: Entry.of(c.path(inbox)) for c in cases if os.path.lexists(c.path(inbox))}
         before |= {f"target of {c.name}": Entry.of(c.target) for c in cases if c.target is not None}
-        result = CorpusRun(inbox, {c.name: c for c in cases}, before, logs)
+        result = CorpusRun(inbox, {c.name: c for c in cases}, before, logs, crashes)
         result.atime_tracks_reads = atime_tracks_reads(outside)
         rss_before = max_rss_kib()
         started = time.monotonic()
@@ -229,6 +234,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusRun]:
         if rss_before is not None and rss_after is not None:
             result.rss_growth_kib = rss_after - rss_before
     finally:
+        threading.excepthook = previous_hook
         logger.remove(sink)
         emu.stop()
     result.uploads = emu.uploads()
@@ -250,12 +256,13 @@ def check_processed(run: CorpusRun, case: Case, where: dict[str, list[Path]]) ->
     facts = result["dropbox_sync"]
     assert (facts["stage"], facts["http_status"], facts["outcome"]) == ("upload", 200, PROCESSED)
     assert (facts["sha256"], facts["bytes"]) == (sha256(case.data), len(case.data))
-    if len(case.filename) <= 100:
-        assert facts["file"] == printable(case.filename)
+    shortened = len(os.fsencode(case.filename)) > 200
+    if not shortened:
+        assert facts["file"] == printable(case.filename), "the result names the file as it was dropped"
     (upload,) = run.uploads_of(case.data)  # exactly one: never duplicated
     assert upload.stored_file is not None and upload.stored_file.read_bytes() == case.data, \
         "the server must receive the bytes unchanged (BOM, CRLF, leading zeros and all)"  # fmt: skip
-    if len(case.filename) <= 100:
+    if not shortened and printable(case.filename).isprintable():  # httpx %-escapes control characters
         assert upload.filename == printable(case.filename)
     missing = set(case.server_users) - run.server_users
     assert not missing, f"the server does not hold {missing}"
@@ -369,14 +376,13 @@ def test_every_archived_file_has_its_result_and_nothing_else_is_left(run: Corpus
             assert result["dropbox_sync"]["outcome"] == which
 
 
-@pytest.mark.xfail(strict=True, reason=STALLING_BUGS)
 def test_nothing_is_left_in_sending(run: CorpusRun) -> None:
     assert list((run.inbox / archive.SENDING).iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, reason=STALLING_BUGS)
 def test_no_traceback_in_the_logs(run: CorpusRun) -> None:
     assert run.lines("Traceback") == []
+    assert run.crashes == [], "an exception ended a thread of the service"
 
 
 def test_the_corpus_takes_seconds(run: CorpusRun) -> None:
@@ -449,9 +455,11 @@ def test_an_unreadable_file_fails_with_the_reason(tmp_path: Path, emu) -> None:
     assert emu.uploads() == []
 
 
-@pytest.mark.xfail(strict=True, reason=LONG_NAME_BUG)
 def test_a_long_name_is_uploaded_once_and_archived(tmp_path: Path, emu) -> None:
-    """Two passes of the service loop (which logs an error and carries on) must not upload it twice."""
+    """Two passes of the service loop must not upload it twice.
+
+    Regression: the result's temporary name did not fit in 255 bytes, so the
+    result was never written and every pass uploaded the file again."""
     cfg = config.load(write_config(tmp_path, emu, settle_seconds=0))
     inbox = tmp_path / "inbox"
     assert corpus.MAKERS["long_name"](inbox, tmp_path) is not None
@@ -468,8 +476,9 @@ def test_a_long_name_is_uploaded_once_and_archived(tmp_path: Path, emu) -> None:
     assert result_of(done)["success"] is True
 
 
-@pytest.mark.xfail(strict=True, reason=ONCE_DIES_BUG)
 def test_once_with_a_long_name_still_sends_the_files_behind_it(tmp_path: Path, emu) -> None:
+    """Regression: the long name's error killed once's inbox thread, newer files were
+    never tried, and the command still exited 0."""
     config_path = write_config(tmp_path, emu)
     inbox = tmp_path / "inbox"
     long_name = corpus.MAKERS["long_name"](inbox, tmp_path)
