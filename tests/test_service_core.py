@@ -165,8 +165,8 @@ def test_ready_only_after_observers_then_status_watchdog_until_wedged_then_stopp
     clock = SteerableClock()
     built: list[Pipeline] = []
 
-    def factory(cfg, journal):
-        built.append(Pipeline(cfg, journal=journal, worker_factory=functools.partial(InboxWorker, clock=clock)))
+    def factory(cfg, **kwargs):
+        built.append(Pipeline(cfg, **kwargs, worker_factory=functools.partial(InboxWorker, clock=clock)))
         return built[-1]
 
     reporter = SystemdReporter(Notifier(listener.sock.getsockname()), watchdog=0.2)
@@ -285,6 +285,7 @@ def test_service_run_as_systemd_starts_it(tmp_path, emu, listener: Listener) -> 
     try:
         assert listener.until(lambda m: "READY" in m, timeout=20)["STATUS"] == "1 inbox, 0 held, 0 waiting"
         listener.until(lambda m: "WATCHDOG" in m, timeout=5)
+        assert (tmp_path / "state" / "status.json").is_file(), "composed like 'run': status.json for 'status'"
         process.terminate()  # what systemctl stop sends
         assert listener.until(lambda m: "STOPPING" in m)["STOPPING"] == "1"
         out, err = process.communicate(timeout=30)

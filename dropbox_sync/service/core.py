@@ -128,13 +128,15 @@ def run_service(
         cfg = config_module.load(config_path.absolute())
         log_dir = start_logging(cfg, verbose=verbose, console=console)
         reporter.starting(cfg)
-        journal = Journal((cfg.state_dir or paths.state_dir()) / "journal.sqlite3")
+        state_dir = cfg.state_dir or paths.state_dir()
+        journal = Journal(state_dir / "journal.sqlite3")
     except (DropboxSyncError, OSError) as exc:
         reporter.failed(exc)
         raise
     logger.info("service starting: config {}, logs in {}", config_path, log_dir)
     try:
-        pipeline = (pipeline_factory or Pipeline)(cfg, journal=journal)
+        # Composed as cmd_run composes it (journal, status.json in the state dir).
+        pipeline = (pipeline_factory or Pipeline)(cfg, journal=journal, state_dir=state_dir)
         _run_monitored(pipeline, stop, reporter)
     except Exception as exc:
         logger.exception("the service stopped on an unexpected error")
