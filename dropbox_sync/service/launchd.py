@@ -142,7 +142,7 @@ def uninstall(opts: ServiceOptions) -> int:
             facts = read_facts(opts.config_path, read_from=source)
         except Exception:  # noqa: BLE001 - a broken config must not block removing our own files
             facts = InstallFacts(opts.config_path, (), None, None, (), 0.0, None)
-        remove_data(facts, opts.say, read_from=source)
+        remove_data(facts, opts.say, read_from=source, staged_only=opts.destdir is not None)
     return 0
 
 

@@ -121,22 +121,28 @@ STATE_FILES = ("journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm", 
 LOG_PATTERNS = ("dropbox-sync_*.log", "dropbox-sync_*.jsonl", "launchd.log")
 
 
-def remove_data(facts: InstallFacts, say: Callable[[str], None], *, read_from: Path | None = None) -> None:
+def remove_data(facts: InstallFacts, say: Callable[[str], None], *, read_from: Path | None = None,
+                staged_only: bool = False) -> None:  # fmt: skip
     """Delete what dropbox-sync itself wrote: config, journal, its own log files.
 
     Never an inbox or anything in it: processed/ and failed/ are the school's
     records (DESIGN §5: no file is ever deleted except by retention).
+    ``staged_only``: a --destdir staging holds just the config (the service
+    never ran there), and this machine's own journal and logs are not its to delete.
     """
-    doomed = [read_from or facts.config_path]
-    state = facts.state_dir or paths.state_dir()
-    logs = facts.log_dir or paths.log_dir()
-    doomed += [state / name for name in STATE_FILES]
-    doomed += [p for pattern in LOG_PATTERNS for p in sorted(logs.glob(pattern))]
+    config_file = read_from or facts.config_path
+    doomed, folders = [config_file], [config_file.parent]
+    if not staged_only:
+        state = facts.state_dir or paths.state_dir()
+        logs = facts.log_dir or paths.log_dir()
+        doomed += [state / name for name in STATE_FILES]
+        doomed += [p for pattern in LOG_PATTERNS for p in sorted(logs.glob(pattern))]
+        folders += [state, logs]
     for path in doomed:
         if path.is_file():
             path.unlink()
             say(f"removed {path}")
-    for folder in {state, logs, (read_from or facts.config_path).parent}:
+    for folder in dict.fromkeys(folders):
         try:
             folder.rmdir()  # only if empty: someone else's files stay
             say(f"removed {folder}")
