@@ -432,14 +432,18 @@ def test_an_unreadable_file_fails_with_the_reason(tmp_path: Path, emu) -> None:
             import pwd
 
             nobody = pwd.getpwnam("nobody")
-            for folder in (work, inbox):  # nobody may list and rename, not read the file
-                os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+            # nobody owns everything (the config may be private to its owner) but the
+            # file: it may list and rename that, not read it.
+            for path in (work, *work.rglob("*")):
+                if path != case.path(inbox):
+                    os.chown(path, nobody.pw_uid, nobody.pw_gid)
         env = {**os.environ, "HOME": str(work), "PYTHONDONTWRITEBYTECODE": "1"}
         done = subprocess.run([*prefix, sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
                               stdin=subprocess.DEVNULL)  # fmt: skip
         where = locate(inbox, case)
-        assert {k: len(v) for k, v in where.items()} == {"inbox": 0, "sending": 0, "processed": 0, "failed": 1}
+        placed = {k: len(v) for k, v in where.items()}
+        assert placed == {"inbox": 0, "sending": 0, "processed": 0, "failed": 1}, done.stderr
         (path,) = where[FAILED]
         info = os.lstat(path)
         assert stat.S_IMODE(info.st_mode) == 0 and info.st_size == len(case.data or b"")
