@@ -49,7 +49,8 @@ class FakeScm:
         for name in ("is_admin", "host_files", "install_service", "update_service", "remove_service",
                      "set_failure_actions", "set_failure_actions_on_error_exit", "set_unrestricted_sid",
                      "start_service", "stop_service", "query_status", "query_config", "set_parameter",
-                     "get_parameter", "register_event_source", "log_event", "grant"):  # fmt: skip
+                     "get_parameter", "register_event_source", "log_event", "grant",
+                     "grant_service_logon_right"):  # fmt: skip
             monkeypatch.setattr(win, name, getattr(self, name))
         monkeypatch.setattr(windows, "host_dir", lambda: self.venv)
         monkeypatch.setattr(windows, "POLL", 0.01)
@@ -143,6 +144,9 @@ class FakeScm:
     def grant(self, path, who, rights, *, inherit) -> None:
         self.record("grant", Path(path), who, rights, inherit)
 
+    def grant_service_logon_right(self, account) -> None:
+        self.record("grant_service_logon_right", account)
+
 
 @pytest.fixture
 def scm(monkeypatch, tmp_path) -> FakeScm:
@@ -188,6 +192,7 @@ def test_install_registers_localservice_automatic_with_recovery_and_the_config_p
     assert grants == [(tmp_path / "state", "*S-1-5-19", "M", False), (tmp_path / "logs", "*S-1-5-19", "M", True),
                       (inbox, "*S-1-5-19", "M", True)]  # fmt: skip
     assert "start_service" not in scm.names(), "install alone does not start"
+    assert "grant_service_logon_right" not in scm.names(), "LocalService holds the right already"
     assert "does not load yet" in opts.out.getvalue(), "the password variable is only set for the service"
 
 
@@ -220,6 +225,7 @@ def test_a_domain_account_needs_a_password_and_a_managed_one_does_not(tmp_path, 
     monkeypatch.setattr(windows.sys, "stdin", io.StringIO("s3cret\n"))
     windows.install(options(config_path, account="SCHOOL\\svc-sync", password="-", grant=False))
     assert scm.services["dropbox-sync"]["password"] == "s3cret"
+    assert ("grant_service_logon_right", "SCHOOL\\svc-sync") in scm.calls, "else error 1069 at start"
     windows.install(options(config_path, account="SCHOOL\\gmsa-sync$", grant=False))
     assert scm.services["dropbox-sync"]["password"] is None
 

@@ -47,6 +47,7 @@ ERROR_SERVICE_NOT_ACTIVE = 1062
 ERROR_SERVICE_MARKED_FOR_DELETE = 1072
 ERROR_SERVICE_EXISTS = 1073
 ERROR_SERVICE_SPECIFIC_ERROR = 1066
+ERROR_SERVICE_LOGON_FAILED = 1069
 
 _SERVICES_KEY = r"SYSTEM\CurrentControlSet\Services"
 
@@ -164,6 +165,24 @@ def grant(path: Path, who: str, rights: str, *, inherit: bool) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise ServiceError(f"icacls could not grant {ace} on {path}: {(done.stderr or done.stdout).strip()}")
+
+
+def grant_service_logon_right(account: str) -> None:
+    """Give ``account`` "Log on as a service" (SeServiceLogonRight).
+
+    services.msc grants it when an account is typed in there; CreateService
+    does not, and a service whose account lacks it fails with error 1069.
+    """
+    _require_windows()
+    import win32security
+
+    with _translated():
+        sid, _domain, _kind = win32security.LookupAccountName(None, account)
+        policy = win32security.LsaOpenPolicy(None, win32security.POLICY_ALL_ACCESS)
+        try:
+            win32security.LsaAddAccountRights(policy, sid, ["SeServiceLogonRight"])
+        finally:
+            win32security.LsaClose(policy)
 
 
 # -- the Service Control Manager ----------------------------------------------------

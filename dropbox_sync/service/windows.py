@@ -154,6 +154,8 @@ def install(opts: ServiceOptions) -> int:
     win.set_failure_actions(opts.name, delays_ms=FAILURE_DELAYS_MS, reset_seconds=FAILURE_RESET_SECONDS)
     _best_effort(opts, "restart after an error exit", win.set_failure_actions_on_error_exit, opts.name)
     _best_effort(opts, "a service SID (NT SERVICE\\name)", win.set_unrestricted_sid, opts.name)
+    if account.lower() not in WELL_KNOWN:  # built-in service accounts hold the right already
+        _best_effort(opts, f"'Log on as a service' for {account}", win.grant_service_logon_right, account)
     win.register_event_source(opts.name)
     opts.say(f"service {opts.name}: runs as {account}, starts automatically (delayed), "
              f"restarts after 10 s, 60 s, then every 5 min on failure; config {opts.config_path}")  # fmt: skip
@@ -404,6 +406,9 @@ def _explain(name: str, exc: win.Win32Error) -> str:
         return (f"{exc}. The service host did not start: usually pythonXY.dll or pywintypesXY.dll was not "
                 "found beside pythonservice.exe. Run 'dropbox-sync service install' again from the venv's "
                 "Scripts folder and see docs/install-windows.md, Troubleshooting")  # fmt: skip
+    if exc.winerror == win.ERROR_SERVICE_LOGON_FAILED:
+        return (f"{exc}. Windows could not log the service on: check the account's password (install again "
+                "with --account and --password) and that it holds 'Log on as a service'")  # fmt: skip
     if exc.winerror == win.ERROR_ACCESS_DENIED:
         return f"{exc}: run this from an administrator prompt"
     return str(exc)
