@@ -13,10 +13,12 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dropbox_sync.emulator.accounts import DEFAULT_ACCOUNTS
-from dropbox_sync.emulator.emulator import Emulator
-from dropbox_sync.emulator.importer import DEFAULT_LIBRARY_GROUPS, DEFAULT_SYSTEM_GROUPS
+
+if TYPE_CHECKING:
+    from dropbox_sync.emulator.emulator import Emulator
 
 DEFAULT_PORT = 8443
 _ROLES = {"admin": True, "user": False}
@@ -73,6 +75,12 @@ def _banner(emulator: Emulator, ca_file: Path | None, username: str) -> list[str
 
 
 def command(args: argparse.Namespace, stop_event: threading.Event) -> int:
+    # Imported here, not at the top: the main CLI imports this module to build its
+    # parser on every start, and the server's imports (http.server, trustme,
+    # cryptography) are only worth paying for when the emulator runs.
+    from dropbox_sync.emulator.emulator import Emulator
+    from dropbox_sync.emulator.importer import DEFAULT_LIBRARY_GROUPS, DEFAULT_SYSTEM_GROUPS
+
     made_state_dir = args.state_dir is None
     state_dir = Path(tempfile.mkdtemp(prefix="dropbox-sync-emulator-")) if made_state_dir else args.state_dir
     accounts = _accounts(args)
