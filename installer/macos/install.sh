@@ -50,5 +50,4 @@ if [ -n "$DESTDIR" ]; then
     exec "$venv/bin/dropbox-sync" --config "$CONFIG" service install --destdir "$DESTDIR"
 fi
 "$venv/bin/dropbox-sync" --config "$CONFIG" service install "$@"
-chmod 0640 "$CONFIG"
 say "done. Edit $CONFIG, check it with: $venv/bin/dropbox-sync --config '$CONFIG' check --online"
