@@ -3,6 +3,7 @@
     INBOX/sending/     claimed files and, once known, their results
     INBOX/processed/   success: true
     INBOX/failed/      anything else that is final
+    INBOX/held/        stopped by the shrink guard until a person approves it
 
 Everything is a rename within the inbox's volume, never copy-and-delete, so a
 file is always whole in exactly one place. The archive name is chosen at claim
@@ -26,9 +27,10 @@ from dropbox_sync.errors import FileNotReady
 SENDING = "sending"
 PROCESSED = "processed"
 FAILED = "failed"
+HELD = "held"
 RESULT_SUFFIX = ".result.json"
 # 20261125T020000Z_name.csv, or 20261125T020000Z-2_name.csv on a clash
-_ARCHIVE_NAME = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?_(?P<original>.+)$")
+_ARCHIVE_NAME = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?_(?P<original>.+)\Z", re.DOTALL)  # names may hold \n
 # File names are limited to 255 bytes (Linux) or UTF-16 units (Windows). Our
 # longest derived name is ".<stamp>-NNNN_<name>.result.json.tmp": keep the
 # user's part short enough, in UTF-8 bytes, for that to fit everywhere.
@@ -50,10 +52,20 @@ def original_name(archived: str) -> str:
     return match.group("original") if match else archived
 
 
+_CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]}
+
+
 def display_name(name: str) -> str:
-    """The name as text for people, logs, results and HTTP: a name that is not
-    valid UTF-8 (Linux hands those over with surrogates) gets U+FFFD instead."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """The name as text for people, logs, results and HTTP.
+
+    A name that is not valid UTF-8 (Linux hands those over as surrogate
+    escapes; NTFS allows lone surrogates) gets U+FFFD, and control characters
+    are shown escaped, so a file name cannot forge a line in the log."""
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace").translate(_CONTROL)
 
 
 def result_path(file: Path) -> Path:
@@ -142,7 +154,61 @@ def archive(claimed: Path, destination: str) -> Path:
     result = result_path(claimed)
     if result.exists():
         os.rename(result, result_path(target))
+    approval_marker(claimed).unlink(missing_ok=True)
     return target
+
+
+def approval_marker(claimed: Path) -> Path:
+    """Beside a claimed file, says a person approved it past the shrink guard."""
+    return claimed.with_name(f".{claimed.name}.approved")
+
+
+def approve(inbox: Path, name: str) -> Path:
+    """Move a file from held/ back to sending/, marked as approved; it goes next."""
+    held = folder(inbox, HELD) / name
+    if not held.is_file():
+        raise FileNotFoundError(name)
+    claimed = folder(inbox, SENDING) / name
+    if claimed.exists():
+        raise FileExistsError(name)
+    approval_marker(claimed).write_text("approved\n", encoding="utf-8")
+    os.rename(held, claimed)
+    # The held result said "waiting for approval"; the upload writes the real one.
+    result_path(held).unlink(missing_ok=True)
+    return claimed
+
+
+def prune_processed(inbox: Path, keep_days: float, now: dt.datetime) -> list[Path]:
+    """Delete processed/ files (and results) archived more than ``keep_days`` ago.
+
+    Only processed/: failed/ and held/ need a person and are never pruned. The
+    age comes from the claim time in the archive name, not the file's mtime
+    (which is the export's own, possibly old, time)."""
+    cutoff = now - dt.timedelta(days=keep_days)
+    removed = []
+    try:
+        entries = list(os.scandir(folder(inbox, PROCESSED)))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        claimed_at = _archive_time(entry.name)
+        if entry.name.endswith(RESULT_SUFFIX) or claimed_at is None or claimed_at >= cutoff:
+            continue
+        path = Path(entry.path)
+        for victim in (result_path(path), path):
+            try:
+                victim.unlink(missing_ok=True)
+            except OSError:
+                continue
+        removed.append(path)
+    return removed
+
+
+def _archive_time(name: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.strptime(name[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
 
 
 def _free_name(directory: Path, name: str) -> Path:
@@ -179,7 +245,8 @@ def claimed_files(inbox: Path) -> list[Path]:
 def remove_stale_temporaries(inbox: Path) -> list[Path]:
     """Delete half-written results a crash left in sending/ (ours, never user files)."""
     removed = []
-    for stale in folder(inbox, SENDING).glob(f".*{RESULT_SUFFIX}.tmp"):
+    # Half-written results and UTF-8 copies (transcode.py): all dot-names ending .tmp.
+    for stale in folder(inbox, SENDING).glob(".*.tmp"):
         try:
             stale.unlink()
             removed.append(stale)

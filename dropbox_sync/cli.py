@@ -51,8 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also prove URL, TLS and credentials by posting an empty CSV (a no-op import)")  # fmt: skip
     status = command("status", cmd_status, "per inbox: waiting and held files and why, last success and failure")
     status.add_argument("--json", action="store_true", help="print JSON for monitoring tools")
+    approve = command("approve", cmd_approve, "send a file the shrink guard put in held/ (it goes next)")
+    approve.add_argument("files", nargs="+", help="names in an inbox's held/ folder")
     retry = command("retry", cmd_retry, "move files from failed/ back into their inbox to be sent again")
     retry.add_argument("files", nargs="*", help="archived names or paths (default: every file in failed/)")
+    set_password = command("set-password", cmd_set_password,
+                           "store an inbox's password in the OS keyring (for password_keyring = true)")  # fmt: skip
+    set_password.add_argument("inbox", help="the inbox name from the config")
+    set_password.add_argument("--stdin", action="store_true", help="read the password from standard input")
     init = command("init", cmd_init, "write a commented config file to start from")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     demo = command("demo", cmd_demo, "run the whole job on the embedded Infiniti emulator, no setup needed")
@@ -115,6 +121,17 @@ def _journal(cfg):
     return Journal(_state_dir(cfg) / "journal.sqlite3")
 
 
+def _start_notifier(cfg, journal):
+    """The [notify] emailer, its thread started; None without a [notify] table."""
+    from dropbox_sync import notify
+
+    return notify.from_config(cfg, journal=journal, state_dir=_state_dir(cfg))
+
+
+def _listeners(notifier) -> list:
+    return [notifier.on_report] if notifier is not None else []
+
+
 def stop_on_signals(stop: threading.Event) -> None:
     """Signal handlers only set the flag; the pipeline owns the shutdown order."""
 
@@ -138,9 +155,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     stop_on_signals(stop)
     journal = _journal(cfg)
+    notifier = _start_notifier(cfg, journal)
     try:
-        Pipeline(cfg, journal=journal, state_dir=_state_dir(cfg)).run(stop)
+        Pipeline(cfg, journal=journal, state_dir=_state_dir(cfg), listeners=_listeners(notifier)).run(stop)
     finally:
+        if notifier is not None:
+            notifier.stop()  # sends what is pending, before the journal it reads closes
         journal.close()
     logger.info("stopped")
     return OK
@@ -154,9 +174,12 @@ def cmd_once(args: argparse.Namespace) -> int:
     stop = threading.Event()
     stop_on_signals(stop)
     journal = _journal(cfg)
+    notifier = _start_notifier(cfg, journal)
     try:
-        result = Pipeline(cfg, journal=journal, state_dir=_state_dir(cfg)).once(stop)
+        result = Pipeline(cfg, journal=journal, state_dir=_state_dir(cfg), listeners=_listeners(notifier)).once(stop)
     finally:
+        if notifier is not None:
+            notifier.stop()  # a scheduled run's failures are mailed before it exits
         journal.close()
     for inbox, reason in result.held.items():
         logger.error('inbox "{}": files are still waiting: {}', inbox, reason)
@@ -224,6 +247,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    from dropbox_sync import archive
+
+    cfg = _load(args)
+    problems = 0
+    for wanted in args.files:
+        name = Path(wanted).name
+        inbox = next((i for i in cfg.inboxes if (i.path / archive.HELD / name).is_file()), None)
+        if inbox is None:
+            print(f"{name}: not found in any held/ folder", file=sys.stderr)
+            problems += 1
+            continue
+        try:
+            archive.approve(inbox.path, name)
+        except OSError as exc:
+            print(f"{name}: not approved: {exc.strerror or exc}", file=sys.stderr)
+            problems += 1
+            continue
+        print(f"{inbox.name}: {name} approved; it is sent next")
+    return FAILED if problems else OK
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     from dropbox_sync.retry import retry_failed
 
@@ -236,6 +281,52 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if not moved and not problems:
         print("nothing in failed/ to retry")
     return FAILED if problems else OK
+
+
+def cmd_set_password(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from dropbox_sync.config import keyring_entry
+
+    path = _config_path(args)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
+    # Read the raw table: the full config cannot load until the password exists.
+    defaults = raw.get("defaults", {})
+    table = next((t for t in raw.get("inbox", []) if t.get("name") == args.inbox), None)
+    if table is None:
+        raise UsageError(f'{path}: no [[inbox]] with name = "{args.inbox}"')
+    username = table.get("username", defaults.get("username"))
+    if not isinstance(username, str) or not username:
+        raise UsageError(f'{path}: inbox "{args.inbox}" has no username')
+    password = _read_new_password(args.stdin)
+    try:
+        import keyring
+        import keyring.errors
+    except ImportError:
+        raise UsageError("the keyring extra is not installed: pip install 'dropbox-sync[keyring]'") from None
+    try:
+        keyring.set_password(*keyring_entry(args.inbox, username), password)
+    except keyring.errors.KeyringError as exc:
+        raise UsageError(f"the OS keyring refused the password: {exc}") from None
+    print(f'stored the password of {username} for inbox "{args.inbox}" in the OS keyring')
+    return OK
+
+
+def _read_new_password(from_stdin: bool) -> str:
+    import getpass
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise UsageError("the two passwords differ; nothing stored")
+    if len(password) < 3:
+        raise UsageError("the password is empty or too short; nothing stored")
+    return password
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from dropbox_sync import __version__
 from dropbox_sync.archive import display_name, open_claimed
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.errors import HoldError, TransientError
-from dropbox_sync.redact import scrub
+from dropbox_sync.redact import redact_url, scrub
 
 USER_AGENT = f"dropbox-sync/{__version__}"
 # A reply that is not JSON (a proxy's HTML error page) is kept this long in results.
@@ -85,7 +85,10 @@ class ImportClient:
             timeout=httpx.Timeout(inbox.timeout, connect=inbox.connect_timeout),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=False,
+            # trust_env: HTTPS_PROXY / NO_PROXY (and on Windows the system
+            # proxy settings httpx reads) apply unless 'proxy' names one.
             trust_env=True,
+            proxy=inbox.proxy,
             transport=transport,
         )
 
@@ -98,8 +101,11 @@ class ImportClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def upload(self, path: Path, *, filename: str | None = None, progress: ProgressCallback | None = None) -> Reply:
-        """POST ``path`` as the first (only) file part; return the server's reply."""
+    def upload(self, path: Path, *, filename: str | None = None, url: str | None = None,
+               progress: ProgressCallback | None = None) -> Reply:  # fmt: skip
+        """POST ``path`` as the first (only) file part to ``url`` (default: the inbox's)."""
+        url = url or self.inbox.url
+        safe_url = redact_url(url)
         # Infiniti ignores the file name, but httpx must encode it: a name
         # that is not valid UTF-8 (Linux keeps those as surrogates) would
         # make building the request fail.
@@ -110,10 +116,10 @@ class ImportClient:
             # Content-Length from fstat, so memory stays flat for any size.
             files = {"file": (name, stream, "text/csv")}
             try:
-                response = self._http.post(self.inbox.url, files=files)
+                response = self._http.post(url, files=files)
             except httpx.HTTPError as exc:
-                raise _translate(exc, self.inbox.safe_url) from exc
-        return _reply(response, self.inbox.safe_url)
+                raise _translate(exc, safe_url) from exc
+        return _reply(response, safe_url)
 
 
 class _ProgressReader:

@@ -12,31 +12,48 @@ import dataclasses
 import ipaddress
 import os
 import re
+import stat
 import tomllib
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from dropbox_sync.errors import ConfigError
 from dropbox_sync.redact import Secret, redact_url
 
+if TYPE_CHECKING:
+    from dropbox_sync.notify import NotifySettings
+
 OBSERVER_KINDS = ("auto", "native", "polling")
 LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Files whose name matches ``patterns`` go to ``url``."""
+
+    patterns: tuple[str, ...]
+    url: str  # without user:password@
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
 
 
 @dataclass(frozen=True)
 class InboxConfig:
     name: str
     path: Path
-    url: str  # without user:password@
+    url: str  # the first route's URL, without user:password@
     username: str
     password: Secret = dataclasses.field(repr=False)
     ca_bundle: Path | None
     verify_tls: bool
+    proxy: str | None  # None: HTTPS_PROXY/NO_PROXY from the environment (httpx trust_env)
     settle_seconds: float
     include: tuple[str, ...]
     exclude: tuple[str, ...]
@@ -53,6 +70,11 @@ class InboxConfig:
     retry_max_seconds: float
     stop_timeout: float
     keep_days: float
+    # In the order they are sent within a batch; one catch-all route when the
+    # inbox has a plain 'url' and no [[inbox.route]] tables.
+    routes: tuple[Route, ...] = ()
+    shrink_guard: float = 0.0  # 0 = off; else hold a file with fewer rows than this share of the last
+    source_encoding: str = ""  # "" = the file is UTF-8 already
 
     @property
     def safe_url(self) -> str:
@@ -67,6 +89,7 @@ class Config:
     log_dir: Path | None
     log_level: str
     log_format: str
+    notify: NotifySettings | None = None  # [notify]: email on failures (notify.py)
 
 
 # Keys an [[inbox]] (or [defaults]) may hold, with their defaults. None means
@@ -79,8 +102,10 @@ INBOX_DEFAULTS: dict[str, Any] = {
     "password": None,
     "password_env": None,
     "password_file": None,
+    "password_keyring": False,
     "ca_bundle": "",
     "verify_tls": True,
+    "proxy": "",
     "settle_seconds": 5.0,
     "include": ["*.csv"],
     "exclude": ["~$*", "*.tmp", "*.part", ".*"],
@@ -97,8 +122,12 @@ INBOX_DEFAULTS: dict[str, Any] = {
     "retry_max_seconds": 300.0,
     "stop_timeout": 20.0,
     "keep_days": 0.0,
+    "route": None,
+    "shrink_guard": 0.0,
+    "source_encoding": "",
 }
-TOP_LEVEL_KEYS = {"defaults", "inbox", "state_dir", "log_dir", "log_level", "log_format"}
+ROUTE_KEYS = {"match", "url"}
+TOP_LEVEL_KEYS = {"defaults", "inbox", "state_dir", "log_dir", "log_level", "log_format", "notify"}
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
@@ -135,7 +164,7 @@ def parse(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:
     if not tables:
         raise ConfigError(f"{where}: no [[inbox]] table: nothing to watch")
     inboxes = tuple(
-        _inbox({**INBOX_DEFAULTS, **defaults, **table}, table, index, where, base_dir)
+        _inbox({**INBOX_DEFAULTS, **defaults, **table}, table, index, where, base_dir, source)
         for index, table in enumerate(tables, start=1)
     )
     _reject_duplicates(inboxes, where)
@@ -145,6 +174,9 @@ def parse(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:
     log_format = raw.get("log_format", "text")
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"{where}: log_format must be one of {', '.join(LOG_FORMATS)}")
+    from dropbox_sync.notify import parse_settings  # lazy: notify imports this module
+
+    notify = parse_settings(raw.get("notify"), where, base_dir)
     return Config(
         source=source,
         inboxes=inboxes,
@@ -152,6 +184,7 @@ def parse(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:
         log_dir=_optional_dir(raw, "log_dir", where, base_dir),
         log_level=log_level,
         log_format=log_format,
+        notify=notify,
     )
 
 
@@ -171,9 +204,10 @@ def _optional_dir(raw: Mapping[str, Any], key: str, where: str, base_dir: Path) 
 class _Reader:
     """Typed access to one merged inbox table, naming the key on every error."""
 
-    def __init__(self, values: dict[str, Any], where: str) -> None:
+    def __init__(self, values: dict[str, Any], where: str, source: Path | None = None) -> None:
         self.values = values
         self.where = where
+        self.source = source
 
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.where}: {key} {problem}")
@@ -219,25 +253,28 @@ class _Reader:
         match = _SIZE.match(value) if isinstance(value, str) else None
         if not match:
             raise self.fail(key, 'must be a size such as 512MB or a number of bytes')
-        unit = (match.group(2) or "").lower().rstrip("b").rstrip("i")
-        return int(float(match.group(1)) * _SIZE_UNITS[unit])
+        unit = (match.group(2) or "").lower().rstrip("b")
+        binary = unit.endswith("i")  # KiB, MiB: powers of 1024
+        factor = 1024 ** "kmgt".index(unit[0]) * 1024 if binary else _SIZE_UNITS[unit]
+        return int(float(match.group(1)) * factor)
 
 
-def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: str, base_dir: Path) -> InboxConfig:
+def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: str, base_dir: Path,
+           source: Path | None) -> InboxConfig:  # fmt: skip
     label = f'inbox "{table["name"]}"' if isinstance(table.get("name"), str) else f"inbox #{index}"
     _reject_unknown(table, INBOX_DEFAULTS, f"{where}: {label}")
-    read = _Reader(values, f"{where}: {label}:")
+    read = _Reader(values, f"{where}: {label}", source)
     if values.get("path") is None:
         raise read.fail("path", "is missing (the folder to watch)")
     path = _inbox_path(read, base_dir)
     name = read.text("name") if values.get("name") is not None else path.name
-    if values.get("url") is None:
-        raise read.fail("url", "is missing (the Infiniti import URL)")
-    url, url_user, url_password = _split_url(read)
+    routes, url_user, url_password = _routes(read)
+    url = routes[0].url
     username = _username(read, url_user)
-    password = _password(read, url_password, base_dir)
+    password = _password(read, url_password, base_dir, name, username)
     verify_tls = read.flag("verify_tls")
-    _check_transport_security(read, url, verify_tls)
+    for route in routes:
+        _check_transport_security(read, route.url, verify_tls)
     ca_bundle_text = read.text("ca_bundle")
     ca_bundle = (base_dir / os.path.expandvars(ca_bundle_text)).resolve() if ca_bundle_text else None
     if ca_bundle is not None and not ca_bundle.is_file():
@@ -250,6 +287,7 @@ def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: 
         password=password,
         ca_bundle=ca_bundle,
         verify_tls=verify_tls,
+        proxy=_proxy(read),
         settle_seconds=read.seconds("settle_seconds"),
         include=read.patterns("include"),
         exclude=read.patterns("exclude"),
@@ -266,6 +304,9 @@ def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: 
         retry_max_seconds=read.seconds("retry_max_seconds", minimum=0.1),
         stop_timeout=read.seconds("stop_timeout"),
         keep_days=read.seconds("keep_days"),
+        routes=routes,
+        shrink_guard=_fraction(read, "shrink_guard"),
+        source_encoding=_encoding(read),
     )
 
 
@@ -281,16 +322,61 @@ def _inbox_path(read: _Reader, base_dir: Path) -> Path:
     return path
 
 
-def _split_url(read: _Reader) -> tuple[str, str | None, str | None]:
-    """Validate the URL and take any ``user:password@`` out of it."""
-    raw = read.text("url").strip()
+def _routes(read: _Reader) -> tuple[tuple[Route, ...], str | None, str | None]:
+    """The inbox's routes, and any credentials found in a URL."""
+    tables = read.values.get("route")
+    if tables is None:
+        if read.values.get("url") is None:
+            raise read.fail("url", "is missing (the Infiniti import URL)")
+        url, user, password = _split_url(read, read.text("url"), "url")
+        return (Route(("*",), url),), user, password
+    if read.values.get("url") is not None:
+        raise read.fail("url", "conflicts with [[inbox.route]]: give each route its own url")
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        raise read.fail("route", "must be [[inbox.route]] tables with match and url")
+    routes, user, password = [], None, None
+    for number, table in enumerate(tables, start=1):
+        label = f"route #{number}"
+        _reject_unknown(table, ROUTE_KEYS, f"{read.where}: {label}")
+        for key in ROUTE_KEYS:
+            if key not in table:
+                raise read.fail(f"{label} {key}", "is missing")
+        patterns = _Reader(table, f"{read.where}: {label}").patterns("match")
+        url, route_user, route_password = _split_url(read, _Reader(table, read.where).text("url"), f"{label} url")
+        user, password = user or route_user, password or route_password
+        routes.append(Route(patterns, url))
+    return tuple(routes), user, password
+
+
+def _fraction(read: _Reader, key: str) -> float:
+    value = read.values.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise read.fail(key, "must be a fraction from 0 (off) to below 1, e.g. 0.5")
+    return float(value)
+
+
+def _encoding(read: _Reader) -> str:
+    import codecs
+
+    name = read.text("source_encoding").strip()
+    if not name:
+        return ""
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise read.fail("source_encoding", f"is not an encoding Python knows: {name} (try cp1252)") from None
+
+
+def _split_url(read: _Reader, raw: str, key: str) -> tuple[str, str | None, str | None]:
+    """Validate a URL and take any ``user:password@`` out of it."""
+    raw = raw.strip()
     try:
         parts = urllib.parse.urlsplit(raw)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise read.fail("url", f"is not a valid URL: {redact_url(raw)}") from None
+        raise read.fail(key, f"is not a valid URL: {redact_url(raw)}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise read.fail("url", f"must start with https:// and name a host: {redact_url(raw)}")
+        raise read.fail(key, f"must start with https:// and name a host: {redact_url(raw)}")
     user = urllib.parse.unquote(parts.username) if parts.username else None
     password = urllib.parse.unquote(parts.password) if parts.password else None
     if password:
@@ -317,8 +403,19 @@ def _username(read: _Reader, url_user: str | None) -> str:
     return username
 
 
-def _password(read: _Reader, url_password: str | None, base_dir: Path) -> Secret:
-    sources = [key for key in ("password", "password_env", "password_file") if read.values.get(key) is not None]
+PASSWORD_SOURCES = ("password", "password_env", "password_file", "password_keyring")
+KEYRING_SERVICE = "dropbox-sync"
+
+
+def keyring_entry(inbox_name: str, username: str) -> tuple[str, str]:
+    """(service, user) under which ``set-password`` stores an inbox's password."""
+    return f"{KEYRING_SERVICE}/{inbox_name}", username
+
+
+def _password(read: _Reader, url_password: str | None, base_dir: Path, inbox_name: str, username: str) -> Secret:
+    if read.values.get("password_keyring") is False:
+        read.values = {k: v for k, v in read.values.items() if k != "password_keyring"}
+    sources = [key for key in PASSWORD_SOURCES if read.values.get(key) is not None]
     if len(sources) > 1:
         raise read.fail(sources[1], f"conflicts with {sources[0]}: give only one password source")
     if not sources:
@@ -328,6 +425,10 @@ def _password(read: _Reader, url_password: str | None, base_dir: Path) -> Secret
     key = sources[0]
     if key == "password":
         value = read.text(key)
+        if read.source is not None:
+            _warn_if_readable_by_others(read.source, read.where)
+    elif key == "password_keyring":
+        value = _password_from_keyring(read, inbox_name, username)
     elif key == "password_env":
         variable = read.text(key)
         value = os.environ.get(variable, "")
@@ -344,6 +445,53 @@ def _password(read: _Reader, url_password: str | None, base_dir: Path) -> Secret
     return Secret(value)
 
 
+def _password_from_keyring(read: _Reader, inbox_name: str, username: str) -> str:
+    if read.flag("password_keyring") is not True:
+        raise read.fail("password_keyring", "must be true (or left out)")
+    try:
+        import keyring
+        import keyring.errors
+    except ImportError:
+        raise read.fail("password_keyring", "needs the keyring extra: pip install 'dropbox-sync[keyring]'") from None
+    try:
+        value = keyring.get_password(*keyring_entry(inbox_name, username))
+    except keyring.errors.KeyringError as exc:
+        raise read.fail("password_keyring", f"the OS keyring cannot be read: {exc}") from None
+    if not value:
+        raise read.fail("password_keyring", f"no password stored: run 'dropbox-sync set-password {inbox_name}' "
+                                            "as the account the service runs as")  # fmt: skip
+    return value
+
+
+def _warn_if_readable_by_others(path: Path, where: str) -> None:
+    """An inline password in a file everyone can read is not much of a secret."""
+    if os.name != "posix":
+        return  # Windows ACLs: see docs/security.md for the icacls line that locks the file down
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        logger.warning("{} holds a password but other users can read it: chmod 600 {} (or use password_env, "
+                       "password_file or password_keyring)", where.rstrip(":"), path)  # fmt: skip
+
+
+def _proxy(read: _Reader) -> str | None:
+    text = read.text("proxy").strip()
+    if not text:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise read.fail("proxy", f"is not a valid URL: {redact_url(text)}") from None
+    if parts.scheme not in ("http", "https", "socks5") or not parts.hostname:
+        raise read.fail("proxy", "must look like http://proxy.school.example:3128")
+    if parts.password:
+        Secret(urllib.parse.unquote(parts.password))  # scrubbed from logs from now on
+    return text
+
+
 def _check_transport_security(read: _Reader, url: str, verify_tls: bool) -> None:
     """Basic Auth sends the password in the clear unless TLS protects it."""
     host = urllib.parse.urlsplit(url).hostname or ""
@@ -353,8 +501,10 @@ def _check_transport_security(read: _Reader, url: str, verify_tls: bool) -> None
             "uses plain http:// to a remote host: the password would cross the network "
             "unencrypted. Use https://",
         )
-    if not verify_tls and not is_loopback(host):
-        logger.warning("{} verify_tls = false: the server's certificate is NOT checked", read.where.rstrip(":"))
+    if not verify_tls:
+        # Said at every start, loudly: it is meant for rehearsals only.
+        logger.warning("{} verify_tls = false: the server's certificate is NOT checked; use ca_bundle instead",
+                       read.where.rstrip(":"))  # fmt: skip
 
 
 def is_loopback(host: str) -> bool:

@@ -25,11 +25,16 @@ CREATE TABLE IF NOT EXISTS attempts (
     started   TEXT NOT NULL,      -- UTC ISO 8601
     finished  TEXT NOT NULL,
     status    INTEGER,            -- HTTP status, NULL when there was no reply
-    outcome   TEXT NOT NULL,      -- processed | failed | held | retry
-    summary   TEXT NOT NULL
+    outcome   TEXT NOT NULL,      -- processed | failed | held | retry | guarded
+    summary   TEXT NOT NULL,
+    route     TEXT NOT NULL DEFAULT '',  -- the import URL (without credentials)
+    rows      INTEGER             -- data rows in the file, when it was read
 );
 CREATE INDEX IF NOT EXISTS attempts_by_inbox ON attempts (inbox, outcome, finished);
 """
+
+
+COLUMNS = "inbox, file, original, sha256, bytes, started, finished, status, outcome, summary, route, rows"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class Attempt:
     status: int | None
     outcome: str
     summary: str
+    route: str = ""
+    rows: int | None = None
 
 
 class Journal:
@@ -60,10 +67,11 @@ class Journal:
             with self._lock, self._db:
                 self._db.execute(
                     "INSERT INTO attempts (inbox, file, original, sha256, bytes, started, finished,"
-                    " status, outcome, summary) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    " status, outcome, summary, route, rows) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         attempt.inbox, attempt.file, attempt.original, attempt.sha256, attempt.bytes,
                         attempt.started, attempt.finished, attempt.status, attempt.outcome, attempt.summary,
+                        attempt.route, attempt.rows,
                     ),
                 )  # fmt: skip
         except sqlite3.Error as exc:
@@ -72,11 +80,20 @@ class Journal:
     def last(self, inbox: str, outcome: str) -> Attempt | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT inbox, file, original, sha256, bytes, started, finished, status, outcome, summary"
-                " FROM attempts WHERE inbox = ? AND outcome = ? ORDER BY id DESC LIMIT 1",
+                f"SELECT {COLUMNS} FROM attempts WHERE inbox = ? AND outcome = ? ORDER BY id DESC LIMIT 1",
                 (inbox, outcome),
             ).fetchone()
         return Attempt(*row) if row else None
+
+    def last_rows(self, inbox: str, route: str) -> int | None:
+        """Rows of the last file this route imported successfully (for the shrink guard)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT rows FROM attempts WHERE inbox = ? AND route = ? AND outcome = 'processed'"
+                " AND rows IS NOT NULL ORDER BY id DESC LIMIT 1",
+                (inbox, route),
+            ).fetchone()
+        return row[0] if row else None
 
     def counts_since(self, inbox: str, since_iso: str) -> dict[str, int]:
         with self._lock:

@@ -22,13 +22,13 @@ from typing import Any
 
 from loguru import logger
 
-from dropbox_sync import __version__, archive, preflight, status
+from dropbox_sync import __version__, archive, preflight, routes, status, transcode
 from dropbox_sync.backoff import Backoff
 from dropbox_sync.client import ImportClient, Reply
-from dropbox_sync.config import Config, InboxConfig
+from dropbox_sync.config import Config, InboxConfig, Route
 from dropbox_sync.errors import FileNotReady, HoldError, TransientError
 from dropbox_sync.journal import Attempt, Journal
-from dropbox_sync.settle import Clock, Settler
+from dropbox_sync.settle import Clock, Observation, Settler
 from dropbox_sync.watcher import Candidate, Watcher, observe, scan
 
 HOLD_STATUSES = {401: "credentials were rejected", 403: "the account lacks system administration rights",
@@ -38,6 +38,7 @@ READ_TIMEOUTS_BEFORE_HOLD = 3
 NOT_READY_RECHECK = 1.0  # seconds before looking again at a file held open by its writer
 MISSING_FOLDER_RECHECK = 5.0
 SUPERVISE_EVERY = 5.0
+PRUNE_EVERY = 3600.0  # retention of processed/ is checked hourly
 
 
 class Outcome(Enum):
@@ -46,6 +47,7 @@ class Outcome(Enum):
     HELD = "held"  # inbox paused until the config or server is fixed
     RETRY = "retry"  # passing fault; the file waits, claimed
     NOT_READY = "not ready"  # changed or busy; settle again
+    GUARDED = "guarded"  # far fewer rows than last time: in held/ until approved
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class InboxWorker:
         self._beat = self.clock()
         self._uploading: str | None = None
         self._recovered = False
+        self._next_prune = 0.0
 
     @property
     def name(self) -> str:
@@ -150,6 +153,7 @@ class InboxWorker:
         archive.ensure_folders(self.inbox.path)
         if not self._recovered:
             self._recover_after_crash()
+        self._prune_if_due()
         blocked = self._send_claimed(stop)
         if blocked is not None:
             return blocked
@@ -171,6 +175,15 @@ class InboxWorker:
             logger.info('inbox "{}": folder {} is back', self.name, self.inbox.path)
         self._folder_missing = not present
         return present
+
+    def _prune_if_due(self) -> None:
+        if self.inbox.keep_days <= 0 or self.clock() < self._next_prune:
+            return
+        self._next_prune = self.clock() + PRUNE_EVERY
+        removed = archive.prune_processed(self.inbox.path, self.inbox.keep_days, self.wall())
+        if removed:
+            logger.info('inbox "{}": removed {} file(s) older than {:g} days from processed/ (keep_days)',
+                        self.name, len(removed), self.inbox.keep_days)  # fmt: skip
 
     def _recover_after_crash(self) -> None:
         """Tidy what a crash can leave between two renames (claimed files are handled in order)."""
@@ -224,8 +237,13 @@ class InboxWorker:
             if item.name not in self._reported_ignored:
                 logger.warning('inbox "{}": ignoring {}: it {}', self.name, item.name, item.reason)
                 self._reported_ignored.add(item.name)
+        candidates, unrouted = routes.in_sending_order(self.inbox, candidates)
+        for name in unrouted:
+            if name not in self._reported_ignored:
+                logger.warning('inbox "{}": {} matches no route; left in place, not uploaded', self.name, name)
+                self._reported_ignored.add(name)
         present = {c.name for c in candidates}
-        self._reported_ignored &= {i.name for i in ignored}
+        self._reported_ignored &= {i.name for i in ignored} | set(unrouted)
         claimed = {p.name for p in archive.claimed_files(self.inbox.path)}
         self.settler.forget_all_but(present | {("claimed", name) for name in claimed})
         self.waiting = {k: v for k, v in self.waiting.items() if k in present or k in claimed}
@@ -277,20 +295,51 @@ class InboxWorker:
     def _send(self, claimed: Path) -> Outcome:
         original = archive.display_name(archive.original_name(claimed.name))
         started = self.wall()
+        found = routes.route_for(self.inbox, archive.original_name(claimed.name))
+        if found is None:
+            body = {"success": False, "summary": f"Not uploaded: {original} matches no route of this inbox."}
+            return self._finish(claimed, original, started, body, None, {}, stage="preflight")
+        route = found[1]
         before = observe(claimed)
         try:
-            inspection = preflight.inspect(claimed, max_file_size=self.inbox.max_file_size)
+            upload_path = self._utf8_source(claimed)
+        except transcode.TranscodeError as exc:
+            facts = {"endpoint": route.safe_url, "bytes": before.size if before else None}
+            body = {"success": False, "summary": str(exc)}
+            return self._finish(claimed, original, started, body, None, facts, stage="preflight")
+        try:
+            return self._inspect_and_upload(claimed, upload_path, original, started, route, before)
+        finally:
+            if upload_path != claimed:
+                upload_path.unlink(missing_ok=True)
+
+    def _utf8_source(self, claimed: Path) -> Path:
+        """What to upload: the file itself, or its UTF-8 copy when source_encoding is set."""
+        if not self.inbox.source_encoding:
+            return claimed
+        return transcode.to_utf8(claimed, self.inbox.source_encoding)
+
+    def _inspect_and_upload(self, claimed: Path, upload_path: Path, original: str, started: dt.datetime,
+                            route: Route, before: Observation | None) -> Outcome:  # fmt: skip
+        try:
+            inspection = preflight.inspect(upload_path, max_file_size=self.inbox.max_file_size)
         except OSError as exc:
             inspection = preflight.Inspection(before.size if before else 0, None,
                                               f"File cannot be read: {exc.strerror or exc}.")  # fmt: skip
-        facts = {"sha256": inspection.sha256, "bytes": inspection.size}
+        facts = {"endpoint": route.safe_url, "sha256": inspection.sha256, "bytes": inspection.size,
+                 "rows": inspection.rows}  # fmt: skip
+        if self.inbox.source_encoding:
+            facts["transcoded_from"] = self.inbox.source_encoding
         if inspection.problem is not None:
             body = {"success": False, "summary": inspection.problem}
             return self._finish(claimed, original, started, body, None, facts, stage="preflight")
+        guard = self._shrink_guard(claimed, route, inspection.rows)
+        if guard is not None:
+            return self._guarded(claimed, original, started, guard, facts)
         self.retry.attempts += 1
         self._beat, self._uploading = self.clock(), original
         try:
-            reply = self._http().upload(claimed, filename=original)
+            reply = self._http().upload(upload_path, filename=original, url=route.url)
         except HoldError as exc:
             return self._hold(claimed, original, started, str(exc), exc.status, facts)
         except TransientError as exc:
@@ -313,7 +362,34 @@ class InboxWorker:
             logger.warning('inbox "{}": {} changed during the upload; it will be sent again once it settles',
                            self.name, original)  # fmt: skip
             return Outcome.NOT_READY
+        if archive.approval_marker(claimed).exists():
+            facts["approved"] = True
         return self._finish(claimed, original, started, reply.body or {}, reply, facts, stage="upload")
+
+    def _shrink_guard(self, claimed: Path, route: Route, rows: int) -> str | None:
+        """Why this file must wait for a person, if it is suspiciously small."""
+        if self.inbox.shrink_guard <= 0 or self.journal is None or archive.approval_marker(claimed).exists():
+            return None
+        last = self.journal.last_rows(self.name, route.safe_url)
+        if last is None or rows >= self.inbox.shrink_guard * last:
+            return None
+        return (f"Held for approval: {rows} rows, but the last file imported on this route had {last} "
+                f"(shrink_guard = {self.inbox.shrink_guard:g}). If the export is right, run: "
+                f"dropbox-sync approve {claimed.name}")  # fmt: skip
+
+    def _guarded(self, claimed: Path, original: str, started: dt.datetime, reason: str,
+                 facts: dict[str, Any]) -> Outcome:  # fmt: skip
+        body = {"success": False, "summary": reason}
+        archive.write_json_atomically(archive.result_path(claimed), {**body, "dropbox_sync": {
+            "version": __version__, "inbox": self.name, "file": original, "archived_as": claimed.name,
+            "outcome": Outcome.GUARDED.value, "stage": "shrink guard", **facts}})  # fmt: skip
+        target = archive.archive(claimed, archive.HELD)
+        logger.warning('inbox "{}": {} -> held/{}: {}', self.name, original, target.name, reason)
+        self._journal(claimed.name, original, started, self.wall(), None, Outcome.GUARDED.value, reason, facts)
+        self._report(FileReport(self.name, original, Outcome.GUARDED, reason, target))
+        self.waiting.pop(claimed.name, None)
+        self.settler.forget(("claimed", claimed.name))
+        return Outcome.GUARDED
 
     def _http(self) -> ImportClient:
         if self._client is None:
@@ -333,7 +409,7 @@ class InboxWorker:
             "stage": stage,
             "endpoint": self.inbox.safe_url,
             "http_status": reply.status if reply else None,
-            **facts,
+            **facts,  # its endpoint, when known, is the route's
             "attempts": self.retry.attempts,
             "started": _iso(started),
             "finished": _iso(finished),
@@ -400,8 +476,9 @@ class InboxWorker:
     def _journal(self, file: str, original: str, started: dt.datetime, finished: dt.datetime,
                  status: int | None, outcome: str, summary: str, facts: dict[str, Any]) -> None:  # fmt: skip
         if self.journal is not None:
-            self.journal.record(Attempt(self.name, archive.display_name(file), original, facts.get("sha256"), facts.get("bytes"),
-                                        _iso(started), _iso(finished), status, outcome, summary))  # fmt: skip
+            self.journal.record(Attempt(self.name, archive.display_name(file), original, facts.get("sha256"),
+                                        facts.get("bytes"), _iso(started), _iso(finished), status, outcome,
+                                        summary, facts.get("endpoint", ""), facts.get("rows")))  # fmt: skip
 
     # -- timing -------------------------------------------------------------------
 
@@ -465,8 +542,8 @@ class Pipeline:
             return
         try:
             status.write_status_file(self.state_dir, self.snapshots(), mode=mode)
-        except OSError as exc:
-            logger.warning("cannot write {}: {}", self.state_dir / status.STATUS_FILE, exc.strerror or exc)
+        except Exception as exc:  # noqa: BLE001 - a status file must never stop the service
+            logger.warning("cannot write {}: {}", self.state_dir / status.STATUS_FILE, exc)
 
     def snapshots(self) -> list[InboxSnapshot]:
         return [w.snapshot() for w in self.workers]

@@ -27,6 +27,7 @@ class Inspection:
     size: int
     sha256: str | None  # None when the file was too big to read
     problem: str | None  # None: fit to upload; else one sentence saying why not
+    rows: int = 0  # data lines after the header (for the shrink guard)
 
 
 def inspect(path: Path, *, max_file_size: int) -> Inspection:
@@ -39,15 +40,32 @@ def inspect(path: Path, *, max_file_size: int) -> Inspection:
         )
         return Inspection(size, None, problem)
     digest = hashlib.sha256()
+    lines = _LineCounter()
     with open_claimed(path) as handle:
-        problem = _check_text(handle, digest)
+        problem = _check_text(handle, digest, lines)
         if problem is None and size > 0:
             handle.seek(0)
             problem = _check_header(handle.read(HEADER_LIMIT))
-    return Inspection(size, digest.hexdigest(), problem)
+    return Inspection(size, digest.hexdigest(), problem, max(0, lines.total - 1))
 
 
-def _check_text(handle, digest) -> str | None:
+class _LineCounter:
+    """Counts lines across chunks (a last line without a newline counts too)."""
+
+    def __init__(self) -> None:
+        self.newlines = 0
+        self.ends_open = False
+
+    def update(self, chunk: bytes) -> None:
+        self.newlines += chunk.count(b"\n")
+        self.ends_open = not chunk.endswith(b"\n")
+
+    @property
+    def total(self) -> int:
+        return self.newlines + (1 if self.ends_open else 0)
+
+
+def _check_text(handle, digest, lines: _LineCounter) -> str | None:
     """The whole file must be UTF-8 text (a BOM is fine); find the first bad byte.
 
     Reads to the end even after a problem, so the digest is always complete.
@@ -61,6 +79,7 @@ def _check_text(handle, digest) -> str | None:
     offset = 0
     while chunk := handle.read(CHUNK):
         digest.update(chunk)
+        lines.update(chunk)
         if problem is None:
             problem = _chunk_problem(chunk, offset, decoder)
         offset += len(chunk)

@@ -50,6 +50,7 @@ def write_config(tmp_path: Path, emulator: Emulator, *, inboxes: int = 1, **over
         lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
     path = tmp_path / "config.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(0o600)  # it holds a password, as a technician's config should be
     return path
 
 

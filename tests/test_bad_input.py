@@ -49,12 +49,7 @@ PLACES = ("inbox", archive.SENDING, archive.PROCESSED, archive.FAILED)
 
 # Inputs the product still mishandles: case name -> why (a strict xfail each).
 # A fix turns the xfail into XPASS, which strict makes a failure: delete the entry.
-NEWLINE_NAME_BUG = (
-    "archive._ARCHIVE_NAME has no re.DOTALL, so original_name() cannot strip the timestamp from "
-    "'<stamp>_class list\\n7B.csv': the result's 'file', the journal and the upload's filename all "
-    "carry the archive name instead of the name as dropped"
-)
-KNOWN_BUGS: dict[str, str] = {"newline_name": NEWLINE_NAME_BUG}
+KNOWN_BUGS: dict[str, str] = {}
 UNSUPPORTED = {
     "unreadable": "root reads a mode-000 file; covered by test_an_unreadable_file_fails_with_the_reason",
     "non_utf8_name": "only Linux file systems take names that are not UTF-8",
@@ -67,8 +62,10 @@ def sha256(data: bytes) -> str:
 
 
 def printable(name: str) -> str:
-    """How a name can be shown or sent: undecodable bytes become U+FFFD."""
-    return os.fsencode(name).decode("utf-8", "replace")
+    """How a name can be shown or sent: undecodable bytes become U+FFFD, and
+    control characters are escaped (a name must not forge a log line)."""
+    shown = os.fsencode(name).decode("utf-8", "replace")
+    return "".join(f"\\x{ord(c):02x}" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in shown)
 
 
 # -- the run -------------------------------------------------------------------------

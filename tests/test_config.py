@@ -81,6 +81,7 @@ def test_mistakes_are_one_line_naming_the_key(tmp_path, change, message):
         config.load(write(tmp_path, change(GOOD)))
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+    assert "::" not in str(caught.value)
 
 
 def test_two_inboxes_on_one_folder_are_refused(tmp_path):

@@ -111,7 +111,8 @@ def test_the_same_name_dropped_twice_gives_two_archives(tmp_path, emu):
         wait_until(lambda: len(archived(inbox, "processed")) == 1)
         (inbox / "users.csv").write_text(good_csv("a", "b"), encoding="utf-8")
         wait_until(lambda: len(archived(inbox, "processed")) == 2)
-    first, second = archived(inbox, "processed")
+    # Same second: the later one carries a counter (…Z-2_users.csv), so order by the recorded time.
+    first, second = sorted(archived(inbox, "processed"), key=lambda p: result_of(p)["dropbox_sync"]["started"])
     assert first.name != second.name
     assert first.read_text(encoding="utf-8") == good_csv("a")
     assert second.read_text(encoding="utf-8") == good_csv("a", "b")

@@ -1,0 +1,678 @@
+"""Email for the people who run it: failed files, held inboxes, a silent SIS export.
+
+Three kinds of message, each sent at most once per ``digest_minutes``:
+
+- the **digest**: every file that went to failed/ (with Infiniti's summary
+  and failed rows), plus a note for each alarm that has cleared; sent once the
+  oldest entry in it is ``digest_minutes`` old, so a batch of failures is one
+  email, never one per file;
+- the **held** alert: an inbox paused for longer than ``alert_after_minutes``
+  (wrong password, URL or certificate); one per hold episode;
+- the **stale** alert: no file succeeded for ``stale_after_hours`` (the SIS
+  export job has probably stopped); one per episode.
+
+``Notifier.on_report`` is called from the inbox workers for every file report
+and only appends to a queue, so mail can never slow or stop an upload. A
+background thread (``notify``) looks at the queue every few seconds, decides
+what is due on an injected clock, and sends through ``mail.send``. An SMTP
+failure is logged in one line and everything is kept for the next attempt.
+Episodes and unsent entries survive restarts in ``notify.json`` in the state
+dir, so a scheduled ``once`` behaves like the service does.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import email.utils
+import json
+import os
+import socket
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from dropbox_sync import archive, mail
+from dropbox_sync.config import InboxConfig, is_loopback
+from dropbox_sync.errors import ConfigError
+from dropbox_sync.mail import MailError, SmtpServer
+from dropbox_sync.redact import Secret, register_secret, scrub
+
+if TYPE_CHECKING:  # the pipeline is heavy, and config.parse imports this module
+    from dropbox_sync.pipeline import FileReport
+
+STATE_FILE = "notify.json"
+CHECK_SECONDS = 5.0  # how often the background thread looks for something due
+MAX_FILES = 200  # failed files kept for one digest; more are counted, not listed
+MAX_ROWS = 20  # failed rows shown per file; the rest are in the result file
+RETRY_FIRST, RETRY_MAX = 60.0, 1800.0  # seconds between attempts while SMTP fails
+FLUSH_TIMEOUT = 10.0  # at stop, the SMTP timeout: a service must stop within ~30 s (DESIGN §8.11)
+ROW_SUCCESS = ("user created", "user updated")  # Infiniti lists every row once one fails
+TOLD = ("processed", "failed", "held")  # pipeline.Outcome values that matter here (retries do not)
+
+DEFAULTS: dict[str, Any] = {
+    "smtp_host": None,
+    "smtp_port": None,  # 587, or 465 with smtps
+    "starttls": True,
+    "smtps": False,
+    "smtp_username": "",
+    "smtp_password": None,
+    "smtp_password_env": None,
+    "smtp_password_file": None,
+    "from": None,
+    "to": None,
+    "subject_prefix": "[dropbox-sync]",
+    "digest_minutes": 15.0,
+    "alert_after_minutes": 30.0,
+    "stale_after_hours": 0.0,
+    "ca_bundle": "",
+    "smtp_timeout": 30.0,
+}
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    server: SmtpServer
+    sender: str
+    recipients: tuple[str, ...]
+    subject_prefix: str
+    digest_minutes: float
+    alert_after_minutes: float
+    stale_after_hours: float  # 0 = off
+
+
+# -- settings ---------------------------------------------------------------------
+
+
+def parse_settings(raw: Any, where: str, base_dir: Path) -> NotifySettings | None:
+    """Validate the ``[notify]`` table (None if there is none); ConfigError names the key."""
+    if raw is None:
+        return None
+    where = f"{where}: [notify]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    for key in raw:
+        if key not in DEFAULTS:
+            raise ConfigError(f"{where}: unknown key '{key}'")
+    values = {**DEFAULTS, **raw}
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{where}: {key} {problem}")
+
+    def text(key: str) -> str:
+        if not isinstance(values[key], str):
+            raise fail(key, "must be text in quotes" if values[key] is not None else "is missing")
+        return values[key].strip()
+
+    def flag(key: str) -> bool:
+        if not isinstance(values[key], bool):
+            raise fail(key, "must be true or false")
+        return values[key]
+
+    def number(key: str, unit: str) -> float:
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise fail(key, f"must be a number of {unit}, 0 or more")
+        return float(value)
+
+    host = text("smtp_host")
+    if not host:
+        raise fail("smtp_host", "is empty (the mail server, e.g. smtp.office365.com)")
+    smtps = flag("smtps")
+    starttls = flag("starttls") and not smtps
+    port = values["smtp_port"] if values["smtp_port"] is not None else (465 if smtps else 587)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise fail("smtp_port", "must be a port number such as 587")
+    username = text("smtp_username")
+    password = _password(values, fail, text, base_dir)
+    if password is not None and not username:
+        raise fail("smtp_username", "is missing: a password is set, so whose is it?")
+    if username and password is None:
+        raise fail("smtp_password_env", "is missing: set smtp_password_env, smtp_password_file or smtp_password")
+    if username and not (starttls or smtps) and not is_loopback(host):
+        raise fail("starttls", "is false: the SMTP password would cross the network unencrypted. "
+                   "Use starttls = true (port 587) or smtps = true (port 465)")  # fmt: skip
+    if username and password is not None:
+        # AUTH PLAIN and AUTH LOGIN carry the password base64-encoded: blank those forms too.
+        for form in (password.reveal(), f"\0{username}\0{password.reveal()}"):
+            register_secret(base64.b64encode(form.encode()).decode())
+    ca_text = text("ca_bundle")
+    ca_bundle = (base_dir / os.path.expandvars(ca_text)).resolve() if ca_text else None
+    if ca_bundle is not None and not ca_bundle.is_file():
+        raise fail("ca_bundle", f"file not found: {ca_bundle}")
+    timeout = number("smtp_timeout", "seconds")
+    if timeout < 1:
+        raise fail("smtp_timeout", "must be at least 1")
+    return NotifySettings(
+        server=SmtpServer(host, port, starttls, smtps, username, password, ca_bundle, timeout),
+        sender=_address(text("from"), fail, "from"),
+        recipients=_recipients(values["to"], fail),
+        subject_prefix=text("subject_prefix"),
+        digest_minutes=number("digest_minutes", "minutes"),
+        alert_after_minutes=number("alert_after_minutes", "minutes"),
+        stale_after_hours=number("stale_after_hours", "hours"),
+    )
+
+
+def _password(values: dict[str, Any], fail: Callable[[str, str], ConfigError], text: Callable[[str], str],
+              base_dir: Path) -> Secret | None:  # fmt: skip
+    keys = ("smtp_password", "smtp_password_env", "smtp_password_file")
+    sources = [key for key in keys if values.get(key) is not None]
+    if len(sources) > 1:
+        raise fail(sources[1], f"conflicts with {sources[0]}: give only one password source")
+    if not sources:
+        return None
+    key = sources[0]
+    if key == "smtp_password":
+        value = values[key] if isinstance(values[key], str) else text(key)
+    elif key == "smtp_password_env":
+        variable = text(key)
+        value = os.environ.get(variable, "")
+        if not value:
+            raise fail(key, f"names environment variable {variable}, which is not set")
+    else:
+        file = (base_dir / os.path.expandvars(text(key))).resolve()
+        try:
+            value = file.read_text(encoding="utf-8-sig").strip("\r\n")
+        except OSError as exc:
+            raise fail(key, f"cannot be read: {exc.strerror or exc}") from None
+    if len(value) < 3:
+        raise fail(key, "gives a password shorter than 3 characters")
+    return Secret(value)
+
+
+def _address(value: str, fail: Callable[[str, str], ConfigError], key: str) -> str:
+    _, address = email.utils.parseaddr(value)
+    if "@" not in address or any(c.isspace() for c in address):
+        raise fail(key, f"is not an email address: {value!r}")
+    return value
+
+
+def _recipients(value: Any, fail: Callable[[str, str], ConfigError]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise fail("to", 'must be a list of email addresses, e.g. ["it@school.example"]')
+    return tuple(_address(v.strip(), fail, "to") for v in value)
+
+
+# -- what is waiting to be told ----------------------------------------------------
+
+
+@dataclass
+class FailedFile:
+    inbox: str
+    original: str
+    archived: str  # path of the file in failed/
+    summary: str
+    when: str  # ISO time it was archived
+    stage: str = "upload"  # or "preflight": never sent
+    rows: list[list[str]] = field(default_factory=list)  # [row, outcome], at most MAX_ROWS
+    more_rows: int = 0
+
+
+@dataclass
+class Note:
+    """An alarm that has cleared, for the next digest."""
+
+    text: str
+    when: str
+
+
+@dataclass
+class Hold:
+    since: str
+    reason: str
+    alerted: bool = False
+
+
+@dataclass
+class _State:
+    """Everything that must survive a restart (saved as notify.json)."""
+
+    failed: list[FailedFile] = field(default_factory=list)
+    failed_overflow: int = 0
+    notes: list[Note] = field(default_factory=list)
+    holds: dict[str, Hold] = field(default_factory=dict)
+    watching_since: dict[str, str] = field(default_factory=dict)  # inbox -> first seen (stale baseline)
+    stale_alerted: dict[str, str] = field(default_factory=dict)  # inbox -> the last success then
+    last_success: dict[str, str] = field(default_factory=dict)  # inbox -> from reports
+    last_sent: dict[str, str] = field(default_factory=dict)  # kind -> time
+
+    @classmethod
+    def load(cls, path: Path | None) -> _State:
+        if path is None or not path.is_file():
+            return cls()
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                failed=[FailedFile(**f) for f in raw.get("failed", [])][:MAX_FILES],
+                failed_overflow=int(raw.get("failed_overflow", 0)),
+                notes=[Note(**n) for n in raw.get("notes", [])][:MAX_FILES],
+                holds={k: Hold(**v) for k, v in raw.get("holds", {}).items()},
+                watching_since=dict(raw.get("watching_since", {})),
+                stale_alerted=dict(raw.get("stale_alerted", {})),
+                last_success=dict(raw.get("last_success", {})),
+                last_sent=dict(raw.get("last_sent", {})),
+            )
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            logger.warning("{}: unreadable ({}); notification history starts afresh", path, exc)
+            return cls()
+
+    def save(self, path: Path | None, previous: dict[str, Any] | None) -> dict[str, Any]:
+        """Write the state if it changed since ``previous``; returns what is now on disk."""
+        data = asdict(self)
+        if path is None or data == previous:
+            return data
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            archive.write_json_atomically(path, data)
+        except OSError as exc:
+            logger.warning("cannot write {}: {}", path, exc.strerror or exc)
+            return previous or {}
+        return data
+
+
+# -- the notifier -----------------------------------------------------------------
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Notifier:
+    """Turns file reports and the passing of time into a few emails."""
+
+    def __init__(self, settings: NotifySettings, inboxes: Sequence[InboxConfig], *, journal: Any = None,
+                 state_dir: Path | None = None, now: Callable[[], dt.datetime] = utc_now,
+                 send: Callable[[SmtpServer, Sequence[EmailMessage]], None] = mail.send,
+                 check_seconds: float = CHECK_SECONDS) -> None:  # fmt: skip
+        self.settings = settings
+        self.inboxes = {inbox.name: inbox for inbox in inboxes}
+        self.journal = journal  # anything with last(inbox, outcome) -> Attempt | None
+        self.now = now
+        self._send = send
+        self.check_seconds = check_seconds
+        self._path = state_dir / STATE_FILE if state_dir is not None else None
+        self._incoming: deque[tuple[FileReport, dt.datetime]] = deque(maxlen=10_000)
+        self._incoming_lock = threading.Lock()
+        self._tick_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._retry_at: dt.datetime | None = None
+        self._retry_delay = RETRY_FIRST
+        self.host = socket.gethostname()
+        self.state = _State.load(self._path)
+        self._saved: dict[str, Any] | None = None
+        started = _iso(self.now())
+        for name in self.inboxes:
+            self.state.watching_since.setdefault(name, started)
+        for episodes in (self.state.holds, self.state.stale_alerted, self.state.watching_since):
+            for name in set(episodes) - set(self.inboxes):  # an inbox removed from the config
+                del episodes[name]
+
+    # called from the inbox workers: quick, never blocks on mail
+    def on_report(self, report: FileReport) -> None:
+        if report.outcome.value in TOLD:
+            with self._incoming_lock:
+                self._incoming.append((report, self.now()))
+
+    def start(self) -> Notifier:
+        self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread; what is pending is sent once on the way out (bounded by smtp_timeout)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(3 * min(self.settings.server.timeout, FLUSH_TIMEOUT) + 5)
+            if self._thread.is_alive():
+                logger.warning("notify: the SMTP server is still not answering at stop; giving up")
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            self._safe_tick(final=False)
+            if self._stop.wait(self.check_seconds):
+                break
+        self._safe_tick(final=True)
+
+    def _safe_tick(self, *, final: bool) -> None:
+        try:
+            self.tick(final=final)
+        except Exception:  # noqa: BLE001 - a mail problem must never end the service
+            logger.exception("notify: unexpected error; carrying on")
+
+    def tick(self, *, final: bool = False) -> int:
+        """Take in new reports and send what is due; returns the number of emails sent.
+
+        ``final`` (at stop) sends the digest without waiting out its window.
+        """
+        with self._tick_lock:
+            now = self.now()
+            self._take_in(now)
+            if self.settings.stale_after_hours > 0:
+                self._check_stale(now)
+            sent = 0
+            if self._retry_at is None or now >= self._retry_at or final:
+                sent = self._send_due(now, final=final)
+            self._saved = self.state.save(self._path, self._saved)
+            return sent
+
+    @property
+    def pending(self) -> int:
+        """Failed files and notes waiting for the next digest (for tests and status)."""
+        with self._incoming_lock:
+            waiting = sum(1 for report, _ in self._incoming if report.outcome.value == "failed")
+        return waiting + len(self.state.failed) + len(self.state.notes)
+
+    # -- taking in reports ----------------------------------------------------------
+
+    def _take_in(self, now: dt.datetime) -> None:
+        with self._incoming_lock:
+            reports = list(self._incoming)
+            self._incoming.clear()
+        for report, when in reports:
+            if report.outcome.value == "held":
+                hold = self.state.holds.get(report.inbox)
+                if hold is None:
+                    self.state.holds[report.inbox] = Hold(_iso(when), report.summary)
+                else:
+                    hold.reason = report.summary
+                continue
+            self._hold_cleared(report.inbox, when)
+            if report.outcome.value == "processed":
+                self.state.last_success[report.inbox] = _iso(when)
+            else:
+                self._add_failed(report, when)
+
+    def _hold_cleared(self, inbox: str, when: dt.datetime) -> None:
+        hold = self.state.holds.pop(inbox, None)
+        if hold is not None and hold.alerted:
+            since = _parse(hold.since) or when
+            self._add_note(f'inbox "{inbox}": uploads work again since {_show(when)}, after {_duration(when - since)} '
+                           f"held. The reason was: {hold.reason}", when)  # fmt: skip
+
+    def _add_note(self, text: str, when: dt.datetime) -> None:
+        if len(self.state.notes) < MAX_FILES:
+            self.state.notes.append(Note(text, _iso(when)))
+
+    def _add_failed(self, report: FileReport, when: dt.datetime) -> None:
+        if len(self.state.failed) >= MAX_FILES:
+            self.state.failed_overflow += 1
+            return
+        result = _read_result(report.result_file)
+        facts = result.get("dropbox_sync") if isinstance(result.get("dropbox_sync"), dict) else {}
+        rows = _failed_rows(result.get("details"))
+        summary = result.get("summary") if isinstance(result.get("summary"), str) else report.summary
+        self.state.failed.append(FailedFile(
+            inbox=report.inbox, original=report.original, summary=summary, when=_iso(when),
+            archived=_text(report.archived) if report.archived else "", stage=str(facts.get("stage", "upload")),
+            rows=[[n, outcome] for n, outcome in rows[:MAX_ROWS]], more_rows=max(0, len(rows) - MAX_ROWS),
+        ))  # fmt: skip
+
+    # -- the stale check ------------------------------------------------------------
+
+    def _check_stale(self, now: dt.datetime) -> None:
+        """End the stale episodes that a success has ended since the alert."""
+        for name, marked in list(self.state.stale_alerted.items()):
+            last, mark = self._last_success(name), _parse(marked)
+            if last is not None and (mark is None or last > mark):
+                del self.state.stale_alerted[name]
+                self._add_note(f'inbox "{name}": a file succeeded again at {_show(last)}; the SIS export '
+                               "is running again.", now)  # fmt: skip
+
+    def _succeeded(self, name: str) -> dt.datetime | None:
+        """The last success we know of: from this process's reports or the journal."""
+        moments = [_parse(self.state.last_success.get(name))]
+        if self.journal is not None:
+            try:
+                attempt = self.journal.last(name, "processed")
+            except sqlite3.Error:  # closed at shutdown, or unreadable: the reports still count
+                attempt = None
+            if attempt is not None:
+                moments.append(_parse(attempt.finished))
+        return max((m for m in moments if m is not None), default=None)
+
+    def _last_success(self, name: str) -> dt.datetime | None:
+        """The last success, or when we began watching the inbox if it never had one."""
+        return self._succeeded(name) or _parse(self.state.watching_since.get(name))
+
+    def _stale_inboxes(self, now: dt.datetime) -> list[tuple[str, dt.datetime, bool]]:
+        """Inboxes past stale_after_hours and not yet alerted: (name, last success, ever succeeded)."""
+        limit = dt.timedelta(hours=self.settings.stale_after_hours)
+        found = []
+        for name in self.inboxes:
+            succeeded = self._succeeded(name)
+            last = succeeded or _parse(self.state.watching_since.get(name))
+            if last is not None and now - last >= limit and name not in self.state.stale_alerted:
+                found.append((name, last, succeeded is not None))
+        return found
+
+    # -- deciding and sending -------------------------------------------------------
+
+    def _send_due(self, now: dt.datetime, *, final: bool) -> int:
+        window = dt.timedelta(minutes=self.settings.digest_minutes)
+        outgoing: list[tuple[str, EmailMessage, Callable[[], None]]] = []
+        entries = [_parse(f.when) for f in self.state.failed] + [_parse(n.when) for n in self.state.notes]
+        oldest = min((e for e in entries if e is not None), default=None)
+        if oldest is not None and (final or now - oldest >= window) and self._window_open("digest", now, window):
+            failed, notes, overflow = list(self.state.failed), list(self.state.notes), self.state.failed_overflow
+            outgoing.append(("digest", self._digest(failed, notes, overflow, now),
+                             lambda: self._forget_sent(failed, notes, overflow)))  # fmt: skip
+        alert_after = dt.timedelta(minutes=self.settings.alert_after_minutes)
+        held = {name: hold for name, hold in self.state.holds.items()
+                if not hold.alerted and now - (_parse(hold.since) or now) >= alert_after}  # fmt: skip
+        if held and self._window_open("held", now, window):
+
+            def alerted() -> None:
+                for hold in held.values():
+                    hold.alerted = True
+
+            outgoing.append(("held", self._held(held, now), alerted))
+        if self.settings.stale_after_hours > 0:
+            stale = self._stale_inboxes(now)
+            if stale and self._window_open("stale", now, window):
+                marks = {name: _iso(last) for name, last, _ in stale}
+                outgoing.append(("stale", self._stale(stale, now), lambda: self.state.stale_alerted.update(marks)))
+        if not outgoing:
+            return 0
+        server = self.settings.server
+        if final:  # bounded: stopping must not wait out a long SMTP timeout
+            server = dataclasses.replace(server, timeout=min(server.timeout, FLUSH_TIMEOUT))
+        try:
+            self._send(server, [message for _, message, _ in outgoing])
+        except MailError as exc:
+            self._retry_at = now + dt.timedelta(seconds=self._retry_delay)
+            logger.error("notify: {} email(s) not sent ({}): {}; trying again in {}", len(outgoing),
+                         ", ".join(kind for kind, _, _ in outgoing), scrub(str(exc)),
+                         _duration(dt.timedelta(seconds=self._retry_delay)))  # fmt: skip
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+            return 0
+        self._retry_at, self._retry_delay = None, RETRY_FIRST
+        for kind, message, done in outgoing:
+            done()
+            self.state.last_sent[kind] = _iso(now)
+            logger.info("notify: sent {} to {}", message["Subject"], ", ".join(self.settings.recipients))
+        return len(outgoing)
+
+    def _window_open(self, kind: str, now: dt.datetime, window: dt.timedelta) -> bool:
+        last = _parse(self.state.last_sent.get(kind))
+        return last is None or now - last >= window or now < last
+
+    def _forget_sent(self, failed: list[FailedFile], notes: list[Note], overflow: int) -> None:
+        sent_failed, sent_notes = {id(f) for f in failed}, {id(n) for n in notes}
+        self.state.failed = [f for f in self.state.failed if id(f) not in sent_failed]
+        self.state.notes = [n for n in self.state.notes if id(n) not in sent_notes]
+        self.state.failed_overflow -= overflow
+
+    # -- the messages ---------------------------------------------------------------
+
+    def _message(self, subject: str, body: str, now: dt.datetime) -> EmailMessage:
+        message = EmailMessage()
+        message["Subject"] = scrub(f"{self.settings.subject_prefix} {subject}".strip())
+        message["From"] = self.settings.sender
+        message["To"] = ", ".join(self.settings.recipients)
+        message["Date"] = email.utils.format_datetime(now)
+        message["Message-ID"] = email.utils.make_msgid(domain=self.host or None)
+        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
+        footer = f"\n-- \ndropbox-sync on {self.host}. Settings: [notify] in the config file.\n"
+        message.set_content(scrub(body.rstrip() + "\n" + footer))
+        return message
+
+    def _inbox_line(self, name: str, *, capital: bool = False) -> str:
+        inbox = self.inboxes.get(name)
+        word = "Inbox" if capital else "inbox"
+        return f'{word} "{name}" ({inbox.path} -> {inbox.safe_url})' if inbox else f'{word} "{name}"'
+
+    def _digest(self, failed: list[FailedFile], notes: list[Note], overflow: int, now: dt.datetime) -> EmailMessage:
+        count = len(failed) + overflow
+        names = sorted({f.inbox for f in failed})
+        if count:
+            subject = f"{count} file{'s' if count != 1 else ''} failed ({', '.join(names)})"
+        else:
+            subject = "back to normal: " + "; ".join(n.text.split(":")[0] for n in notes)
+        lines: list[str] = []
+        if count:
+            lines += [f"{count} file{' was' if count == 1 else 's were'} not imported and went to failed/.", "",
+                      "What to do: each file below says what went wrong. For rows Infiniti refused, fix those",
+                      "rows in the SIS (or create the missing groups in Infiniti), then let the export drop the",
+                      "file again. If the fix was made in Infiniti itself, send the same file again with:",
+                      "    dropbox-sync retry FILE",
+                      "Each file's full reply is in the .result.json beside it in failed/.", ""]  # fmt: skip
+        for name in names:
+            lines += [f"== {self._inbox_line(name, capital=True)}", ""]
+            for item in (f for f in failed if f.inbox == name):
+                lines += _failed_lines(item)
+        if overflow:
+            lines += [f"... and {overflow} more failed file(s), not listed: see the failed/ folders.", ""]
+        if notes:
+            lines += ["Resolved:"] + [f"- {n.text}" for n in notes] + [""]
+        return self._message(subject, "\n".join(lines), now)
+
+    def _held(self, held: Mapping[str, Hold], now: dt.datetime) -> EmailMessage:
+        subject = "HELD: nothing is being imported from " + ", ".join(f'inbox "{n}"' for n in sorted(held))
+        lines = []
+        for name, hold in sorted(held.items()):
+            since = _parse(hold.since) or now
+            inbox = self.inboxes.get(name)
+            lines += [f"{self._inbox_line(name, capital=True)} has been held since {_show(since)} ({_duration(now - since)}):",
+                      "", f"    {hold.reason}", ""]  # fmt: skip
+            if inbox is not None:
+                lines.append(f"It tries again every {_duration(dt.timedelta(seconds=inbox.hold_retry_seconds))}.")
+        lines += ["", "Nothing is lost: the file waiting in sending/ and every later file stay where they are",
+                  "and are sent in order as soon as the server accepts them again.", "",
+                  "What to do: check the password, the URL and the certificate (url, username,",
+                  "password_env / password_file, ca_bundle in the config file; the account's rights in",
+                  "Infiniti; the server itself), then prove the fix with:",
+                  "    dropbox-sync check --online",
+                  "A note follows in the next digest when uploads work again."]  # fmt: skip
+        return self._message(subject, "\n".join(lines), now)
+
+    def _stale(self, stale: list[tuple[str, dt.datetime, bool]], now: dt.datetime) -> EmailMessage:
+        hours = self.settings.stale_after_hours
+        subject = f"no successful import for {hours:g} h: " + ", ".join(f'inbox "{n}"' for n, _, _ in stale)
+        lines = []
+        for name, last, ever in stale:
+            what = "Infiniti last accepted a file on" if ever else "no file has succeeded since watching began on"
+            lines += [f"{self._inbox_line(name, capital=True)}: {what} {_show(last)}, {_duration(now - last)} ago.",
+                      ""]  # fmt: skip
+        lines += [f"(stale_after_hours = {hours:g})", "",
+                  "What to do: check the SIS export job: did it run, did it fail, and does it still write",
+                  "its CSV file into the inbox folder above? `dropbox-sync status` shows what is waiting",
+                  "or held; files in failed/ mean the export ran but Infiniti refused rows.",
+                  "A note follows in the next digest when a file succeeds again."]  # fmt: skip
+        return self._message(subject, "\n".join(lines), now)
+
+
+def _failed_lines(item: FailedFile) -> list[str]:
+    archived = Path(item.archived) if item.archived else None
+    lines = [item.original,
+             f"  failed at:    {_show(_parse(item.when))}",
+             f"  archived as:  {item.archived or '(unknown)'}"]  # fmt: skip
+    if item.stage == "preflight":
+        lines += [f"  not sent:     {item.summary}",
+                  "  what to do:   the file itself is not usable (checked before upload): fix the export",
+                  "                and drop the file again"]  # fmt: skip
+    else:
+        lines.append(f"  server said:  {item.summary}")
+    if item.rows:
+        lines.append("  failed rows:")
+        lines += [f"    row {n}: {outcome.strip()}" for n, outcome in item.rows]
+        if item.more_rows:
+            lines.append(f"    ... and {item.more_rows} more failed rows: see "
+                         f"{archive.result_path(archived).name if archived else 'the result file'}")  # fmt: skip
+    if archived is not None and item.stage != "preflight":
+        lines.append(f"  to resend:    dropbox-sync retry {archived.name}")
+    return lines + [""]
+
+
+def _read_result(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # moved by `retry` already, or unreadable: the summary still says why
+    return data if isinstance(data, dict) else {}
+
+
+def _failed_rows(details: Any) -> list[tuple[str, str]]:
+    """The rows Infiniti did not import, in row order (``details`` lists every row)."""
+    if isinstance(details, list):
+        details = {str(n): v for n, v in enumerate(details, start=1)}
+    if not isinstance(details, dict):
+        return []
+    rows = [(str(n), str(v)) for n, v in details.items() if not str(v).strip().lower().startswith(ROW_SUCCESS)]
+    return sorted(rows, key=lambda r: (0, int(r[0])) if r[0].isdigit() else (1, r[0]))
+
+
+def _text(path: Path) -> str:
+    # A name that is not valid UTF-8 reaches us with surrogates; show U+FFFD instead.
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _parse(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _show(moment: dt.datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z") if moment else "(unknown)"
+
+
+def _duration(delta: dt.timedelta) -> str:
+    seconds = max(0.0, delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def from_config(cfg: Any, *, journal: Any = None, state_dir: Path | None = None) -> Notifier | None:
+    """The notifier for a loaded config, started; None when there is no [notify] table."""
+    settings = getattr(cfg, "notify", None)
+    if settings is None:
+        return None
+    return Notifier(settings, cfg.inboxes, journal=journal, state_dir=state_dir).start()
