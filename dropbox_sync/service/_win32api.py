@@ -162,7 +162,10 @@ def grant(path: Path, who: str, rights: str, *, inherit: bool) -> None:
     _require_windows()
     ace = f"{who}:{'(OI)(CI)' if inherit else ''}{rights}"
     argv = ["icacls", str(path), "/grant", ace, "/C", "/Q"] + (["/T"] if inherit else [])
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:  # no icacls (Wine), or a huge tree
+        raise ServiceError(f"icacls could not grant {ace} on {path}: {exc}") from exc
     if done.returncode != 0:
         raise ServiceError(f"icacls could not grant {ace} on {path}: {(done.stderr or done.stdout).strip()}")
 

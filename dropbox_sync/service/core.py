@@ -26,7 +26,6 @@ from typing import TextIO
 from loguru import logger
 
 from dropbox_sync import log, paths
-from dropbox_sync.errors import DropboxSyncError
 
 STOP_MARGIN = 15.0  # seconds past stop_timeout for the watcher, journal and logs to close
 READY_POLL = 0.1  # how often the monitor looks for "observers running" while starting
@@ -115,7 +114,7 @@ def run_service(
     verbose: bool = False,
     pipeline_factory: Callable[..., object] | None = None,
 ) -> None:
-    """Run every inbox until ``stop`` is set; raise DropboxSyncError if the run cannot start.
+    """Run every inbox until ``stop`` is set; raise (ConfigError, OSError, ...) if the run cannot start.
 
     ``stop`` is set on the way out whatever happened, so helper threads end.
     """
@@ -130,7 +129,7 @@ def run_service(
         reporter.starting(cfg)
         state_dir = cfg.state_dir or paths.state_dir()
         journal = Journal(state_dir / "journal.sqlite3")
-    except (DropboxSyncError, OSError) as exc:
+    except Exception as exc:  # config, permissions, a journal SQLite cannot open: the host must hear why
         reporter.failed(exc)
         raise
     logger.info("service starting: config {}, logs in {}", config_path, log_dir)

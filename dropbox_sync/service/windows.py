@@ -151,14 +151,18 @@ def install(opts: ServiceOptions) -> int:
     exe = prepare_host(host_dir(), win.host_files(), opts)
     _register(opts.name, exe, account, password, opts)
     win.set_parameter(opts.name, CONFIG_PARAMETER, str(opts.config_path))
-    win.set_failure_actions(opts.name, delays_ms=FAILURE_DELAYS_MS, reset_seconds=FAILURE_RESET_SECONDS)
+    # Real Windows accepts all of these; Wine and old builds lack some, and the
+    # service still works without them, so each one only warns.
+    recovers = _best_effort(opts, "the recovery actions (restart on failure)", win.set_failure_actions, opts.name,
+                            delays_ms=FAILURE_DELAYS_MS, reset_seconds=FAILURE_RESET_SECONDS)  # fmt: skip
     _best_effort(opts, "restart after an error exit", win.set_failure_actions_on_error_exit, opts.name)
     _best_effort(opts, "a service SID (NT SERVICE\\name)", win.set_unrestricted_sid, opts.name)
     if account.lower() not in WELL_KNOWN:  # built-in service accounts hold the right already
         _best_effort(opts, f"'Log on as a service' for {account}", win.grant_service_logon_right, account)
     win.register_event_source(opts.name)
-    opts.say(f"service {opts.name}: runs as {account}, starts automatically (delayed), "
-             f"restarts after 10 s, 60 s, then every 5 min on failure; config {opts.config_path}")  # fmt: skip
+    recovery = "restarts after 10 s, 60 s, then every 5 min on failure" if recovers else "NO automatic restart"
+    opts.say(f"service {opts.name}: runs as {account}, starts automatically (delayed), {recovery}; "
+             f"config {opts.config_path}")  # fmt: skip
     if opts.grant:
         grant_folders(facts, account, opts)
     _warn_about_shares(facts, account, opts)
@@ -238,12 +242,14 @@ def _register(name: str, exe: Path, account: str, password: str | None, opts: Se
         opts.say(f"updated the existing service {name}, host {exe}")
 
 
-def _best_effort(opts: ServiceOptions, what: str, action, *args) -> None:
+def _best_effort(opts: ServiceOptions, what: str, action, *args, **kwargs) -> bool:
     """Settings that older Windows (or Wine) may lack; the service works without them."""
     try:
-        action(*args)
+        action(*args, **kwargs)
     except (win.Win32Error, NotImplementedError, ValueError) as exc:
         opts.say(f"warning: could not set {what}: {exc}")
+        return False
+    return True
 
 
 def grants_for(facts: InstallFacts, account: str) -> list[tuple[Path, str, bool]]:
