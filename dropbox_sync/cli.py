@@ -201,8 +201,13 @@ def cmd_send(args: argparse.Namespace) -> int:
     if inspection.problem:
         print(json.dumps({"success": False, "summary": inspection.problem}, indent=2))
         return FAILED
+    bar = _progress_bar(inspection.size)
     with ImportClient(inbox) as client:
-        reply = client.upload(path)
+        try:
+            reply = client.upload(path, progress=bar)
+        finally:
+            if bar is not None:
+                bar.finish()
     if reply.body is not None:
         print(json.dumps(reply.body, indent=2, ensure_ascii=False))
     else:
@@ -214,6 +219,15 @@ def cmd_send(args: argparse.Namespace) -> int:
         logger.error("HTTP {}: the server did not give an Infiniti import reply", reply.status)
         return HELD
     return OK if reply.success else FAILED
+
+
+def _progress_bar(size: int):
+    """A bar on stderr for big files when a person watches (stdout is a terminal)."""
+    from dropbox_sync.progress import MIN_BYTES, ProgressBar
+
+    if size < MIN_BYTES or not sys.stdout.isatty():
+        return None
+    return ProgressBar(size, sys.stderr)
 
 
 def _choose_inbox(cfg, name: str | None):

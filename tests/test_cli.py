@@ -131,3 +131,37 @@ def test_help_and_usage_errors(capsys):
     assert main(["--help"]) == 0
     assert "demo" in capsys.readouterr().out
     assert main(["no-such-command"]) == 2
+
+
+def test_send_draws_a_progress_bar_at_a_terminal(tmp_path, emu):
+    # A real pseudo-terminal as stdout, as when a technician runs send by hand.
+    import pty
+
+    config_path = write_config(tmp_path, emu, max_file_size="50MB")
+    big = tmp_path / "big.csv"
+    row = "u{},First,Last,Year 7,Student,\n"
+    big.write_text(good_csv("u0") + "".join(row.format(n) for n in range(1, 120_000)), encoding="utf-8")
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "send", str(big)],
+                                stdout=follower, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert result.returncode == 0, result.stderr
+    err = result.stderr.decode()
+    assert "100%" in err and "MB/s" in err
+
+
+def test_progress_bar_renders_share_and_rate():
+    import io
+
+    from dropbox_sync.progress import ProgressBar
+
+    now = [0.0]
+    out = io.StringIO()
+    bar = ProgressBar(4_000_000, out, clock=lambda: now[0])
+    now[0] = 2.0
+    bar(2_000_000)
+    assert bar.render(2.0).endswith(" 50% 2.0/4.0 MB 1.0 MB/s")
+    assert out.getvalue().startswith("\r[###############...............]")
