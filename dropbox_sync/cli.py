@@ -7,13 +7,15 @@ Exit codes (``once``, ``send``, ``check``): 0 all good; 1 some file failed;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
@@ -147,7 +149,12 @@ def stop_on_signals(stop: threading.Event) -> None:
 # -- commands ---------------------------------------------------------------------
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _service_session(args: argparse.Namespace) -> Iterator[tuple[Any, threading.Event]]:
+    """Config, file logs, stop-on-signal, journal and notifier around a pipeline.
+
+    Yields the pipeline and the stop event; the notifier is stopped (sending
+    what is pending) before the journal it reads is closed."""
     from dropbox_sync.pipeline import Pipeline
 
     cfg = _load(args)
@@ -157,30 +164,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     journal = _journal(cfg)
     notifier = _start_notifier(cfg, journal)
     try:
-        Pipeline(cfg, journal=journal, state_dir=_state_dir(cfg), listeners=_listeners(notifier)).run(stop)
+        yield Pipeline(cfg, journal=journal, state_dir=_state_dir(cfg), listeners=_listeners(notifier)), stop
     finally:
         if notifier is not None:
-            notifier.stop()  # sends what is pending, before the journal it reads closes
+            notifier.stop()
         journal.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    with _service_session(args) as (pipeline, stop):
+        pipeline.run(stop)
     logger.info("stopped")
     return OK
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from dropbox_sync.pipeline import Pipeline
-
-    cfg = _load(args)
-    _start_file_logging(args, cfg)
-    stop = threading.Event()
-    stop_on_signals(stop)
-    journal = _journal(cfg)
-    notifier = _start_notifier(cfg, journal)
-    try:
-        result = Pipeline(cfg, journal=journal, state_dir=_state_dir(cfg), listeners=_listeners(notifier)).once(stop)
-    finally:
-        if notifier is not None:
-            notifier.stop()  # a scheduled run's failures are mailed before it exits
-        journal.close()
+    with _service_session(args) as (pipeline, stop):
+        result = pipeline.once(stop)
     for inbox, reason in result.held.items():
         logger.error('inbox "{}": files are still waiting: {}', inbox, reason)
     if result.held:
