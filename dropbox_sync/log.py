@@ -58,6 +58,28 @@ def setup(
             enqueue=False,
         )
     _intercept_stdlib_logging()
+    _route_uncaught_exceptions()
+
+
+def _route_uncaught_exceptions() -> None:
+    """Uncaught exceptions (main thread or any other) go through the scrubbing
+    sinks too; Python's default hooks would print them raw to stderr."""
+
+    def main_hook(kind, value, traceback) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, value, traceback)
+            return
+        logger.opt(exception=(kind, value, traceback)).critical("unexpected error")
+
+    def thread_hook(info: threading.ExceptHookArgs) -> None:
+        if info.exc_type is SystemExit:
+            return
+        name = info.thread.name if info.thread else "?"
+        logger.opt(exception=(info.exc_type, info.exc_value, info.exc_traceback)).critical(
+            "unexpected error in thread {}", name)  # fmt: skip
+
+    sys.excepthook = main_hook
+    threading.excepthook = thread_hook
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -89,3 +89,24 @@ def test_no_failure_path_leaks_the_password(tmp_path, emu):
         assert_no_secret(output, f"console output of run {number}")
     assert_no_secret(everything_written(tmp_path), "files (logs, results, journal)")
     assert list((tmp_path / "logs").glob("*.log")), "the runs did write logs to search"
+
+
+def test_a_crash_traceback_is_scrubbed_too(tmp_path):
+    # An exception whose message holds the password, uncaught in a thread and
+    # in the main thread, after the CLI's logging is set up.
+    script = f"""
+import threading
+from dropbox_sync import log
+from dropbox_sync.redact import Secret
+log.setup(level="INFO", log_dir=__import__("pathlib").Path({str(tmp_path / 'logs')!r}))
+secret = Secret({PASSWORD!r})
+def boom():
+    raise RuntimeError("thread saw " + secret.reveal())
+t = threading.Thread(target=boom); t.start(); t.join()
+raise RuntimeError("main saw " + secret.reveal())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "thread saw ***" in result.stderr and "main saw ***" in result.stderr
+    assert_no_secret(result.stdout + result.stderr, "a crash traceback")
+    assert_no_secret(everything_written(tmp_path), "the log file of a crash")
