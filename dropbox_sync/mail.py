@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import truststore
+from loguru import logger
 
 from dropbox_sync.errors import DropboxSyncError
 from dropbox_sync.redact import Secret, scrub
@@ -108,7 +109,10 @@ def _send(server: SmtpServer, messages: Sequence[EmailMessage]) -> None:
         if server.username and server.password is not None:
             _login(smtp, server)
         for message in messages:
-            smtp.send_message(message)
+            refused = smtp.send_message(message)
+            if refused:  # some recipients took it: not worth sending again to all
+                logger.warning("notify: {} refused {} for: {}", server.where, message["Subject"],
+                               ", ".join(f"{who} ({_reply(*why)})" for who, why in refused.items()))  # fmt: skip
 
 
 def _login(smtp: smtplib.SMTP, server: SmtpServer) -> None:

@@ -564,3 +564,26 @@ def test_on_report_only_queues_so_uploads_never_wait_for_mail(tmp_path):
     for number in range(20_000):  # more than the queue holds: the oldest are dropped, nothing blocks
         notifier.on_report(FileReport("inbox", f"{number}.csv", Outcome.PROCESSED, "ok"))
     assert notifier.pending == 0
+
+
+def test_a_refused_recipient_is_logged_and_the_others_still_get_the_email(tmp_path, logs):
+    class Picky(Mailbox):
+        async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+            if address.startswith("office@"):
+                return "550 5.1.1 no such mailbox"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+    box = Picky()
+    server = LocalSMTP(box)
+    server.start()
+    try:
+        cfg = load(tmp_path, notify_table(server.port))
+        notifier = Notifier(cfg.notify, cfg.inboxes, now=FakeClock())
+        notifier.on_report(failed_report(tmp_path / "inbox", "r.csv", {"success": False, "summary": "no"}))
+        assert notifier.tick(final=True) == 1
+    finally:
+        server.stop()
+    assert len(box.messages) == 1 and notifier.pending == 0
+    assert any("refused [dropbox-sync] 1 file failed (inbox) for: office@school.example (550 5.1.1 no such mailbox)"
+               in line for line in logs)
