@@ -29,7 +29,6 @@ from __future__ import annotations
 import filecmp
 import getpass
 import os
-import shutil
 import sys
 import threading
 import time
@@ -219,9 +218,17 @@ def prepare_host(prefix: Path, files: win.HostFiles, opts: ServiceOptions) -> Pa
             continue
         if destination.exists() and filecmp.cmp(source, destination, shallow=False):
             continue
-        shutil.copy2(source, destination)
+        _copy(source, destination)
         opts.say(f"copied {source.name} into {prefix} (the service host must find it there)")
     return target
+
+
+def _copy(source: Path, destination: Path) -> None:
+    """A plain byte copy: shutil.copy2 calls CopyFile2 on Python 3.12+, which Wine 8 lacks (the
+    process aborts), and a half-copied DLL must never be left where the SCM will load it."""
+    partial = destination.with_name(destination.name + ".partial")
+    partial.write_bytes(source.read_bytes())
+    os.replace(partial, destination)
 
 
 def _register(name: str, exe: Path, account: str, password: str | None, opts: ServiceOptions) -> None:
