@@ -47,7 +47,7 @@ from dropbox_sync.mail import MailError, SmtpServer
 from dropbox_sync.redact import Secret, register_secret, scrub
 
 if TYPE_CHECKING:  # the pipeline is heavy, and config.parse imports this module
-    from dropbox_sync.pipeline import FileReport
+    from dropbox_sync.outcome import FileReport
 
 STATE_FILE = "notify.json"
 CHECK_SECONDS = 5.0  # how often the background thread looks for something due

@@ -23,7 +23,7 @@ from dropbox_sync.journal import Attempt, Journal
 from dropbox_sync.watcher import scan
 
 if TYPE_CHECKING:  # pipeline imports this module to write status.json
-    from dropbox_sync.pipeline import InboxSnapshot
+    from dropbox_sync.worker import InboxSnapshot
 
 STATUS_FILE = "status.json"
 FRESH_SECONDS = 30.0  # a status.json older than this is from a service that is not running

@@ -34,7 +34,7 @@ from loguru import logger
 
 from dropbox_sync import archive, config
 from dropbox_sync.emulator.store import UploadRecord
-from dropbox_sync.pipeline import InboxWorker
+from dropbox_sync.worker import InboxWorker
 from tests import corpus
 from tests.corpus import FAILED, GONE, IGNORED, PROCESSED, Case
 from tests.helpers import wait_until

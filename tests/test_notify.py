@@ -31,7 +31,8 @@ from dropbox_sync.cli import main
 from dropbox_sync.errors import ConfigError
 from dropbox_sync.journal import Attempt, Journal
 from dropbox_sync.notify import Notifier
-from dropbox_sync.pipeline import FileReport, Outcome, Pipeline
+from dropbox_sync.outcome import FileReport, Outcome
+from dropbox_sync.pipeline import Pipeline
 from tests.helpers import wait_until
 from tests.support import HEADER, PASSWORD, USER, archived, emulator_with_password, good_csv, toml_value, write_config
 

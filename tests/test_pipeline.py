@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from dropbox_sync import config
-from dropbox_sync.pipeline import InboxWorker, Pipeline
+from dropbox_sync.pipeline import Pipeline
+from dropbox_sync.worker import InboxWorker
 from tests.helpers import wait_until
 from tests.support import (
     HEADER,

@@ -1,0 +1,57 @@
+"""What became of an upload attempt: the verdict on a server reply, and the report of it.
+
+The rules (DESIGN §5, Outcome): 401, 403, 404 hold the inbox (only a config
+fix helps); 429 and every 5xx, or a reply that is not Infiniti's JSON, are
+passing faults to retry; otherwise the server's ``success`` decides between
+processed/ and failed/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from dropbox_sync import archive
+from dropbox_sync.client import Reply
+
+HOLD_STATUSES = {401: "credentials were rejected", 403: "the account lacks system administration rights",
+                 404: "the import URL does not exist"}  # fmt: skip
+TOO_MANY_REQUESTS = 429
+
+
+class Outcome(Enum):
+    PROCESSED = "processed"
+    FAILED = "failed"
+    HELD = "held"  # inbox paused until the config or server is fixed
+    RETRY = "retry"  # passing fault; the file waits, claimed
+    NOT_READY = "not ready"  # changed or busy; settle again
+    GUARDED = "guarded"  # far fewer rows than last time: in held/ until approved
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """What happened to one file, for people (demo, once) and tests."""
+
+    inbox: str
+    original: str
+    outcome: Outcome
+    summary: str
+    archived: Path | None = None
+
+    @property
+    def result_file(self) -> Path | None:
+        return archive.result_path(self.archived) if self.archived else None
+
+
+def judge(reply: Reply) -> tuple[Outcome, str]:
+    """The outcome a reply calls for, with the reason or summary to show."""
+    if reply.status in HOLD_STATUSES:
+        return Outcome.HELD, f"HTTP {reply.status}: {HOLD_STATUSES[reply.status]} ({reply.summary})"
+    if reply.success is None:
+        return Outcome.RETRY, f"HTTP {reply.status}: {reply.summary} (not an Infiniti import reply)"
+    # A 5xx is the server's fault even with an Infiniti-shaped body: the file
+    # must not land in failed/ for it, so it waits and is retried.
+    if reply.status == TOO_MANY_REQUESTS or reply.status >= 500:
+        return Outcome.RETRY, reply.summary
+    return (Outcome.PROCESSED if reply.success else Outcome.FAILED), reply.summary
