@@ -225,7 +225,8 @@ def start_service(config_path: Path) -> tuple[threading.Thread, threading.Event,
 def test_a_stop_during_an_upload_ends_within_stop_timeout_and_nothing_is_lost(tmp_path, emu) -> None:
     inbox = tmp_path / "inbox"
     config_path = write_config(tmp_path, emu, stop_timeout=1.0)
-    emu.inject("hang", hang_seconds=2.5)  # the server sits on the upload far past stop_timeout
+    hang = 4.0
+    emu.inject("hang", hang_seconds=hang)  # the server sits on the upload far past stop_timeout
     thread, stop, _probe = start_service(config_path)
     try:
         (inbox / "students.csv").write_text(good_csv("u1"), encoding="utf-8")
@@ -238,7 +239,8 @@ def test_a_stop_during_an_upload_ends_within_stop_timeout_and_nothing_is_lost(tm
         stop.set()
         thread.join(30)
     assert not thread.is_alive()
-    assert took < 1.0 + 2.0, f"stop took {took:.1f} s with stop_timeout = 1 s"
+    # stop_timeout (1 s) plus slack for a loaded machine, and well before the server would have let go.
+    assert took < 3.5 < hang, f"stop took {took:.1f} s with stop_timeout = 1 s"
     assert [p.name.split("_", 1)[1] for p in archive.claimed_files(inbox)] == ["students.csv"]
     assert archived(inbox, "processed") == []
     # The abandoned upload ends when the server gives up on it; only then start again.

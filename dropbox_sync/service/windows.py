@@ -37,7 +37,14 @@ from pathlib import Path, PureWindowsPath
 from dropbox_sync import paths
 from dropbox_sync.service import DESCRIPTION, DISPLAY_NAME, SERVICE_NAME, ServiceError, ServiceOptions
 from dropbox_sync.service import _win32api as win
-from dropbox_sync.service.core import Reporter, console_for_host, run_service, stop_budget, status_line
+from dropbox_sync.service.core import (
+    STOP_MARGIN,
+    Reporter,
+    console_for_host,
+    run_service,
+    status_line,
+    stop_budget,
+)
 from dropbox_sync.service.plan import (
     DEFAULT_STOP_TIMEOUT,
     STATE_FILES,
@@ -100,7 +107,7 @@ class DropboxSyncService(win.service_framework_base()):
         self._svc_name_ = args[0]
         super().__init__(args)
         self.stop_requested = threading.Event()
-        self.stop_hint_ms = int((DEFAULT_STOP_TIMEOUT + 15) * 1000)
+        self.stop_hint_ms = int((DEFAULT_STOP_TIMEOUT + STOP_MARGIN) * 1000)
 
     @property
     def name(self) -> str:
@@ -409,7 +416,7 @@ def _stop_budget(opts: ServiceOptions) -> float:
     try:
         return read_facts(opts.config_path).stop_budget
     except Exception:  # noqa: BLE001 - stopping must work even with a broken config
-        return DEFAULT_STOP_TIMEOUT + 15
+        return DEFAULT_STOP_TIMEOUT + STOP_MARGIN
 
 
 def _explain(name: str, exc: win.Win32Error) -> str:
