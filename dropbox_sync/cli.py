@@ -7,15 +7,13 @@ Exit codes (``once``, ``send``, ``check``): 0 all good; 1 some file failed;
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from loguru import logger
 
@@ -109,8 +107,7 @@ def _load(args: argparse.Namespace):
 
 
 def _start_file_logging(args: argparse.Namespace, cfg) -> None:
-    level = "DEBUG" if args.verbose else cfg.log_level
-    log.setup(level=level, log_dir=cfg.log_dir or paths.log_dir(), log_format=cfg.log_format)
+    log.setup_from_config(cfg, verbose=args.verbose)
 
 
 def _state_dir(cfg) -> Path:
@@ -121,17 +118,6 @@ def _journal(cfg):
     from dropbox_sync.journal import Journal
 
     return Journal(_state_dir(cfg) / "journal.sqlite3")
-
-
-def _start_notifier(cfg, journal):
-    """The [notify] emailer, its thread started; None without a [notify] table."""
-    from dropbox_sync import notify
-
-    return notify.from_config(cfg, journal=journal, state_dir=_state_dir(cfg))
-
-
-def _listeners(notifier) -> list:
-    return [notifier.on_report] if notifier is not None else []
 
 
 def stop_on_signals(stop: threading.Event) -> None:
@@ -149,37 +135,24 @@ def stop_on_signals(stop: threading.Event) -> None:
 # -- commands ---------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _service_session(args: argparse.Namespace) -> Iterator[tuple[Any, threading.Event]]:
-    """Config, file logs, stop-on-signal, journal and notifier around a pipeline.
+def cmd_run(args: argparse.Namespace) -> int:
+    from dropbox_sync.service.core import run_service
 
-    Yields the pipeline and the stop event; the notifier is stopped (sending
-    what is pending) before the journal it reads is closed."""
-    from dropbox_sync.pipeline import Pipeline
+    stop = threading.Event()
+    stop_on_signals(stop)
+    # The same core the Windows service, systemd and launchd run (minus their reporting).
+    run_service(_config_path(args), stop, verbose=args.verbose)
+    return OK
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from dropbox_sync.session import pipeline_session
 
     cfg = _load(args)
     _start_file_logging(args, cfg)
     stop = threading.Event()
     stop_on_signals(stop)
-    journal = _journal(cfg)
-    notifier = _start_notifier(cfg, journal)
-    try:
-        yield Pipeline(cfg, journal=journal, state_dir=_state_dir(cfg), listeners=_listeners(notifier)), stop
-    finally:
-        if notifier is not None:
-            notifier.stop()
-        journal.close()
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    with _service_session(args) as (pipeline, stop):
-        pipeline.run(stop)
-    logger.info("stopped")
-    return OK
-
-
-def cmd_once(args: argparse.Namespace) -> int:
-    with _service_session(args) as (pipeline, stop):
+    with pipeline_session(cfg) as pipeline:
         result = pipeline.once(stop)
     for inbox, reason in result.held.items():
         logger.error('inbox "{}": files are still waiting: {}', inbox, reason)

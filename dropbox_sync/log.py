@@ -39,6 +39,8 @@ def setup(
     """Replace every sink: the console, and a daily file in ``log_dir`` if given."""
     logger.remove()
     stream = console if console is not None else sys.stderr
+    if stream is None:  # pythonw.exe and Windows services have no console at all
+        stream = _Nowhere()
     logger.add(
         _ScrubbingStream(stream),
         level=level,
@@ -51,7 +53,7 @@ def setup(
         logger.add(
             DailyFileSink(log_dir, retention_days=retention_days, json_lines=log_format == "json"),
             level=level,
-            format=FILE_FORMAT + "\n{exception}",
+            format=FILE_FORMAT,  # loguru appends "\n{exception}" to a string format itself
             colorize=False,
             backtrace=False,
             diagnose=False,
@@ -82,10 +84,31 @@ def _route_uncaught_exceptions() -> None:
     threading.excepthook = thread_hook
 
 
+def setup_from_config(config, *, verbose: bool = False, console: TextIO | None = None) -> Path:
+    """Console plus daily files in the configured (or site) log dir; returns that dir."""
+    from dropbox_sync import paths
+
+    directory = config.log_dir or paths.log_dir()
+    setup(level="DEBUG" if verbose else config.log_level, log_dir=directory, log_format=config.log_format,
+          console=console)  # fmt: skip
+    return directory
+
+
 def _is_terminal(stream: TextIO) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
+        return False
+
+
+class _Nowhere:
+    def write(self, message: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
         return False
 
 

@@ -110,8 +110,8 @@ def test_rejected_credentials_hold_the_inbox_until_fixed_then_drain_in_order(tmp
     inbox = tmp_path / "inbox"
     emu.set_password(USER, "rotated-by-someone")
     config_path = write_config(tmp_path, emu, settle_seconds=0, hold_retry_seconds=0.3)
+    names = drop_in_order(inbox, 3)  # before start: utime on a file being claimed would race
     with running_service(config_path) as pipeline:
-        names = drop_in_order(inbox, 3)
         snapshot = wait_until(lambda: next((s for s in pipeline.snapshots() if s.held), None))
         assert "HTTP 401: credentials were rejected" in snapshot.held
         attempts = len(emu.uploads())

@@ -25,7 +25,7 @@ from typing import TextIO
 
 from loguru import logger
 
-from dropbox_sync import log, paths
+from dropbox_sync import log
 
 STOP_MARGIN = 15.0  # seconds past stop_timeout for the watcher, journal and logs to close
 READY_POLL = 0.1  # how often the monitor looks for "observers running" while starting
@@ -99,10 +99,7 @@ def status_line(snapshots: Sequence, healthy: bool = True) -> str:
 
 def start_logging(config, *, verbose: bool = False, console: TextIO | None = None) -> Path:
     """Daily log files in the configured or site log dir; returns that dir."""
-    log_dir = config.log_dir or paths.log_dir()
-    level = "DEBUG" if verbose else config.log_level
-    log.setup(level=level, log_dir=log_dir, log_format=config.log_format, console=console)
-    return log_dir
+    return log.setup_from_config(config, verbose=verbose, console=console)
 
 
 def run_service(
@@ -119,23 +116,21 @@ def run_service(
     ``stop`` is set on the way out whatever happened, so helper threads end.
     """
     from dropbox_sync import config as config_module
-    from dropbox_sync.journal import Journal
-    from dropbox_sync.pipeline import Pipeline
+    from dropbox_sync.session import pipeline_session
 
     reporter = reporter or Reporter()
     try:
         cfg = config_module.load(config_path.absolute())
         log_dir = start_logging(cfg, verbose=verbose, console=console)
         reporter.starting(cfg)
-        state_dir = cfg.state_dir or paths.state_dir()
-        journal = Journal(state_dir / "journal.sqlite3")
-    except Exception as exc:  # config, permissions, a journal SQLite cannot open: the host must hear why
+        # Entered here so a journal SQLite cannot open is a start failure the host hears about.
+        session = pipeline_session(cfg, pipeline_factory=pipeline_factory)
+        pipeline = session.__enter__()
+    except Exception as exc:  # config, permissions, the journal: the host must hear why
         reporter.failed(exc)
         raise
     logger.info("service starting: config {}, logs in {}", config_path, log_dir)
     try:
-        # Composed as cmd_run composes it (journal, status.json in the state dir).
-        pipeline = (pipeline_factory or Pipeline)(cfg, journal=journal, state_dir=state_dir)
         _run_monitored(pipeline, stop, reporter)
     except Exception as exc:
         logger.exception("the service stopped on an unexpected error")
@@ -143,7 +138,7 @@ def run_service(
         raise
     finally:
         stop.set()
-        journal.close()
+        session.__exit__(None, None, None)
     logger.info("service stopped")
 
 
