@@ -8,7 +8,9 @@
     │   │                            verification failure; the inbox pauses
     │   └── TransientError           try again later: connection refused,
     │                                timeout, 5xx, 429, a reply that is not JSON
-    └── FileNotReady                 the file is held open or vanished; look again later
+    ├── FileNotReady                 the file is held open or vanished; look again later
+    └── ServiceError                 an OS service action failed (service/__init__.py;
+                                     exit code 1)
 
 Third-party exceptions (httpx, ssl, OSError) are translated where they are
 caught, with ``raise ... from exc``, so the layers above see only these. The
