@@ -68,12 +68,22 @@ def display_name(name: str) -> str:
     return raw.decode("utf-8", "replace").translate(_CONTROL)
 
 
+def is_archived_file(name: str) -> bool:
+    """A dropped file in one of our folders, not its result or our dot-name companions
+    (done markers, approvals, temporaries)."""
+    return not name.startswith(".") and not name.endswith(RESULT_SUFFIX)
+
+
 def result_path(file: Path) -> Path:
     return file.with_name(file.name + RESULT_SUFFIX)
 
 
-def claim(inbox: Path, name: str, now: dt.datetime) -> Path:
-    """Atomically move ``inbox/name`` into sending/ under its archive name."""
+def claim(inbox: Path, name: str, now: dt.datetime, *, done_marker: str = "") -> Path:
+    """Atomically move ``inbox/name`` into sending/ under its archive name.
+
+    With a done marker (``x.csv.done``), the marker is taken along as a
+    dot-name beside the claimed file: left in the inbox, it would make the
+    next ``x.csv`` look finished before it is written."""
     source = inbox / name
     target = folder(inbox, SENDING) / _unique_archive_name(inbox, name, now)
     try:
@@ -88,7 +98,17 @@ def claim(inbox: Path, name: str, now: dt.datetime) -> Path:
         if exc.errno in (errno.EBUSY, errno.ETXTBSY, errno.EACCES):
             raise FileNotReady(f"{name} is busy ({exc.strerror})") from None
         raise
+    if done_marker:
+        try:
+            os.rename(inbox / (name + done_marker), marker_path(target))
+        except OSError:
+            pass  # gone or held: the claimed file does not depend on it
     return target
+
+
+def marker_path(claimed: Path) -> Path:
+    """Where a claimed file's done marker waits, then is archived beside it."""
+    return claimed.with_name(f".{claimed.name}.done")
 
 
 def _unique_archive_name(inbox: Path, name: str, now: dt.datetime) -> str:
@@ -155,6 +175,8 @@ def archive(claimed: Path, destination: str) -> Path:
     if result.exists():
         os.rename(result, result_path(target))
     approval_marker(claimed).unlink(missing_ok=True)
+    if marker_path(claimed).exists():
+        os.rename(marker_path(claimed), marker_path(target))
     return target
 
 
@@ -233,9 +255,7 @@ def claimed_files(inbox: Path) -> list[Path]:
             sending / entry.name
             for entry in os.scandir(sending)
             # Links too (not followed): they must be filed away, not left behind.
-            if not entry.is_dir(follow_symlinks=False)
-            and not entry.name.endswith(RESULT_SUFFIX)
-            and not entry.name.startswith(".")
+            if not entry.is_dir(follow_symlinks=False) and is_archived_file(entry.name)
         ]
     except FileNotFoundError:
         return []

@@ -115,7 +115,7 @@ def _archived(inbox: Path) -> list[Path]:
     for which in (archive.PROCESSED, archive.FAILED):
         folder = inbox / which
         if folder.is_dir():
-            found += [p for p in folder.iterdir() if not p.name.endswith(archive.RESULT_SUFFIX)]
+            found += [p for p in folder.iterdir() if archive.is_archived_file(p.name)]
     return found
 
 

@@ -50,5 +50,5 @@ def _failed_files(inbox: InboxConfig) -> list[Path]:
     return sorted(
         failed / e.name
         for e in entries
-        if e.is_file(follow_symlinks=False) and not e.name.endswith(archive.RESULT_SUFFIX) and not e.name.startswith(".")
+        if e.is_file(follow_symlinks=False) and archive.is_archived_file(e.name)
     )

@@ -233,7 +233,7 @@ class InboxWorker:
         if current is None or not self.settler.observe(candidate.name, current):
             return Outcome.NOT_READY
         try:
-            claimed = archive.claim(self.inbox.path, candidate.name, self.wall())
+            claimed = archive.claim(self.inbox.path, candidate.name, self.wall(), done_marker=self.inbox.done_marker)
         except FileNotReady as exc:
             logger.debug('inbox "{}": {}; will look again', self.name, exc)
             self.waiting[candidate.name] = str(exc)

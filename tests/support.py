@@ -62,7 +62,7 @@ def archived(inbox: Path, which: str) -> list[Path]:
     folder = inbox / which
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if not p.name.endswith(archive.RESULT_SUFFIX))
+    return sorted(p for p in folder.iterdir() if archive.is_archived_file(p.name))
 
 
 def result_of(path: Path) -> dict[str, Any]:

@@ -221,3 +221,28 @@ def test_a_link_swapped_in_after_the_scan_is_never_followed(tmp_path, emu):
     (link,) = archived(inbox, "failed")
     assert link.is_symlink() and secret.read_text(encoding="utf-8") == good_csv("never-sent")
     assert "links are never followed" in result_of(link)["summary"]
+
+
+def test_done_marker_mode_waits_for_the_marker_and_consumes_it(tmp_path, emu):
+    inbox = tmp_path / "inbox"
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=0, done_marker=".done"))
+    worker = InboxWorker(cfg.inboxes[0])
+    stop = threading.Event()
+    try:
+        (inbox / "users.csv").write_text(good_csv("d1"), encoding="utf-8")
+        worker.cycle(stop)
+        worker.cycle(stop)
+        assert emu.uploads() == [], "no marker yet: not ready, however settled"
+        (inbox / "users.csv.done").write_bytes(b"")
+        worker.cycle(stop)
+        assert len(emu.uploads()) == 1
+        # The marker went with the file: a new users.csv waits for a new marker.
+        (inbox / "users.csv").write_text(good_csv("d2"), encoding="utf-8")
+        worker.cycle(stop)
+        worker.cycle(stop)
+        assert len(emu.uploads()) == 1
+    finally:
+        worker.close()
+    (done,) = archived(inbox, "processed")
+    assert (done.parent / f".{done.name}.done").exists(), "the marker is archived beside its file"
+    assert sorted(p.name for p in inbox.iterdir() if p.is_file()) == ["users.csv"]
