@@ -11,7 +11,8 @@
 # a real Windows host can.
 #
 # Environment:
-#   DROPBOX_SYNC_WINLANE_CACHE    cache dir (default ~/.cache/dropbox-sync-winlane)
+#   DROPBOX_SYNC_WINLANE_CACHE    cache dir (default
+#                                 ${XDG_CACHE_HOME:-~/.cache}/dropbox-sync-winlane)
 #   DROPBOX_SYNC_WINLANE_TIMEOUT  seconds the test run may take (default 1200)
 #   DROPBOX_SYNC_WINLANE_KEEP=1   keep the per-run dir in /tmp for debugging
 #   DROPBOX_SYNC_LINUX_PYTHON     Linux Python (3.11+, with pip) used to download
@@ -25,7 +26,7 @@ set -euo pipefail
 
 LANE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$LANE_DIR/../.." && pwd)
-CACHE_ROOT=${DROPBOX_SYNC_WINLANE_CACHE:-$HOME/.cache/dropbox-sync-winlane}
+CACHE_ROOT=${DROPBOX_SYNC_WINLANE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/dropbox-sync-winlane}
 TEST_TIMEOUT=${DROPBOX_SYNC_WINLANE_TIMEOUT:-1200}
 KEEP_RUN_DIR=${DROPBOX_SYNC_WINLANE_KEEP:-0}
 
@@ -46,6 +47,7 @@ WINE_STEP_TIMEOUT=600
 
 RUN_DIR=""
 SESSIONS=()  # Wine prefixes with a wineserver we started
+CHILDREN=()  # background processes of the running wine_in, for cleanup
 APT_UPDATED=0
 LANE_T0=$(date +%s.%N)
 SECTION_NAME=""
@@ -224,7 +226,10 @@ wine_in() {
     # output to a file. A Windows process left running by the command would
     # keep the FIFO open, so the reader gets a bounded grace period after the
     # program exits instead of waiting for EOF forever.
-    local prefix=$1 limit=$2 status=0 fifo reader tries
+    #
+    # The program runs in the background and we `wait` for it, so that an
+    # INT/TERM reaches our trap at once instead of after the program ends.
+    local prefix=$1 limit=$2 status=0 fifo reader runner tries
     shift 2
     local -a envs
     mapfile -t envs < <(wine_env "$prefix")
@@ -232,7 +237,10 @@ wine_in() {
     mkfifo "$fifo"
     cat <"$fifo" &
     reader=$!
-    env "${envs[@]}" timeout --kill-after=30 "$limit" "$WINE" "$@" </dev/null >"$fifo" 2>&1 || status=$?
+    env "${envs[@]}" timeout --kill-after=30 "$limit" "$WINE" "$@" </dev/null >"$fifo" 2>&1 &
+    runner=$!
+    CHILDREN=("$runner" "$reader")
+    wait "$runner" || status=$?
     for ((tries = 0; tries < 100; tries++)); do
         kill -0 "$reader" 2>/dev/null || break
         sleep 0.1
@@ -242,6 +250,7 @@ wine_in() {
         kill "$reader" 2>/dev/null || true
     fi
     wait "$reader" 2>/dev/null || true
+    CHILDREN=()
     rm -f "$fifo"
     return "$status"
 }
@@ -571,7 +580,11 @@ ensure_environment() {
     # because nothing rewrites its files in place (pip and the .pyc writer
     # replace files, the tests run with -B). The prefix is copied for real:
     # Windows programs may rewrite files such as win.ini in place.
-    cp -al "$ENV_DIR/python" "$RUN_DIR/python"
+    if ! cp -al "$ENV_DIR/python" "$RUN_DIR/python" 2>/dev/null; then
+        # Hard links need the cache and /tmp on one file system.
+        rm -rf "$RUN_DIR/python"
+        cp -a "$ENV_DIR/python" "$RUN_DIR/python"
+    fi
     cp -a "$ENV_DIR/prefix" "$RUN_DIR/prefix"
     flock -u "$lock_fd"
     exec {lock_fd}>&-
@@ -581,7 +594,12 @@ ensure_environment() {
 # ------------------------------------------------------------------ run ----
 
 cleanup() {
-    local status=$? prefix
+    local status=$? prefix pid
+    # An interrupted wine_in: stop its timeout (which stops the program)
+    # and its output reader; the wineserver below ends the rest.
+    for pid in "${CHILDREN[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
     for prefix in "${SESSIONS[@]}"; do
         wine_session_stop "$prefix"
     done
