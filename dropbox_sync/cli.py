@@ -271,15 +271,10 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_set_password(args: argparse.Namespace) -> int:
-    import tomllib
-
-    from dropbox_sync.config import keyring_entry
+    from dropbox_sync.config import keyring_entry, read_toml
 
     path = _config_path(args)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
+    raw = read_toml(path)
     # Read the raw table: the full config cannot load until the password exists.
     defaults = raw.get("defaults", {})
     table = next((t for t in raw.get("inbox", []) if t.get("name") == args.inbox), None)

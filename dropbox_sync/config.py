@@ -135,7 +135,11 @@ _SIZE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
 
 def load(path: Path) -> Config:
     """Read, parse and validate the config file at ``path``."""
-    where = path.name
+    return parse(read_toml(path), source=path)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The raw TOML document (for ``load``, and for tools that need only a few keys)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -143,10 +147,9 @@ def load(path: Path) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-    return parse(raw, source=path)
+        raise ConfigError(f"{path.name}: not valid TOML: {exc}") from None
 
 
 def parse(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:

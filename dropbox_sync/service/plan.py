@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -48,17 +47,7 @@ class InstallFacts:
 
 def read_facts(config_path: Path, *, read_from: Path | None = None) -> InstallFacts:
     """Facts from the config that will live at ``config_path`` (read from ``read_from`` if staged)."""
-    source = read_from or config_path
-    try:
-        text = source.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: config file not found (create one with 'dropbox-sync init')") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: cannot read config file: {exc}") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source.name}: not valid TOML: {exc}") from None
+    raw = config_module.read_toml(read_from or config_path)
     base = config_path.parent
     defaults = raw.get("defaults") if isinstance(raw.get("defaults"), dict) else {}
     tables = [t for t in raw.get("inbox", []) if isinstance(t, dict)] if isinstance(raw.get("inbox"), list) else []
