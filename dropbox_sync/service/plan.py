@@ -47,7 +47,8 @@ class InstallFacts:
 
 def read_facts(config_path: Path, *, read_from: Path | None = None) -> InstallFacts:
     """Facts from the config that will live at ``config_path`` (read from ``read_from`` if staged)."""
-    raw = config_module.read_toml(read_from or config_path)
+    source = read_from or config_path
+    raw = config_module.read_toml(source)
     base = config_path.parent
     defaults = raw.get("defaults") if isinstance(raw.get("defaults"), dict) else {}
     tables = [t for t in raw.get("inbox", []) if isinstance(t, dict)] if isinstance(raw.get("inbox"), list) else []
