@@ -26,7 +26,7 @@ from dropbox_sync.errors import ConfigError
 from dropbox_sync.redact import Secret, redact_url
 
 if TYPE_CHECKING:
-    from dropbox_sync.notify import NotifySettings
+    from dropbox_sync.notify_settings import NotifySettings
 
 OBSERVER_KINDS = ("auto", "native", "polling")
 LOG_FORMATS = ("text", "json")
@@ -177,7 +177,7 @@ def parse(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:
     log_format = raw.get("log_format", "text")
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"{where}: log_format must be one of {', '.join(LOG_FORMATS)}")
-    from dropbox_sync.notify import parse_settings  # lazy: notify imports this module
+    from dropbox_sync.notify_settings import parse_settings  # lazy: it imports this module
 
     notify = parse_settings(raw.get("notify"), where, base_dir)
     return Config(

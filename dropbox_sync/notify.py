@@ -22,12 +22,10 @@ dir, so a scheduled ``once`` behaves like the service does.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import email.utils
 import json
-import os
 import socket
 import sqlite3
 import threading
@@ -41,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from dropbox_sync import archive, mail
-from dropbox_sync.config import InboxConfig, is_loopback
-from dropbox_sync.errors import ConfigError
+from dropbox_sync.config import InboxConfig
 from dropbox_sync.mail import MailError, SmtpServer
-from dropbox_sync.redact import Secret, register_secret, scrub
+from dropbox_sync.notify_settings import NotifySettings
+from dropbox_sync.redact import scrub
 
 if TYPE_CHECKING:  # the pipeline is heavy, and config.parse imports this module
     from dropbox_sync.outcome import FileReport
@@ -57,152 +55,6 @@ RETRY_FIRST, RETRY_MAX = 60.0, 1800.0  # seconds between attempts while SMTP fai
 FLUSH_TIMEOUT = 10.0  # at stop, the SMTP timeout: a service must stop within ~30 s (DESIGN §8.11)
 ROW_SUCCESS = ("user created", "user updated")  # Infiniti lists every row once one fails
 TOLD = ("processed", "failed", "held")  # pipeline.Outcome values that matter here (retries do not)
-
-DEFAULTS: dict[str, Any] = {
-    "smtp_host": None,
-    "smtp_port": None,  # 587, or 465 with smtps
-    "starttls": True,
-    "smtps": False,
-    "smtp_username": "",
-    "smtp_password": None,
-    "smtp_password_env": None,
-    "smtp_password_file": None,
-    "from": None,
-    "to": None,
-    "subject_prefix": "[dropbox-sync]",
-    "digest_minutes": 15.0,
-    "alert_after_minutes": 30.0,
-    "stale_after_hours": 0.0,
-    "ca_bundle": "",
-    "smtp_timeout": 30.0,
-}
-
-
-@dataclass(frozen=True)
-class NotifySettings:
-    server: SmtpServer
-    sender: str
-    recipients: tuple[str, ...]
-    subject_prefix: str
-    digest_minutes: float
-    alert_after_minutes: float
-    stale_after_hours: float  # 0 = off
-
-
-# -- settings ---------------------------------------------------------------------
-
-
-def parse_settings(raw: Any, where: str, base_dir: Path) -> NotifySettings | None:
-    """Validate the ``[notify]`` table (None if there is none); ConfigError names the key."""
-    if raw is None:
-        return None
-    where = f"{where}: [notify]"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be a table")
-    for key in raw:
-        if key not in DEFAULTS:
-            raise ConfigError(f"{where}: unknown key '{key}'")
-    values = {**DEFAULTS, **raw}
-
-    def fail(key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{where}: {key} {problem}")
-
-    def text(key: str) -> str:
-        if not isinstance(values[key], str):
-            raise fail(key, "must be text in quotes" if values[key] is not None else "is missing")
-        return values[key].strip()
-
-    def flag(key: str) -> bool:
-        if not isinstance(values[key], bool):
-            raise fail(key, "must be true or false")
-        return values[key]
-
-    def number(key: str, unit: str) -> float:
-        value = values[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise fail(key, f"must be a number of {unit}, 0 or more")
-        return float(value)
-
-    host = text("smtp_host")
-    if not host:
-        raise fail("smtp_host", "is empty (the mail server, e.g. smtp.office365.com)")
-    smtps = flag("smtps")
-    starttls = flag("starttls") and not smtps
-    port = values["smtp_port"] if values["smtp_port"] is not None else (465 if smtps else 587)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise fail("smtp_port", "must be a port number such as 587")
-    username = text("smtp_username")
-    password = _password(values, fail, text, base_dir)
-    if password is not None and not username:
-        raise fail("smtp_username", "is missing: a password is set, so whose is it?")
-    if username and password is None:
-        raise fail("smtp_password_env", "is missing: set smtp_password_env, smtp_password_file or smtp_password")
-    if username and not (starttls or smtps) and not is_loopback(host):
-        raise fail("starttls", "is false: the SMTP password would cross the network unencrypted. "
-                   "Use starttls = true (port 587) or smtps = true (port 465)")  # fmt: skip
-    if username and password is not None:
-        # AUTH PLAIN and AUTH LOGIN carry the password base64-encoded: blank those forms too.
-        for form in (password.reveal(), f"\0{username}\0{password.reveal()}"):
-            register_secret(base64.b64encode(form.encode()).decode())
-    ca_text = text("ca_bundle")
-    ca_bundle = (base_dir / os.path.expandvars(ca_text)).resolve() if ca_text else None
-    if ca_bundle is not None and not ca_bundle.is_file():
-        raise fail("ca_bundle", f"file not found: {ca_bundle}")
-    timeout = number("smtp_timeout", "seconds")
-    if timeout < 1:
-        raise fail("smtp_timeout", "must be at least 1")
-    return NotifySettings(
-        server=SmtpServer(host, port, starttls, smtps, username, password, ca_bundle, timeout),
-        sender=_address(text("from"), fail, "from"),
-        recipients=_recipients(values["to"], fail),
-        subject_prefix=text("subject_prefix"),
-        digest_minutes=number("digest_minutes", "minutes"),
-        alert_after_minutes=number("alert_after_minutes", "minutes"),
-        stale_after_hours=number("stale_after_hours", "hours"),
-    )
-
-
-def _password(values: dict[str, Any], fail: Callable[[str, str], ConfigError], text: Callable[[str], str],
-              base_dir: Path) -> Secret | None:  # fmt: skip
-    keys = ("smtp_password", "smtp_password_env", "smtp_password_file")
-    sources = [key for key in keys if values.get(key) is not None]
-    if len(sources) > 1:
-        raise fail(sources[1], f"conflicts with {sources[0]}: give only one password source")
-    if not sources:
-        return None
-    key = sources[0]
-    if key == "smtp_password":
-        value = values[key] if isinstance(values[key], str) else text(key)
-    elif key == "smtp_password_env":
-        variable = text(key)
-        value = os.environ.get(variable, "")
-        if not value:
-            raise fail(key, f"names environment variable {variable}, which is not set")
-    else:
-        file = (base_dir / os.path.expandvars(text(key))).resolve()
-        try:
-            value = file.read_text(encoding="utf-8-sig").strip("\r\n")
-        except OSError as exc:
-            raise fail(key, f"cannot be read: {exc.strerror or exc}") from None
-    if len(value) < 3:
-        raise fail(key, "gives a password shorter than 3 characters")
-    return Secret(value)
-
-
-def _address(value: str, fail: Callable[[str, str], ConfigError], key: str) -> str:
-    _, address = email.utils.parseaddr(value)
-    if "@" not in address or any(c.isspace() for c in address):
-        raise fail(key, f"is not an email address: {value!r}")
-    return value
-
-
-def _recipients(value: Any, fail: Callable[[str, str], ConfigError]) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise fail("to", 'must be a list of email addresses, e.g. ["it@school.example"]')
-    return tuple(_address(v.strip(), fail, "to") for v in value)
-
 
 # -- what is waiting to be told ----------------------------------------------------
 
