@@ -15,9 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from loguru import logger
-
-from dropbox_sync import __version__, log, paths
+from dropbox_sync import __version__, paths
 from dropbox_sync.errors import ConfigError, DropboxSyncError, UsageError
 
 OK, FAILED, USAGE, HELD = 0, 1, 2, 3
@@ -80,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage message
         return int(exc.code or 0)
+    # Imported here: loguru pulls in asyncio, a third of a second that
+    # --help and usage errors need not pay.
+    from dropbox_sync import log
+
     log.setup(level="DEBUG" if args.verbose else "INFO")
     try:
         return args.handler(args)
@@ -96,6 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- shared set-up -----------------------------------------------------------------
 
 
+def _logger():
+    from loguru import logger
+
+    return logger
+
+
 def _config_path(args: argparse.Namespace) -> Path:
     return args.config if args.config is not None else paths.default_config_path()
 
@@ -107,6 +115,8 @@ def _load(args: argparse.Namespace):
 
 
 def _start_file_logging(args: argparse.Namespace, cfg) -> None:
+    from dropbox_sync import log
+
     log.setup_from_config(cfg, verbose=args.verbose)
 
 
@@ -124,6 +134,8 @@ def stop_on_signals(stop: threading.Event) -> None:
     """Signal handlers only set the flag; the pipeline owns the shutdown order."""
 
     def handler(signum: int, _frame: object) -> None:
+        from loguru import logger
+
         logger.info("stop requested ({}); finishing the current upload", signal.Signals(signum).name)
         stop.set()
 
@@ -155,7 +167,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     with pipeline_session(cfg) as pipeline:
         result = pipeline.once(stop)
     for inbox, reason in result.held.items():
-        logger.error('inbox "{}": files are still waiting: {}', inbox, reason)
+        _logger().error('inbox "{}": files are still waiting: {}', inbox, reason)
     if result.held:
         return HELD
     return FAILED if result.failed else OK
@@ -186,10 +198,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     else:
         print(reply.text)
     if reply.status in (401, 403, 404):
-        logger.error("HTTP {}: {}", reply.status, reply.summary)
+        _logger().error("HTTP {}: {}", reply.status, reply.summary)
         return HELD
     if reply.success is None:
-        logger.error("HTTP {}: the server did not give an Infiniti import reply", reply.status)
+        _logger().error("HTTP {}: the server did not give an Infiniti import reply", reply.status)
         return HELD
     return OK if reply.success else FAILED
 
