@@ -126,23 +126,24 @@ def run_curl(work: c.Path, big: c.Path, n: int) -> Sample:
         emu.stop()
 
 
-def run_send(work: c.Path, big: c.Path, n: int) -> Sample:
-    base = work / f"send{n}"
-    emu = c.start_emulator(work, f"emu-send{n}")
+def run_send(work: c.Path, big: c.Path, n: int, pythonpath: str | None = None) -> Sample:
+    base = work / (f"send{n}" if pythonpath is None else f"send-patched{n}")
+    emu = c.start_emulator(work, base.name)
     size = big.stat().st_size
     try:
         config = c.write_config(base / "config.toml", emu, [base / "inbox"], max_file_size="4GB")
         with BodyWatch(emu, size) as watch, open(base / "send.out", "wb") as out:
             done = c.run_measured(c.product_cmd("--config", str(config), "send", str(big)), timeout=TIMEOUT,
-                                  stdout=out, stderr=subprocess.STDOUT)
+                                  stdout=out, stderr=subprocess.STDOUT,
+                                  env=c.child_env({"PYTHONPATH": pythonpath}) if pythonpath else None)
         return _finish("send", emu, done, watch, size)
     finally:
         emu.stop()
 
 
-def run_once(work: c.Path, big: c.Path, n: int) -> Sample:
-    base = work / f"once{n}"
-    emu = c.start_emulator(work, f"emu-once{n}")
+def run_once(work: c.Path, big: c.Path, n: int, pythonpath: str | None = None) -> Sample:
+    base = work / (f"once{n}" if pythonpath is None else f"once-patched{n}")
+    emu = c.start_emulator(work, base.name)
     inbox = base / "inbox"
     size = big.stat().st_size
     try:
@@ -151,7 +152,8 @@ def run_once(work: c.Path, big: c.Path, n: int) -> Sample:
         try:
             with BodyWatch(emu, size) as watch, open(base / "once.out", "wb") as out:
                 done = c.run_measured(c.product_cmd("--config", str(config), "once"), timeout=TIMEOUT,
-                                      stdout=out, stderr=subprocess.STDOUT)
+                                      stdout=out, stderr=subprocess.STDOUT,
+                                      env=c.child_env({"PYTHONPATH": pythonpath}) if pythonpath else None)
             reached_processed = c.archived(inbox, "processed") == 1
         finally:
             for path in inbox.glob("**/*big.csv"):
@@ -170,22 +172,27 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--dir", default="/tmp", help="where to make the big file (needs ~3x its size free)")
+    parser.add_argument("--patched", metavar="DIR",
+                        help="also run send and once with PYTHONPATH=DIR (a patched copy of dropbox_sync)")
     args = parser.parse_args()
     size = args.size_mb * MB
     free = shutil.disk_usage(args.dir).free
     if free < 3 * size:
         print(f"need {3 * size / MB:.0f} MB free in {args.dir}, have {free / MB:.0f} MB", file=sys.stderr)
         return 2
-    with c.bench("3 large file", 120 + args.rounds * 3 * TIMEOUT, base=args.dir) as (report, work):
+    with c.bench("3 large file", 120 + args.rounds * 5 * TIMEOUT, base=args.dir) as (report, work):
         big = work / "big.csv"
         started = time.perf_counter()
         make_big_csv(big, size)
         report.note(f"{size / MB:.0f} MiB file made in {time.perf_counter() - started:.1f} s in {args.dir} "
                     f"({free / MB / 1024:.0f} GiB free before); deleted after")
-        samples: dict[str, list[Sample]] = {"curl": [], "send": [], "once": []}
-        runners = [("curl", run_curl), ("send", run_send), ("once", run_once)]
+        samples: dict[str, list[Sample]] = {"curl": [], "send": [], "once": [], "send'": [], "once'": []}
+        runners: list[tuple[str, c.Any]] = [("curl", run_curl), ("send", run_send), ("once", run_once)]
+        if args.patched:
+            runners += [("send'", lambda *a: run_send(*a, pythonpath=args.patched)),
+                        ("once'", lambda *a: run_once(*a, pythonpath=args.patched))]
         for n in range(args.rounds):
-            for name, runner in runners[n % 3:] + runners[:n % 3]:
+            for name, runner in runners[n % len(runners):] + runners[:n % len(runners)]:
                 sample = runner(work, big, n)
                 samples[name].append(sample)
                 print(f"round {n + 1}: {name:5s} start->file at server {sample.part('transfer'):6.2f} s, "
@@ -219,6 +226,12 @@ def main() -> int:
             rss = med(name, "rss")
             report.add(f"{name}: peak RSS", "<= 64 MB", f"{rss:.1f} MB", rss <= 64)
         report.add("curl: peak RSS", "-", f"{med('curl', 'rss'):.1f} MB", None)
+        if args.patched:
+            for name in ("send'", "once'"):
+                report.add(f"{name} (PYTHONPATH={args.patched}): start -> file at server", "-",
+                           f"{med(name, 'transfer'):.2f} s, {med('curl', 'transfer') / med(name, 'transfer'):.2f}x "
+                           f"curl; pre-flight part {med(name, 'before'):.2f} s; peak RSS {med(name, 'rss'):.1f} MB",
+                           None)
         problems = [s.problem for ss in samples.values() for s in ss if s.problem]
         report.add("every upload complete and accepted", "all", "all" if not problems else "NO", not problems)
         for problem in problems:

@@ -45,7 +45,7 @@ def heaviest_imports(limit: int = 8) -> list[tuple[int, str]]:
             continue
         name = parts[2].rstrip()
         depth = (len(name) - len(name.lstrip())) // 2
-        if depth <= 1:  # imported by dropbox_sync itself or its first layer
+        if depth <= 2:  # dropbox_sync, its direct imports and theirs
             rows.append((int(parts[1]), name.strip()))
     return sorted(rows, reverse=True)[:limit]
 

@@ -42,8 +42,9 @@ def check_emulator(emu: c.EmulatorProcess, files: int, rows: int, label: str) ->
     return None
 
 
-def variant_once(work: c.Path, src: c.Path, n: int, files: int, rows: int) -> tuple[float, c.Finished, str | None]:
-    base = work / f"once{n}"
+def variant_once(work: c.Path, src: c.Path, n: int, files: int, rows: int,
+                 pythonpath: str | None = None) -> tuple[float, c.Finished, str | None]:
+    base = work / (f"once{n}" if pythonpath is None else f"patched{n}")
     emu = c.start_emulator(base)
     try:
         inbox = base / "inbox"
@@ -51,9 +52,10 @@ def variant_once(work: c.Path, src: c.Path, n: int, files: int, rows: int) -> tu
         for path in sorted(src.iterdir()):
             shutil.copy2(path, inbox / path.name)
         config = c.write_config(base / "config.toml", emu, [inbox], settle_seconds=0.1)
+        env = c.child_env({"PYTHONPATH": pythonpath}) if pythonpath else None
         with open(base / "once.log", "wb") as log:
             done = c.run_measured(c.product_cmd("--config", str(config), "once"), timeout=TIMEOUT,
-                                  stdout=log, stderr=subprocess.STDOUT)
+                                  stdout=log, stderr=subprocess.STDOUT, env=env)
         problem = None
         if done.returncode != 0 or c.archived(inbox, "processed") != files:
             problem = (f"once: exit {done.returncode}, {c.archived(inbox, 'processed')}/{files} processed; "
@@ -111,21 +113,28 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3,
                         help="repeat the three variants (order rotated each round); report medians")
+    parser.add_argument("--patched", metavar="DIR",
+                        help="also time `once` with PYTHONPATH=DIR (a patched copy of dropbox_sync) in every round")
     args = parser.parse_args()
-    deadline = 60 + args.rounds * 3 * TIMEOUT
+    deadline = 60 + args.rounds * 4 * TIMEOUT
     with c.bench("1 throughput", deadline) as (report, work):
         src = work / "src"
         c.write_csvs(src, args.files, args.rows)
-        times: dict[str, list[float]] = {"once": [], "curl": [], "ceiling": []}
+        times: dict[str, list[float]] = {"once": [], "curl": [], "ceiling": [], "patched": []}
         ceiling_loop: list[float] = []
-        cpu: dict[str, list[float]] = {"once": [], "ceiling": [], "curl": []}
+        cpu: dict[str, list[float]] = {"once": [], "ceiling": [], "curl": [], "patched": []}
         problems: list[str] = []
         variants = [("curl", variant_curl), ("ceiling", variant_ceiling), ("once", variant_once)]
+        if args.patched:
+            def variant_patched(*a: c.Any) -> tuple[float, c.Finished, str | None]:
+                return variant_once(*a, pythonpath=args.patched)
+            variants.append(("patched", variant_patched))
+        patched_vs_ceiling: list[float] = []
         vs_curl: list[float] = []
         vs_ceiling: list[float] = []
         for n in range(args.rounds):
             # Rotate the order so no variant always runs first (cold caches) or last.
-            for name, variant in variants[n % 3:] + variants[:n % 3]:
+            for name, variant in variants[n % len(variants):] + variants[:n % len(variants)]:
                 seconds, done, problem = variant(work, src, n, args.files, args.rows)
                 print(f"round {n + 1}: {name:8s} {seconds:7.2f} s  ({args.files / seconds:6.1f} files/s)"
                       f"{'  PROBLEM: ' + problem if problem else ''}", flush=True)
@@ -138,6 +147,8 @@ def main() -> int:
             # Ratios within a round compare runs made under the same machine load.
             vs_curl.append(times["curl"][-1] / times["once"][-1])
             vs_ceiling.append(times["ceiling"][-1] / times["once"][-1])
+            if args.patched:
+                patched_vs_ceiling.append(times["ceiling"][-1] / times["patched"][-1])
         once, curl, ceiling = (c.median(times[k]) for k in ("once", "curl", "ceiling"))
         rate = lambda s: f"{args.files / s:.0f} files/s"  # noqa: E731
         report.add("(a) dropbox-sync once", "-", f"{once:.2f} s, {rate(once)}", None)
@@ -150,6 +161,13 @@ def main() -> int:
                    f"{c.median(vs_curl):.2f}x{spread(vs_curl)}", c.median(vs_curl) >= 2.0)
         report.add("speed (a) vs (c) = t(c)/t(a), median of rounds", ">= 0.8x",
                    f"{c.median(vs_ceiling):.2f}x{spread(vs_ceiling)}", c.median(vs_ceiling) >= 0.8)
+        if args.patched:
+            patched = c.median(times["patched"])
+            report.add(f"(a') once with PYTHONPATH={args.patched}", "-", f"{patched:.2f} s, {rate(patched)}", None)
+            report.add("speed (a') vs (c), median of rounds", "(0.8x)",
+                       f"{c.median(patched_vs_ceiling):.2f}x{spread(patched_vs_ceiling)}", None)
+            report.add("speed (a') vs (a) = t(a)/t(a'), median", "-",
+                       f"{c.median([o / p for o, p in zip(times['once'], times['patched'], strict=True)]):.2f}x", None)
         report.add("client CPU user+sys: once / ceiling / curl loop", "-",
                    " / ".join(f"{c.median(cpu[k]):.2f} s" for k in ("once", "ceiling", "curl")), None)
         report.add("every file uploaded and archived, all variants", "all", "all" if not problems else "NO",

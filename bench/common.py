@@ -258,10 +258,28 @@ class EmulatorProcess:
         stop_child(self.proc)
 
 
+_emulator_root: Path | None = None
+
+
+def emulator_root() -> Path:
+    """Where emulators keep their state: tmpfs when there is one (DSBENCH_EMULATOR_DIR to choose).
+
+    The emulator stands in for a remote server. On the client's own disk its
+    per-request temp file and SQLite writes would queue behind the client's
+    fsyncs in the same ext4 journal (and the other way round), a coupling a real
+    server on another machine does not have.
+    """
+    global _emulator_root
+    if _emulator_root is None:
+        wanted = os.environ.get("DSBENCH_EMULATOR_DIR", "/dev/shm")
+        _emulator_root = temp_dir("emulators", wanted if os.path.isdir(wanted) else None)
+    return _emulator_root
+
+
 def start_emulator(base: Path, name: str = "emulator", *, extra: Sequence[str] = ()) -> EmulatorProcess:
     """``dropbox-sync emulator --port 0`` in a fresh state dir; waits for its banner."""
-    state_dir = base / name
-    state_dir.mkdir(parents=True)
+    base.mkdir(parents=True, exist_ok=True)
+    state_dir = Path(tempfile.mkdtemp(prefix=f"{base.name}-{name}-", dir=emulator_root()))
     out_path = base / f"{name}.out"
     with open(out_path, "wb") as out:
         proc = spawn(product_cmd("emulator", "--port", "0", "--state-dir", str(state_dir),
