@@ -53,10 +53,20 @@ def run_script(script: Path, destdir: Path, *args: str, source: Path | None = No
                           timeout=300)  # fmt: skip
 
 
-def help_works(venv: Path, *, borrow_deps: bool) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if borrow_deps:
-        env["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
+def borrow_deps(venv: Path) -> None:
+    """Let the staged venv find its dependencies in ours, AFTER its own packages.
+
+    A .pth line is appended to sys.path behind the venv's site-packages, so a
+    test venv that has dropbox_sync installed (CI's non-editable install)
+    cannot shadow the staged copy; PYTHONPATH would come first and would."""
+    (site,) = (venv / "lib").glob("python3*/site-packages")
+    (site / "zz-borrowed-test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+
+
+def help_works(venv: Path, *, borrow: bool) -> subprocess.CompletedProcess:
+    if borrow:
+        borrow_deps(venv)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([str(venv / "bin" / "dropbox-sync"), "--help"], env=env, cwd=venv, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
 
@@ -71,10 +81,10 @@ def test_linux_install_into_destdir_then_again_then_uninstall(tmp_path, wheel) -
     config_file = stage / CONFIG.lstrip("/")
     env_file = config_file.with_name("dropbox-sync.env")
 
-    helped = help_works(venv, borrow_deps=True)
+    helped = help_works(venv, borrow=True)
     assert helped.returncode == 0 and helped.stdout.startswith("usage: dropbox-sync"), helped.stderr
     origin = subprocess.run([str(venv / "bin" / "python"), "-c", "import dropbox_sync; print(dropbox_sync.__file__)"],
-                            env={**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}, cwd=tmp_path,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert Path(origin.stdout.strip()).is_relative_to(venv), "the package must be installed in the staged venv"
 
@@ -108,7 +118,7 @@ def test_linux_install_with_dependencies_gives_a_self_contained_venv(tmp_path) -
     stage = tmp_path / "stage"
     done = run_script(INSTALLER / "linux" / "install.sh", stage, pip_args="")
     assert done.returncode == 0, done.stderr + done.stdout
-    helped = help_works(stage / PREFIX.lstrip("/") / "venv", borrow_deps=False)
+    helped = help_works(stage / PREFIX.lstrip("/") / "venv", borrow=False)
     assert helped.returncode == 0 and helped.stdout.startswith("usage: dropbox-sync"), helped.stderr
 
 
