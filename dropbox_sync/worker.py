@@ -180,7 +180,7 @@ class InboxWorker:
                 self._reject_irregular(claimed)
                 continue
             if current is None or not self.settler.observe(("claimed", claimed.name), current):
-                self.waiting[claimed.name] = "changed after it was claimed; waiting for it to settle"
+                self.waiting[claimed.name] = "claimed; sent once unchanged for settle_seconds"
                 return self._next_pass_delay()
             outcome = self._send(claimed)
             if outcome in (Outcome.HELD, Outcome.RETRY):
@@ -191,11 +191,16 @@ class InboxWorker:
 
     def _archive_recovered(self, claimed: Path, saved: dict[str, Any]) -> None:
         """A crash after the result was saved but before the file moved: finish the move."""
-        destination = archive.PROCESSED if saved.get("success") is True else archive.FAILED
+        ours = saved.get("dropbox_sync") if isinstance(saved.get("dropbox_sync"), dict) else {}
+        if ours.get("outcome") == Outcome.GUARDED.value:
+            destination = archive.HELD
+        else:
+            destination = archive.PROCESSED if saved.get("success") is True else archive.FAILED
         target = archive.archive(claimed, destination)
         logger.info('inbox "{}": finished archiving {} into {}/ after a restart', self.name, claimed.name, destination)
+        outcome = Outcome.GUARDED if destination == archive.HELD else Outcome(destination)
         self._report(FileReport(self.name, archive.display_name(archive.original_name(claimed.name)),
-                                Outcome(destination), str(saved.get("summary", "")), target))  # fmt: skip
+                                outcome, str(saved.get("summary", "")), target))  # fmt: skip
 
     def _scan(self) -> list[Candidate]:
         try:

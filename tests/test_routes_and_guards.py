@@ -138,3 +138,16 @@ def test_journal_keeps_rows_per_route(tmp_path):
     assert journal.last_rows("i", "https://h/u") == 12
     assert journal.last_rows("i", "https://h/g") is None
     journal.close()
+
+
+def test_a_crash_between_guard_result_and_move_still_ends_in_held(tmp_path, emu):
+    inbox = tmp_path / "inbox"
+    config_path = write_config(tmp_path, emu, settle_seconds=0)
+    (inbox / "sending").mkdir()
+    claimed = inbox / "sending" / "20261125T020000Z_users.csv"
+    claimed.write_text(good_csv("g"), encoding="utf-8")
+    archive.write_json_atomically(archive.result_path(claimed), {
+        "success": False, "summary": "Held for approval: ...", "dropbox_sync": {"outcome": "guarded"}})  # fmt: skip
+    Pipeline(config.load(config_path)).once(threading.Event())
+    assert [p.name for p in archived(inbox, "held")] == [claimed.name]
+    assert emu.uploads() == []
