@@ -96,6 +96,7 @@ class Sample:
             "upload": (self.received - self.arrived) if self.received and self.arrived else nan,
             "server": (self.done.ended_epoch - self.received) if self.received else nan,
             "rss": self.done.maxrss_kb / 1024,
+            "cpu": self.done.cpu_seconds,
         }[what]
 
 
@@ -226,6 +227,8 @@ def main() -> int:
             rss = med(name, "rss")
             report.add(f"{name}: peak RSS", "<= 64 MB", f"{rss:.1f} MB", rss <= 64)
         report.add("curl: peak RSS", "-", f"{med('curl', 'rss'):.1f} MB", None)
+        report.add("client CPU user+sys (whole command): curl / send / once", "-",
+                   " / ".join(f"{med(k, 'cpu'):.2f} s" for k in ("curl", "send", "once")), None)
         if args.patched:
             for name in ("send'", "once'"):
                 report.add(f"{name} (PYTHONPATH={args.patched}): start -> file at server", "-",
