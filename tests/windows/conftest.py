@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 import pytest
 
@@ -31,6 +32,57 @@ if sys.platform != "win32":
 
 else:
     from winhelpers import wait_until
+    from winpipeline import PASSWORD, USER
+
+    _STEPS = pytest.StashKey[list]()
+
+    def pytest_configure(config):
+        config.stash[_STEPS] = []
+
+    @pytest.fixture
+    def lane_steps(request):
+        """``step(text)`` records a line for the run's summary (see pytest_terminal_summary).
+
+        For tests whose progress is the point, such as the real service's
+        install, start, processing and stop: their steps appear at the end of
+        the output with or without ``-s``, passed or failed.
+        """
+        steps = request.config.stash[_STEPS]
+        started = time.monotonic()
+        steps.append(("header", request.node.nodeid.rsplit("/", 1)[-1]))
+
+        def step(text: str) -> None:
+            for number, line in enumerate(str(text).splitlines() or [""]):
+                prefix = f"[{time.monotonic() - started:5.1f}s] " if number == 0 else " " * 9
+                steps.append(("line", prefix + line))
+
+        return step
+
+    def pytest_terminal_summary(terminalreporter, exitstatus, config):
+        steps = config.stash.get(_STEPS, [])
+        if not steps:
+            return
+        terminalreporter.write_sep("=", "Windows lane: steps of the real service")
+        for kind, text in steps:
+            if kind == "header":
+                terminalreporter.write_line(text, bold=True)
+            else:
+                terminalreporter.write_line("  " + text)
+
+    @pytest.fixture
+    def emulator(tmp_path):
+        """The product's Infiniti emulator, in this Windows process, over TLS on 127.0.0.1.
+
+        It keeps a copy of every upload, so tests compare the bytes the
+        server received with the bytes dropped.
+        """
+        from dropbox_sync.emulator import Emulator
+
+        emu = Emulator(tmp_path / "emulator", accounts={USER: (PASSWORD, True)}, keep_uploads=True).start()
+        try:
+            yield emu
+        finally:
+            emu.stop()
 
     @pytest.fixture(autouse=True)
     def _no_thread_leaks():
