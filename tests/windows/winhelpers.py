@@ -115,6 +115,8 @@ sys.stdout.flush()
 class HeldFile:
     """A file held open by another Windows process (a child python.exe)."""
 
+    _code = _HOLDER_CODE
+
     def __init__(self, path: Path, mode: str = "rb") -> None:
         self.path = Path(path)
         self.mode = mode
@@ -141,7 +143,7 @@ class HeldFile:
 
     def start(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _HOLDER_CODE, os.fspath(self.path), self.mode],
+            [sys.executable, "-c", self._code, os.fspath(self.path), self.mode],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -201,3 +203,63 @@ def held_open(path: Path, mode: str = "rb") -> Iterator[HeldFile]:
         finally:
             held._kill()
             held._finish()
+
+
+# The writer child: opens the file like the holder (no share-delete), then
+# appends what each "write <hex>" line of its stdin carries, flushed to the
+# OS at once, and answers "wrote"; "release" closes the file.
+_WRITER_CODE = r"""
+import sys
+handle = open(sys.argv[1], sys.argv[2])
+sys.stdout.write("held\n")
+sys.stdout.flush()
+for line in sys.stdin:
+    command, _, argument = line.strip().partition(" ")
+    if command != "write":
+        break
+    handle.write(bytes.fromhex(argument))
+    handle.flush()
+    sys.stdout.write("wrote\n")
+    sys.stdout.flush()
+handle.close()
+sys.stdout.write("released\n")
+sys.stdout.flush()
+"""
+
+
+class SlowWriter(HeldFile):
+    """Another Windows process writing a file in pieces, holding it open throughout.
+
+    What an SIS export job or a copy over a slow link does: the test decides
+    when each piece arrives, so "while it is being written" is a state the
+    test can wait in, not a race.
+    """
+
+    _code = _WRITER_CODE
+
+    def __init__(self, path: Path, mode: str = "wb") -> None:
+        super().__init__(path, mode)
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` in the child; returns once the child has written it."""
+        assert self._proc is not None and self._proc.stdin is not None
+        self._proc.stdin.write(f"write {data.hex()}\n")
+        self._proc.stdin.flush()
+        if self._read_line(CHILD_EXIT_TIMEOUT) != "wrote":
+            stderr = self._finish()
+            raise AssertionError(f"writer process could not write {self.path}: {stderr}")
+
+
+@contextlib.contextmanager
+def slow_writer(path: Path, mode: str = "wb") -> Iterator[SlowWriter]:
+    """A SlowWriter for the block; ``release()`` closes the file (also on the way out)."""
+    writer = SlowWriter(path, mode)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        try:
+            writer.release()
+        finally:
+            writer._kill()
+            writer._finish()
