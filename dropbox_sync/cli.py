@@ -182,7 +182,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     path: Path = args.file
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    inspection = preflight.inspect(path, max_file_size=inbox.max_file_size)
+    inspection = preflight.inspect(path, max_file_size=inbox.max_file_size, digest=False)
     if inspection.problem:
         print(json.dumps({"success": False, "summary": inspection.problem}, indent=2))
         return FAILED

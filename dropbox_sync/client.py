@@ -9,8 +9,10 @@ here so no httpx or ssl exception travels further.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email.utils
+import hashlib
 import json
 import ssl
 from collections.abc import Callable
@@ -42,6 +44,7 @@ class Reply:
     text: str  # start of the body when it was not JSON ("" otherwise)
     retry_after: float | None
     seconds: float
+    sha256: str | None = None  # of the bytes sent, hashed as they went out
 
     @property
     def success(self) -> bool | None:
@@ -111,28 +114,43 @@ class ImportClient:
         # make building the request fail.
         name = display_name(filename or path.name)
         with open_claimed(path) as raw:
-            stream = _ProgressReader(raw, progress) if progress else raw
-            # A real file object: httpx streams it in 64 KiB chunks and takes
+            stream = _HashingReader(raw, progress)
+            # Backed by a real file: httpx streams it in 64 KiB chunks and takes
             # Content-Length from fstat, so memory stays flat for any size.
             files = {"file": (name, stream, "text/csv")}
             try:
                 response = self._http.post(url, files=files)
             except httpx.HTTPError as exc:
                 raise _translate(exc, safe_url) from exc
-        return _reply(response, safe_url)
+        return dataclasses.replace(_reply(response, safe_url), sha256=stream.hexdigest())
 
 
-class _ProgressReader:
-    """A file wrapper that reports bytes read, for progress bars."""
+class _HashingReader:
+    """A file wrapper that hashes what httpx reads (so the result's sha256 is of
+    exactly the bytes sent, without a second pass over a large file) and
+    reports progress for the progress bar."""
 
-    def __init__(self, raw, progress: ProgressCallback) -> None:
+    def __init__(self, raw, progress: ProgressCallback | None) -> None:
         self._raw = raw
         self._progress = progress
+        self._digest = hashlib.sha256()
 
     def read(self, size: int = -1) -> bytes:
         chunk = self._raw.read(size)
-        self._progress(len(chunk))
+        self._digest.update(chunk)
+        if self._progress is not None:
+            self._progress(len(chunk))
         return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        # httpx rewinds the file before streaming it: start the digest over.
+        position = self._raw.seek(offset, whence)
+        if position == 0:
+            self._digest = hashlib.sha256()
+        return position
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
 
     def __getattr__(self, name: str):
         return getattr(self._raw, name)

@@ -30,8 +30,9 @@ class Inspection:
     rows: int = 0  # data lines after the header (for the shrink guard)
 
 
-def inspect(path: Path, *, max_file_size: int) -> Inspection:
-    """Read the file once: its digest, and whether it may be uploaded."""
+def inspect(path: Path, *, max_file_size: int, digest: bool = True) -> Inspection:
+    """Read the file once: whether it may be uploaded, its rows, and its digest
+    (``digest=False`` when the upload will hash the bytes as they go out)."""
     size = path.stat().st_size
     if size > max_file_size:
         problem = (
@@ -39,14 +40,28 @@ def inspect(path: Path, *, max_file_size: int) -> Inspection:
             "(max_file_size). Split the export or raise the limit."
         )
         return Inspection(size, None, problem)
-    digest = hashlib.sha256()
+    hasher = hashlib.sha256() if digest else None
     lines = _LineCounter()
     with open_claimed(path) as handle:
-        problem = _check_text(handle, digest, lines)
+        problem = _check_text(handle, hasher, lines)
         if problem is None and size > 0:
             handle.seek(0)
             problem = _check_header(handle.read(HEADER_LIMIT))
-    return Inspection(size, digest.hexdigest(), problem, max(0, lines.total - 1))
+    return Inspection(size, hasher.hexdigest() if hasher else None, problem, max(0, lines.total - 1))
+
+
+def file_sha256(path: Path, *, max_file_size: int) -> str | None:
+    """The file's digest for a result; None for a file too big to read, or unreadable."""
+    digest = hashlib.sha256()
+    try:
+        if path.stat().st_size > max_file_size:
+            return None
+        with open_claimed(path) as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 class _LineCounter:
@@ -78,7 +93,8 @@ def _check_text(handle, digest, lines: _LineCounter) -> str | None:
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     while chunk := handle.read(CHUNK):
-        digest.update(chunk)
+        if digest is not None:
+            digest.update(chunk)
         lines.update(chunk)
         if problem is None:
             problem = _chunk_problem(chunk, offset, decoder)
@@ -95,6 +111,10 @@ def _chunk_problem(chunk: bytes, offset: int, decoder) -> str | None:
     zero = chunk.find(b"\0")
     if zero >= 0:
         return f"File is not text: it has a NUL byte at byte offset {offset + zero}."
+    # Most exports are plain ASCII: nothing to decode (the slow part) unless a
+    # multi-byte character is pending from the previous chunk.
+    if chunk.isascii() and not decoder.getstate()[0]:
+        return None
     try:
         decoder.decode(chunk)
     except UnicodeDecodeError as exc:

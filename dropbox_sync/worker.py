@@ -297,7 +297,9 @@ class InboxWorker:
     def _inspect_and_upload(self, claimed: Path, upload_path: Path, original: str, started: dt.datetime,
                             route: Route, before: Observation | None) -> Outcome:  # fmt: skip
         try:
-            inspection = preflight.inspect(upload_path, max_file_size=self.inbox.max_file_size)
+            # No digest here: the upload hashes the bytes as they go out,
+            # which saves a whole pass over a large file.
+            inspection = preflight.inspect(upload_path, max_file_size=self.inbox.max_file_size, digest=False)
         except OSError as exc:
             inspection = preflight.Inspection(before.size if before else 0, None,
                                               f"File cannot be read: {exc.strerror or exc}.")  # fmt: skip
@@ -306,6 +308,7 @@ class InboxWorker:
         if self.inbox.source_encoding:
             facts["transcoded_from"] = self.inbox.source_encoding
         if inspection.problem is not None:
+            facts["sha256"] = preflight.file_sha256(upload_path, max_file_size=self.inbox.max_file_size)
             body = {"success": False, "summary": inspection.problem}
             return self._finish(claimed, original, started, body, None, facts, stage="preflight")
         guard = self._shrink_guard(claimed, route, inspection.rows)
@@ -332,6 +335,7 @@ class InboxWorker:
             logger.warning('inbox "{}": {} changed during the upload; it will be sent again once it settles',
                            self.name, original)  # fmt: skip
             return Outcome.NOT_READY
+        facts["sha256"] = reply.sha256
         if archive.approval_marker(claimed).exists():
             facts["approved"] = True
         return self._finish(claimed, original, started, reply.body or {}, reply, facts, stage="upload")
