@@ -131,9 +131,16 @@ def is_network_path(path: Path) -> bool:
     return _mount_fstype(path, _read_mounts()) in NETWORK_FILESYSTEMS
 
 
+_EXTENDED = "\\\\?\\"  # Windows' extended-length prefix; Path.resolve() adds it beyond MAX_PATH
+
+
 def _windows_is_network(path: Path) -> bool:
     text = str(path)
-    if text.startswith(("\\\\", "//")):
+    if text.startswith(_EXTENDED):  # \\?\C:\... (beyond MAX_PATH) or \\?\UNC\server\share
+        if text[len(_EXTENDED):].upper().startswith("UNC\\"):
+            return True
+        text = text[len(_EXTENDED):]
+    elif text.startswith(("\\\\", "//")):
         return True  # UNC path: \\server\share\...
     import ctypes  # Windows only
 

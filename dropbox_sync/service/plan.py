@@ -89,8 +89,12 @@ def _strict_problem(source: Path) -> str | None:
 
 
 def is_network_path(path: str | PurePath) -> bool:
-    """A UNC path (\\\\server\\share): no local rights can be granted on it from here."""
+    """A UNC path (\\\\server\\share): no local rights can be granted on it from here.
+
+    An extended-length path is a share only as \\\\?\\UNC\\...; \\\\?\\C:\\... is local."""
     text = str(path)
+    if text.startswith("\\\\?\\"):
+        return text[4:].upper().startswith("UNC\\")
     return text.startswith(("\\\\", "//"))
 
 
