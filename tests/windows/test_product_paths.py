@@ -99,8 +99,10 @@ def test_a_unc_path_is_a_network_path_without_touching_the_network(text: str) ->
 def test_an_extended_length_local_path_is_not_a_network_path(tmp_path: Path) -> None:
     # \\?\C:\... is how Windows spells a local path beyond MAX_PATH: what a
     # technician pastes for a deep folder tree, and what Path.resolve() (which
-    # config.load applies to the inbox path) returns for one. It is local: a
-    # native observer, and the installer grants the service account on it.
+    # config.load applies to the inbox path) returns for one on a Windows
+    # without long-path support (ntpath.realpath keeps the prefix when the
+    # short form does not resolve). It is local: a native observer, and the
+    # installer grants the service account on it.
     # \\?\UNC\server\share is the same prefix on a share.
     extended = Path("\\\\?\\" + str(tmp_path))
     assert watcher.is_network_path(extended) is False
