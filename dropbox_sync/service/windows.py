@@ -352,9 +352,10 @@ def start(opts: ServiceOptions) -> int:
     if status.state == win.SERVICE_RUNNING:
         opts.say(f"service {opts.name} is running")
         return 0
+    logs = _log_dir(configured_config_path(opts.name))
     raise ServiceError(f"service {opts.name} did not start ({status.state_name}, exit code "
                        f"{status.win32_exit_code}/{status.service_exit_code}): see the Application Event Log "
-                       f"(source {opts.name}) and the log files in {paths.log_dir()}")  # fmt: skip
+                       f"(source {opts.name}) and the log files in {logs}")  # fmt: skip
 
 
 def stop(opts: ServiceOptions) -> int:
@@ -385,11 +386,21 @@ def status(opts: ServiceOptions) -> int:
     opts.say(f"  start:   {win.START_TYPE_NAMES.get(config.start_type, config.start_type)}")
     opts.say(f"  account: {config.account}")
     opts.say(f"  host:    {config.binary_path}")
-    opts.say(f"  config:  {configured_config_path(opts.name)}")
-    opts.say(f"  logs:    {paths.log_dir()}  (and the Application Event Log, source {opts.name})")
+    config_path = configured_config_path(opts.name)
+    opts.say(f"  config:  {config_path}")
+    opts.say(f"  logs:    {_log_dir(config_path)}  (and the Application Event Log, source {opts.name})")
     if current.state == win.SERVICE_STOPPED and current.win32_exit_code:
         opts.say(f"  last exit: Windows error {current.win32_exit_code}, service code {current.service_exit_code}")
     return 0 if current.state == win.SERVICE_RUNNING else 1
+
+
+def _log_dir(config_path: Path) -> Path:
+    """Where the service writes its log files: the config's log_dir, else the site log dir."""
+    try:
+        configured = read_facts(config_path).log_dir
+    except Exception:  # noqa: BLE001 - a broken config must not hide the status
+        configured = None
+    return configured or paths.log_dir()
 
 
 def _status_or_none(name: str) -> win.ServiceStatus | None:
