@@ -38,6 +38,7 @@ from winhelpers import wait_until
 from winpipeline import archived, csv_bytes, good_row, result_of, write_config
 
 from dropbox_sync.service import windows as service_windows
+from dropbox_sync.service.core import STOP_MARGIN
 
 SERVICE = "dropbox-sync-lane"
 STOP_TIMEOUT = 5  # the config's stop_timeout: a stop must finish within it
@@ -285,7 +286,27 @@ def test_install_start_process_stop_uninstall(service: str, site: Path, emulator
                timeout=PROCESS_TIMEOUT)  # fmt: skip
     step("started again: the file dropped while it was stopped was processed at start-up")
 
-    # -- uninstall (stops it first) -----------------------------------------------------
+    # -- a stop while an upload hangs: the stop does not wait for the server ----------
+    emulator.inject("hang", hang_seconds=120)
+    (inbox / "hangs.csv").write_bytes(csv_bytes(good_row("svc004")))
+    wait_until(lambda: any(u.fault == "hang" for u in emulator.uploads()), timeout=PROCESS_TIMEOUT)
+    step("an upload hangs (the server accepted the file and never answers); stopping")
+    with StateTimeline(service) as timeline:
+        started = time.monotonic()
+        done = dropbox_sync(site, "service", "stop", "--name", service)
+        assert done.returncode == 0, output(done)
+        wait_until(lambda: timeline.first(SERVICE_STOPPED) is not None, timeout=10)
+    draining = timeline.first(SERVICE_STOPPED) - (timeline.first(SERVICE_STOP_PENDING) or started)
+    budget = STOP_TIMEOUT + STOP_MARGIN  # the wait hint the service gives the SCM
+    step(f"service stopped with the upload abandoned: STOP_PENDING -> STOPPED in {draining:.1f} s "
+         f"(stop_timeout {STOP_TIMEOUT} s, wait hint {budget:g} s)")  # fmt: skip
+    assert draining < budget, f"the stop took {draining:.1f} s, past the {budget:g} s the SCM was promised"
+    assert scm_status(service) == (SERVICE_STOPPED, 0)
+    claimed = [p.name for p in (inbox / "sending").iterdir() if p.name.endswith("_hangs.csv")]
+    assert claimed, "the abandoned file must stay claimed in sending/, to be sent again at the next start"
+    assert "abandoned" in log_files[-1].read_text(encoding="utf-8")
+
+    # -- uninstall ----------------------------------------------------------------------
     done = dropbox_sync(site, "service", "uninstall", "--name", service)
     assert done.returncode == 0, output(done)
     assert scm_status(service) is None
@@ -293,7 +314,7 @@ def test_install_start_process_stop_uninstall(service: str, site: Path, emulator
     gone = run("sc", "query", service)
     assert gone.returncode != 0
     step(f"uninstalled: {done.stdout.strip().splitlines()[-1]}; sc query {service} -> {gone.returncode}")
-    assert len(emulator.uploads()) == 2 and [f for f in inbox.iterdir() if f.is_file()] == []
+    assert len(archived(inbox, "processed")) == 2 and [f for f in inbox.iterdir() if f.is_file()] == []
 
 
 def result_of_exists(path: Path) -> bool:
