@@ -71,10 +71,19 @@ def result_of(path: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def running_service(config_path: Path) -> Iterator[Pipeline]:
-    """The real ``run`` loop (observers, workers) in a thread; stopped and joined after."""
+    """The real ``run`` loop of a config, with its journal; stopped and joined after."""
     cfg = config.load(config_path)
     journal = Journal(cfg.state_dir / "journal.sqlite3")
-    pipeline = Pipeline(cfg, journal=journal, state_dir=cfg.state_dir)
+    try:
+        with running(Pipeline(cfg, journal=journal, state_dir=cfg.state_dir)) as pipeline:
+            yield pipeline
+    finally:
+        journal.close()
+
+
+@contextlib.contextmanager
+def running(pipeline: Pipeline) -> Iterator[Pipeline]:
+    """``pipeline.run`` (observers, workers) in a thread; stopped and joined after."""
     stop = threading.Event()
     thread = threading.Thread(target=pipeline.run, args=(stop,), name="test-service")
     thread.start()
@@ -84,5 +93,4 @@ def running_service(config_path: Path) -> Iterator[Pipeline]:
     finally:
         stop.set()
         thread.join(30)
-        journal.close()
         assert not thread.is_alive(), "pipeline did not stop"

@@ -34,7 +34,17 @@ from dropbox_sync.notify import Notifier
 from dropbox_sync.outcome import FileReport, Outcome
 from dropbox_sync.pipeline import Pipeline
 from tests.helpers import wait_until
-from tests.support import HEADER, PASSWORD, USER, archived, emulator_with_password, good_csv, toml_value, write_config
+from tests.support import (
+    HEADER,
+    PASSWORD,
+    USER,
+    archived,
+    emulator_with_password,
+    good_csv,
+    running,
+    toml_value,
+    write_config,
+)
 
 SMTP_USER = "mailer@school.example"
 SMTP_PASSWORD = "Sm7p-Secret-Pa55-9c1e"  # distinctive, so a search can prove it never leaks
@@ -172,17 +182,8 @@ def failed_report(inbox: Path, name: str, result: dict[str, Any], *, inbox_name:
 @contextlib.contextmanager
 def service(cfg: config.Config, journal: Journal, notifier: Notifier) -> Iterator[Pipeline]:
     """The real run loop, with the notifier as its listener; stopped and joined after."""
-    pipeline = Pipeline(cfg, journal=journal, state_dir=cfg.state_dir, listeners=[notifier.on_report])
-    stop = threading.Event()
-    thread = threading.Thread(target=pipeline.run, args=(stop,), name="test-service")
-    thread.start()
-    try:
-        assert pipeline.ready.wait(10), "pipeline did not start"
+    with running(Pipeline(cfg, journal=journal, state_dir=cfg.state_dir, listeners=[notifier.on_report])) as pipeline:
         yield pipeline
-    finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive(), "pipeline did not stop"
 
 
 @pytest.fixture
