@@ -257,6 +257,13 @@ def test_install_start_process_stop_uninstall(service: str, site: Path, emulator
     assert log_files, "the service wrote no log file in the configured log_dir"
     log_text = log_files[-1].read_text(encoding="utf-8")
     assert "from-the-sis.csv -> processed/" in log_text
+    # The technician's `dropbox-sync status`, a second process reading the
+    # running service's status.json and SQLite journal.
+    done = dropbox_sync(site, "status")
+    assert done.returncode == 0, output(done)
+    assert "service: running (pid " in done.stdout and f"(pid {os.getpid()}," not in done.stdout, output(done)
+    assert "last success: " in done.stdout and "from-the-sis.csv: 2 users processed" in done.stdout, output(done)
+    step("dropbox-sync status: " + next(line for line in done.stdout.splitlines() if "last success" in line).strip())
 
     # -- stop ---------------------------------------------------------------------
     with StateTimeline(service) as timeline:
