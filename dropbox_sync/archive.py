@@ -90,13 +90,11 @@ def claim(inbox: Path, name: str, now: dt.datetime, *, done_marker: str = "") ->
         os.rename(source, target)
     except FileNotFoundError:
         raise FileNotReady(f"{name} vanished before it could be claimed") from None
-    except PermissionError as exc:
-        # Windows: WinError 32, the writer (or an antivirus scanner) still has
-        # it open. That only means "not ready yet" (DESIGN §8.7).
-        raise FileNotReady(f"{name} is open in another program ({exc.strerror})") from None
     except OSError as exc:
-        if exc.errno in (errno.EBUSY, errno.ETXTBSY, errno.EACCES):
-            raise FileNotReady(f"{name} is busy ({exc.strerror})") from None
+        if is_busy(exc):
+            # Windows: WinError 32, the writer (or an antivirus scanner) still
+            # has it open. That only means "not ready yet" (DESIGN §8.7).
+            raise FileNotReady(f"{name} is open in another program ({exc.strerror})") from None
         raise
     if done_marker:
         try:
@@ -104,6 +102,11 @@ def claim(inbox: Path, name: str, now: dt.datetime, *, done_marker: str = "") ->
         except OSError:
             pass  # gone or held: the claimed file does not depend on it
     return target
+
+
+def is_busy(exc: OSError) -> bool:
+    """A rename refused because another program holds the file (WinError 32 and kin)."""
+    return isinstance(exc, PermissionError) or exc.errno in (errno.EBUSY, errno.ETXTBSY, errno.EACCES)
 
 
 def marker_path(claimed: Path) -> Path:

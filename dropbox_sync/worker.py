@@ -91,6 +91,8 @@ class InboxWorker:
         self._uploading: str | None = None
         self._recovered = False
         self._next_prune = 0.0
+        self._filing: set[str] = set()  # sent and reported, the move still blocked
+        self._refile_at = 0.0
 
     @property
     def name(self) -> str:
@@ -122,7 +124,9 @@ class InboxWorker:
             return MISSING_FOLDER_RECHECK
         archive.ensure_folders(self.inbox.path)
         if not self._recovered:
-            self._recover_after_crash()
+            archive.remove_stale_temporaries(self.inbox.path)  # only at start: none are ours yet
+            self._recovered = True
+        self._reunite_orphan_results()
         self._prune_if_due()
         blocked = self._send_claimed(stop)
         if blocked is not None:
@@ -155,14 +159,17 @@ class InboxWorker:
             logger.info('inbox "{}": removed {} file(s) older than {:g} days from processed/ (keep_days)',
                         self.name, len(removed), self.inbox.keep_days)  # fmt: skip
 
-    def _recover_after_crash(self) -> None:
-        """Tidy what a crash can leave between two renames (claimed files are handled in order)."""
-        archive.remove_stale_temporaries(self.inbox.path)
+    def _reunite_orphan_results(self) -> None:
+        """A result left in sending/ after its file moved (a crash, or a held result file)."""
         for result in archive.orphan_results(self.inbox.path):
-            archived = archive.reunite_orphan_result(result)
+            try:
+                archived = archive.reunite_orphan_result(result)
+            except OSError as exc:
+                if not archive.is_busy(exc):
+                    raise
+                continue  # held by another program: next pass
             if archived is not None:
-                logger.info('inbox "{}": recovered the result of {}', self.name, archived.name)
-        self._recovered = True
+                logger.info('inbox "{}": put the result of {} beside it', self.name, archived.name)
 
     def _send_claimed(self, stop: threading.Event) -> float | None:
         """Finish files already in sending/ first; a delay if one must wait."""
@@ -190,13 +197,20 @@ class InboxWorker:
         return None
 
     def _archive_recovered(self, claimed: Path, saved: dict[str, Any]) -> None:
-        """A crash after the result was saved but before the file moved: finish the move."""
+        """A file whose result is saved but which is still in sending/: held open by another
+        program when we tried to move it, or a crash came between the two. Finish the move."""
         ours = saved.get("dropbox_sync") if isinstance(saved.get("dropbox_sync"), dict) else {}
         if ours.get("outcome") == Outcome.GUARDED.value:
             destination = archive.HELD
         else:
             destination = archive.PROCESSED if saved.get("success") is True else archive.FAILED
-        target = archive.archive(claimed, destination)
+        target = self._file_away(claimed, destination)
+        if target is None:
+            return
+        if claimed.name in self._filing:
+            self._filing.discard(claimed.name)
+            logger.info('inbox "{}": {} released; filed in {}/', self.name, claimed.name, destination)
+            return  # reported when it was sent
         logger.info('inbox "{}": finished archiving {} into {}/ after a restart', self.name, claimed.name, destination)
         outcome = Outcome.GUARDED if destination == archive.HELD else Outcome(destination)
         self._report(FileReport(self.name, archive.display_name(archive.original_name(claimed.name)),
@@ -357,11 +371,11 @@ class InboxWorker:
         archive.write_json_atomically(archive.result_path(claimed), {**body, "dropbox_sync": {
             "version": __version__, "inbox": self.name, "file": original, "archived_as": claimed.name,
             "outcome": Outcome.GUARDED.value, "stage": "shrink guard", **facts}})  # fmt: skip
-        target = archive.archive(claimed, archive.HELD)
-        logger.warning('inbox "{}": {} -> held/{}: {}', self.name, original, target.name, reason)
         self._journal(claimed.name, original, started, self.wall(), None, Outcome.GUARDED.value, reason, facts)
-        self._report(FileReport(self.name, original, Outcome.GUARDED, reason, target))
         self.waiting.pop(claimed.name, None)
+        target = self._file_away(claimed, archive.HELD)
+        logger.warning('inbox "{}": {} -> held/{}: {}', self.name, original, target.name if target else "", reason)
+        self._report(FileReport(self.name, original, Outcome.GUARDED, reason, target))
         self.settler.forget(("claimed", claimed.name))
         return Outcome.GUARDED
 
@@ -389,14 +403,15 @@ class InboxWorker:
             "finished": _iso(finished),
         }
         archive.write_json_atomically(archive.result_path(claimed), {**body, "dropbox_sync": ours})
-        target = archive.archive(claimed, outcome.value)
         summary = str(body.get("summary", ""))
         self._journal(claimed.name, original, started, finished, reply.status if reply else None,
                       outcome.value, summary, facts)  # fmt: skip
-        log = logger.success if outcome is Outcome.PROCESSED else logger.error
-        log('inbox "{}": {} -> {}/{} ({})', self.name, original, outcome.value, target.name, summary)
-        self._report(FileReport(self.name, original, outcome, summary, target))
         self.waiting.pop(claimed.name, None)
+        target = self._file_away(claimed, outcome.value)
+        log = logger.success if outcome is Outcome.PROCESSED else logger.error
+        where = f"{outcome.value}/{target.name}" if target else f"{outcome.value}/ once released"
+        log('inbox "{}": {} -> {} ({})', self.name, original, where, summary)
+        self._report(FileReport(self.name, original, outcome, summary, target))
         self._clear_retry()
         self.settler.forget(("claimed", claimed.name))
         return outcome
@@ -432,6 +447,25 @@ class InboxWorker:
         self._report(FileReport(self.name, original, Outcome.RETRY, reason))
         return Outcome.RETRY
 
+    def _file_away(self, claimed: Path, destination: str) -> Path | None:
+        """Move a claimed file and its result into their folder; None while another
+        program (antivirus, backup, indexer) holds the file: we try again shortly,
+        and files behind it go on, since its outcome is already on disk."""
+        try:
+            target = archive.archive(claimed, destination)
+        except OSError as exc:
+            if not archive.is_busy(exc):
+                raise
+            reason = f"sent; moves to {destination}/ once another program releases it ({exc.strerror})"
+            if self.waiting.get(claimed.name) != reason:
+                logger.info('inbox "{}": {}: {}', self.name, claimed.name, reason)
+            self.waiting[claimed.name] = reason
+            self._filing.add(claimed.name)
+            self._refile_at = self.clock() + NOT_READY_RECHECK
+            return None
+        self.waiting.pop(claimed.name, None)
+        return target
+
     def _report(self, report: FileReport) -> None:
         self.reports.append(report)
         for listener in self.listeners:
@@ -465,8 +499,9 @@ class InboxWorker:
         if settle is not None:
             # A hair past the moment it could settle, so that pass sees it settled.
             delays.append(settle + 0.01)
-        if self._not_ready_until:
-            delays.append(max(0.0, self._not_ready_until - self.clock()))
+        for due in (self._not_ready_until, self._refile_at):
+            if due:
+                delays.append(max(0.0, due - self.clock()))
         return max(0.0, min(delays))
 
     def has_work(self) -> bool:

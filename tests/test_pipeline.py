@@ -245,3 +245,40 @@ def test_done_marker_mode_waits_for_the_marker_and_consumes_it(tmp_path, emu):
     (done,) = archived(inbox, "processed")
     assert (done.parent / f".{done.name}.done").exists(), "the marker is archived beside its file"
     assert sorted(p.name for p in inbox.iterdir() if p.is_file()) == ["users.csv"]
+
+
+def test_a_sent_file_another_program_holds_is_filed_once_released(tmp_path, emu, monkeypatch):
+    # Windows refuses to rename a file an antivirus scanner or backup agent has
+    # open (WinError 32); Linux never does, so the refusal is faked here for two
+    # passes. The real one is proven under Wine (tests/windows/test_claim_while_held.py).
+    from dropbox_sync import archive
+
+    inbox = tmp_path / "inbox"
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=0))
+    real_archive, refusals = archive.archive, [2]
+
+    def held_twice(claimed, destination):
+        if refusals[0] and "scanned" in claimed.name:
+            refusals[0] -= 1
+            raise PermissionError(13, "The process cannot access the file because it is being used")
+        return real_archive(claimed, destination)
+
+    monkeypatch.setattr(archive, "archive", held_twice)
+    reports = []
+    worker = InboxWorker(cfg.inboxes[0], listeners=[reports.append])
+    stop = threading.Event()
+    (inbox / "scanned.csv").write_text(good_csv("s1"), encoding="utf-8")
+    (inbox / "next.csv").write_text(good_csv("s2"), encoding="utf-8")
+    os.utime(inbox / "scanned.csv", (1_700_000_000, 1_700_000_000))
+    try:
+        worker.cycle(stop)  # scanned.csv sent but held; next.csv goes on
+        (claimed,) = archive.claimed_files(inbox)
+        assert "once another program releases it" in worker.snapshot().waiting[claimed.name]
+        assert archive.result_path(claimed).exists(), "its outcome is on disk already"
+        worker.cycle(stop)  # still held
+        worker.cycle(stop)  # released
+    finally:
+        worker.close()
+    assert [u.filename for u in emu.uploads()] == ["scanned.csv", "next.csv"], "sent once; the next file went on"
+    assert len(archived(inbox, "processed")) == 2 and not archive.claimed_files(inbox)
+    assert [r.original for r in reports] == ["scanned.csv", "next.csv"], "reported once each"
