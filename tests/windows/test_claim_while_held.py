@@ -4,14 +4,15 @@ On Windows the claim (a rename into sending/) fails with WinError 32 while
 the writer, an antivirus scanner or Excel has the file open (DESIGN 5
 "Claim", 8.7). The product must treat that as "not ready yet": leave the file
 in the inbox, say why in the inbox's status, log no error or traceback, and
-send it once the other process lets go. Real processes, the real pipeline.
+send it once the other process lets go. The same holds at the other end,
+when a file already sent cannot be moved into processed/ yet. Real
+processes, the real pipeline.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from winhelpers import held_open, slow_writer, wait_until
 from winpipeline import (
     PROCESS_TIMEOUT,
@@ -111,14 +112,11 @@ def filing_reason(worker, name: str) -> str | None:
     return reason if reason and not reason.startswith("retrying") else None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product: archiving a sent file that another program holds in sending/ (WinError 32 on the rename "
-    "into processed/) escapes as 'unexpected error; carrying on' with a traceback, every pass until "
-    "released, says 'after a restart', and the upload never reaches the journal (status shows no last "
-    "success). See docs/windows-testing.md, 'Known product gaps'."))  # fmt: skip
 def test_a_sent_file_held_in_sending_is_filed_once_released_without_an_error(tmp_path: Path, emulator) -> None:
     # An antivirus scanner, backup agent or search indexer opening the claimed
-    # file just as the upload ends. The first attempt gets a 503 with
+    # file just as the upload ends. (Found by this lane: the PermissionError
+    # used to escape as an "unexpected error" with a traceback on every pass,
+    # and the upload never reached the journal.) The first attempt gets a 503 with
     # Retry-After, which leaves the claimed file in sending/ long enough to
     # open it; a handle in this process blocks the rename exactly as another
     # process's would (sharing modes are per handle).
