@@ -39,6 +39,7 @@ def wait_until(
     deadline is what bounds the wait.
     """
     deadline = time.monotonic() + timeout
+    pause = threading.Event()  # never set: its wait() is the polling interval
     while True:
         result = predicate()
         if result:
@@ -46,7 +47,7 @@ def wait_until(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise AssertionError(message or f"condition not met within {timeout} s")
-        time.sleep(min(interval, remaining))
+        pause.wait(min(interval, remaining))
 
 
 class Recorder:
