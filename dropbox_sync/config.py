@@ -15,7 +15,7 @@ import re
 import stat
 import tomllib
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -532,8 +532,3 @@ def _reject_duplicates(inboxes: tuple[InboxConfig, ...], where: str) -> None:
                 f'{where}: inbox "{inbox.name}": path is the same folder as inbox "{folders[folder]}"'
             )
         folders[folder] = inbox.name
-
-
-def replace_inboxes(config: Config, change: Callable[[InboxConfig], InboxConfig]) -> Config:
-    """A copy of ``config`` with ``change`` applied to every inbox (used by demo and tests)."""
-    return dataclasses.replace(config, inboxes=tuple(change(i) for i in config.inboxes))

@@ -209,7 +209,6 @@ class Watcher:
         }
         self._observers: dict[bool, BaseObserver] = {}
         self._watches: dict[str, ObservedWatch] = {}
-        self._reported_missing: set[str] = set()
 
     def start(self) -> None:
         self.supervise()
