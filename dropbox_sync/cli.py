@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also prove URL, TLS and credentials by posting an empty CSV (a no-op import)")  # fmt: skip
     status = command("status", cmd_status, "per inbox: waiting and held files and why, last success and failure")
     status.add_argument("--json", action="store_true", help="print JSON for monitoring tools")
+    history = command("history", cmd_history, "past imports, newest first: outcome, users created/updated/failed")
+    history.add_argument("--inbox", metavar="NAME", help="only this inbox")
+    history.add_argument("--since", metavar="DATE", help="only imports finished since DATE (2026-11-25, local time)")
+    history.add_argument("--limit", type=int, metavar="N", help="at most N entries")
+    history.add_argument("--json", action="store_true", help="print JSON")
     approve = command("approve", cmd_approve, "send a file the shrink guard put in held/ (it goes next)")
     approve.add_argument("files", nargs="+", help="names in an inbox's held/ folder")
     retry = command("retry", cmd_retry, "move files from failed/ back into their inbox to be sent again")
@@ -243,6 +248,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         if journal is not None:
             journal.close()
     print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else status.render_text(data))
+    return OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from dropbox_sync import history
+
+    cfg = _load(args)
+    inbox = _choose_inbox(cfg, args.inbox).name if args.inbox is not None else None
+    since = history.parse_since(args.since) if args.since is not None else None
+    entries = []
+    if (_state_dir(cfg) / "journal.sqlite3").exists():  # reading must not create an empty journal
+        journal = _journal(cfg)
+        try:
+            entries = journal.history(inbox=inbox, since=since, limit=args.limit)
+        finally:
+            journal.close()
+    if args.json:
+        print(json.dumps(history.as_json(entries, cfg), indent=2, ensure_ascii=False))
+    else:
+        print(history.render_text(entries, cfg))
     return OK
 
 

@@ -7,10 +7,13 @@ by one lock; a failure to write is logged and otherwise ignored.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
@@ -51,6 +54,60 @@ class Attempt:
     summary: str
     route: str = ""
     rows: int | None = None
+
+
+# Outcomes that end a file's journey (one history entry each) and the folder each is filed in.
+# "guarded" is the shrink guard's hold for approval: the file waits in held/.
+FINAL_OUTCOMES = {"processed": "processed", "failed": "failed", "guarded": "held"}
+
+# The vendor's summary, e.g. "3 users processed. 2 users created. 1 user updated. 0 users failed."
+# (dropbox_sync/emulator/wording.py.summary copies its wording); each count is read on its own so
+# a server that leaves one out, or adds a sentence, still yields the others.
+_COUNT = {key: re.compile(rf"(\d+)\s+users?\s+{key}\b", re.IGNORECASE)
+          for key in ("processed", "created", "updated", "failed")}  # fmt: skip
+
+
+def summary_counts(summary: str) -> dict[str, int | None]:
+    """Users processed / created / updated / failed, as the server's summary states them (None: not said)."""
+    counts: dict[str, int | None] = {}
+    for key, pattern in _COUNT.items():
+        found = pattern.search(summary or "")
+        counts[key] = int(found.group(1)) if found else None
+    return counts
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One past import, for ``dropbox-sync history`` and report.html."""
+
+    inbox: str
+    file: str  # the name as dropped
+    archived_as: str  # the archive name
+    folder: str  # processed | failed | held: where it was filed (relative to the inbox)
+    outcome: str  # processed | failed | guarded
+    started: str  # UTC ISO 8601
+    finished: str
+    http_status: int | None
+    summary: str
+    rows: int | None  # data rows in the file, when it was read
+    processed: int | None  # user counts from the server's summary (None when it did not say)
+    created: int | None
+    updated: int | None
+    failed: int | None
+
+    @property
+    def archived_path(self) -> str:
+        return f"{self.folder}/{self.archived_as}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "archived_path": self.archived_path}
+
+
+def iso_utc(moment: dt.datetime) -> str:
+    """The journal's time format (UTC, milliseconds, Z), which also sorts as text."""
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # a naive time is the machine's local time
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Journal:
@@ -105,6 +162,36 @@ class Journal:
                 (inbox, since_iso),
             ).fetchall()
         return dict(rows)
+
+    def history(self, inbox: str | None = None, since: dt.datetime | None = None,
+                limit: int | None = None) -> list[HistoryEntry]:  # fmt: skip
+        """Finished imports (processed, failed, held for approval), newest first.
+
+        ``since`` is a moment (aware, or naive local time); retries and holds of
+        the whole inbox are not imports and are left out (``status`` shows them).
+        """
+        where = [f"outcome IN ({', '.join('?' * len(FINAL_OUTCOMES))})"]
+        params: list[Any] = list(FINAL_OUTCOMES)
+        if inbox is not None:
+            where.append("inbox = ?")
+            params.append(inbox)
+        if since is not None:
+            where.append("finished >= ?")
+            params.append(iso_utc(since))
+        query = (f"SELECT inbox, original, file, outcome, started, finished, status, summary, rows FROM attempts"
+                 f" WHERE {' AND '.join(where)} ORDER BY finished DESC, id DESC")  # fmt: skip
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(int(limit))
+        with self._lock:
+            found = self._db.execute(query, params).fetchall()
+        entries = []
+        for name, original, file, outcome, started, finished, status, summary, rows in found:
+            entries.append(HistoryEntry(
+                inbox=name, file=original, archived_as=file, folder=FINAL_OUTCOMES[outcome], outcome=outcome,
+                started=started, finished=finished, http_status=status, summary=summary, rows=rows,
+                **summary_counts(summary)))  # fmt: skip
+        return entries
 
     def close(self) -> None:
         with self._lock:
