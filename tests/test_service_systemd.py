@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,7 @@ LogsDirectory=dropbox-sync
 UMask=0027
 Restart=on-failure
 RestartSec=10
+RestartPreventExitStatus=2
 WatchdogSec=60
 TimeoutStopSec=35
 
@@ -150,6 +152,19 @@ def test_systemd_analyze_verify_accepts_the_rendered_unit(tmp_path) -> None:
     broken = write(tmp_path / "units" / "broken.service", unit.read_text().replace("Type=notify", "Type=notifyy"))
     done = subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True, text=True, timeout=60)
     assert "notifyy" in done.stderr, "the verifier must be able to fail this test"
+
+
+def test_a_config_error_exits_with_the_status_the_unit_does_not_restart(tmp_path) -> None:
+    # The unit's ExecStart is `service run`; a broken config must end it with exit 2, which
+    # RestartPreventExitStatus=2 keeps from restarting every RestartSec (systemd.service(5)).
+    config_path = write(tmp_path / "config.toml", "[[inbox]]\npath = \"\"\n")
+    done = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "service", "run",
+                           "--console", "stderr"], check=False, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "path" in done.stderr
+    unit = systemd.render_unit(systemd.UnitSettings(program=("/v/bin/dropbox-sync",), config_path=config_path))
+    assert f"RestartPreventExitStatus={done.returncode}" in unit.splitlines()
 
 
 # -- actions ---------------------------------------------------------------------------

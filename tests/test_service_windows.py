@@ -340,14 +340,34 @@ def test_the_service_reports_running_after_the_observers_and_stops_within_its_hi
     assert list((tmp_path / "logs").glob("dropbox-sync_*.log")), "the service logs to daily files"
 
 
-def test_a_service_that_cannot_run_logs_why_and_fails_for_the_recovery_actions(tmp_path, scm) -> None:
+def test_a_config_error_is_logged_and_stops_cleanly_so_the_recovery_actions_do_not_restart_it(tmp_path, scm) -> None:
+    # Recovery runs on a non-crash stop only when dwWin32ExitCode != 0 (SERVICE_FAILURE_ACTIONS_FLAG):
+    # returning from SvcRun makes pythonservice.exe report STOPPED with 0, so no restart every 10 s.
     scm.parameters[("dropbox-sync", "ConfigPath")] = str(tmp_path / "missing.toml")
     service = windows.DropboxSyncService(["dropbox-sync"])
-    with pytest.raises(windows.ServiceFailed, match="config file not found"):
-        service.SvcRun()
-    assert scm.events == [("error", f"dropbox-sync cannot run: {tmp_path / 'missing.toml'}: config file not found "
-                                    "(create one with 'dropbox-sync init')")]  # fmt: skip
-    assert [r[0] for r in service.reported] == [win.SERVICE_START_PENDING]
+    service.SvcRun()  # returns: no ServiceFailed, no error exit code
+    ((level, text),) = scm.events
+    assert level == "error"
+    assert text.startswith(f"dropbox-sync cannot run: {tmp_path / 'missing.toml'}: config file not found")
+    assert "Not restarted automatically: fix the config" in text
+    assert [r[0] for r in service.reported] == [win.SERVICE_START_PENDING, win.SERVICE_STOP_PENDING]
+    assert all(code == 0 and specific == 0 for _s, _h, code, specific in service.reported)
+
+
+def test_a_service_that_cannot_start_for_another_reason_fails_for_the_recovery_actions(tmp_path, scm) -> None:
+    emu = emulator_with_password(tmp_path).start()
+    try:
+        config_path = write_config(tmp_path, emu)
+        # The state dir cannot be made (a disk not mounted yet, say): worth retrying later.
+        (tmp_path / "state").write_text("a file where the state folder should be", encoding="utf-8")
+        scm.parameters[("dropbox-sync", "ConfigPath")] = str(config_path)
+        service = windows.DropboxSyncService(["dropbox-sync"])
+        with pytest.raises(windows.ServiceFailed):  # an error exit: the recovery actions retry it later
+            service.SvcRun()
+    finally:
+        emu.stop()
+    ((level, text),) = scm.events
+    assert level == "error" and "Not restarted" not in text
 
 
 def test_without_a_stored_path_the_site_config_is_used(scm) -> None:

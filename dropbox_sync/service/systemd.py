@@ -94,6 +94,9 @@ def render_unit(settings: UnitSettings) -> str:
         "UMask=0027",
         "Restart=on-failure",
         "RestartSec=10",
+        # Exit 2 is a config or usage error: restarting cannot fix it, and a restart every
+        # 10 s floods the journal (systemd.service(5): RestartPreventExitStatus=).
+        "RestartPreventExitStatus=2",
         f"WatchdogSec={settings.watchdog_sec}",
         # Above stop_timeout: an upload in flight gets its full time before SIGKILL.
         f"TimeoutStopSec={settings.stop_timeout_sec}",

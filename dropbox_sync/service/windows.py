@@ -20,8 +20,13 @@ Application Event Log under the service's name.
 Control. ``SvcStop`` answers at once with STOP_PENDING and a wait hint that
 covers the drain (the SCM gives a control handler 30 s; DESIGN §8.11), then
 only sets the stop flag. Recovery: restart after 10 s, 60 s, then every 5 min,
-also when the service stops itself with an error (a config mistake fixed
-later heals without a visit).
+also when the service stops itself with an error (the journal on a disk not
+mounted yet, a crash). A config error is different: no restart can fix it, so
+the service logs it to the Event Log and stops cleanly (exit code 0), which
+the recovery actions ignore (SERVICE_FAILURE_ACTIONS_FLAG: "failure actions
+are queued ... if it enters the SERVICE_STOPPED state but the dwWin32ExitCode
+... is not ERROR_SUCCESS", learn.microsoft.com winsvc.h). systemd does the same
+with RestartPreventExitStatus=2.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import time
 from pathlib import Path, PureWindowsPath
 
 from dropbox_sync import paths
+from dropbox_sync.errors import ConfigError
 from dropbox_sync.service import DESCRIPTION, DISPLAY_NAME, SERVICE_NAME, ServiceError, ServiceOptions
 from dropbox_sync.service import _win32api as win
 from dropbox_sync.service.core import (
@@ -93,6 +99,10 @@ class _ScmReporter(Reporter):
         win.log_event("info", f"{self.service.name} started: {status_line(pipeline.snapshots())}")
 
     def failed(self, error: BaseException) -> None:
+        if isinstance(error, ConfigError):
+            win.log_event("error", f"{self.service.name} cannot run: {error}. Not restarted automatically: "
+                                   "fix the config (check it with: dropbox-sync check), then start the service.")
+            return
         win.log_event("error", f"{self.service.name} cannot run: {error}")
 
 
@@ -124,6 +134,8 @@ class DropboxSyncService(win.service_framework_base()):
         config_path = configured_config_path(self.name)
         try:
             run_service(config_path, self.stop_requested, reporter=_ScmReporter(self), console=console_for_host())
+        except ConfigError:
+            return  # in the Event Log already; a clean stop, so the recovery actions leave it stopped
         except Exception as exc:
             # Already in the Event Log (reporter.failed). Raising makes the host
             # report an error exit, which triggers the recovery actions.
