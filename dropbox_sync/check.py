@@ -30,7 +30,8 @@ def run_check(cfg: Config, files: Sequence[Path], *, online: bool, out: TextIO) 
             problems += _check_file(path, _inbox_for(cfg, path), out)
     else:
         for inbox in cfg.inboxes:
-            problems += _check_waiting(inbox, out)
+            if inbox.path.is_dir():  # a missing one is reported above
+                problems += _check_waiting(inbox, out)
     unreachable = 0
     if online:
         for inbox in cfg.inboxes:
@@ -41,6 +42,10 @@ def run_check(cfg: Config, files: Sequence[Path], *, online: bool, out: TextIO) 
 
 
 def _check_folder(inbox: InboxConfig, out: TextIO) -> int:
+    if not inbox.path.is_dir():
+        print(f"FAIL  inbox {inbox.name}: folder {inbox.path} is missing (share not mounted, or not made yet); "
+              "the service waits for it", file=out)  # fmt: skip
+        return 1
     if not os.access(inbox.path, os.W_OK | os.X_OK):
         print(f"FAIL  inbox {inbox.name}: cannot write in {inbox.path} (files could not be moved)", file=out)
         return 1

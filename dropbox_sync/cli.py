@@ -1,7 +1,8 @@
 """The command line: the only place that turns errors into exit codes.
 
 Exit codes (``once``, ``send``, ``check``): 0 all good; 1 some file failed;
-2 usage or config error; 3 some file is held and still waiting.
+2 usage or config error; 3 some inbox was not worked to the end: a file is held and
+still waiting, or the inbox folder is missing.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     with pipeline_session(cfg) as pipeline:
         result = pipeline.once(stop)
     for inbox, reason in result.held.items():
-        _logger().error('inbox "{}": files are still waiting: {}', inbox, reason)
+        _logger().error('inbox "{}": not worked: {}', inbox, reason)
     if result.held:
         return HELD
     return FAILED if result.failed else OK

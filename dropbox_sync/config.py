@@ -317,11 +317,15 @@ def _inbox_path(read: _Reader, base_dir: Path) -> Path:
     text = read.text("path")
     if not text.strip():
         raise read.fail("path", "is empty")
-    path = (base_dir / os.path.expandvars(os.path.expanduser(text))).resolve()
-    if not path.exists():
-        raise read.fail("path", f"folder does not exist: {path}")
-    if not path.is_dir():
-        raise read.fail("path", f"is not a folder: {path}")
+    path = base_dir / os.path.expandvars(os.path.expanduser(text))
+    try:
+        path = path.resolve()
+    except OSError:  # a share that does not answer: keep the path as written
+        path = path.absolute()
+    # The form only: a missing folder is an unmounted share or a folder not made yet; the
+    # worker waits for it (and `status`, `once`, `check` say so), the other inboxes go on.
+    if path.is_file():
+        raise read.fail("path", f"is a file, not a folder: {path}")
     return path
 
 

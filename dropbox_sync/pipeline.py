@@ -31,7 +31,7 @@ SUPERVISE_EVERY = 5.0
 @dataclass(frozen=True)
 class OnceResult:
     reports: list[FileReport]
-    held: dict[str, str]  # inbox -> why files are still waiting
+    held: dict[str, str]  # inbox -> why it was not worked to the end (files held, folder missing)
 
     @property
     def failed(self) -> list[FileReport]:
@@ -144,6 +144,10 @@ class Pipeline:
                 except Exception as exc:  # noqa: BLE001 - report it like any other stuck inbox
                     logger.exception('inbox "{}": unexpected error', worker.name)
                     held[worker.name] = f"unexpected error: {exc}"
+                    return
+                if worker.snapshot().folder_missing:  # already logged by the worker; nothing to wait for
+                    held[worker.name] = (f"folder {inbox.path} is missing (share not mounted, or not made yet); "
+                                         "its files, if any, were not sent")  # fmt: skip
                     return
                 if len(worker.reports) != done:
                     done = len(worker.reports)

@@ -52,7 +52,7 @@ def test_defaults_table_applies_to_every_inbox_and_an_inbox_overrides_it(tmp_pat
     [
         (lambda t: t + "colour = 'blue'\n", "config.toml: inbox \"students\": unknown key 'colour'"),
         (lambda t: "verbose = true\n" + t, "config.toml: unknown key 'verbose'"),
-        (lambda t: t.replace('path = "inbox"', 'path = "nowhere"'), "path folder does not exist"),
+        (lambda t: t.replace('path = "inbox"', 'path = "config.toml"'), "path is a file, not a folder"),
         (lambda t: t.replace('path = "inbox"\n', ""), "path is missing"),
         (lambda t: t.replace('url = "https://library.example.edu/api/import/users"\n', ""), "url is missing"),
         (lambda t: t.replace("https://library", "ftp://library"), "url must start with https://"),
