@@ -28,7 +28,9 @@ SENDING = "sending"
 PROCESSED = "processed"
 FAILED = "failed"
 HELD = "held"
+REPORT = "report.html"  # the inbox's page for people (never taken for a dropped file)
 RESULT_SUFFIX = ".result.json"
+ORIGINAL_SUFFIX = ".name"  # .<archive name>.name holds the full name of a shortened one
 # 20261125T020000Z_name.csv, or 20261125T020000Z-2_name.csv on a clash
 _ARCHIVE_NAME = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?_(?P<original>.+)\Z", re.DOTALL)  # names may hold \n
 # File names are limited to 255 bytes (Linux) or UTF-16 units (Windows). Our
@@ -86,11 +88,17 @@ def claim(inbox: Path, name: str, now: dt.datetime, *, done_marker: str = "") ->
     next ``x.csv`` look finished before it is written."""
     source = inbox / name
     target = folder(inbox, SENDING) / _unique_archive_name(inbox, name, now)
+    # A shortened archive name loses part of the original (say "...groups.csv"),
+    # which routing and results need: keep it beside the file, written before
+    # the rename so the claimed file never exists without it.
+    keeper = _keep_original(target, name)
     try:
         os.rename(source, target)
-    except FileNotFoundError:
-        raise FileNotReady(f"{name} vanished before it could be claimed") from None
     except OSError as exc:
+        if keeper is not None:
+            keeper.unlink(missing_ok=True)
+        if isinstance(exc, FileNotFoundError):
+            raise FileNotReady(f"{name} vanished before it could be claimed") from None
         if is_busy(exc):
             # Windows: WinError 32, the writer (or an antivirus scanner) still
             # has it open. That only means "not ready yet" (DESIGN §8.7).
@@ -102,6 +110,37 @@ def claim(inbox: Path, name: str, now: dt.datetime, *, done_marker: str = "") ->
         except OSError:
             pass  # gone or held: the claimed file does not depend on it
     return target
+
+
+def original_path(archived: Path) -> Path:
+    """Beside a file whose archive name was shortened: its full original name."""
+    return archived.with_name(f".{archived.name}{ORIGINAL_SUFFIX}")
+
+
+def _keep_original(target: Path, name: str) -> Path | None:
+    if original_name(target.name) == name:
+        return None
+    keeper = original_path(target)
+    with open(keeper, "wb") as handle:
+        handle.write(os.fsencode(name))  # surrogates (undecodable names) round-trip
+        handle.flush()
+        os.fsync(handle.fileno())
+    return keeper
+
+
+def original_of(archived: Path) -> str:
+    """The name a claimed or archived file was dropped with (for routing, results, retry)."""
+    short = original_name(archived.name)
+    # _shorten cuts only names longer than MAX_NAME_BYTES, to at least 3 bytes
+    # less (a cut UTF-8 character): anything shorter was never cut, no read needed.
+    if len(os.fsencode(short)) < MAX_NAME_BYTES - 3:
+        return short
+    try:
+        with open(original_path(archived), "rb") as handle:
+            kept = os.fsdecode(handle.read(4096))
+    except OSError:
+        return short  # lost (a crash before it reached the disk): the short name is all we have
+    return kept or short
 
 
 def is_busy(exc: OSError) -> bool:
@@ -133,8 +172,22 @@ def _shorten(name: str) -> str:
     if not dot or len(ext) > 16:
         stem, ext = name, ""
     budget = MAX_NAME_BYTES - len(os.fsencode(ext)) - (1 if ext else 0)
-    cut = os.fsencode(stem)[:budget].decode("utf-8", errors="ignore")
+    cut = os.fsdecode(_whole_characters(os.fsencode(stem)[:budget]))
     return f"{cut}.{ext}" if ext else cut
+
+
+def _whole_characters(data: bytes) -> bytes:
+    """``data`` less a UTF-8 character the cut split at its end. Every other byte
+    stays (even invalid ones), so a cut name is never more than 3 bytes under
+    its budget: ``original_of`` relies on that."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return data
+        if byte >= 0xC0:  # the lead byte of the last character
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return data if back >= need else data[:-back]
+    return data
 
 
 def open_claimed(path: Path) -> BinaryIO:
@@ -178,9 +231,20 @@ def archive(claimed: Path, destination: str) -> Path:
     if result.exists():
         os.rename(result, result_path(target))
     approval_marker(claimed).unlink(missing_ok=True)
-    if marker_path(claimed).exists():
-        os.rename(marker_path(claimed), marker_path(target))
+    _move_companions(claimed, target)
     return target
+
+
+def companions(file: Path) -> tuple[Path, Path]:
+    """Our dot-name companions of a file, which follow it from folder to folder:
+    its done marker and its kept original name (each only when there is one)."""
+    return marker_path(file), original_path(file)
+
+
+def _move_companions(source: Path, target: Path) -> None:
+    for old, new in zip(companions(source), companions(target), strict=True):
+        if old.exists():
+            os.rename(old, new)
 
 
 def approval_marker(claimed: Path) -> Path:
@@ -198,6 +262,7 @@ def approve(inbox: Path, name: str) -> Path:
         raise FileExistsError(name)
     approval_marker(claimed).write_text("approved\n", encoding="utf-8")
     os.rename(held, claimed)
+    _move_companions(held, claimed)
     # The held result said "waiting for approval"; the upload writes the real one.
     result_path(held).unlink(missing_ok=True)
     return claimed
@@ -220,7 +285,7 @@ def prune_processed(inbox: Path, keep_days: float, now: dt.datetime) -> list[Pat
         if entry.name.endswith(RESULT_SUFFIX) or claimed_at is None or claimed_at >= cutoff:
             continue
         path = Path(entry.path)
-        for victim in (result_path(path), path):
+        for victim in (result_path(path), original_path(path), path):
             try:
                 victim.unlink(missing_ok=True)
             except OSError:
@@ -268,11 +333,16 @@ def claimed_files(inbox: Path) -> list[Path]:
 def remove_stale_temporaries(inbox: Path) -> list[Path]:
     """Delete half-written results a crash left in sending/ (ours, never user files)."""
     removed = []
-    # Half-written results and UTF-8 copies (transcode.py): all dot-names ending .tmp.
-    for stale in folder(inbox, SENDING).glob(".*.tmp"):
+    sending = folder(inbox, SENDING)
+    # Half-written results and UTF-8 copies (transcode.py): all dot-names ending .tmp;
+    # and a kept original name whose claim never happened (a crash before the rename).
+    stale = list(sending.glob(".*.tmp"))
+    stale += [p for p in sending.glob(f".*{ORIGINAL_SUFFIX}")
+              if not (sending / p.name[1: -len(ORIGINAL_SUFFIX)]).exists()]  # fmt: skip
+    for path in stale:
         try:
-            stale.unlink()
-            removed.append(stale)
+            path.unlink()
+            removed.append(path)
         except OSError:
             pass
     return removed

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from dropbox_sync import preflight
+from dropbox_sync import archive, routes
 from dropbox_sync.config import Config, InboxConfig
+from dropbox_sync.discover import NO_ROUTE, discover
 from dropbox_sync.errors import HoldError, TransientError
-from dropbox_sync.watcher import scan
+from dropbox_sync.prepare import Rejection, prepare
 
 OK, PROBLEMS, HELD = 0, 1, 3
 
@@ -25,13 +26,15 @@ def run_check(cfg: Config, files: Sequence[Path], *, online: bool, out: TextIO) 
     problems = 0
     for inbox in cfg.inboxes:
         problems += _check_folder(inbox, out)
-    if files:
-        for path in files:
-            problems += _check_file(path, _inbox_for(cfg, path), out)
-    else:
-        for inbox in cfg.inboxes:
-            if inbox.path.is_dir():  # a missing one is reported above
-                problems += _check_waiting(inbox, out)
+    # A UTF-8 copy (source_encoding) goes here, never into an inbox a service watches.
+    with tempfile.TemporaryDirectory(prefix="dropbox-sync-check-") as scratch:
+        if files:
+            for path in files:
+                problems += _check_file(path, _inbox_for(cfg, path), out, Path(scratch))
+        else:
+            for inbox in cfg.inboxes:
+                if inbox.path.is_dir():  # a missing one is reported above
+                    problems += _check_waiting(inbox, out, Path(scratch))
     unreachable = 0
     if online:
         for inbox in cfg.inboxes:
@@ -58,31 +61,35 @@ def _inbox_for(cfg: Config, path: Path) -> InboxConfig:
     return next((i for i in cfg.inboxes if i.path == folder), cfg.inboxes[0])
 
 
-def _check_file(path: Path, inbox: InboxConfig, out: TextIO) -> int:
-    if not path.is_file():
+def _check_file(path: Path, inbox: InboxConfig, out: TextIO, scratch: Path, name: str | None = None) -> int:
+    """What the pipeline would do with this file: the same preparation, no upload.
+    ``name``: the name it was dropped with, for a claimed file (routes match it)."""
+    if name is None and not path.is_file():
         print(f"FAIL  {path}: not a file", file=out)
         return 1
-    try:
-        inspection = preflight.inspect(path, max_file_size=inbox.max_file_size, digest=False)
-    except OSError as exc:
-        print(f"FAIL  {path}: cannot be read ({exc.strerror or exc})", file=out)
+    if name is None and routes.route_for(inbox, path.name) is None:
+        print(f'FAIL  {path}: would not be sent: it {NO_ROUTE.split(";")[0]} "{inbox.name}"', file=out)
         return 1
-    if inspection.problem:
-        print(f"FAIL  {path}: would go to failed/: {inspection.problem}", file=out)
+    prepared = prepare(inbox, path, name, scratch=scratch)
+    if isinstance(prepared, Rejection):
+        print(f"FAIL  {path}: would go to failed/: {prepared.summary}", file=out)
         return 1
-    print(f"ok    {path}: would be uploaded ({inspection.size} bytes)", file=out)
+    prepared.discard()
+    how = f", transcoded from {prepared.transcoded_from}" if prepared.transcoded_from else ""
+    print(f"ok    {path}: would be uploaded ({prepared.size} bytes{how}) to {prepared.route.safe_url}", file=out)
     return 0
 
 
-def _check_waiting(inbox: InboxConfig, out: TextIO) -> int:
+def _check_waiting(inbox: InboxConfig, out: TextIO, scratch: Path) -> int:
     try:
-        candidates, ignored = scan(inbox)
+        found = discover(inbox)
     except OSError as exc:
         print(f"FAIL  inbox {inbox.name}: cannot list the folder ({exc.strerror or exc})", file=out)
         return 1
-    for item in ignored:
+    for item in found.skipped:
         print(f"skip  {inbox.path / item.name}: it {item.reason}", file=out)
-    return sum(_check_file(inbox.path / c.name, inbox, out) for c in candidates)
+    problems = sum(_check_file(path, inbox, out, scratch, archive.original_of(path)) for path in found.claimed)
+    return problems + sum(_check_file(inbox.path / c.name, inbox, out, scratch) for c in found.waiting)
 
 
 def _check_online(inbox: InboxConfig, out: TextIO) -> int:

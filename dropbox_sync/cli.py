@@ -180,25 +180,30 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from dropbox_sync import preflight
+    import tempfile
+
     from dropbox_sync.client import ImportClient
+    from dropbox_sync.prepare import Rejection, prepare
 
     cfg = _load(args)
     inbox = _choose_inbox(cfg, args.inbox)
     path: Path = args.file
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    inspection = preflight.inspect(path, max_file_size=inbox.max_file_size, digest=False)
-    if inspection.problem:
-        print(json.dumps({"success": False, "summary": inspection.problem}, indent=2))
-        return FAILED
-    bar = _progress_bar(inspection.size)
-    with ImportClient(inbox) as client:
-        try:
-            reply = client.upload(path, progress=bar)
-        finally:
-            if bar is not None:
-                bar.finish()
+    # The pipeline's own preparation (route, encoding, pre-flight); a UTF-8 copy
+    # goes to a temporary folder, never beside the user's file.
+    with tempfile.TemporaryDirectory(prefix="dropbox-sync-send-") as scratch:
+        prepared = prepare(inbox, path, scratch=Path(scratch))
+        if isinstance(prepared, Rejection):
+            print(json.dumps({"success": False, "summary": prepared.summary}, indent=2, ensure_ascii=False))
+            return FAILED
+        bar = _progress_bar(prepared.size)
+        with ImportClient(inbox) as client:
+            try:
+                reply = client.upload(prepared.path, filename=prepared.original, url=prepared.route.url, progress=bar)
+            finally:
+                if bar is not None:
+                    bar.finish()
     if reply.body is not None:
         print(json.dumps(reply.body, indent=2, ensure_ascii=False))
     else:

@@ -28,6 +28,7 @@ class Inspection:
     sha256: str | None  # None when the file was too big to read
     problem: str | None  # None: fit to upload; else one sentence saying why not
     rows: int = 0  # data lines after the header (for the shrink guard)
+    not_utf8: bool = False  # the problem is the bytes: not UTF-8 text (another encoding?)
 
 
 def inspect(path: Path, *, max_file_size: int, digest: bool = True) -> Inspection:
@@ -44,10 +45,11 @@ def inspect(path: Path, *, max_file_size: int, digest: bool = True) -> Inspectio
     lines = _LineCounter()
     with open_claimed(path) as handle:
         problem = _check_text(handle, hasher, lines)
+        not_utf8 = problem is not None
         if problem is None and size > 0:
             handle.seek(0)
             problem = _check_header(handle.read(HEADER_LIMIT))
-    return Inspection(size, hasher.hexdigest() if hasher else None, problem, max(0, lines.total - 1))
+    return Inspection(size, hasher.hexdigest() if hasher else None, problem, max(0, lines.total - 1), not_utf8)
 
 
 def file_sha256(path: Path, *, max_file_size: int) -> str | None:

@@ -23,7 +23,7 @@ def retry_failed(cfg: Config, wanted: Sequence[str]) -> tuple[list[tuple[str, In
     unmatched = set(names)
     for inbox in cfg.inboxes:
         for path in _failed_files(inbox):
-            original = archive.original_name(path.name)
+            original = archive.original_of(path)
             if names and path.name not in names and original not in names:
                 continue
             unmatched -= {path.name, original}
@@ -36,6 +36,7 @@ def retry_failed(cfg: Config, wanted: Sequence[str]) -> tuple[list[tuple[str, In
             except OSError as exc:
                 problems.append(f"{inbox.name}: {path.name} not moved: {exc.strerror or exc}")
                 continue
+            archive.original_path(path).unlink(missing_ok=True)
             moved.append((original, inbox))
     problems.extend(f"{name}: not found in any failed/ folder" for name in sorted(unmatched))
     return moved, problems

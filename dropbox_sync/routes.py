@@ -4,15 +4,15 @@ One inbox may feed several imports by file name, e.g. ``users*.csv`` to
 ``/api/import/users`` and ``*groups*.csv`` to ``/api/import/userGroups``.
 Within a batch, routes are sent in the order the config lists them (users
 before groups, since groups need the users to exist), and within a route
-oldest first. A file that matches no route is left where it is.
+oldest first (``discover.py``). A file that matches no route is left where
+it is. A claimed file is routed by its original name (``archive.original_of``),
+never by its archive name, which may have been shortened.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from dropbox_sync.config import InboxConfig, Route
-from dropbox_sync.watcher import Candidate, matches
+from dropbox_sync.watcher import matches
 
 
 def route_for(inbox: InboxConfig, name: str) -> tuple[int, Route] | None:
@@ -21,17 +21,3 @@ def route_for(inbox: InboxConfig, name: str) -> tuple[int, Route] | None:
         if matches(name, route.patterns, ()):
             return index, route
     return None
-
-
-def in_sending_order(inbox: InboxConfig, candidates: Iterable[Candidate]) -> tuple[list[Candidate], list[str]]:
-    """Routed candidates in sending order, and the names that match no route."""
-    routed: list[tuple[int, Candidate]] = []
-    unrouted: list[str] = []
-    for candidate in candidates:
-        found = route_for(inbox, candidate.name)
-        if found is None:
-            unrouted.append(candidate.name)
-        else:
-            routed.append((found[0], candidate))
-    routed.sort(key=lambda pair: (pair[0], pair[1].order_key))
-    return [candidate for _, candidate in routed], unrouted

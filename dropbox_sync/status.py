@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from dropbox_sync import __version__, archive
 from dropbox_sync.config import Config, InboxConfig
+from dropbox_sync.discover import Discovery, discover
 from dropbox_sync.journal import Attempt, Journal
-from dropbox_sync.watcher import scan
 
 if TYPE_CHECKING:  # pipeline imports this module to write status.json
     from dropbox_sync.worker import InboxSnapshot
@@ -75,7 +75,10 @@ def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal
     status: dict[str, Any] = {"name": inbox.name, "path": str(inbox.path), "url": inbox.safe_url,
                               "held": reported.get("held"), "folder_missing": not inbox.path.is_dir()}  # fmt: skip
     reasons = reported.get("waiting", {})
-    status["waiting"] = [_waiting_entry(path, reasons) for path in _waiting_files(inbox)]
+    found = _discover(inbox)
+    status["waiting"] = [_waiting_entry(path, reasons)
+                         for path in found.claimed + [inbox.path / c.name for c in found.waiting]]  # fmt: skip
+    status["not_sent"] = [{"file": archive.display_name(item.name), "reason": item.reason} for item in found.skipped]
     status["failed_files"] = _count_files(inbox.path / archive.FAILED)
     if journal is not None:
         status["last_success"] = _attempt(journal.last(inbox.name, "processed"))
@@ -84,15 +87,11 @@ def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal
     return status
 
 
-def _waiting_files(inbox: InboxConfig) -> list[Path]:
-    if not inbox.path.is_dir():
-        return []
-    claimed = archive.claimed_files(inbox.path)
+def _discover(inbox: InboxConfig) -> Discovery:
     try:
-        candidates, _ = scan(inbox)
+        return discover(inbox)
     except OSError:
-        candidates = []
-    return claimed + [inbox.path / c.name for c in candidates]
+        return Discovery()  # missing or unlistable: folder_missing says so
 
 
 def _waiting_entry(path: Path, reasons: dict[str, str]) -> dict[str, Any]:
@@ -138,6 +137,10 @@ def render_text(data: dict[str, Any]) -> str:
             age = entry["seconds_since_modified"]
             since = f"{_duration(age)} since last change" if age is not None else "gone"
             lines.append(f"    {entry['where']:<8} {entry['file']}  ({since}; {entry['reason']})")
+        if inbox["not_sent"]:
+            lines.append(f"  not sent: {len(inbox['not_sent'])}")
+        for entry in inbox["not_sent"]:
+            lines.append(f"    inbox    {entry['file']}  (it {entry['reason']})")
         for key, label in (("last_success", "last success"), ("last_failure", "last failure")):
             if key in inbox:
                 last = inbox[key]

@@ -1,7 +1,9 @@
 """Turning an export in another encoding (cp1252, UTF-16...) into the UTF-8 Infiniti needs.
 
-The original bytes are what is archived; the UTF-8 copy is a temporary file
-beside the claimed one in sending/, streamed in chunks so memory stays flat.
+Only a file that is not valid UTF-8 already is transcoded (``prepare.py``
+decides). The original bytes are what is archived; the UTF-8 copy is a
+temporary file beside the claimed one in sending/ (or in a scratch folder for
+``check`` and ``send``), streamed in chunks so memory stays flat.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ def utf8_copy_path(claimed: Path) -> Path:
     return claimed.with_name(f".{claimed.name}.utf8.tmp")
 
 
-def to_utf8(claimed: Path, encoding: str) -> Path:
-    """Write the UTF-8 copy of ``claimed`` and return its path."""
+def to_utf8(claimed: Path, encoding: str, *, folder: Path | None = None) -> Path:
+    """Write the UTF-8 copy of ``claimed`` (beside it, or in ``folder``) and return its path."""
     target = utf8_copy_path(claimed)
+    if folder is not None:
+        target = folder / target.name
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     offset = 0
     try:

@@ -66,7 +66,8 @@ def matches(name: str, include: Iterable[str], exclude: Iterable[str]) -> bool:
 
 
 def scan(inbox: InboxConfig) -> tuple[list[Candidate], list[Ignored]]:
-    """Every uploadable file directly in the inbox, oldest first, and what was skipped."""
+    """The listing step of ``discover.discover`` (call that: it also applies routes and
+    our own names): files directly in the inbox matching the patterns, oldest first."""
     candidates: list[Candidate] = []
     ignored: list[Ignored] = []
     marker = inbox.done_marker

@@ -1,4 +1,4 @@
-"""One inbox's work: discover -> settle -> claim -> pre-flight -> upload -> record -> archive.
+"""One inbox's work: discover -> settle -> claim -> prepare -> upload -> record -> archive.
 
 ``InboxWorker.cycle`` does one pass over one inbox and says how long to wait
 before the next. Order is strict within an inbox: files already claimed go
@@ -19,15 +19,17 @@ from typing import Any
 
 from loguru import logger
 
-from dropbox_sync import __version__, archive, preflight, routes, transcode
+from dropbox_sync import archive, result
 from dropbox_sync.backoff import Backoff
 from dropbox_sync.client import ImportClient, Reply
-from dropbox_sync.config import InboxConfig, Route
+from dropbox_sync.config import InboxConfig
+from dropbox_sync.discover import discover
 from dropbox_sync.errors import FileNotReady, HoldError, TransientError
 from dropbox_sync.journal import Attempt, Journal
 from dropbox_sync.outcome import FileReport, Outcome, judge
+from dropbox_sync.prepare import Rejection, Upload, prepare
 from dropbox_sync.settle import Clock, Observation, Settler
-from dropbox_sync.watcher import Candidate, observe, scan
+from dropbox_sync.watcher import Candidate, observe
 
 READ_TIMEOUTS_BEFORE_HOLD = 3
 NOT_READY_RECHECK = 1.0  # seconds before looking again at a file held open by its writer
@@ -37,10 +39,6 @@ PRUNE_EVERY = 3600.0  # retention of processed/ is checked hourly
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -161,9 +159,9 @@ class InboxWorker:
 
     def _reunite_orphan_results(self) -> None:
         """A result left in sending/ after its file moved (a crash, or a held result file)."""
-        for result in archive.orphan_results(self.inbox.path):
+        for orphan in archive.orphan_results(self.inbox.path):
             try:
-                archived = archive.reunite_orphan_result(result)
+                archived = archive.reunite_orphan_result(orphan)
             except OSError as exc:
                 if not archive.is_busy(exc):
                     raise
@@ -184,7 +182,7 @@ class InboxWorker:
                 return self._seconds_until_retry()
             current = observe(claimed)
             if current is None and os.path.lexists(claimed):
-                self._reject_irregular(claimed)
+                self._send(claimed)  # a link or special file: prepare rejects it, never read
                 continue
             if current is None or not self.settler.observe(("claimed", claimed.name), current):
                 self.waiting[claimed.name] = "claimed; sent once unchanged for settle_seconds"
@@ -213,27 +211,23 @@ class InboxWorker:
             return  # reported when it was sent
         logger.info('inbox "{}": finished archiving {} into {}/ after a restart', self.name, claimed.name, destination)
         outcome = Outcome.GUARDED if destination == archive.HELD else Outcome(destination)
-        self._report(FileReport(self.name, archive.display_name(archive.original_name(claimed.name)),
+        self._report(FileReport(self.name, archive.display_name(archive.original_of(claimed)),
                                 outcome, str(saved.get("summary", "")), target))  # fmt: skip
 
     def _scan(self) -> list[Candidate]:
         try:
-            candidates, ignored = scan(self.inbox)
+            found = discover(self.inbox)
         except OSError as exc:
             logger.warning('inbox "{}": cannot list the folder ({})', self.name, exc.strerror or exc)
             return []
-        for item in ignored:
+        for item in found.skipped:
             if item.name not in self._reported_ignored:
                 logger.warning('inbox "{}": ignoring {}: it {}', self.name, item.name, item.reason)
                 self._reported_ignored.add(item.name)
-        candidates, unrouted = routes.in_sending_order(self.inbox, candidates)
-        for name in unrouted:
-            if name not in self._reported_ignored:
-                logger.warning('inbox "{}": {} matches no route; left in place, not uploaded', self.name, name)
-                self._reported_ignored.add(name)
+        candidates = found.waiting
         present = {c.name for c in candidates}
-        self._reported_ignored &= {i.name for i in ignored} | set(unrouted)
-        claimed = {p.name for p in archive.claimed_files(self.inbox.path)}
+        self._reported_ignored &= {i.name for i in found.skipped}
+        claimed = {p.name for p in found.claimed}
         self.settler.forget_all_but(present | {("claimed", name) for name in claimed})
         self.waiting = {k: v for k, v in self.waiting.items() if k in present or k in claimed}
         ready = []
@@ -265,7 +259,7 @@ class InboxWorker:
         self.settler.adopt(("claimed", claimed.name), current)
         after = observe(claimed)
         if after is None and os.path.lexists(claimed):
-            return self._reject_irregular(claimed)  # swapped for a link between scan and claim
+            return self._send(claimed)  # swapped for a link between scan and claim: prepare rejects it
         if after != current:
             self.waiting[claimed.name] = "changed while being claimed; waiting for it to settle"
             return Outcome.NOT_READY
@@ -273,65 +267,33 @@ class InboxWorker:
 
     # -- one file -----------------------------------------------------------------
 
-    def _reject_irregular(self, claimed: Path) -> Outcome:
-        """A link or special file got into sending/: never follow it; file it in failed/."""
-        original = archive.display_name(archive.original_name(claimed.name))
-        body = {"success": False, "summary": f"Not uploaded: {original} is a link or not a regular file; "
-                                             "links are never followed or uploaded."}  # fmt: skip
-        return self._finish(claimed, original, self.wall(), body, None, {"sha256": None, "bytes": None},
-                            stage="preflight")  # fmt: skip
-
     def _send(self, claimed: Path) -> Outcome:
-        original = archive.display_name(archive.original_name(claimed.name))
+        name = archive.original_of(claimed)  # routes match the name as dropped, never a shortened one
+        original = archive.display_name(name)
         started = self.wall()
-        found = routes.route_for(self.inbox, archive.original_name(claimed.name))
-        if found is None:
-            body = {"success": False, "summary": f"Not uploaded: {original} matches no route of this inbox."}
-            return self._finish(claimed, original, started, body, None, {}, stage="preflight")
-        route = found[1]
         before = observe(claimed)
+        prepared = prepare(self.inbox, claimed, name, last_rows=self._last_rows,
+                           approved=archive.approval_marker(claimed).exists())  # fmt: skip
+        if isinstance(prepared, Rejection):
+            outcome = Outcome.GUARDED if prepared.held else Outcome.FAILED
+            body = {"success": False, "summary": prepared.summary}
+            return self._conclude(claimed, original, started, body, None, prepared.facts, prepared.stage, outcome)
         try:
-            upload_path = self._utf8_source(claimed)
-        except transcode.TranscodeError as exc:
-            facts = {"endpoint": route.safe_url, "bytes": before.size if before else None}
-            body = {"success": False, "summary": str(exc)}
-            return self._finish(claimed, original, started, body, None, facts, stage="preflight")
-        try:
-            return self._inspect_and_upload(claimed, upload_path, original, started, route, before)
+            return self._upload(claimed, original, started, prepared, before)
         finally:
-            if upload_path != claimed:
-                upload_path.unlink(missing_ok=True)
+            prepared.discard()
 
-    def _utf8_source(self, claimed: Path) -> Path:
-        """What to upload: the file itself, or its UTF-8 copy when source_encoding is set."""
-        if not self.inbox.source_encoding:
-            return claimed
-        return transcode.to_utf8(claimed, self.inbox.source_encoding)
+    def _last_rows(self, endpoint: str) -> int | None:
+        """Rows of the last import on a route, for the shrink guard."""
+        return self.journal.last_rows(self.name, endpoint) if self.journal is not None else None
 
-    def _inspect_and_upload(self, claimed: Path, upload_path: Path, original: str, started: dt.datetime,
-                            route: Route, before: Observation | None) -> Outcome:  # fmt: skip
-        try:
-            # No digest here: the upload hashes the bytes as they go out,
-            # which saves a whole pass over a large file.
-            inspection = preflight.inspect(upload_path, max_file_size=self.inbox.max_file_size, digest=False)
-        except OSError as exc:
-            inspection = preflight.Inspection(before.size if before else 0, None,
-                                              f"File cannot be read: {exc.strerror or exc}.")  # fmt: skip
-        facts = {"endpoint": route.safe_url, "sha256": inspection.sha256, "bytes": inspection.size,
-                 "rows": inspection.rows}  # fmt: skip
-        if self.inbox.source_encoding:
-            facts["transcoded_from"] = self.inbox.source_encoding
-        if inspection.problem is not None:
-            facts["sha256"] = preflight.file_sha256(upload_path, max_file_size=self.inbox.max_file_size)
-            body = {"success": False, "summary": inspection.problem}
-            return self._finish(claimed, original, started, body, None, facts, stage="preflight")
-        guard = self._shrink_guard(claimed, route, inspection.rows)
-        if guard is not None:
-            return self._guarded(claimed, original, started, guard, facts)
+    def _upload(self, claimed: Path, original: str, started: dt.datetime, upload: Upload,
+                before: Observation | None) -> Outcome:  # fmt: skip
+        facts = upload.facts
         self.retry.attempts += 1
         self._beat, self._uploading = self.clock(), original
         try:
-            reply = self._http().upload(upload_path, filename=original, url=route.url)
+            reply = self._http().upload(upload.path, filename=original, url=upload.route.url)
         except HoldError as exc:
             return self._hold(claimed, original, started, str(exc), exc.status, facts)
         except TransientError as exc:
@@ -350,66 +312,31 @@ class InboxWorker:
                            self.name, original)  # fmt: skip
             return Outcome.NOT_READY
         facts["sha256"] = reply.sha256
-        if archive.approval_marker(claimed).exists():
-            facts["approved"] = True
-        return self._finish(claimed, original, started, reply.body or {}, reply, facts, stage="upload")
-
-    def _shrink_guard(self, claimed: Path, route: Route, rows: int) -> str | None:
-        """Why this file must wait for a person, if it is suspiciously small."""
-        if self.inbox.shrink_guard <= 0 or self.journal is None or archive.approval_marker(claimed).exists():
-            return None
-        last = self.journal.last_rows(self.name, route.safe_url)
-        if last is None or rows >= self.inbox.shrink_guard * last:
-            return None
-        return (f"Held for approval: {rows} rows, but the last file imported on this route had {last} "
-                f"(shrink_guard = {self.inbox.shrink_guard:g}). If the export is right, run: "
-                f"dropbox-sync approve {claimed.name}")  # fmt: skip
-
-    def _guarded(self, claimed: Path, original: str, started: dt.datetime, reason: str,
-                 facts: dict[str, Any]) -> Outcome:  # fmt: skip
-        body = {"success": False, "summary": reason}
-        archive.write_json_atomically(archive.result_path(claimed), {**body, "dropbox_sync": {
-            "version": __version__, "inbox": self.name, "file": original, "archived_as": claimed.name,
-            "outcome": Outcome.GUARDED.value, "stage": "shrink guard", **facts}})  # fmt: skip
-        self._journal(claimed.name, original, started, self.wall(), None, Outcome.GUARDED.value, reason, facts)
-        self.waiting.pop(claimed.name, None)
-        target = self._file_away(claimed, archive.HELD)
-        logger.warning('inbox "{}": {} -> held/{}: {}', self.name, original, target.name if target else "", reason)
-        self._report(FileReport(self.name, original, Outcome.GUARDED, reason, target))
-        self.settler.forget(("claimed", claimed.name))
-        return Outcome.GUARDED
+        return self._conclude(claimed, original, started, reply.body or {}, reply, facts, result.UPLOAD)
 
     def _http(self) -> ImportClient:
         if self._client is None:
             self._client = self.client_factory(self.inbox)
         return self._client
 
-    def _finish(self, claimed: Path, original: str, started: dt.datetime, body: dict[str, Any],
-                reply: Reply | None, facts: dict[str, Any], *, stage: str) -> Outcome:  # fmt: skip
-        outcome = Outcome.PROCESSED if body.get("success") is True else Outcome.FAILED
+    def _conclude(self, claimed: Path, original: str, started: dt.datetime, body: dict[str, Any],
+                  reply: Reply | None, facts: dict[str, Any], stage: str, outcome: Outcome | None = None) -> Outcome:  # fmt: skip
+        """Every final outcome: write the one result, journal it, file the claimed file away."""
+        if outcome is None:
+            outcome = Outcome.PROCESSED if body.get("success") is True else Outcome.FAILED
         finished = self.wall()
-        ours = {
-            "version": __version__,
-            "inbox": self.name,
-            "file": original,
-            "archived_as": archive.display_name(claimed.name),
-            "outcome": outcome.value,
-            "stage": stage,
-            "endpoint": self.inbox.safe_url,
-            "http_status": reply.status if reply else None,
-            **facts,  # its endpoint, when known, is the route's
-            "attempts": self.retry.attempts,
-            "started": _iso(started),
-            "finished": _iso(finished),
-        }
-        archive.write_json_atomically(archive.result_path(claimed), {**body, "dropbox_sync": ours})
+        status = reply.status if reply else None
+        data = result.build(body, inbox=self.name, file=original, archived_as=archive.display_name(claimed.name),
+                            outcome=outcome.value, stage=stage, endpoint=self.inbox.safe_url, http_status=status,
+                            facts=facts, attempts=self.retry.attempts, started=started, finished=finished)  # fmt: skip
+        archive.write_json_atomically(archive.result_path(claimed), data)
         summary = str(body.get("summary", ""))
-        self._journal(claimed.name, original, started, finished, reply.status if reply else None,
-                      outcome.value, summary, facts)  # fmt: skip
+        self._journal(claimed.name, original, started, finished, status, outcome.value, summary, facts)
         self.waiting.pop(claimed.name, None)
-        target = self._file_away(claimed, outcome.value)
-        log = logger.success if outcome is Outcome.PROCESSED else logger.error
-        where = f"{outcome.value}/{target.name}" if target else f"{outcome.value}/ once released"
+        destination = archive.HELD if outcome is Outcome.GUARDED else outcome.value
+        target = self._file_away(claimed, destination)
+        log = {Outcome.PROCESSED: logger.success, Outcome.GUARDED: logger.warning}.get(outcome, logger.error)
+        where = f"{destination}/{target.name}" if target else f"{destination}/ once released"
         log('inbox "{}": {} -> {} ({})', self.name, original, where, summary)
         self._report(FileReport(self.name, original, outcome, summary, target))
         self._clear_retry()
@@ -485,7 +412,7 @@ class InboxWorker:
                  status: int | None, outcome: str, summary: str, facts: dict[str, Any]) -> None:  # fmt: skip
         if self.journal is not None:
             self.journal.record(Attempt(self.name, archive.display_name(file), original, facts.get("sha256"),
-                                        facts.get("bytes"), _iso(started), _iso(finished), status, outcome,
+                                        facts.get("bytes"), result.iso(started), result.iso(finished), status, outcome,
                                         summary, facts.get("endpoint", ""), facts.get("rows")))  # fmt: skip
 
     # -- timing -------------------------------------------------------------------
@@ -506,15 +433,10 @@ class InboxWorker:
 
     def has_work(self) -> bool:
         """Anything claimed, or anything in the inbox still to send (for ``once``)."""
-        if not self.inbox.path.is_dir():
-            return False
-        if archive.claimed_files(self.inbox.path):
-            return True
         try:
-            candidates, _ = scan(self.inbox)
+            return discover(self.inbox).has_work
         except OSError:
-            return False
-        return bool(candidates)
+            return False  # missing or unlistable: nothing this pass can do
 
     def close(self) -> None:
         if self._client is not None:

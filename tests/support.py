@@ -54,6 +54,16 @@ def write_config(tmp_path: Path, emulator: Emulator, *, inboxes: int = 1, **over
     return path
 
 
+def with_routes(config_path: Path, emu: Emulator) -> None:
+    """Replace the inbox's url by two routes: users first, then groups of tenant school1."""
+    text = config_path.read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if not line.startswith("url =")]
+    lines += ["[[inbox.route]]", 'match = "users*.csv"', f"url = {toml_value(emu.base_url + '/api/import/users')}",
+              "[[inbox.route]]", 'match = ["*groups*.csv"]',
+              f"url = {toml_value(emu.base_url + '/api/import/userGroups?tenantId=school1')}"]  # fmt: skip
+    config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def emulator_with_password(tmp_path: Path, **kwargs: Any) -> Emulator:
     return Emulator(tmp_path / "emulator", accounts={USER: (PASSWORD, True)}, keep_uploads=True, **kwargs)
 

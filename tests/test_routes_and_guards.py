@@ -13,7 +13,14 @@ from dropbox_sync.cli import main
 from dropbox_sync.errors import ConfigError
 from dropbox_sync.journal import Journal
 from dropbox_sync.pipeline import Pipeline
-from tests.support import archived, emulator_with_password, good_csv, result_of, toml_value, write_config
+from tests.support import (
+    archived,
+    emulator_with_password,
+    good_csv,
+    result_of,
+    with_routes,
+    write_config,
+)
 
 
 @pytest.fixture
@@ -21,16 +28,6 @@ def emu(tmp_path):
     emulator = emulator_with_password(tmp_path).start()
     yield emulator
     emulator.stop()
-
-
-def with_routes(config_path, emu) -> None:
-    """Replace the inbox's url by two routes: users first, then groups of tenant school1."""
-    text = config_path.read_text(encoding="utf-8")
-    lines = [line for line in text.splitlines() if not line.startswith("url =")]
-    lines += ["[[inbox.route]]", 'match = "users*.csv"', f"url = {toml_value(emu.base_url + '/api/import/users')}",
-              "[[inbox.route]]", 'match = ["*groups*.csv"]',
-              f"url = {toml_value(emu.base_url + '/api/import/userGroups?tenantId=school1')}"]  # fmt: skip
-    config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def test_routes_send_users_before_groups_and_leave_unmatched_files(tmp_path, emu):

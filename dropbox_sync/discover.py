@@ -1,0 +1,66 @@
+"""Which files of an inbox are ours, and in what order: the one answer for every command.
+
+``run`` and ``once`` (the worker), ``check``, ``status`` all ask ``discover``,
+so they cannot disagree: a file they list as ours is one the pipeline will
+send; a file it skips is reported with the reason, never left "settling".
+
+Ours, in sending order: first the files already claimed (``sending/``, oldest
+claim first), then the inbox's regular files that match ``include`` and not
+``exclude``, are finished (their done marker is there, in done-marker mode) and
+match a route; by route in config order (users before groups), then oldest
+first. Never ours: our own folders and files in the inbox (``sending/``,
+``processed/``, ``failed/``, ``held/``, ``report.html``, our temporaries),
+whatever the patterns say.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dropbox_sync import archive, routes
+from dropbox_sync.config import InboxConfig
+from dropbox_sync.watcher import Candidate, Ignored, scan
+
+NO_ROUTE = "matches no route of this inbox; left in place, not uploaded"
+# Our own names in an inbox (compared ignoring case: Windows and macOS do).
+RESERVED = frozenset(n.lower() for n in (archive.SENDING, archive.PROCESSED, archive.FAILED, archive.HELD,
+                                         archive.REPORT))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """One look at an inbox."""
+
+    claimed: list[Path] = field(default_factory=list)  # in sending/, to be finished first
+    waiting: list[Candidate] = field(default_factory=list)  # in the inbox, in sending order
+    skipped: list[Ignored] = field(default_factory=list)  # matched the patterns, not sent, and why
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.claimed or self.waiting)
+
+
+def discover(inbox: InboxConfig) -> Discovery:
+    """What of ``inbox`` is ours, in sending order, and what is skipped with the reason.
+
+    Raises OSError when the folder cannot be listed (missing, unreadable)."""
+    claimed = archive.claimed_files(inbox.path)
+    candidates, ignored = scan(inbox)
+    routed: list[tuple[int, Candidate]] = []
+    skipped = [item for item in ignored if not is_reserved(item.name)]
+    for candidate in candidates:
+        if is_reserved(candidate.name):
+            continue
+        found = routes.route_for(inbox, candidate.name)
+        if found is None:
+            skipped.append(Ignored(candidate.name, NO_ROUTE))
+        else:
+            routed.append((found[0], candidate))
+    routed.sort(key=lambda pair: (pair[0], pair[1].order_key))
+    return Discovery(claimed, [candidate for _, candidate in routed], skipped)
+
+
+def is_reserved(name: str) -> bool:
+    """One of our own names in an inbox, or a temporary of ours (``.x.tmp``)."""
+    return name.lower() in RESERVED or (name.startswith(".") and name.endswith(".tmp"))

@@ -1,0 +1,169 @@
+"""One file made ready to upload, or the reason it must not be: the one preparation step.
+
+The pipeline (``worker.py``), ``check`` and ``send`` all call ``prepare``, so what
+``check`` promises is what ``run`` does. Its stages, in order:
+
+1. regular file: a link or special file (put in ``sending/`` between scan and claim)
+   is never followed or read;
+2. route: the first route matching the file's ORIGINAL name (``archive.original_of``:
+   the archive name of a long name is shortened and may have lost "groups");
+3. encoding: a file that is valid UTF-8 (BOM or not) is sent as it is; with
+   ``source_encoding`` set, any other file is transcoded into a UTF-8 copy (the
+   dropped bytes are what gets archived);
+4. pre-flight of the bytes to upload (size, text, required columns);
+5. shrink guard: far fewer rows than the last import on this route waits in held/.
+
+A later stage that rewrites the bytes (column mapping) fits between 3 and 4: it
+reads ``path``, writes a temporary in ``scratch`` and adds it to ``temporaries``.
+The caller uploads ``Upload.path`` and then calls ``Upload.discard()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dropbox_sync import archive, preflight, routes, transcode
+from dropbox_sync.config import InboxConfig, Route
+from dropbox_sync.result import PREFLIGHT, SHRINK_GUARD
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file fit to send: where to, which bytes, and what we know of them."""
+
+    route: Route
+    original: str  # the name as dropped (for people and the multipart file name)
+    path: Path  # the bytes to upload: the file itself, or a temporary made from it
+    size: int  # of the bytes to upload
+    rows: int  # data lines after the header
+    sha256: str | None = None  # None: the upload hashes the bytes as they go out
+    transcoded_from: str | None = None
+    approved: bool = False  # a person let it past the shrink guard
+    warnings: tuple[str, ...] = ()
+    temporaries: tuple[Path, ...] = ()  # ours to delete once sent (discard)
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """Our facts for the result and the journal (``result.build``)."""
+        facts: dict[str, Any] = {"endpoint": self.route.safe_url, "sha256": self.sha256, "bytes": self.size,
+                                 "rows": self.rows}  # fmt: skip
+        if self.transcoded_from:
+            facts["transcoded_from"] = self.transcoded_from
+        if self.approved:
+            facts["approved"] = True
+        if self.warnings:
+            facts["warnings"] = list(self.warnings)
+        return facts
+
+    def discard(self) -> None:
+        _remove(self.temporaries)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A file that must not be sent: why (one sentence for people), and what we know."""
+
+    summary: str
+    stage: str  # result.PREFLIGHT (goes to failed/) or result.SHRINK_GUARD (to held/)
+    facts: dict[str, Any]
+
+    @property
+    def held(self) -> bool:
+        """Waits in held/ for a person's approval, rather than failed/."""
+        return self.stage == SHRINK_GUARD
+
+
+def prepare(inbox: InboxConfig, path: Path, name: str | None = None, *, scratch: Path | None = None,
+            last_rows: Callable[[str], int | None] | None = None, approved: bool = False) -> Upload | Rejection:  # fmt: skip
+    """Make ``path`` ready to upload for ``inbox``, or say why it must not be.
+
+    ``name`` is the name the file was dropped with (default ``path.name``); routes
+    match it. ``scratch`` is where temporaries go (default: beside ``path``, i.e.
+    ``sending/``, where a crash's leftovers are tidied at start). ``last_rows(url)``
+    gives the rows of the last import on a route for the shrink guard (None: no guard).
+    Never raises for a bad file; the caller owns ``Upload.discard()``."""
+    name = path.name if name is None else name
+    original = archive.display_name(name)
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return Rejection(f"File cannot be read: {exc.strerror or exc}.", PREFLIGHT, {})
+    if not stat.S_ISREG(info.st_mode):
+        return Rejection(f"Not uploaded: {original} is a link or not a regular file; "
+                         "links are never followed or uploaded.", PREFLIGHT, {})  # fmt: skip
+    found = routes.route_for(inbox, name)
+    if found is None:
+        return Rejection(f'Not uploaded: {original} matches no route of inbox "{inbox.name}".', PREFLIGHT,
+                         {"bytes": info.st_size, "sha256": _sha256(inbox, path)})  # fmt: skip
+    route = found[1]
+    temporaries: list[Path] = []
+    try:
+        prepared = _encoded(inbox, route, path, original, info.st_size, scratch, temporaries)
+        if isinstance(prepared, Upload):
+            if approved:
+                prepared = dataclasses.replace(prepared, approved=True)
+            else:
+                prepared = _shrink_guard(inbox, prepared, path.name, last_rows) or prepared
+    except BaseException:
+        _remove(temporaries)
+        raise
+    if isinstance(prepared, Rejection):
+        _remove(temporaries)
+    return prepared
+
+
+def _encoded(inbox: InboxConfig, route: Route, path: Path, original: str, size: int, scratch: Path | None,
+             temporaries: list[Path]) -> Upload | Rejection:  # fmt: skip
+    """Stages 3 and 4: the UTF-8 bytes to upload, pre-flighted."""
+    endpoint = {"endpoint": route.safe_url}
+    upload_path, transcoded_from = path, None
+    try:
+        # No digest here: the upload hashes the bytes as they go out, which
+        # saves a whole pass over a large file.
+        inspection = preflight.inspect(path, max_file_size=inbox.max_file_size, digest=False)
+        if inspection.not_utf8 and inbox.source_encoding:
+            # Only what is not UTF-8 already: office staff save "CSV UTF-8" into
+            # the same inbox as the SIS's cp1252 exports (issue 11 item 14).
+            upload_path = transcode.to_utf8(path, inbox.source_encoding, folder=scratch)
+            temporaries.append(upload_path)
+            transcoded_from = inbox.source_encoding
+            inspection = preflight.inspect(upload_path, max_file_size=inbox.max_file_size, digest=False)
+    except transcode.TranscodeError as exc:
+        return Rejection(str(exc), PREFLIGHT, {**endpoint, "bytes": size, "sha256": _sha256(inbox, path)})
+    except OSError as exc:
+        return Rejection(f"File cannot be read: {exc.strerror or exc}.", PREFLIGHT,
+                         {**endpoint, "bytes": size, "sha256": None})  # fmt: skip
+    upload = Upload(route, original, upload_path, inspection.size, inspection.rows,
+                    transcoded_from=transcoded_from, temporaries=tuple(temporaries))  # fmt: skip
+    if inspection.problem is not None:
+        return Rejection(inspection.problem, PREFLIGHT, {**upload.facts, "sha256": _sha256(inbox, path)})
+    return upload
+
+
+def _shrink_guard(inbox: InboxConfig, upload: Upload, archived_as: str,
+                  last_rows: Callable[[str], int | None] | None) -> Rejection | None:  # fmt: skip
+    if inbox.shrink_guard <= 0 or last_rows is None:
+        return None
+    last = last_rows(upload.route.safe_url)
+    if last is None or upload.rows >= inbox.shrink_guard * last:
+        return None
+    reason = (f"Held for approval: {upload.rows} rows, but the last file imported on this route had {last} "
+              f"(shrink_guard = {inbox.shrink_guard:g}). If the export is right, run: "
+              f"dropbox-sync approve {archived_as}")  # fmt: skip
+    return Rejection(reason, SHRINK_GUARD, upload.facts)
+
+
+def _sha256(inbox: InboxConfig, path: Path) -> str | None:
+    """The digest of the dropped bytes, for a result that stops before the upload."""
+    return preflight.file_sha256(path, max_file_size=inbox.max_file_size)
+
+
+def _remove(temporaries: Iterable[Path]) -> None:
+    for temporary in temporaries:
+        temporary.unlink(missing_ok=True)

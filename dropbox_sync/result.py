@@ -1,0 +1,57 @@
+"""The one shape of a result file, whatever became of the file (DESIGN §4).
+
+Top-level keys are the server's reply verbatim (``success``, ``summary``,
+``details`` and whatever else it sent). A file stopped before the upload (pre-flight,
+shrink guard, a link in ``sending/``) gets the same two keys of its own,
+``success: false`` and a ``summary`` saying why, so office staff read one kind of
+result. Our facts go under the one extra key ``dropbox_sync``, always the same keys:
+
+    version, inbox, file, archived_as, outcome, stage, endpoint, http_status,
+    sha256, bytes, rows, attempts, started, finished
+    (+ transcoded_from, approved, warnings when they apply)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from dropbox_sync import __version__
+
+# Stages: where the file's journey ended.
+PREFLIGHT = "preflight"
+SHRINK_GUARD = "shrink guard"
+UPLOAD = "upload"
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build(body: Mapping[str, Any], *, inbox: str, file: str, archived_as: str, outcome: str, stage: str,
+          endpoint: str, http_status: int | None, facts: Mapping[str, Any], attempts: int,
+          started: dt.datetime, finished: dt.datetime) -> dict[str, Any]:  # fmt: skip
+    """The result of one file: ``body`` (the reply, or ours) plus our facts.
+
+    ``facts`` come from the preparation (``prepare.Upload.facts`` or
+    ``prepare.Rejection.facts``) and the upload; its ``endpoint``, the route's,
+    wins over the inbox's."""
+    ours: dict[str, Any] = {
+        "version": __version__,
+        "inbox": inbox,
+        "file": file,
+        "archived_as": archived_as,
+        "outcome": outcome,
+        "stage": stage,
+        "endpoint": endpoint,
+        "http_status": http_status,
+        "sha256": None,
+        "bytes": None,
+        "rows": None,
+        **facts,
+        "attempts": attempts,
+        "started": iso(started),
+        "finished": iso(finished),
+    }
+    return {**body, "dropbox_sync": ours}
