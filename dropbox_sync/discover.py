@@ -35,6 +35,7 @@ class Discovery:
     claimed: list[Path] = field(default_factory=list)  # in sending/, to be finished first
     waiting: list[Candidate] = field(default_factory=list)  # in the inbox, in sending order
     skipped: list[Ignored] = field(default_factory=list)  # matched the patterns, not sent, and why
+    unfinished: list[Candidate] = field(default_factory=list)  # done-marker mode: no marker yet (not work)
 
     @property
     def has_work(self) -> bool:
@@ -46,7 +47,7 @@ def discover(inbox: InboxConfig) -> Discovery:
 
     Raises OSError when the folder cannot be listed (missing, unreadable)."""
     claimed = archive.claimed_files(inbox.path)
-    candidates, ignored = scan(inbox)
+    candidates, ignored, unfinished = scan(inbox)
     routed: list[tuple[int, Candidate]] = []
     skipped = [item for item in ignored if not is_reserved(item.name)]
     for candidate in candidates:
@@ -58,7 +59,8 @@ def discover(inbox: InboxConfig) -> Discovery:
         else:
             routed.append((found[0], candidate))
     routed.sort(key=lambda pair: (pair[0], pair[1].order_key))
-    return Discovery(claimed, [candidate for _, candidate in routed], skipped)
+    unfinished = [c for c in unfinished if not is_reserved(c.name) and routes.route_for(inbox, c.name)]
+    return Discovery(claimed, [candidate for _, candidate in routed], skipped, unfinished)
 
 
 def is_reserved(name: str) -> bool:

@@ -134,6 +134,9 @@ def _encoded(inbox: InboxConfig, route: Route, path: Path, original: str, size: 
             temporaries.append(upload_path)
             transcoded_from = inbox.source_encoding
             inspection = preflight.inspect(upload_path, max_file_size=inbox.max_file_size, digest=False)
+        # A stage that rewrites the bytes (column mapping) goes here: it reads
+        # upload_path, writes a temporary in scratch (appended to temporaries),
+        # and the new bytes are inspected again, so pre-flight sees what is sent.
     except transcode.TranscodeError as exc:
         return Rejection(str(exc), PREFLIGHT, {**endpoint, "bytes": size, "sha256": _sha256(inbox, path)})
     except OSError as exc:

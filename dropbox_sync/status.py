@@ -78,6 +78,8 @@ def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal
     found = _discover(inbox)
     status["waiting"] = [_waiting_entry(path, reasons)
                          for path in found.claimed + [inbox.path / c.name for c in found.waiting]]  # fmt: skip
+    marker = {c.name: f"waits for its done marker {c.name}{inbox.done_marker}" for c in found.unfinished}
+    status["waiting"] += [_waiting_entry(inbox.path / name, marker) for name in marker]
     status["not_sent"] = [{"file": archive.display_name(item.name), "reason": item.reason} for item in found.skipped]
     status["failed_files"] = _count_files(inbox.path / archive.FAILED)
     if journal is not None:

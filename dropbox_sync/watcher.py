@@ -65,11 +65,13 @@ def matches(name: str, include: Iterable[str], exclude: Iterable[str]) -> bool:
     return not any(fnmatch.fnmatchcase(lowered, p.lower()) for p in exclude)
 
 
-def scan(inbox: InboxConfig) -> tuple[list[Candidate], list[Ignored]]:
+def scan(inbox: InboxConfig) -> tuple[list[Candidate], list[Ignored], list[Candidate]]:
     """The listing step of ``discover.discover`` (call that: it also applies routes and
-    our own names): files directly in the inbox matching the patterns, oldest first."""
+    our own names): files directly in the inbox matching the patterns, oldest first;
+    what was skipped; and, in done-marker mode, the files whose marker is not there yet."""
     candidates: list[Candidate] = []
     ignored: list[Ignored] = []
+    unfinished: list[Candidate] = []
     marker = inbox.done_marker
     with os.scandir(inbox.path) as entries:
         entries = list(entries)
@@ -86,8 +88,10 @@ def scan(inbox: InboxConfig) -> tuple[list[Candidate], list[Ignored]]:
             ignored.append(found)
         elif not marker or entry.name + marker in names:
             candidates.append(found)
+        else:
+            unfinished.append(found)
     candidates.sort(key=lambda c: c.order_key)
-    return candidates, ignored
+    return candidates, ignored, unfinished
 
 
 def _classify(entry: os.DirEntry) -> Candidate | Ignored:

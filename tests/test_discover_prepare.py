@@ -166,3 +166,18 @@ def test_check_and_send_transcode_like_the_pipeline(tmp_path, emu, capsys):
     (upload,) = emu.uploads()
     assert upload.stored_file.read_bytes() == UTF8_TEXT.encode("utf-8")
     assert sorted(p.name for p in (tmp_path / "inbox").iterdir()) == ["sis.csv"], "send leaves nothing behind"
+
+
+def test_status_shows_a_file_waiting_for_its_done_marker_and_once_does_not_wait(tmp_path, emu, capsys):
+    inbox = tmp_path / "inbox"
+    config_path = write_config(tmp_path, emu, settle_seconds=0, done_marker=".done", once_retry_seconds=30)
+    (inbox / "half.csv").write_text(good_csv("h1"), encoding="utf-8")
+    assert main(["--config", str(config_path), "status", "--json"]) == 0
+    (shown,) = json.loads(capsys.readouterr().out)["inboxes"]
+    assert [(w["file"], w["reason"]) for w in shown["waiting"]] == [("half.csv", "waits for its done marker half.csv.done")]
+    assert shown["not_sent"] == []
+    assert main(["--config", str(config_path), "once"]) == 0, "a file without its marker is not work yet"
+    assert emu.uploads() == [] and (inbox / "half.csv").exists()
+    (inbox / "half.csv.done").write_text("", encoding="utf-8")
+    assert main(["--config", str(config_path), "once"]) == 0
+    assert [u.filename for u in emu.uploads()] == ["half.csv"]

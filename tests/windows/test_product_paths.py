@@ -74,12 +74,14 @@ def test_non_ascii_and_long_names_go_through_the_pipeline(tmp_path: Path, emulat
         assert result_of(archived_as)["dropbox_sync"]["file"] == name
         assert uploads[files[name]].filename == name, "the server receives the name as the multipart filename"
     # The name over the budget is shortened in the middle of its stem for the
-    # archive (at claim time, so the result and the upload carry the short
-    # form too), keeping its extension.
+    # archive, keeping its extension; the full name is kept beside it (issue 11
+    # item 12), so the result, the upload and routing carry the name as dropped.
     shortened = original(done[files[LONG_CJK]])
     assert shortened != LONG_CJK and shortened.endswith(".csv") and LONG_CJK.startswith(shortened[:-4])
     assert len(os.fsencode(shortened)) <= archive.MAX_NAME_BYTES
-    assert result_of(done[files[LONG_CJK]])["dropbox_sync"]["file"] == shortened
+    assert result_of(done[files[LONG_CJK]])["dropbox_sync"]["file"] == LONG_CJK
+    assert uploads[files[LONG_CJK]].filename == LONG_CJK
+    assert archive.original_of(done[files[LONG_CJK]]) == LONG_CJK
 
 
 def test_a_local_drive_is_not_a_network_path(tmp_path: Path) -> None:
