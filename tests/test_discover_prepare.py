@@ -181,3 +181,19 @@ def test_status_shows_a_file_waiting_for_its_done_marker_and_once_does_not_wait(
     (inbox / "half.csv.done").write_text("", encoding="utf-8")
     assert main(["--config", str(config_path), "once"]) == 0
     assert [u.filename for u in emu.uploads()] == ["half.csv"]
+
+
+def test_a_long_name_keeps_its_full_name_through_held_and_approve(tmp_path, emu):
+    inbox = tmp_path / "inbox"
+    config_path = write_config(tmp_path, emu, settle_seconds=0, shrink_guard=0.5)
+    name = ("Students export for the autumn term " * 7)[:230] + ".csv"
+    (inbox / name).write_text(good_csv(*[f"u{n}" for n in range(10)]), encoding="utf-8")
+    assert main(["--config", str(config_path), "once"]) == 0
+    (inbox / name).write_text(good_csv("u1"), encoding="utf-8")  # 1 row after 10: held
+    assert main(["--config", str(config_path), "once"]) == 0
+    (held,) = archived(inbox, "held")
+    assert archive.original_of(held) == name and result_of(held)["dropbox_sync"]["file"] == name
+    assert main(["--config", str(config_path), "approve", held.name]) == 0
+    assert main(["--config", str(config_path), "once"]) == 0
+    assert [u.filename for u in emu.uploads()] == [name, name]
+    assert sorted(archive.original_of(p) for p in archived(inbox, "processed")) == [name, name]
