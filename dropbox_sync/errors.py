@@ -9,6 +9,8 @@
     │   └── TransientError           try again later: connection refused,
     │                                timeout, 5xx, 429, a reply that is not JSON
     ├── FileNotReady                 the file is held open or vanished; look again later
+    ├── StateFileDamaged             a state file (notify.json, status.json) is not what we
+    │                                wrote; it is set aside and started afresh (statefiles.py)
     └── ServiceError                 an OS service action failed (service/__init__.py;
                                      exit code 1)
 
@@ -63,3 +65,7 @@ class TransientError(TransferError):
 
 class FileNotReady(DropboxSyncError):
     """The file cannot be taken now (held open by its writer, or gone)."""
+
+
+class StateFileDamaged(DropboxSyncError):
+    """A state file is unreadable or of the wrong shape; the message names it and why."""

@@ -2,7 +2,11 @@
 
 The folders are the truth: recovery after a crash never reads the journal, so
 a lost or corrupt journal costs history, never a file. Writes are serialised
-by one lock; a failure to write is logged and otherwise ignored.
+by one lock. A damaged journal (garbage, cut short, zeroed pages: SQLite's
+CORRUPT or NOTADB, or a failed quick_check when it is opened) is set aside
+under a dated name and a fresh one is started, at start-up or in the middle of
+the work; any other journal error is logged and the caller gets "no history"
+(None, {}, []), so a journal error never blocks an upload.
 """
 
 from __future__ import annotations
@@ -11,11 +15,17 @@ import datetime as dt
 import re
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from loguru import logger
+
+from dropbox_sync import statefiles
+
+T = TypeVar("T")
+DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
@@ -110,57 +120,124 @@ def iso_utc(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class JournalDamaged(sqlite3.DatabaseError):
+    """quick_check found damage SQLite did not raise on by itself."""
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # extended codes keep the primary one in the low byte
+    return isinstance(exc, JournalDamaged) or (code is not None and code & 0xFF in DAMAGE_CODES)
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=10)
-        with self._lock, self._db:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # History only (recovery reads the folders): WAL with NORMAL stays
-            # consistent after a power cut and saves an fsync per upload.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+        self._opened: tuple[int, int] | None = None  # (device, inode) of the file we have open
+        try:
+            self._db = self._connect(path)
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise  # cannot open it at all (permissions, a full disk): the host hears why
+            self._db = self._fresh(exc)
+
+    def _connect(self, path: Path | str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False, timeout=10)
+        try:
+            with db:
+                db.execute("PRAGMA journal_mode=WAL")
+                # History only (recovery reads the folders): WAL with NORMAL stays
+                # consistent after a power cut and saves an fsync per upload.
+                db.execute("PRAGMA synchronous=NORMAL")
+                # Cut-short files and zeroed pages often open fine and fail later, one query
+                # at a time; quick_check (no index cross-check, one pass) finds them now.
+                (verdict,) = db.execute("PRAGMA quick_check(1)").fetchone()
+                if verdict != "ok":
+                    raise JournalDamaged(f"quick_check: {verdict}")
+                db.executescript(SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        if isinstance(path, Path):
+            stat = path.stat()
+            self._opened = (stat.st_dev, stat.st_ino)
+        return db
+
+    def _fresh(self, damage: sqlite3.Error) -> sqlite3.Connection:
+        """Set the damaged journal aside and start a new one (in memory if it cannot be moved)."""
+        moved = statefiles.set_aside(self.path, ("-wal", "-shm"))
+        if moved is not None or not self.path.exists():
+            logger.error("the journal {} is damaged ({}); kept as {} and a fresh journal started: `status` and "
+                         "the shrink guard forget the history before now. Files are not affected.",
+                         self.path, damage, moved.name if moved else "(gone)")  # fmt: skip
+            try:
+                return self._connect(self.path)
+            except sqlite3.Error as exc:
+                damage = exc
+        logger.error("the journal {} is damaged ({}) and cannot be replaced; this run keeps its history in "
+                     "memory only", self.path, damage)  # fmt: skip
+        self._opened = None
+        return self._connect(":memory:")
+
+    def _recover(self, damage: sqlite3.Error) -> None:
+        """Damage found in the middle of the work (called with the lock held)."""
+        self._db.close()
+        try:
+            stat = self.path.stat()
+            replaced = self._opened is not None and (stat.st_dev, stat.st_ino) != self._opened
+        except OSError:
+            replaced = False
+        if replaced:  # another process (`status`, `once`) set it aside already: use its fresh one
+            try:
+                self._db = self._connect(self.path)
+                return
+            except sqlite3.Error as exc:
+                damage = exc
+        self._db = self._fresh(damage)
+
+    def _use(self, what: str, action: Callable[[sqlite3.Connection], T], default: T) -> T:
+        """Run ``action`` on the database; any journal error is logged and yields ``default``."""
+        with self._lock:
+            try:
+                return action(self._db)
+            except sqlite3.Error as exc:
+                if is_damage(exc):
+                    self._recover(exc)
+                else:
+                    logger.warning("journal: cannot {} ({}); history for status is incomplete", what, exc)
+                return default
 
     def record(self, attempt: Attempt) -> None:
-        try:
-            with self._lock, self._db:
-                self._db.execute(
-                    "INSERT INTO attempts (inbox, file, original, sha256, bytes, started, finished,"
-                    " status, outcome, summary, route, rows) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        attempt.inbox, attempt.file, attempt.original, attempt.sha256, attempt.bytes,
-                        attempt.started, attempt.finished, attempt.status, attempt.outcome, attempt.summary,
-                        attempt.route, attempt.rows,
-                    ),
-                )  # fmt: skip
-        except sqlite3.Error as exc:
-            logger.warning("could not write to the journal ({}); history for status is incomplete", exc)
+        values = (attempt.inbox, attempt.file, attempt.original, attempt.sha256, attempt.bytes, attempt.started,
+                  attempt.finished, attempt.status, attempt.outcome, attempt.summary, attempt.route, attempt.rows)
+
+        def insert(db: sqlite3.Connection) -> bool:
+            with db:
+                db.execute("INSERT INTO attempts (inbox, file, original, sha256, bytes, started, finished,"
+                           " status, outcome, summary, route, rows) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", values)
+            return True
+
+        if not self._use("record an attempt", insert, False):
+            self._use("record an attempt", insert, False)  # into the fresh journal, if that was the trouble
 
     def last(self, inbox: str, outcome: str) -> Attempt | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {COLUMNS} FROM attempts WHERE inbox = ? AND outcome = ? ORDER BY id DESC LIMIT 1",
-                (inbox, outcome),
-            ).fetchone()
+        row = self._use("read the last attempt", lambda db: db.execute(
+            f"SELECT {COLUMNS} FROM attempts WHERE inbox = ? AND outcome = ? ORDER BY id DESC LIMIT 1",
+            (inbox, outcome)).fetchone(), None)  # fmt: skip
         return Attempt(*row) if row else None
 
     def last_rows(self, inbox: str, route: str) -> int | None:
         """Rows of the last file this route imported successfully (for the shrink guard)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT rows FROM attempts WHERE inbox = ? AND route = ? AND outcome = 'processed'"
-                " AND rows IS NOT NULL ORDER BY id DESC LIMIT 1",
-                (inbox, route),
-            ).fetchone()
+        row = self._use("read the last file's rows", lambda db: db.execute(
+            "SELECT rows FROM attempts WHERE inbox = ? AND route = ? AND outcome = 'processed'"
+            " AND rows IS NOT NULL ORDER BY id DESC LIMIT 1", (inbox, route)).fetchone(), None)  # fmt: skip
         return row[0] if row else None
 
     def counts_since(self, inbox: str, since_iso: str) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT outcome, COUNT(*) FROM attempts WHERE inbox = ? AND finished >= ? GROUP BY outcome",
-                (inbox, since_iso),
-            ).fetchall()
+        rows = self._use("count today's attempts", lambda db: db.execute(
+            "SELECT outcome, COUNT(*) FROM attempts WHERE inbox = ? AND finished >= ? GROUP BY outcome",
+            (inbox, since_iso)).fetchall(), [])  # fmt: skip
         return dict(rows)
 
     def history(self, inbox: str | None = None, since: dt.datetime | None = None,
@@ -183,8 +260,7 @@ class Journal:
         if limit is not None:
             query += " LIMIT ?"
             params.append(int(limit))
-        with self._lock:
-            found = self._db.execute(query, params).fetchall()
+        found = self._use("read the history", lambda db: db.execute(query, params).fetchall(), [])
         entries = []
         for name, original, file, outcome, started, finished, status, summary, rows in found:
             entries.append(HistoryEntry(

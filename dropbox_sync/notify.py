@@ -31,7 +31,6 @@ import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +41,7 @@ from dropbox_sync import archive, mail
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.mail import MailError, SmtpServer
 from dropbox_sync.notify_settings import NotifySettings
+from dropbox_sync.notify_state import MAX_FILES, FailedFile, Hold, Note, State
 from dropbox_sync.redact import scrub
 
 if TYPE_CHECKING:  # the pipeline is heavy, and config.parse imports this module
@@ -49,89 +49,11 @@ if TYPE_CHECKING:  # the pipeline is heavy, and config.parse imports this module
 
 STATE_FILE = "notify.json"
 CHECK_SECONDS = 5.0  # how often the background thread looks for something due
-MAX_FILES = 200  # failed files kept for one digest; more are counted, not listed
 MAX_ROWS = 20  # failed rows shown per file; the rest are in the result file
 RETRY_FIRST, RETRY_MAX = 60.0, 1800.0  # seconds between attempts while SMTP fails
 FLUSH_TIMEOUT = 10.0  # at stop, the SMTP timeout: a service must stop within ~30 s (DESIGN §8.11)
 ROW_SUCCESS = ("user created", "user updated")  # Infiniti lists every row once one fails
 TOLD = ("processed", "failed", "held")  # pipeline.Outcome values that matter here (retries do not)
-
-# -- what is waiting to be told ----------------------------------------------------
-
-
-@dataclass
-class FailedFile:
-    inbox: str
-    original: str
-    archived: str  # path of the file in failed/
-    summary: str
-    when: str  # ISO time it was archived
-    stage: str = "upload"  # or "preflight": never sent
-    rows: list[list[str]] = field(default_factory=list)  # [row, outcome], at most MAX_ROWS
-    more_rows: int = 0
-
-
-@dataclass
-class Note:
-    """An alarm that has cleared, for the next digest."""
-
-    text: str
-    when: str
-
-
-@dataclass
-class Hold:
-    since: str
-    reason: str
-    alerted: bool = False
-
-
-@dataclass
-class _State:
-    """Everything that must survive a restart (saved as notify.json)."""
-
-    failed: list[FailedFile] = field(default_factory=list)
-    failed_overflow: int = 0
-    notes: list[Note] = field(default_factory=list)
-    holds: dict[str, Hold] = field(default_factory=dict)
-    watching_since: dict[str, str] = field(default_factory=dict)  # inbox -> first seen (stale baseline)
-    stale_alerted: dict[str, str] = field(default_factory=dict)  # inbox -> the last success then
-    last_success: dict[str, str] = field(default_factory=dict)  # inbox -> from reports
-    last_sent: dict[str, str] = field(default_factory=dict)  # kind -> time
-
-    @classmethod
-    def load(cls, path: Path | None) -> _State:
-        if path is None or not path.is_file():
-            return cls()
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            return cls(
-                failed=[FailedFile(**f) for f in raw.get("failed", [])][:MAX_FILES],
-                failed_overflow=int(raw.get("failed_overflow", 0)),
-                notes=[Note(**n) for n in raw.get("notes", [])][:MAX_FILES],
-                holds={k: Hold(**v) for k, v in raw.get("holds", {}).items()},
-                watching_since=dict(raw.get("watching_since", {})),
-                stale_alerted=dict(raw.get("stale_alerted", {})),
-                last_success=dict(raw.get("last_success", {})),
-                last_sent=dict(raw.get("last_sent", {})),
-            )
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            logger.warning("{}: unreadable ({}); notification history starts afresh", path, exc)
-            return cls()
-
-    def save(self, path: Path | None, previous: dict[str, Any] | None) -> dict[str, Any]:
-        """Write the state if it changed since ``previous``; returns what is now on disk."""
-        data = asdict(self)
-        if path is None or data == previous:
-            return data
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            archive.write_json_atomically(path, data)
-        except OSError as exc:
-            logger.warning("cannot write {}: {}", path, exc.strerror or exc)
-            return previous or {}
-        return data
-
 
 # -- the notifier -----------------------------------------------------------------
 
@@ -162,7 +84,7 @@ class Notifier:
         self._retry_at: dt.datetime | None = None
         self._retry_delay = RETRY_FIRST
         self.host = socket.gethostname()
-        self.state = _State.load(self._path)
+        self.state = State.load(self._path)
         self._saved: dict[str, Any] | None = None
         started = _iso(self.now())
         for name in self.inboxes:

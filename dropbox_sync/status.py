@@ -11,15 +11,17 @@ word.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dropbox_sync import __version__, archive
+from loguru import logger
+
+from dropbox_sync import __version__, archive, statefiles
 from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.discover import Discovery, discover
+from dropbox_sync.errors import StateFileDamaged
 from dropbox_sync.journal import Attempt, Journal
 
 if TYPE_CHECKING:  # pipeline imports this module to write status.json
@@ -46,11 +48,34 @@ def write_status_file(state_dir: Path, snapshots: Iterable["InboxSnapshot"], *, 
 
 
 def read_status_file(state_dir: Path) -> dict[str, Any] | None:
+    """The last status.json, every field of the shape ``write_status_file`` gives it; None if
+    there is none or it is damaged (it is rewritten every few seconds, so it is not set aside)."""
     try:
-        data = json.loads((state_dir / STATUS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = statefiles.load_json_object(state_dir / STATUS_FILE)
+    except StateFileDamaged as exc:
+        logger.warning("{}; ignored (the service rewrites it every few seconds)", exc)
         return None
-    return data if isinstance(data, dict) else None
+    if data is None:
+        return None
+    inboxes = data.get("inboxes") if isinstance(data.get("inboxes"), dict) else {}
+    return {
+        "updated": _text_or_none(data.get("updated")),
+        "pid": data.get("pid") if type(data.get("pid")) is int else None,
+        "mode": _text_or_none(data.get("mode")),
+        "version": _text_or_none(data.get("version")),
+        "inboxes": {name: _reported_inbox(entry) for name, entry in inboxes.items() if isinstance(entry, dict)},
+    }
+
+
+def _reported_inbox(entry: dict[str, Any]) -> dict[str, Any]:
+    waiting = entry.get("waiting") if isinstance(entry.get("waiting"), dict) else {}
+    return {"held": _text_or_none(entry.get("held")), "folder_missing": entry.get("folder_missing") is True,
+            "uploading": _text_or_none(entry.get("uploading")),
+            "waiting": {k: v for k, v in waiting.items() if isinstance(v, str)}}  # fmt: skip
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def gather(cfg: Config, state_dir: Path, journal: Journal | None) -> dict[str, Any]:

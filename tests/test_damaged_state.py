@@ -1,0 +1,221 @@
+"""Damaged state files: the journal, notify.json, status.json.
+
+They are conveniences (DESIGN §9): a damaged one is set aside (kept, with a
+dated name), a fresh one is started, an error is logged, and no command stops
+and no upload waits because of it. The damage is real: random bytes, a file
+cut in half, zeroed pages, JSON of every wrong shape.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from loguru import logger
+
+from dropbox_sync.cli import main
+from dropbox_sync.journal import Attempt, Journal
+from dropbox_sync.notify import STATE_FILE, Notifier
+from tests.helpers import wait_until
+from tests.support import archived, emulator_with_password, good_csv, running_service, write_config
+from tests.test_notify import FakeClock, failed_report, load, notify_table, smtp  # noqa: F401 - fixture
+
+
+@pytest.fixture
+def emu(tmp_path):
+    emulator = emulator_with_password(tmp_path).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def logs() -> Iterator[list[str]]:
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message).rstrip("\n")), level="DEBUG",
+                      format="{level} {message}")  # fmt: skip
+    yield lines
+    logger.remove(sink)
+
+
+# -- the journal --------------------------------------------------------------------------
+
+
+def journal_with_history(path: Path, attempts: int = 3000) -> None:
+    journal = Journal(path)
+    for number in range(attempts):
+        journal.record(Attempt("inbox", f"2026_{number}.csv", f"{number}.csv", None, 10, "2026-01-01T00:00:00Z",
+                               "2026-01-01T00:00:01Z", 200, "processed", "1 user processed", "", 1))  # fmt: skip
+    journal.close()  # checkpoints the WAL into the file
+
+
+def damage(path: Path, how: str) -> bytes:
+    data = path.read_bytes()
+    rng = random.Random(11)
+    if how == "garbage":
+        damaged = rng.randbytes(8192)
+    elif how == "cut in half":
+        damaged = data[: len(data) // 2]
+    else:  # zeroed pages: the header page survives, a run of pages in the middle is gone
+        page = 4096
+        start, end = 2 * page, (len(data) // page // 2) * page
+        damaged = data[:start] + bytes(end - start) + data[end:]
+    path.write_bytes(damaged)
+    return damaged
+
+
+DAMAGE = ["garbage", "cut in half", "zeroed pages"]
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_status_and_once_set_a_damaged_journal_aside_and_carry_on(tmp_path, emu, capsys, how):
+    config_path = write_config(tmp_path, emu)
+    journal_path = tmp_path / "state" / "journal.sqlite3"
+    journal_with_history(journal_path)
+    damaged = damage(journal_path, how)
+
+    assert main(["--config", str(config_path), "status"]) == 0
+    (aside,) = journal_path.parent.glob("journal.sqlite3.damaged-*")
+    assert aside.read_bytes() == damaged, "the damaged journal is kept as it was, for a person"
+    assert f"the journal {journal_path} is damaged" in capsys.readouterr().err
+
+    journal_with_history(journal_path, 1000)
+    damage(journal_path, how)  # once meets it too
+    (tmp_path / "inbox" / "a.csv").write_text(good_csv("a1"), encoding="utf-8")
+    assert main(["--config", str(config_path), "once"]) == 0
+    assert len(archived(tmp_path / "inbox", "processed")) == 1
+    assert len(list(journal_path.parent.glob("journal.sqlite3.damaged-*"))) == 2
+    journal = Journal(journal_path)
+    try:
+        last = journal.last("inbox", "processed")
+        assert last is not None and last.original == "a.csv", "the fresh journal records the new work"
+    finally:
+        journal.close()
+
+
+def test_run_starts_with_a_garbage_journal_and_uploads(tmp_path, emu):
+    config_path = write_config(tmp_path, emu)
+    journal_path = tmp_path / "state" / "journal.sqlite3"
+    journal_path.parent.mkdir(parents=True)
+    journal_path.write_bytes(random.Random(5).randbytes(8192))
+    process = subprocess.Popen([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "run"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        (tmp_path / "inbox" / "a.csv").write_text(good_csv("a1"), encoding="utf-8")
+        wait_until(lambda: archived(tmp_path / "inbox", "processed") or process.poll() is not None, timeout=30)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert len(archived(tmp_path / "inbox", "processed")) == 1
+    assert "is damaged" in err and "Traceback" not in err
+
+
+def test_a_journal_error_during_work_never_blocks_an_upload(tmp_path, emu, logs):
+    # The shrink guard reads the journal before every upload: a journal that fails
+    # under the running service must cost history, not the upload.
+    config_path = write_config(tmp_path, emu, shrink_guard=0.5)
+    inbox = tmp_path / "inbox"
+    with running_service(config_path):
+        (inbox / "first.csv").write_text(good_csv("a1", "a2"), encoding="utf-8")
+        wait_until(lambda: len(archived(inbox, "processed")) == 1, timeout=30)
+        other = sqlite3.connect(tmp_path / "state" / "journal.sqlite3")  # another process breaks it
+        with other:
+            other.execute("DROP TABLE attempts")
+        other.close()
+        (inbox / "second.csv").write_text(good_csv("a1", "a2"), encoding="utf-8")
+        wait_until(lambda: len(archived(inbox, "processed")) == 2, timeout=30)
+    assert not list((inbox / "sending").iterdir())
+    assert any("journal: cannot" in line and "no such table" in line for line in logs)
+
+
+def test_damage_found_during_work_sets_the_journal_aside_and_goes_on(tmp_path, logs):
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal(path)
+    journal.record(Attempt("inbox", "a", "a.csv", None, 1, "t", "t", 200, "processed", "ok", "", 1))
+    # SQLite caches the pages it has read, so damage written under an open journal shows
+    # up at no predictable query; what the journal does when SQLite says CORRUPT is the
+    # same whenever it says it, so it is said here on cue.
+    journal._db.close()
+    damage(path, "garbage")
+    journal._db = sqlite3.connect(path, check_same_thread=False)
+    try:
+        assert journal.last("inbox", "processed") is None  # no history, no exception
+        journal.record(Attempt("inbox", "b", "b.csv", None, 1, "t", "t", 200, "processed", "ok", "", 1))
+        last = journal.last("inbox", "processed")
+        assert last is not None and last.original == "b.csv"
+    finally:
+        journal.close()
+    assert len(list(tmp_path.glob("journal.sqlite3.damaged-*"))) == 1
+    assert any("ERROR" in line and "is damaged" in line for line in logs)
+
+
+# -- notify.json and status.json --------------------------------------------------------
+
+WRONG_JSON = {
+    "binary": bytes(range(256)) * 4,
+    "truncated": b'{"failed": [{"inbox": "inbox", "orig',
+    "a list": b"[]",
+    "a number": b"42",
+    "a string": b'"notify"',
+    "null": b"null",
+    "nested too deep": b"[" * 100_000,
+    "failed is a number": b'{"failed": 5}',
+    "a failed file of numbers": b'{"failed": [{"inbox": 1, "original": 2, "archived": 3, "summary": 4, "when": 5}]}',
+    "failed rows not a list": b'{"failed": [{"inbox": "i", "original": "o", "archived": "", "summary": "s", '
+                              b'"when": "2026-01-01T00:00:00Z", "rows": 7}]}',
+    "a hold of the wrong type": b'{"holds": {"inbox": 5}}',
+    "episodes as a list": b'{"watching_since": ["inbox"]}',
+    "times that are not text": b'{"last_sent": {"digest": 17}, "stale_alerted": {"inbox": {}}}',
+}
+
+
+@pytest.mark.parametrize("content", WRONG_JSON.values(), ids=WRONG_JSON.keys())
+def test_a_damaged_notify_json_is_set_aside_and_mail_goes_on(tmp_path, smtp, logs, content):  # noqa: F811
+    server, box = smtp
+    cfg = load(tmp_path, notify_table(server.port))
+    state = cfg.state_dir / STATE_FILE
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_bytes(content)
+    notifier = Notifier(cfg.notify, cfg.inboxes, state_dir=cfg.state_dir, now=FakeClock())
+    (aside,) = cfg.state_dir.glob(f"{STATE_FILE}.damaged-*")
+    assert aside.read_bytes() == content
+    assert any("ERROR" in line and "notify.json" in line and "set aside" in line for line in logs)
+    notifier.on_report(failed_report(tmp_path / "inbox", "f.csv", {"success": False, "summary": "no"}))
+    assert notifier.tick(final=True) == 1
+    assert "f.csv" in box.body()
+    assert json.loads(state.read_text(encoding="utf-8"))["failed"] == []
+
+
+WRONG_STATUS = {
+    **{name: content for name, content in WRONG_JSON.items() if name in
+       ("binary", "truncated", "a list", "a number", "null", "nested too deep")},
+    "inboxes is a list": b'{"mode": "run", "updated": "2026-01-01T00:00:00+00:00", "inboxes": []}',
+    "an inbox is a list": b'{"inboxes": {"inbox": []}}',
+    "waiting is a list": b'{"inboxes": {"inbox": {"waiting": ["a.csv"], "held": 5}}}',
+    "fields of the wrong type": b'{"updated": 5, "mode": [], "pid": "x", "inboxes": {"inbox": {"waiting": {"a": 1}}}}',
+}
+
+
+@pytest.mark.parametrize("content", WRONG_STATUS.values(), ids=WRONG_STATUS.keys())
+def test_status_reads_past_a_damaged_status_json(tmp_path, emu, capsys, content):
+    config_path = write_config(tmp_path, emu)
+    (tmp_path / "inbox" / "waiting.csv").write_text(good_csv("w"), encoding="utf-8")
+    state = tmp_path / "state" / "status.json"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(content)
+    assert main(["--config", str(config_path), "status"]) == 0
+    assert "waiting.csv" in capsys.readouterr().out
+    assert main(["--config", str(config_path), "status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["service"]["running"] is False
+    (inbox,) = data["inboxes"]
+    assert inbox["held"] in (None,) and [w["file"] for w in inbox["waiting"]] == ["waiting.csv"]
