@@ -24,7 +24,13 @@ from dropbox_sync.cli import main
 from dropbox_sync.journal import Attempt, Journal
 from dropbox_sync.notify import STATE_FILE, Notifier
 from tests.helpers import wait_until
-from tests.support import archived, emulator_with_password, good_csv, running_service, write_config
+from tests.support import (
+    archived,
+    emulator_with_password,
+    good_csv,
+    running_service,
+    write_config,
+)
 from tests.test_notify import FakeClock, failed_report, load, notify_table, smtp  # noqa: F401 - fixture
 
 
