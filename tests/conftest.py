@@ -35,3 +35,15 @@ def emulator(tmp_path: Path) -> Iterator[Emulator]:
         yield emu
     finally:
         emu.stop()
+
+
+@pytest.fixture
+def emu(tmp_path: Path) -> Iterator[Emulator]:
+    """A started emulator with the account tests/support.write_config uses (a module may override it)."""
+    from tests.support import emulator_with_password
+
+    emulator = emulator_with_password(tmp_path).start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,3 +107,21 @@ def running(pipeline: Pipeline) -> Iterator[Pipeline]:
         stop.set()
         thread.join(30)
         assert not thread.is_alive(), "pipeline did not stop"
+
+
+def dropbox_sync_process(*args: str) -> subprocess.Popen:
+    """``dropbox-sync ARGS`` in a real process of this venv (text stdout/stderr, no stdin)."""
+    return subprocess.Popen([sys.executable, "-m", "dropbox_sync", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def finish(process: subprocess.Popen, *, stop: bool = False) -> tuple[int, str]:
+    """Wait for a process (after SIGTERM if ``stop``); its exit code and stderr. Killed after 60 s."""
+    if stop and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        _out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _out, err = process.communicate()
+    return process.returncode, err

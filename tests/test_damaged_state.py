@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from loguru import logger
 
 from dropbox_sync.cli import main
 from dropbox_sync.journal import Attempt, Journal
@@ -26,29 +21,13 @@ from dropbox_sync.notify import STATE_FILE, Notifier
 from tests.helpers import wait_until
 from tests.support import (
     archived,
-    emulator_with_password,
+    dropbox_sync_process,
+    finish,
     good_csv,
     running_service,
     write_config,
 )
-from tests.test_notify import FakeClock, failed_report, load, notify_table, smtp  # noqa: F401 - fixture
-
-
-@pytest.fixture
-def emu(tmp_path):
-    emulator = emulator_with_password(tmp_path).start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture
-def logs() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink = logger.add(lambda message: lines.append(str(message).rstrip("\n")), level="DEBUG",
-                      format="{level} {message}")  # fmt: skip
-    yield lines
-    logger.remove(sink)
-
+from tests.test_notify import FakeClock, failed_report, load, logs, notify_table, smtp  # noqa: F401 - fixtures
 
 # -- the journal --------------------------------------------------------------------------
 
@@ -110,22 +89,18 @@ def test_run_starts_with_a_garbage_journal_and_uploads(tmp_path, emu):
     journal_path = tmp_path / "state" / "journal.sqlite3"
     journal_path.parent.mkdir(parents=True)
     journal_path.write_bytes(random.Random(5).randbytes(8192))
-    process = subprocess.Popen([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "run"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               stdin=subprocess.DEVNULL)  # fmt: skip
+    process = dropbox_sync_process("--config", str(config_path), "run")
     try:
         (tmp_path / "inbox" / "a.csv").write_text(good_csv("a1"), encoding="utf-8")
         wait_until(lambda: archived(tmp_path / "inbox", "processed") or process.poll() is not None, timeout=30)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        _out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
+        code, err = finish(process, stop=True)
+    assert code == 0, err
     assert len(archived(tmp_path / "inbox", "processed")) == 1
     assert "is damaged" in err and "Traceback" not in err
 
 
-def test_a_journal_error_during_work_never_blocks_an_upload(tmp_path, emu, logs):
+def test_a_journal_error_during_work_never_blocks_an_upload(tmp_path, emu, logs):  # noqa: F811
     # The shrink guard reads the journal before every upload: a journal that fails
     # under the running service must cost history, not the upload.
     config_path = write_config(tmp_path, emu, shrink_guard=0.5)
@@ -143,7 +118,7 @@ def test_a_journal_error_during_work_never_blocks_an_upload(tmp_path, emu, logs)
     assert any("journal: cannot" in line and "no such table" in line for line in logs)
 
 
-def test_damage_found_during_work_sets_the_journal_aside_and_goes_on(tmp_path, logs):
+def test_damage_found_during_work_sets_the_journal_aside_and_goes_on(tmp_path, logs):  # noqa: F811
     path = tmp_path / "journal.sqlite3"
     journal = Journal(path)
     journal.record(Attempt("inbox", "a", "a.csv", None, 1, "t", "t", 200, "processed", "ok", "", 1))

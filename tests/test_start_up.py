@@ -9,40 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import subprocess
-import sys
-
-import pytest
 
 from dropbox_sync.cli import main
 from tests.helpers import wait_until
-from tests.support import archived, emulator_with_password, good_csv, write_config
-
-
-@pytest.fixture
-def emu(tmp_path):
-    emulator = emulator_with_password(tmp_path).start()
-    yield emulator
-    emulator.stop()
-
-
-def start_run(config_path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)  # fmt: skip
-
-
-def stop_run(process: subprocess.Popen) -> tuple[int, str]:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        _out, err = process.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _out, err = process.communicate()
-    return process.returncode, err
-
+from tests.support import archived, dropbox_sync_process, finish, good_csv, write_config
 
 # -- a missing inbox folder (an unmounted share) ------------------------------------------
 
@@ -51,7 +21,7 @@ def test_run_with_one_inbox_folder_missing_works_the_other_and_picks_it_up_when_
     config_path = write_config(tmp_path, emu, inboxes=2)
     share = tmp_path / "inbox2"
     shutil.rmtree(share)  # the share is not mounted yet at boot
-    process = start_run(config_path)
+    process = dropbox_sync_process("--config", str(config_path), "run")
     try:
         (tmp_path / "inbox" / "local.csv").write_text(good_csv("l1"), encoding="utf-8")
         wait_until(lambda: archived(tmp_path / "inbox", "processed"), timeout=30)
@@ -65,7 +35,7 @@ def test_run_with_one_inbox_folder_missing_works_the_other_and_picks_it_up_when_
         (share / "remote.csv").write_text(good_csv("r1"), encoding="utf-8")
         wait_until(lambda: archived(share, "processed"), timeout=30)
     finally:
-        code, err = stop_run(process)
+        code, err = finish(process, stop=True)
     assert code == 0, err
     assert f"folder {share} is missing" in err and f"folder {share} is back" in err
 
