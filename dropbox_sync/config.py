@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from dropbox_sync.errors import ConfigError
+from dropbox_sync import mapping
+from dropbox_sync.errors import ConfigError, TemplateError
 from dropbox_sync.redact import Secret, redact_url
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class Route:
 
     patterns: tuple[str, ...]
     url: str  # without user:password@
+    # [inbox.columns]/[inbox.values.X], or the route's own: None = upload the file as it is
+    mapping: mapping.ColumnMapping | None = None
 
     @property
     def safe_url(self) -> str:
@@ -125,8 +128,10 @@ INBOX_DEFAULTS: dict[str, Any] = {
     "route": None,
     "shrink_guard": 0.0,
     "source_encoding": "",
+    "columns": None,
+    "values": None,
 }
-ROUTE_KEYS = {"match", "url"}
+ROUTE_KEYS = {"match", "url", "columns", "values"}
 TOP_LEVEL_KEYS = {"defaults", "inbox", "state_dir", "log_dir", "log_level", "log_format", "notify"}
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -332,11 +337,12 @@ def _inbox_path(read: _Reader, base_dir: Path) -> Path:
 def _routes(read: _Reader) -> tuple[tuple[Route, ...], str | None, str | None]:
     """The inbox's routes, and any credentials found in a URL."""
     tables = read.values.get("route")
+    inbox_mapping = _mapping(read, read.values)
     if tables is None:
         if read.values.get("url") is None:
             raise read.fail("url", "is missing (the Infiniti import URL)")
         url, user, password = _split_url(read, read.text("url"), "url")
-        return (Route(("*",), url),), user, password
+        return (Route(("*",), url, inbox_mapping),), user, password
     if read.values.get("url") is not None:
         raise read.fail("url", "conflicts with [[inbox.route]]: give each route its own url")
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
@@ -345,14 +351,42 @@ def _routes(read: _Reader) -> tuple[tuple[Route, ...], str | None, str | None]:
     for number, table in enumerate(tables, start=1):
         label = f"route #{number}"
         _reject_unknown(table, ROUTE_KEYS, f"{read.where}: {label}")
-        for key in ROUTE_KEYS:
+        for key in ("match", "url"):
             if key not in table:
                 raise read.fail(f"{label} {key}", "is missing")
         patterns = _Reader(table, f"{read.where}: {label}").patterns("match")
         url, route_user, route_password = _split_url(read, _Reader(table, read.where).text("url"), f"{label} url")
         user, password = user or route_user, password or route_password
-        routes.append(Route(patterns, url))
+        routes.append(Route(patterns, url, _route_mapping(read, table, label, inbox_mapping)))
     return tuple(routes), user, password
+
+
+def _mapping(read: _Reader, table: Mapping[str, Any], label: str = "") -> mapping.ColumnMapping | None:
+    """The ``columns``/``values`` of ``table`` (an inbox's or a route's), or None when it maps nothing."""
+    columns, values = table.get("columns"), table.get("values")
+    if columns is None:
+        if values is not None:
+            raise read.fail(f"{label} values".strip(), "needs [inbox.columns]: values replace what columns produce")
+        return None
+    try:
+        return mapping.build(columns, values)
+    except TemplateError as exc:
+        raise read.fail(f"{label} {exc.key}".strip(), str(exc)) from None
+
+
+def _route_mapping(read: _Reader, table: Mapping[str, Any], label: str,
+                   inbox_mapping: mapping.ColumnMapping | None) -> mapping.ColumnMapping | None:  # fmt: skip
+    """A route with its own ``columns`` uses only its own ``values``; a route without
+    uses the inbox's columns, its own ``values`` replacing the inbox's column by column."""
+    if table.get("columns") is not None or inbox_mapping is None:
+        return _mapping(read, table, label)  # its own; values alone fail naming the route; or None
+    route_values = table.get("values")
+    if route_values is None:
+        return inbox_mapping
+    if not isinstance(route_values, dict):
+        return _mapping(read, {"columns": read.values["columns"], "values": route_values}, label)
+    merged = {**(read.values.get("values") or {}), **route_values}
+    return _mapping(read, {"columns": read.values["columns"], "values": merged}, label)
 
 
 def _fraction(read: _Reader, key: str) -> float:

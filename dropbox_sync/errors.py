@@ -2,6 +2,8 @@
 
     DropboxSyncError                 base: every error we raise on purpose
     ├── ConfigError                  the config file is wrong (exit code 2)
+    │   └── TemplateError            a column mapping is malformed (mapping.py;
+    │                                config.py names the inbox and key)
     ├── UsageError                   the command line is wrong (exit code 2)
     ├── TransferError                an upload could not complete
     │   ├── HoldError                only a config fix helps: 401/403/404, TLS
@@ -29,6 +31,14 @@ class DropboxSyncError(Exception):
 
 class ConfigError(DropboxSyncError):
     """The configuration is invalid; the message names the file and key."""
+
+
+class TemplateError(ConfigError):
+    """A ``columns``/``values`` entry is malformed; ``key`` is its sub-key (``columns.username``)."""
+
+    def __init__(self, message: str, *, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class UsageError(DropboxSyncError):
