@@ -27,6 +27,7 @@ from typing import Any
 from dropbox_sync.archive import open_claimed
 from dropbox_sync.mapping import (
     REQUIRED_OUTPUT,
+    Column,
     ColumnMapping,
     Template,
     fold,
@@ -96,10 +97,14 @@ def _cell(template: Template, index: Mapping[str, int]) -> Callable[[list[str]],
     constant = template.constant
     if constant is not None:
         return lambda _row: constant
-    parts = [(True, index[fold(p.name)]) if not isinstance(p, str) else (False, p) for p in template.parts]
-    if len(parts) == 1:
-        return itemgetter(parts[0][1])  # the common case: one column as it is
-    return lambda row: "".join([row[v] if is_column else v for is_column, v in parts])
+    if len(template.parts) == 1:
+        return itemgetter(index[fold(template.columns[0])])  # the common case: one column as it is
+    # Several parts: a format string of our own making, ``{0[4]}`` for column 4 and
+    # the template's literal text with its braces doubled, so str.format (one C call)
+    # does nothing but concatenate; the user's text is never read as a format.
+    pattern = "".join(f"{{0[{index[fold(p.name)]}]}}" if isinstance(p, Column) else p.replace("{", "{{").replace("}", "}}")
+                      for p in template.parts)  # fmt: skip
+    return pattern.format
 
 
 def _with_values(render: Callable[[list[str]], str], replacements: dict[str, str]) -> Callable[[list[str]], str]:
