@@ -1,0 +1,76 @@
+"""``dropbox-sync preview FILE``: the file as Infiniti would receive it, sending nothing.
+
+It runs the pipeline's own preparation (``prepare.prepare``: route, encoding,
+mapping, pre-flight) on a copy-free read of the file, so what it shows is what
+``run`` would upload; temporaries go to a private folder, never the inbox.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from dropbox_sync.config import InboxConfig
+from dropbox_sync.prepare import Rejection, Upload, prepare
+
+OK, PROBLEMS = 0, 1
+
+
+def run_preview(inbox: InboxConfig, path: Path, *, rows: int, out: TextIO) -> int:
+    with tempfile.TemporaryDirectory(prefix="dropbox-sync-preview-") as scratch:
+        prepared = prepare(inbox, path, scratch=Path(scratch))
+        if isinstance(prepared, Rejection):
+            print(f"FAIL  {path}: would go to failed/: {prepared.summary}", file=out)
+            return PROBLEMS
+        try:
+            _show(inbox, path, prepared, rows, out)
+        finally:
+            prepared.discard()
+    return OK
+
+
+def _show(inbox: InboxConfig, path: Path, upload: Upload, rows: int, out: TextIO) -> None:
+    how = [f"inbox {inbox.name}", f"to {upload.route.safe_url}"]
+    if upload.transcoded_from:
+        how.append(f"transcoded from {upload.transcoded_from}")
+    how.append("mapped by [inbox.columns]" if upload.mapped is not None else "sent as it is (no [inbox.columns])")
+    print(f"{path}: {', '.join(how)}", file=out)
+    print(f"--- the first {rows} row(s) as Infiniti will receive them ---", file=out)
+    for record in _records(upload.path, rows + 1):
+        print(record, file=out)
+    print("---", file=out)
+    mapped = upload.mapped
+    if mapped is not None:
+        for skipped in mapped.skipped:
+            print(f"note  line {skipped.line}: {skipped.reason}; not sent", file=out)
+        if mapped.skipped_count > len(mapped.skipped):
+            print(f"note  ... and {mapped.skipped_count - len(mapped.skipped)} more row(s) not sent", file=out)
+        print(f"{mapped.rows_sent} of {mapped.rows_read} rows will be sent", file=out)
+    for warning in upload.warnings:
+        print(f"warn  {warning}", file=out)
+    if mapped is None:
+        print(f"{upload.rows} rows will be sent", file=out)
+
+
+def _records(path: Path, count: int) -> Iterator[str]:
+    """The first ``count`` CSV records of ``path`` as their text (quoted line breaks kept),
+    line endings shown as plain new lines."""
+    with open(path, encoding="utf-8-sig", newline="", errors="replace") as handle:
+        taken: list[str] = []
+
+        def lines() -> Iterator[str]:
+            for line in handle:
+                taken.append(line)
+                yield line
+
+        reader = csv.reader(lines())
+        for _ in range(count):
+            try:
+                next(reader)
+            except (StopIteration, csv.Error):
+                return
+            yield "".join(taken).rstrip("\r\n").replace("\r\n", "\n")
+            taken.clear()
