@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import re
+from collections.abc import Container
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -30,6 +31,7 @@ FAILED = "failed"
 HELD = "held"
 REPORT = "report.html"  # the inbox's page for people (never taken for a dropped file)
 RESULT_SUFFIX = ".result.json"
+SENT_SUFFIX = ".sent.csv"  # <archived name>.sent.csv: the CSV a mapped file was sent as
 ORIGINAL_SUFFIX = ".name"  # .<archive name>.name holds the full name of a shortened one
 # 20261125T020000Z_name.csv, or 20261125T020000Z-2_name.csv on a clash
 _ARCHIVE_NAME = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?_(?P<original>.+)\Z", re.DOTALL)  # names may hold \n
@@ -70,14 +72,24 @@ def display_name(name: str) -> str:
     return raw.decode("utf-8", "replace").translate(_CONTROL)
 
 
-def is_archived_file(name: str) -> bool:
-    """A dropped file in one of our folders, not its result or our dot-name companions
-    (done markers, approvals, temporaries)."""
-    return not name.startswith(".") and not name.endswith(RESULT_SUFFIX)
+def is_archived_file(name: str, siblings: Container[str] | None = None) -> bool:
+    """A dropped file in one of our folders, not its result, its sent copy or our dot-name
+    companions (done markers, approvals, temporaries). Give ``siblings`` (the folder's
+    names) where a file must never be missed (sending/, failed/): a ``.sent.csv`` is then
+    ours only beside the file it belongs to, so a user's file of such a name (a sent copy
+    dropped back into the inbox) is still taken for what it is."""
+    if name.startswith(".") or name.endswith(RESULT_SUFFIX):
+        return False
+    return not (name.endswith(SENT_SUFFIX) and (siblings is None or name[: -len(SENT_SUFFIX)] in siblings))
 
 
 def result_path(file: Path) -> Path:
     return file.with_name(file.name + RESULT_SUFFIX)
+
+
+def sent_path(file: Path) -> Path:
+    """Beside a file sent through a column mapping: the CSV that was actually uploaded."""
+    return file.with_name(file.name + SENT_SUFFIX)
 
 
 def claim(inbox: Path, name: str, now: dt.datetime, *, done_marker: str = "") -> Path:
@@ -235,10 +247,10 @@ def archive(claimed: Path, destination: str) -> Path:
     return target
 
 
-def companions(file: Path) -> tuple[Path, Path]:
-    """Our dot-name companions of a file, which follow it from folder to folder:
-    its done marker and its kept original name (each only when there is one)."""
-    return marker_path(file), original_path(file)
+def companions(file: Path) -> tuple[Path, Path, Path]:
+    """Our companions of a file, which follow it from folder to folder: its done marker,
+    its kept original name and its sent copy (each only when there is one)."""
+    return marker_path(file), original_path(file), sent_path(file)
 
 
 def _move_companions(source: Path, target: Path) -> None:
@@ -285,7 +297,7 @@ def prune_processed(inbox: Path, keep_days: float, now: dt.datetime) -> list[Pat
         if entry.name.endswith(RESULT_SUFFIX) or claimed_at is None or claimed_at >= cutoff:
             continue
         path = Path(entry.path)
-        for victim in (result_path(path), original_path(path), path):
+        for victim in (result_path(path), original_path(path), sent_path(path), path):
             try:
                 victim.unlink(missing_ok=True)
             except OSError:
@@ -319,14 +331,16 @@ def claimed_files(inbox: Path) -> list[Path]:
     """Files in sending/ (oldest claim first), not counting results or temporaries."""
     sending = folder(inbox, SENDING)
     try:
-        entries = [
-            sending / entry.name
-            for entry in os.scandir(sending)
-            # Links too (not followed): they must be filed away, not left behind.
-            if not entry.is_dir(follow_symlinks=False) and is_archived_file(entry.name)
-        ]
+        listing = list(os.scandir(sending))
     except FileNotFoundError:
         return []
+    names = {entry.name for entry in listing}
+    entries = [
+        sending / entry.name
+        for entry in listing
+        # Links too (not followed): they must be filed away, not left behind.
+        if not entry.is_dir(follow_symlinks=False) and is_archived_file(entry.name, names)
+    ]
     return sorted(entries, key=lambda p: p.name)
 
 

@@ -18,6 +18,7 @@ from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.discover import NO_ROUTE, discover
 from dropbox_sync.errors import HoldError, TransientError
 from dropbox_sync.prepare import Rejection, prepare
+from dropbox_sync.preview import notes
 
 OK, PROBLEMS, HELD = 0, 1, 3
 
@@ -30,7 +31,7 @@ def run_check(cfg: Config, files: Sequence[Path], *, online: bool, out: TextIO) 
     with tempfile.TemporaryDirectory(prefix="dropbox-sync-check-") as scratch:
         if files:
             for path in files:
-                problems += _check_file(path, _inbox_for(cfg, path), out, Path(scratch))
+                problems += _check_file(path, inbox_for(cfg, path), out, Path(scratch))
         else:
             for inbox in cfg.inboxes:
                 if inbox.path.is_dir():  # a missing one is reported above
@@ -56,7 +57,8 @@ def _check_folder(inbox: InboxConfig, out: TextIO) -> int:
     return 0
 
 
-def _inbox_for(cfg: Config, path: Path) -> InboxConfig:
+def inbox_for(cfg: Config, path: Path) -> InboxConfig:
+    """The inbox whose folder holds ``path``, else the first (for ``check FILE``, ``preview``)."""
     folder = path.resolve().parent
     return next((i for i in cfg.inboxes if i.path == folder), cfg.inboxes[0])
 
@@ -76,7 +78,11 @@ def _check_file(path: Path, inbox: InboxConfig, out: TextIO, scratch: Path, name
         return 1
     prepared.discard()
     how = f", transcoded from {prepared.transcoded_from}" if prepared.transcoded_from else ""
+    if prepared.mapped is not None:
+        how += f", mapped: {prepared.mapped.rows_sent} of {prepared.mapped.rows_read} rows"
     print(f"ok    {path}: would be uploaded ({prepared.size} bytes{how}) to {prepared.route.safe_url}", file=out)
+    for line in notes(prepared):
+        print(f"{line[:6]}{path}: {line[6:]}", file=out)
     return 0
 
 

@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="*", type=Path, help="files to check (default: those waiting in the inboxes)")
     check.add_argument("--online", action="store_true",
                        help="also prove URL, TLS and credentials by posting an empty CSV (a no-op import)")  # fmt: skip
+    preview = command("preview", cmd_preview, "show a file as Infiniti would receive it (encoding, column "
+                      "mapping) and every problem found; sends nothing")  # fmt: skip
+    preview.add_argument("file", type=Path)
+    preview.add_argument("--inbox", help="read it as this inbox would (default: the inbox whose folder holds it, "
+                         "else the first)")  # fmt: skip
+    preview.add_argument("--rows", type=_positive, default=10, metavar="N", help="rows to show (default %(default)s)")
     status = command("status", cmd_status, "per inbox: waiting and held files and why, last success and failure")
     status.add_argument("--json", action="store_true", help="print JSON for monitoring tools")
     history = command("history", cmd_history, "past imports, newest first: outcome, users created/updated/failed")
@@ -240,6 +246,28 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     return run_check(cfg, args.files, online=args.online, out=sys.stdout)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from dropbox_sync.check import inbox_for
+    from dropbox_sync.preview import run_preview
+
+    cfg = _load(args)
+    path: Path = args.file
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    inbox = _choose_inbox(cfg, args.inbox) if args.inbox else inbox_for(cfg, path)
+    return run_preview(inbox, path, rows=args.rows, out=sys.stdout)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -31,8 +31,8 @@ from dropbox_sync.mapping import (
     ColumnMapping,
     Template,
     fold,
-    missing_columns,
 )
+from dropbox_sync.preflight import missing_columns_problem
 
 LISTED_ROWS = 1000  # rows listed by number in a result; beyond that only counted
 _BUFFER = 1 << 20
@@ -119,18 +119,6 @@ def _with_values(render: Callable[[list[str]], str], replacements: dict[str, str
     return replaced
 
 
-def header_problem(mapping: ColumnMapping, header: list[str]) -> str | None:
-    missing = missing_columns(mapping, header)
-    if not missing:
-        return None
-    message = f"The export lacks column(s) the mapping uses: {', '.join(missing)}."
-    if len(header) == 1 and ";" in header[0]:
-        message += " Its header is separated by ';': the export must be comma-separated."
-    else:
-        message += f" The header has: {', '.join(h.strip() for h in header)[:300]}."
-    return message + " Fix the export or [inbox.columns] in the config."
-
-
 def map_rows(mapping: ColumnMapping, source: io.TextIOBase, sink: io.TextIOBase | None) -> MapResult:
     """Map ``source`` (text) into ``sink`` as CSV (``sink`` None: only check)."""
     result = MapResult()
@@ -144,7 +132,7 @@ def map_rows(mapping: ColumnMapping, source: io.TextIOBase, sink: io.TextIOBase 
                 break
         else:
             return result  # empty: sent as an empty file, a legal no-op import
-        result.problem = header_problem(mapping, result.header)
+        result.problem = missing_columns_problem(result.header, mapping)
         if result.problem is not None:
             return result
         _map_body(mapping, reader, sink, result, header_line)

@@ -21,13 +21,13 @@ route, ``mapper.py`` streams an export through one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dropbox_sync.errors import TemplateError
 
 USERNAME = "username"
-# The columns Infiniti's import cannot do without (also checked by preflight.py).
+# The columns Infiniti's import cannot do without (preflight.py checks uploads for them).
 REQUIRED_OUTPUT = ("username", "library-group", "system-group")
 # Characters that mean "Python format syntax" inside a placeholder.
 _FORMAT_SYNTAX = {"!": "a conversion", ":": "a format spec", "[": "indexing"}
@@ -183,9 +183,3 @@ def _values(values: object, produced: Mapping[str, str]) -> tuple[tuple[str, tup
             pairs.append((before, after))
         out.append((produced[fold(column)], tuple(pairs)))
     return tuple(out)
-
-
-def missing_columns(mapping: ColumnMapping, header: Sequence[str]) -> list[str]:
-    """The export columns the templates read that ``header`` lacks."""
-    present = {fold(name) for name in header}
-    return [name for name in mapping.source_columns if fold(name) not in present]

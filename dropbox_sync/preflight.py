@@ -11,12 +11,14 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dropbox_sync.archive import open_claimed
+from dropbox_sync.mapping import REQUIRED_OUTPUT as REQUIRED_COLUMNS
+from dropbox_sync.mapping import ColumnMapping, fold
 
-REQUIRED_COLUMNS = ("username", "library-group", "system-group")
 BOM = codecs.BOM_UTF8
 CHUNK = 1 << 20
 HEADER_LIMIT = 64 * 1024  # a header line longer than this is not a CSV header
@@ -31,9 +33,12 @@ class Inspection:
     not_utf8: bool = False  # the problem is the bytes: not UTF-8 text (another encoding?)
 
 
-def inspect(path: Path, *, max_file_size: int, digest: bool = True) -> Inspection:
+def inspect(path: Path, *, max_file_size: int, digest: bool = True,
+            mapping: ColumnMapping | None = None) -> Inspection:  # fmt: skip
     """Read the file once: whether it may be uploaded, its rows, and its digest
-    (``digest=False`` when the upload will hash the bytes as they go out)."""
+    (``digest=False`` when the upload will hash the bytes as they go out). With a
+    column ``mapping``, the header must have the columns its templates read instead
+    of Infiniti's own (the mapping makes those)."""
     size = path.stat().st_size
     if size > max_file_size:
         problem = (
@@ -48,7 +53,7 @@ def inspect(path: Path, *, max_file_size: int, digest: bool = True) -> Inspectio
         not_utf8 = problem is not None
         if problem is None and size > 0:
             handle.seek(0)
-            problem = _check_header(handle.read(HEADER_LIMIT))
+            problem = _check_header(handle.read(HEADER_LIMIT), mapping)
     return Inspection(size, hasher.hexdigest() if hasher else None, problem, max(0, lines.total - 1), not_utf8)
 
 
@@ -131,7 +136,7 @@ def _chunk_problem(chunk: bytes, offset: int, decoder) -> str | None:
     return None
 
 
-def _check_header(start: bytes) -> str | None:
+def _check_header(start: bytes, mapping: ColumnMapping | None) -> str | None:
     text = start.removeprefix(BOM).decode("utf-8", errors="replace")
     if not text.strip():
         return None  # only a BOM or blank lines: an empty import, which the vendor allows
@@ -140,19 +145,28 @@ def _check_header(start: bytes) -> str | None:
         return "File has no header line: the first line is empty."
     if "\n" not in text and len(start) >= HEADER_LIMIT:
         return f"File has no header line: no line break in the first {HEADER_LIMIT // 1024} KiB."
+    return missing_columns_problem(next(csv.reader([first_line])), mapping)
+
+
+def missing_columns_problem(header: Sequence[str], mapping: ColumnMapping | None) -> str | None:
+    """What a header lacks: Infiniti's required columns, or with a column mapping the
+    export columns its templates read; None when nothing is missing."""
     # Matched like Infiniti's interactive import (and our emulator): case and
     # surrounding spaces do not matter.
-    columns = [c.strip() for c in next(csv.reader([first_line]))]
-    present = {c.lower() for c in columns}
-    missing = [c for c in REQUIRED_COLUMNS if c not in present]
+    present = {fold(c) for c in header}
+    required = REQUIRED_COLUMNS if mapping is None else mapping.source_columns
+    missing = [c for c in required if fold(c) not in present]
     if not missing:
         return None
-    message = f"Missing required column(s): {', '.join(missing)}."
-    if ";" in first_line and "," not in first_line:
+    if mapping is None:
+        message = f"Missing required column(s): {', '.join(missing)}."
+    else:
+        message = f"The export lacks column(s) the mapping uses: {', '.join(missing)}."
+    if len(header) == 1 and ";" in header[0]:
         message += " The header is separated by ';': Infiniti needs commas."
     else:
-        message += f" The header has: {', '.join(columns)[:300]}."
-    return message
+        message += f" The header has: {', '.join(c.strip() for c in header)[:300]}."
+    return message if mapping is None else message + " Fix the export or [inbox.columns] in the config."
 
 
 def _human(size: int) -> str:

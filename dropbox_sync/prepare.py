@@ -10,12 +10,14 @@ The pipeline (``worker.py``), ``check`` and ``send`` all call ``prepare``, so wh
 3. encoding: a file that is valid UTF-8 (BOM or not) is sent as it is; with
    ``source_encoding`` set, any other file is transcoded into a UTF-8 copy (the
    dropped bytes are what gets archived);
-4. pre-flight of the bytes to upload (size, text, required columns);
-5. shrink guard: far fewer rows than the last import on this route waits in held/.
+4. pre-flight of those bytes (size, text, required columns; with a column mapping,
+   the columns its templates read);
+5. column mapping (the route's ``[inbox.columns]``): the export streamed into the CSV
+   Infiniti receives, a temporary in ``scratch`` (``mapper.py``);
+6. shrink guard: far fewer rows than the last import on this route waits in held/.
 
-A later stage that rewrites the bytes (column mapping) fits between 3 and 4: it
-reads ``path``, writes a temporary in ``scratch`` and adds it to ``temporaries``.
-The caller uploads ``Upload.path`` and then calls ``Upload.discard()``.
+The caller uploads ``Upload.path`` and then calls ``Upload.discard()`` (the worker
+first keeps a mapped upload as ``<archived>.sent.csv``: ``Upload.keep_sent``).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dropbox_sync import archive, preflight, routes, transcode
+from dropbox_sync import archive, mapper, preflight, routes, transcode
 from dropbox_sync.config import InboxConfig, Route
+from dropbox_sync.mapper import MapResult, RowMap
 from dropbox_sync.result import PREFLIGHT, SHRINK_GUARD
 
 
@@ -47,6 +50,22 @@ class Upload:
     approved: bool = False  # a person let it past the shrink guard
     warnings: tuple[str, ...] = ()
     temporaries: tuple[Path, ...] = ()  # ours to delete once sent (discard)
+    mapped: MapResult | None = None  # set when [inbox.columns] built ``path`` from the export
+
+    @property
+    def row_map(self) -> RowMap:
+        """Server row number -> the export's row number (and spreadsheet line): the same
+        numbers unless a mapping left rows out (blank rows, empty usernames)."""
+        return self.mapped.row_map if self.mapped is not None else RowMap()
+
+    def keep_sent(self, claimed: Path) -> Path | None:
+        """Move a mapped upload beside the claimed export as ``<archived>.sent.csv`` (it
+        is archived with it); None when the export itself was uploaded."""
+        if self.mapped is None:
+            return None
+        target = archive.sent_path(claimed)
+        os.replace(self.path, target)
+        return target
 
     @property
     def facts(self) -> dict[str, Any]:
@@ -59,6 +78,8 @@ class Upload:
             facts["approved"] = True
         if self.warnings:
             facts["warnings"] = list(self.warnings)
+        if self.mapped is not None:
+            facts["mapping"] = self.mapped.facts()
         return facts
 
     def discard(self) -> None:
@@ -120,23 +141,21 @@ def prepare(inbox: InboxConfig, path: Path, name: str | None = None, *, scratch:
 
 def _encoded(inbox: InboxConfig, route: Route, path: Path, original: str, size: int, scratch: Path | None,
              temporaries: list[Path]) -> Upload | Rejection:  # fmt: skip
-    """Stages 3 and 4: the UTF-8 bytes to upload, pre-flighted."""
+    """Stages 3 to 5: the UTF-8 bytes to upload, pre-flighted, mapped."""
     endpoint = {"endpoint": route.safe_url}
     upload_path, transcoded_from = path, None
+    check = {"max_file_size": inbox.max_file_size, "mapping": route.mapping}
     try:
         # No digest here: the upload hashes the bytes as they go out, which
         # saves a whole pass over a large file.
-        inspection = preflight.inspect(path, max_file_size=inbox.max_file_size, digest=False)
+        inspection = preflight.inspect(path, digest=False, **check)
         if inspection.not_utf8 and inbox.source_encoding:
             # Only what is not UTF-8 already: office staff save "CSV UTF-8" into
             # the same inbox as the SIS's cp1252 exports (issue 11 item 14).
             upload_path = transcode.to_utf8(path, inbox.source_encoding, folder=scratch)
             temporaries.append(upload_path)
             transcoded_from = inbox.source_encoding
-            inspection = preflight.inspect(upload_path, max_file_size=inbox.max_file_size, digest=False)
-        # A stage that rewrites the bytes (column mapping) goes here: it reads
-        # upload_path, writes a temporary in scratch (appended to temporaries),
-        # and the new bytes are inspected again, so pre-flight sees what is sent.
+            inspection = preflight.inspect(upload_path, digest=False, **check)
     except transcode.TranscodeError as exc:
         return Rejection(str(exc), PREFLIGHT, {**endpoint, "bytes": size, "sha256": _sha256(inbox, path)})
     except OSError as exc:
@@ -146,7 +165,32 @@ def _encoded(inbox: InboxConfig, route: Route, path: Path, original: str, size: 
                     transcoded_from=transcoded_from, temporaries=tuple(temporaries))  # fmt: skip
     if inspection.problem is not None:
         return Rejection(inspection.problem, PREFLIGHT, {**upload.facts, "sha256": _sha256(inbox, path)})
-    return upload
+    if route.mapping is None:
+        return upload
+    return _mapped(inbox, upload, path, scratch, temporaries)
+
+
+def _mapped(inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | None,
+            temporaries: list[Path]) -> Upload | Rejection:  # fmt: skip
+    """Stage 5: the CSV Infiniti receives, streamed from the export into a temporary.
+
+    The export was pre-flighted (size, text, the columns the templates read); what
+    this writes is UTF-8 with Infiniti's required columns by construction
+    (``mapping.build`` insists on them), so it is not read a third time."""
+    assert upload.route.mapping is not None
+    # A dot name ending .tmp: never taken for a claimed file, tidied after a crash.
+    target = (scratch or path.parent) / f".{path.name}.mapped.tmp"
+    temporaries.append(target)
+    try:
+        mapped = mapper.map_file(upload.route.mapping, upload.path, target)
+    except OSError as exc:
+        return Rejection(f"File cannot be mapped: {exc.strerror or exc}.", PREFLIGHT,
+                         {**upload.facts, "sha256": _sha256(inbox, path)})  # fmt: skip
+    if mapped.problem is not None:
+        return Rejection(mapped.problem, PREFLIGHT, {**upload.facts, "sha256": _sha256(inbox, path)})
+    return dataclasses.replace(upload, path=target, size=target.stat().st_size, rows=mapped.rows_sent,
+                               warnings=(*upload.warnings, *mapped.warnings), mapped=mapped,
+                               temporaries=tuple(temporaries))  # fmt: skip
 
 
 def _shrink_guard(inbox: InboxConfig, upload: Upload, archived_as: str,

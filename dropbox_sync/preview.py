@@ -42,17 +42,25 @@ def _show(inbox: InboxConfig, path: Path, upload: Upload, rows: int, out: TextIO
     for record in _records(upload.path, rows + 1):
         print(record, file=out)
     print("---", file=out)
+    for line in notes(upload):
+        print(line, file=out)
     mapped = upload.mapped
     if mapped is not None:
-        for skipped in mapped.skipped:
-            print(f"note  line {skipped.line}: {skipped.reason}; not sent", file=out)
-        if mapped.skipped_count > len(mapped.skipped):
-            print(f"note  ... and {mapped.skipped_count - len(mapped.skipped)} more row(s) not sent", file=out)
         print(f"{mapped.rows_sent} of {mapped.rows_read} rows will be sent", file=out)
-    for warning in upload.warnings:
-        print(f"warn  {warning}", file=out)
-    if mapped is None:
+    else:
         print(f"{upload.rows} rows will be sent", file=out)
+
+
+def notes(upload: Upload) -> list[str]:
+    """What a person should know before this upload goes (``preview`` and ``check``):
+    rows the mapping leaves out, and values the server will refuse."""
+    lines = []
+    mapped = upload.mapped
+    if mapped is not None:
+        lines += [f"note  line {s.line}: {s.reason}; not sent" for s in mapped.skipped]
+        if mapped.skipped_count > len(mapped.skipped):
+            lines.append(f"note  ... and {mapped.skipped_count - len(mapped.skipped)} more row(s) not sent")
+    return lines + [f"warn  {warning}" for warning in upload.warnings]
 
 
 def _records(path: Path, count: int) -> Iterator[str]:

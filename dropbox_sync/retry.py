@@ -37,6 +37,7 @@ def retry_failed(cfg: Config, wanted: Sequence[str]) -> tuple[list[tuple[str, In
                 problems.append(f"{inbox.name}: {path.name} not moved: {exc.strerror or exc}")
                 continue
             archive.original_path(path).unlink(missing_ok=True)
+            archive.sent_path(path).unlink(missing_ok=True)  # made again when it is sent again
             moved.append((original, inbox))
     problems.extend(f"{name}: not found in any failed/ folder" for name in sorted(unmatched))
     return moved, problems
@@ -48,8 +49,9 @@ def _failed_files(inbox: InboxConfig) -> list[Path]:
         entries = list(os.scandir(failed))
     except FileNotFoundError:
         return []
+    names = {e.name for e in entries}
     return sorted(
         failed / e.name
         for e in entries
-        if e.is_file(follow_symlinks=False) and archive.is_archived_file(e.name)
+        if e.is_file(follow_symlinks=False) and archive.is_archived_file(e.name, names)
     )

@@ -19,7 +19,7 @@ from typing import Any
 
 from loguru import logger
 
-from dropbox_sync import archive, result
+from dropbox_sync import archive, mapper, result
 from dropbox_sync.backoff import Backoff
 from dropbox_sync.client import ImportClient, Reply
 from dropbox_sync.config import InboxConfig
@@ -312,7 +312,23 @@ class InboxWorker:
                            self.name, original)  # fmt: skip
             return Outcome.NOT_READY
         facts["sha256"] = reply.sha256
+        facts.update(self._keep_sent(claimed, upload, reply))
         return self._conclude(claimed, original, started, reply.body or {}, reply, facts, result.UPLOAD)
+
+    def _keep_sent(self, claimed: Path, upload: Upload, reply: Reply) -> dict[str, Any]:
+        """A mapped upload is kept beside the export (``<archived>.sent.csv``), and each row
+        the server reported is traced back to the export: its row, line and username."""
+        try:
+            sent = upload.keep_sent(claimed)
+            if sent is None or upload.route.mapping is None:
+                return {}
+            details = (reply.body or {}).get("details")
+            return {"export_rows": mapper.reported_rows(details, upload.row_map, sent,
+                                                        upload.route.mapping.username_index)}  # fmt: skip
+        except OSError as exc:  # our own file in our own folder: worth a warning, not the result
+            logger.warning('inbox "{}": cannot keep the CSV sent for {}: {}', self.name, claimed.name,
+                           exc.strerror or exc)  # fmt: skip
+            return {}
 
     def _http(self) -> ImportClient:
         if self._client is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync import config, mapper
+from dropbox_sync import archive, config, mapper
 from dropbox_sync.errors import ConfigError, TemplateError
 from dropbox_sync.mapping import Column, build, parse_template
 
@@ -258,3 +258,47 @@ def test_reported_rows_lead_back_to_the_export_and_its_usernames(tmp_path):
                     "2": {"row": 3, "line": 4, "username": "0003"},
                     "3": {"row": 4, "line": 5, "username": "0004"}}  # fmt: skip
     assert mapper.reported_rows(None, result.row_map, sent, 0) == {}
+
+
+# -- the sent copy in the work folders ----------------------------------------------------
+
+def test_a_sent_copy_follows_its_file_and_is_never_taken_for_a_claimed_one(tmp_path):
+    archive.ensure_folders(tmp_path)
+    claimed = tmp_path / "sending" / "20261125T020000Z_students.csv"
+    claimed.write_text("export\n")
+    archive.sent_path(claimed).write_text("sent\n")
+    assert archive.claimed_files(tmp_path) == [claimed]
+    target = archive.archive(claimed, archive.PROCESSED)
+    assert archive.sent_path(target).read_text() == "sent\n"
+    assert not archive.sent_path(claimed).exists()
+
+
+def test_a_user_file_named_like_a_sent_copy_is_still_sent(tmp_path):
+    """Office staff may drop a sent copy back into the inbox: claimed, it must not be stranded."""
+    archive.ensure_folders(tmp_path)
+    claimed = tmp_path / "sending" / "20261126T020000Z_20261125T020000Z_students.csv.sent.csv"
+    claimed.write_text("username,library-group,system-group\n")
+    assert archive.claimed_files(tmp_path) == [claimed]
+
+
+def test_retry_drops_the_old_sent_copy_and_prune_removes_it_with_its_file(tmp_path):
+    import datetime as dt
+
+    from dropbox_sync.retry import retry_failed
+
+    cfg = parse(tmp_path)
+    inbox = cfg.inboxes[0].path
+    archive.ensure_folders(inbox)
+    failed = inbox / "failed" / "20261125T020000Z_students.csv"
+    failed.write_text("export\n")
+    archive.sent_path(failed).write_text("sent\n")
+    moved, problems = retry_failed(cfg, [])
+    assert (len(moved), problems) == (1, [])
+    assert not archive.sent_path(failed).exists()
+    assert (inbox / "students.csv").read_text() == "export\n"
+
+    done = inbox / "processed" / "20261125T020000Z_old.csv"
+    done.write_text("export\n")
+    archive.sent_path(done).write_text("sent\n")
+    archive.prune_processed(inbox, 1, dt.datetime(2026, 12, 30, tzinfo=dt.UTC))
+    assert list((inbox / "processed").iterdir()) == []

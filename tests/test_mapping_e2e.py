@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,15 @@ import pytest
 from dropbox_sync import archive
 from tests import sis_exports
 from tests.helpers import wait_until
-from tests.support import PASSWORD, USER, archived, emulator_with_password, result_of, running_service, write_config
+from tests.support import (
+    PASSWORD,
+    USER,
+    archived,
+    emulator_with_password,
+    result_of,
+    running_service,
+    write_config,
+)
 
 
 @pytest.fixture
@@ -87,11 +96,11 @@ def test_a_ready_mapping_sends_the_export_as_infiniti_needs_it(tmp_path, emu, sy
     if refused:
         # Infiniti's details stay verbatim; our rows say where each reported row is in the export.
         assert filed.parent.name == "failed"
-        by_user = {row["username"]: row for row in ours["rows"].values()}
+        by_user = {row["username"]: row for row in ours["export_rows"].values()}
         for username, line in sample.refused.items():
             assert by_user[username]["line"] == line
             assert by_user[username]["row"] == line - 1
-        assert set(ours["rows"]) == set(result["details"])
+        assert set(ours["export_rows"]) == set(result["details"])
     else:
         assert filed.parent.name == "processed"
 
@@ -127,8 +136,8 @@ def test_the_emulator_keeps_every_patron_field_and_still_checks_email(emu):
              "formClass,enabled\n"  # fmt: skip
     body = (header + "p1,Year 7,Student,Ann,Lee,ann@school.example,B001,2031,7A,TRUE\n"
             "p2,Year 8,Student,Bo,Ng,bo-at-school,B002,2030,8B,FALSE\n").encode()  # fmt: skip
-    reply = httpx.post(emu.import_url("users"), files={"file": ("p.csv", body)}, auth=("autoimport", "demo-password"),
-                       verify=str(emu.ca_file), timeout=30).json()  # fmt: skip
+    reply = httpx.post(emu.import_url("users"), files={"file": ("p.csv", body)}, auth=(USER, PASSWORD),
+                       verify=ssl.create_default_context(cafile=str(emu.ca_file)), timeout=30).json()  # fmt: skip
     assert reply["details"]["2"].startswith("Field (emailAddress) is not a well-formed email address.")
     (user,) = emu.users()
     assert dict(user.fields) == {"username": "p1", "library-group": "Year 7", "system-group": "Student",
@@ -151,9 +160,9 @@ def test_preview_prints_the_rows_as_infiniti_will_receive_them_and_sends_nothing
     export.write_bytes(sis_exports.seqta().data)
     done = cli(config, "preview", str(export), "--rows", "2")
     assert done.returncode == 0, done.stderr
-    assert "username,firstName,lastName,barcode,library-group,system-group\r\n" \
-           "owang,Olivia,Wang,S0001,Students,Student\r\n" \
-           "ikelly,Isla,Kelly,S0003,Students,Student\r\n" in done.stdout.replace("\n", "\r\n").replace("\r\r", "\r")  # fmt: skip
+    assert ("username,firstName,lastName,barcode,library-group,system-group\n"
+            "owang,Olivia,Wang,S0001,Students,Student\n"
+            "ikelly,Isla,Kelly,S0003,Students,Student\n---\n") in done.stdout
     assert "jrossi" not in done.stdout  # --rows 2
     assert "line 3: username is empty; not sent" in done.stdout
     assert "3 of 5 rows will be sent" in done.stdout
@@ -204,3 +213,48 @@ def test_send_maps_the_file_like_the_service(tmp_path, emu):
     assert {u.username for u in emu.users()} == {"20231", "20232"}
     assert [r["library-group"] for r in sent_rows(emu.uploads()[0].stored_file)] == ["Year 7", "Year 11", "Year 13"]
     assert USER and PASSWORD not in done.stdout + done.stderr
+
+
+def test_rows_left_out_still_lead_each_reported_row_to_its_line(tmp_path, emu):
+    inbox = tmp_path / "inbox"
+    config = write_config(tmp_path, emu)
+    config.write_text(config.read_text() + '[inbox.columns]\nusername = "{ID}"\nlibrary-group = "Students"\n'
+                      'system-group = "Student"\nemailAddress = "{Mail}"\n', encoding="utf-8")  # fmt: skip
+    lines = ["ID,Mail", "a1,a1@school.example", ",nobody@school.example", "", "a4,not-an-email",
+             "a5,a5@school.example", "  ,blank-username@school.example", "a7,also bad"]  # fmt: skip
+    with running_service(config):
+        (inbox / "export.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        wait_until(lambda: archived(inbox, "failed"), timeout=30)
+    (filed,) = archived(inbox, "failed")
+    result = result_of(filed)
+    # The server numbered the 4 rows it received; each leads back to the export's line.
+    assert set(result["details"]) == {"1", "2", "3", "4"}
+    assert result["dropbox_sync"]["export_rows"] == {
+        "1": {"row": 1, "line": 2, "username": "a1"}, "2": {"row": 4, "line": 5, "username": "a4"},
+        "3": {"row": 5, "line": 6, "username": "a5"}, "4": {"row": 7, "line": 8, "username": "a7"}}  # fmt: skip
+    assert result["dropbox_sync"]["mapping"]["not_sent"] == [
+        {"row": 2, "line": 3, "reason": "username is empty"}, {"row": 6, "line": 7, "reason": "username is empty"}]
+    assert result["dropbox_sync"]["rows"] == 4
+    assert {u.username for u in emu.users()} == {"a1", "a5"}
+
+
+def test_each_route_maps_with_its_own_columns(tmp_path, emu):
+    inbox = tmp_path / "inbox"
+    config = write_config(tmp_path, emu)
+    text = "".join(line + "\n" for line in config.read_text().splitlines() if not line.startswith("url ="))
+    text += (f'[[inbox.route]]\nmatch = "users*"\nurl = "{emu.base_url}/api/import/users"\n'
+             '[inbox.route.columns]\nusername = "{Code}"\nlibrary-group = "Year {Year}"\nsystem-group = "Student"\n'
+             '[inbox.route.values.library-group]\n"Year 07" = "Year 7"\n'
+             f'[[inbox.route]]\nmatch = "*groups*"\nurl = "{emu.base_url}/api/import/userGroups?tenantId=s1"\n'
+             '[inbox.route.columns]\nusername = "{Code}"\nlibrary-group = "{Club}"\nsystem-group = "Student"\n'
+             'group = "{Club}"\n')  # fmt: skip
+    config.write_text(text, encoding="utf-8")
+    with running_service(config):
+        (inbox / "users.csv").write_text("Code,Year\n0001,07\n", encoding="utf-8")
+        (inbox / "groups.csv").write_text("Code,Club\n0001,Staff\n", encoding="utf-8")
+        wait_until(lambda: len(archived(inbox, "processed")) == 2, timeout=30)
+    (user,) = emu.users()
+    assert (user.username, user.library_group) == ("0001", "Year 7")
+    (member,) = emu.users("s1")
+    assert dict(member.fields) == {"username": "0001", "library-group": "Staff", "system-group": "Student",
+                                   "group": "Staff"}  # fmt: skip
