@@ -20,18 +20,10 @@ from tests.support import (
     PASSWORD,
     USER,
     archived,
-    emulator_with_password,
     result_of,
     running_service,
     write_config,
 )
-
-
-@pytest.fixture
-def emu(tmp_path):
-    emulator = emulator_with_password(tmp_path).start()
-    yield emulator
-    emulator.stop()
 
 
 def mapped_config(tmp_path: Path, emu, system: str, **overrides) -> Path:
