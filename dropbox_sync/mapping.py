@@ -156,6 +156,12 @@ def build(columns: object, values: object) -> ColumnMapping:
             parsed.append((name, parse_template(text)))
         except TemplateError as exc:
             raise TemplateError(str(exc), key=key) from None
+    username = next((t for name, t in parsed if fold(name) == USERNAME), None)
+    if username is not None and username.constant is not None:
+        # Every row would be the same user; "{{studCode}}" (a Jinja habit) is the usual cause.
+        hint = f' ("{{{{" and "}}}}" are literal braces: write "{username.constant}")' if "{" in username.constant else ""
+        raise TemplateError(f"must name a column of the export, e.g. \"{{StudentID}}\": a fixed username would make "
+                            f"every row the same user{hint}", key=f"columns.{seen[USERNAME]}")  # fmt: skip
     missing = [c for c in REQUIRED_OUTPUT if c not in seen]
     if missing:
         raise TemplateError(f"lacks {', '.join(missing)}: Infiniti needs {', '.join(REQUIRED_OUTPUT)}",

@@ -85,6 +85,10 @@ def test_without_columns_nothing_is_mapped(tmp_path):
         ({"columns": {**COLUMNS, "username": ""}}, 'inbox "students": columns.username is empty'),
         ({"columns": {**COLUMNS, "username": "{studCode"}}, "columns.username has a \"{\" that is never closed"),
         ({"columns": {**COLUMNS, "formClass": "{year:02}"}}, "columns.formClass uses a format spec"),
+        ({"columns": {**COLUMNS, "username": "{{studCode}}"}},
+         'columns.username must name a column of the export, e.g. "{StudentID}": a fixed username would make every '
+         'row the same user ("{{" and "}}" are literal braces: write "{studCode}")'),
+        ({"columns": {**COLUMNS, "username": "student"}}, "a fixed username would make every row the same user"),
         ({"columns": {**COLUMNS, "formClass": 7}}, "columns.formClass must be text in quotes"),
         ({"columns": {"username": "{a}", "library-group": "x"}}, "columns lacks system-group"),
         ({"columns": "{studCode}"}, "columns must be a table"),
