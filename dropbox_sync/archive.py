@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import re
+import stat
 from collections.abc import Container
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -212,6 +213,22 @@ def open_claimed(path: Path) -> BinaryIO:
     return os.fdopen(os.open(path, flags), "rb")
 
 
+def open_untrusted(path: Path) -> BinaryIO:
+    """Open a file people may have put in our folders, only if it is a regular file.
+
+    No link is followed, and a FIFO or device cannot block or feed us:
+    O_NONBLOCK makes opening a FIFO return at once, and anything that is not a
+    regular file is refused with an OSError."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    if getattr(os, "O_NONBLOCK", 0):  # POSIX only; Windows has no FIFOs in folders
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     # backslashreplace: a file name that is not valid UTF-8 is written as a
@@ -293,7 +310,7 @@ def prune_processed(inbox: Path, keep_days: float, now: dt.datetime) -> list[Pat
     except FileNotFoundError:
         return []
     for entry in entries:
-        claimed_at = _archive_time(entry.name)
+        claimed_at = archived_at(entry.name)
         if entry.name.endswith(RESULT_SUFFIX) or claimed_at is None or claimed_at >= cutoff:
             continue
         path = Path(entry.path)
@@ -306,7 +323,8 @@ def prune_processed(inbox: Path, keep_days: float, now: dt.datetime) -> list[Pat
     return removed
 
 
-def _archive_time(name: str) -> dt.datetime | None:
+def archived_at(name: str) -> dt.datetime | None:
+    """When a file was claimed, from its archive name (None if the name is not one of ours)."""
     try:
         return dt.datetime.strptime(name[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
     except ValueError:

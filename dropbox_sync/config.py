@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from dropbox_sync.notify_settings import NotifySettings
 
 OBSERVER_KINDS = ("auto", "native", "polling")
+MAX_REPORT_IMPORTS = 1000  # keeps report.html small enough for any browser and share
+# No folders, no dot-name (our temporaries), nothing Windows forbids or reads as a stream (":").
+_REPORT_NAME = re.compile(r'[^./\\:*?"<>|\x00-\x1f][^/\\:*?"<>|\x00-\x1f]*\.html?', re.IGNORECASE)
 LOG_FORMATS = ("text", "json")
 
 
@@ -78,6 +81,8 @@ class InboxConfig:
     routes: tuple[Route, ...] = ()
     shrink_guard: float = 0.0  # 0 = off; else hold a file with fewer rows than this share of the last
     source_encoding: str = ""  # "" = the file is UTF-8 already
+    report: str = "report.html"  # the page for people in the inbox (report.py); "" = none
+    report_imports: int = 50  # imports the page lists, newest first
 
     @property
     def safe_url(self) -> str:
@@ -130,6 +135,8 @@ INBOX_DEFAULTS: dict[str, Any] = {
     "source_encoding": "",
     "columns": None,
     "values": None,
+    "report": "report.html",
+    "report_imports": 50,
 }
 ROUTE_KEYS = {"match", "url", "columns", "values"}
 TOP_LEVEL_KEYS = {"defaults", "inbox", "state_dir", "log_dir", "log_level", "log_format", "notify"}
@@ -182,7 +189,9 @@ def parse(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:
     log_format = raw.get("log_format", "text")
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"{where}: log_format must be one of {', '.join(LOG_FORMATS)}")
-    from dropbox_sync.notify_settings import parse_settings  # lazy: it imports this module
+    from dropbox_sync.notify_settings import (
+        parse_settings,  # lazy: it imports this module
+    )
 
     notify = parse_settings(raw.get("notify"), where, base_dir)
     return Config(
@@ -315,6 +324,8 @@ def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: 
         routes=routes,
         shrink_guard=_fraction(read, "shrink_guard"),
         source_encoding=_encoding(read),
+        report=_report_name(read),
+        report_imports=_count(read, "report_imports", 1, MAX_REPORT_IMPORTS),
     )
 
 
@@ -406,6 +417,21 @@ def _encoding(read: _Reader) -> str:
         return codecs.lookup(name).name
     except LookupError:
         raise read.fail("source_encoding", f"is not an encoding Python knows: {name} (try cp1252)") from None
+
+
+def _report_name(read: _Reader) -> str:
+    """A plain .html name in the inbox itself: never a path, a hidden name, or something the scan takes."""
+    name = read.text("report").strip()
+    if name and not _REPORT_NAME.fullmatch(name):
+        raise read.fail("report", 'must be a file name ending in .html, such as "report.html" (or "" for none)')
+    return name
+
+
+def _count(read: _Reader, key: str, minimum: int, maximum: int) -> int:
+    value = read.values.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise read.fail(key, f"must be a whole number from {minimum} to {maximum}")
+    return value
 
 
 def _split_url(read: _Reader, raw: str, key: str) -> tuple[str, str | None, str | None]:

@@ -43,6 +43,8 @@ from dropbox_sync.mail import MailError, SmtpServer
 from dropbox_sync.notify_settings import NotifySettings
 from dropbox_sync.notify_state import MAX_FILES, FailedFile, Hold, Note, State
 from dropbox_sync.redact import scrub
+from dropbox_sync.rows import failed_details
+from dropbox_sync.when import duration, parse_iso, show_local
 
 if TYPE_CHECKING:  # the pipeline is heavy, and config.parse imports this module
     from dropbox_sync.outcome import FileReport
@@ -52,7 +54,6 @@ CHECK_SECONDS = 5.0  # how often the background thread looks for something due
 MAX_ROWS = 20  # failed rows shown per file; the rest are in the result file
 RETRY_FIRST, RETRY_MAX = 60.0, 1800.0  # seconds between attempts while SMTP fails
 FLUSH_TIMEOUT = 10.0  # at stop, the SMTP timeout: a service must stop within ~30 s (DESIGN §8.11)
-ROW_SUCCESS = ("user created", "user updated")  # Infiniti lists every row once one fails
 TOLD = ("processed", "failed", "held")  # pipeline.Outcome values that matter here (retries do not)
 
 # -- the notifier -----------------------------------------------------------------
@@ -186,7 +187,7 @@ class Notifier:
             return
         result = _read_result(report.result_file)
         facts = result.get("dropbox_sync") if isinstance(result.get("dropbox_sync"), dict) else {}
-        rows = _failed_rows(result.get("details"))
+        rows = failed_details(result.get("details"))
         summary = result.get("summary") if isinstance(result.get("summary"), str) else report.summary
         self.state.failed.append(FailedFile(
             inbox=report.inbox, original=report.original, summary=summary, when=_iso(when),
@@ -400,16 +401,6 @@ def _read_result(path: Path | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _failed_rows(details: Any) -> list[tuple[str, str]]:
-    """The rows Infiniti did not import, in row order (``details`` lists every row)."""
-    if isinstance(details, list):
-        details = {str(n): v for n, v in enumerate(details, start=1)}
-    if not isinstance(details, dict):
-        return []
-    rows = [(str(n), str(v)) for n, v in details.items() if not str(v).strip().lower().startswith(ROW_SUCCESS)]
-    return sorted(rows, key=lambda r: (0, int(r[0])) if r[0].isdigit() else (1, r[0]))
-
-
 def _text(path: Path) -> str:
     # A name that is not valid UTF-8 reaches us with surrogates; show U+FFFD instead.
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
@@ -419,29 +410,13 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _parse(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
-def _show(moment: dt.datetime | None) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z") if moment else "(unknown)"
+# Shared with status and the report page (when.py); kept under these names for this module's callers.
+_parse = parse_iso
+_show = show_local
 
 
 def _duration(delta: dt.timedelta) -> str:
-    seconds = max(0.0, delta.total_seconds())
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+    return duration(delta.total_seconds())
 
 
 def from_config(cfg: Any, *, journal: Any = None, state_dir: Path | None = None) -> Notifier | None:

@@ -49,6 +49,9 @@ class Pipeline:
                         for inbox in config.inboxes]  # fmt: skip
         self.ready = threading.Event()  # set once every observer runs (for sd_notify READY)
         self.state_dir = state_dir
+        # What the process is doing, in words the report pages use:
+        # starting, watching, stopped (run) or checking, checked (once).
+        self.activity = "starting"
         self._threads: list[threading.Thread] = []
 
     def write_status(self, mode: str) -> None:
@@ -83,6 +86,7 @@ class Pipeline:
         for worker in self.workers:
             logger.info('inbox "{}": watching {} ({} observer) -> {}', worker.name, worker.inbox.path,
                         watcher.kind(worker.name), worker.inbox.safe_url)  # fmt: skip
+        self.activity = "watching"
         self.ready.set()
         self.write_status("run")
         try:
@@ -116,17 +120,20 @@ class Pipeline:
             if thread.is_alive():
                 logger.warning("{}: upload still running at stop; abandoned. The file stays in sending/ "
                                "and is sent again at the next start.", thread.name)  # fmt: skip
+        self.activity = "stopped"
         self.write_status("stopped")
 
     def once(self, stop: threading.Event) -> OnceResult:
         """Deal with every file now in the inboxes, then return (scheduled-task mode)."""
         held: dict[str, str] = {}
+        self.activity = "checking"
         threads = [threading.Thread(target=self._once_inbox, args=(w, stop, held), name=f"once-{w.name}")
                    for w in self.workers]  # fmt: skip
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        self.activity = "checked"
         self.write_status("once")
         return OnceResult([r for w in self.workers for r in w.reports], held)
 

@@ -1,9 +1,10 @@
-"""The pipeline with what it needs around it: journal, status.json, email notifier.
+"""The pipeline with what it needs around it: journal, status.json, email notifier, report pages.
 
 ``run``, ``once`` and every service host (Windows, systemd, launchd) open
 the pipeline through ``pipeline_session`` so they cannot drift apart: the
-notifier hears every report and is stopped (sending what is pending) before
-the journal it reads is closed.
+notifier and the report pages hear every report, and are stopped (sending
+what is pending, writing each page's final state) before the journal they
+read is closed.
 """
 
 from __future__ import annotations
@@ -17,18 +18,24 @@ from dropbox_sync.config import Config
 
 @contextlib.contextmanager
 def pipeline_session(cfg: Config, *, pipeline_factory: Callable[..., object] | None = None) -> Iterator[object]:
-    from dropbox_sync import notify
+    from dropbox_sync import notify, report
     from dropbox_sync.journal import Journal
     from dropbox_sync.pipeline import Pipeline
 
     state_dir = cfg.state_dir or paths.state_dir()
     journal = Journal(state_dir / "journal.sqlite3")
-    notifier = None
+    notifier = pages = None
     try:
         notifier = notify.from_config(cfg, journal=journal, state_dir=state_dir)
-        listeners = [notifier.on_report] if notifier is not None else []
-        yield (pipeline_factory or Pipeline)(cfg, journal=journal, state_dir=state_dir, listeners=listeners)
+        pages = report.from_config(cfg, journal=journal)
+        listeners = [hears.on_report for hears in (notifier, pages) if hears is not None]
+        pipeline = (pipeline_factory or Pipeline)(cfg, journal=journal, state_dir=state_dir, listeners=listeners)
+        if pages is not None:
+            pages.start(pipeline)
+        yield pipeline
     finally:
         if notifier is not None:
             notifier.stop()
+        if pages is not None:
+            pages.stop()
         journal.close()

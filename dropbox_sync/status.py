@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from dropbox_sync import __version__, archive, statefiles
+from dropbox_sync import __version__, archive, statefiles, when
 from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.discover import Discovery, discover
 from dropbox_sync.errors import StateFileDamaged
@@ -81,7 +81,7 @@ def _text_or_none(value: object) -> str | None:
 def gather(cfg: Config, state_dir: Path, journal: Journal | None) -> dict[str, Any]:
     """Everything ``status`` shows, as plain data (also the ``--json`` output)."""
     service = read_status_file(state_dir)
-    updated = _parse_time(service.get("updated")) if service else None
+    updated = when.parse_iso(service.get("updated")) if service else None
     age = (_now() - updated).total_seconds() if updated else None
     running = bool(service and service.get("mode") == "run" and age is not None and age < FRESH_SECONDS)
     today = _now().replace(hour=0, minute=0, second=0, microsecond=0).isoformat()
@@ -99,12 +99,8 @@ def gather(cfg: Config, state_dir: Path, journal: Journal | None) -> dict[str, A
 def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal | None, today: str) -> dict:
     status: dict[str, Any] = {"name": inbox.name, "path": str(inbox.path), "url": inbox.safe_url,
                               "held": reported.get("held"), "folder_missing": not inbox.path.is_dir()}  # fmt: skip
-    reasons = reported.get("waiting", {})
     found = _discover(inbox)
-    status["waiting"] = [_waiting_entry(path, reasons)
-                         for path in found.claimed + [inbox.path / c.name for c in found.waiting]]  # fmt: skip
-    marker = {c.name: f"waits for its done marker {c.name}{inbox.done_marker}" for c in found.unfinished}
-    status["waiting"] += [_waiting_entry(inbox.path / name, marker) for name in marker]
+    status["waiting"] = waiting(inbox, reported.get("waiting", {}), found)
     status["not_sent"] = [{"file": archive.display_name(item.name), "reason": item.reason} for item in found.skipped]
     status["failed_files"] = _count_files(inbox.path / archive.FAILED)
     if journal is not None:
@@ -112,6 +108,16 @@ def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal
         status["last_failure"] = _attempt(journal.last(inbox.name, "failed"))
         status["today"] = journal.counts_since(inbox.name, today)
     return status
+
+
+def waiting(inbox: InboxConfig, reasons: dict[str, str], found: Discovery | None = None) -> list[dict[str, Any]]:
+    """The files an inbox has not dealt with yet (sending/ first, then the queue), and why.
+
+    ``reasons``: what the worker said about each (its snapshot's ``waiting``)."""
+    found = _discover(inbox) if found is None else found
+    entries = [_waiting_entry(path, reasons) for path in found.claimed + [inbox.path / c.name for c in found.waiting]]
+    marker = {c.name: f"waits for its done marker {c.name}{inbox.done_marker}" for c in found.unfinished}
+    return entries + [_waiting_entry(inbox.path / name, marker) for name in marker]
 
 
 def _discover(inbox: InboxConfig) -> Discovery:
@@ -162,7 +168,7 @@ def render_text(data: dict[str, Any]) -> str:
         lines.append(f"  waiting: {len(inbox['waiting'])}")
         for entry in inbox["waiting"]:
             age = entry["seconds_since_modified"]
-            since = f"{_duration(age)} since last change" if age is not None else "gone"
+            since = f"{when.duration(age)} since last change" if age is not None else "gone"
             lines.append(f"    {entry['where']:<8} {entry['file']}  ({since}; {entry['reason']})")
         if inbox["not_sent"]:
             lines.append(f"  not sent: {len(inbox['not_sent'])}")
@@ -180,22 +186,5 @@ def render_text(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _parse_time(text: object) -> dt.datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -1,0 +1,336 @@
+"""report.html: what happened in an inbox, for the people who drop files into it.
+
+Office staff drop a file on a share and want to know what became of it, in
+the same folder, without a server, a port or a login (the share's permissions
+already decide who may look). ``ReportPages`` listens to the pipeline's
+reports and keeps one self-contained page per inbox (no script, no external
+asset, inline CSS) current: the inbox's state now, the last success, the
+recent imports with their failed rows, and the files held for approval.
+
+Rendering is Jinja2 with autoescaping on, so every value that came from a
+file name, a file or the server is text, never markup; every value also goes
+through ``redact.scrub`` (the environment's ``finalize``) so a server reply
+quoting the password cannot put it on the page. The page is written through
+``pagefile.write_page`` (temporary + fsync + rename, no link followed).
+
+A burst of 10,000 files must not mean 10,000 rewrites: each page is rewritten
+at most once per ``RENDER_EVERY`` seconds while files keep finishing, and
+always once more at the end (``stop``), so the final state is on the page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from dropbox_sync import __version__, archive, pagefile, rows, status, when
+from dropbox_sync.config import InboxConfig
+from dropbox_sync.redact import scrub
+
+if TYPE_CHECKING:
+    from dropbox_sync.journal import Attempt, Journal
+    from dropbox_sync.outcome import FileReport
+    from dropbox_sync.worker import InboxSnapshot
+
+RENDER_EVERY = 2.0  # seconds between rewrites of one page while files keep finishing
+IDLE_REFRESH = 600.0  # a running service rewrites an unchanged page this often: its time shows it is alive
+CHECK_EVERY = 1.0  # how often the live state (waiting, held) is compared with the page's
+MAX_FAILED_ROWS = 20  # per import; the rest are in the result and the failed-rows CSV
+MAX_HELD = 100  # held files listed
+MAX_RESULT_BYTES = 64 * 1024 * 1024  # a result bigger than this is not read for its rows
+FAILED_ROWS_SUFFIX = ".failed-rows.csv"  # beside a partly failed file in failed/
+FOLDERS = {"processed": archive.PROCESSED, "failed": archive.FAILED, "guarded": archive.HELD}
+OUTCOME_TEXT = {"processed": "Imported", "failed": "Failed", "guarded": "Held for approval"}
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# -- keeping the pages current ---------------------------------------------------------
+
+
+@dataclass
+class _Page:
+    inbox: InboxConfig
+    due: bool = True  # something happened that the page does not show yet
+    rendered_at: float | None = None  # monotonic time of the last rewrite
+    shown: object = None  # the live state the page shows
+    results: dict[tuple[str, int, int], tuple[list[rows.FailedRow], int]] = field(default_factory=dict)
+    problem: str | None = None  # the last write error, logged once
+
+
+class ReportPages:
+    """One report page per inbox that has one, rewritten after outcomes (rate-limited) and at stop."""
+
+    def __init__(self, inboxes: Iterable[InboxConfig], journal: Journal | None, *,
+                 clock: Callable[[], float] = time.monotonic, now: Callable[[], dt.datetime] = utc_now,
+                 render_every: float = RENDER_EVERY, idle_refresh: float = IDLE_REFRESH) -> None:  # fmt: skip
+        self.journal = journal
+        self.clock, self.now = clock, now
+        self.render_every, self.idle_refresh = render_every, idle_refresh
+        self.renders = 0  # pages written, for tests and curiosity
+        self._pages = {inbox.name: _Page(inbox) for inbox in inboxes if inbox.report}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pipeline: Any = None
+
+    def __bool__(self) -> bool:
+        return bool(self._pages)
+
+    def on_report(self, report: FileReport) -> None:
+        """A pipeline listener: quick, never blocks on I/O."""
+        page = self._pages.get(report.inbox)
+        if page is not None:
+            with self._lock:
+                page.due = True
+            self._wake.set()
+
+    def start(self, pipeline: Any) -> ReportPages:
+        """Watch ``pipeline`` (its ``snapshots()`` and ``activity``); the first pages are written at once."""
+        self._pipeline = pipeline
+        for page in self._pages.values():
+            pagefile.remove_stale_temporaries(page.inbox.path, page.inbox.report)
+        self._thread = threading.Thread(target=self._run, name="report-pages", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread, then write every page as things are now (the final state)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._pipeline is not None:
+            self.tick(final=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                delay = self.tick()
+            except Exception:  # noqa: BLE001 - a page must never stop the service
+                logger.exception("report pages: unexpected error; trying again shortly")
+                delay = self.render_every
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def tick(self, *, final: bool = False) -> float:
+        """Rewrite the pages that are due and allowed; seconds until the next look."""
+        snapshots = {s.name: s for s in self._pipeline.snapshots()}
+        activity = getattr(self._pipeline, "activity", "")
+        now = self.clock()
+        delay = CHECK_EVERY
+        for name, page in self._pages.items():
+            snapshot = snapshots.get(name)
+            shown = (activity, snapshot.held, snapshot.folder_missing, snapshot.uploading,
+                     tuple(sorted(snapshot.waiting.items()))) if snapshot else (activity,)  # fmt: skip
+            with self._lock:
+                wanted = final or page.due or shown != page.shown or (
+                    page.rendered_at is not None and now - page.rendered_at >= self.idle_refresh
+                    and activity == "watching")  # fmt: skip
+                wait = 0.0 if page.rendered_at is None else page.rendered_at + self.render_every - now
+                if not wanted:
+                    continue
+                if wait > 0 and not final:
+                    delay = min(delay, wait)
+                    continue
+                page.due = False
+            page.shown, page.rendered_at = shown, now
+            self._write(page, snapshot, activity)
+        return max(0.0, delay)
+
+    def _write(self, page: _Page, snapshot: InboxSnapshot | None, activity: str) -> None:
+        inbox = page.inbox
+        if not inbox.path.is_dir():
+            return  # an unmounted share: nothing to write into, and the page there is out of reach anyway
+        try:
+            html = render(gather(inbox, snapshot, activity, self.journal, self.now(), page.results))
+            pagefile.write_page(inbox.path, inbox.report, html)
+        except Exception as exc:  # noqa: BLE001 - a page must never stop an upload
+            problem = f"{type(exc).__name__}: {exc}"
+            if problem != page.problem:
+                logger.warning('inbox "{}": cannot write {} ({}); uploads carry on', inbox.name, inbox.report, problem)
+            page.problem = problem
+            return
+        if page.problem is not None:
+            logger.info('inbox "{}": {} is written again', inbox.name, inbox.report)
+        page.problem = None
+        self.renders += 1
+
+
+# -- what the page shows -----------------------------------------------------------------
+
+
+def gather(inbox: InboxConfig, snapshot: InboxSnapshot | None, activity: str, journal: Journal | None,
+           now: dt.datetime, cache: dict | None = None) -> dict[str, Any]:  # fmt: skip
+    """Everything the template shows, as plain data."""
+    cache = {} if cache is None else cache
+    reasons = snapshot.waiting if snapshot else {}
+    imports = journal.history(inbox.name, limit=inbox.report_imports) if journal else []
+    success = journal.last(inbox.name, "processed") if journal else None
+    return {
+        "inbox": inbox.name,
+        "written": _moment(now, now),
+        "zone": when.zone_text(now),
+        "version": __version__,
+        "activity": activity,
+        "held": snapshot.held if snapshot else None,
+        "hold_retry": when.duration(inbox.hold_retry_seconds),
+        "uploading": snapshot.uploading if snapshot else None,
+        "waiting": [_waiting(entry) for entry in status.waiting(inbox, reasons)],
+        "last_success": _import(inbox, success, now, cache) if success else None,
+        "held_files": _held_files(inbox, now),
+        "imports": [_import(inbox, attempt, now, cache) for attempt in imports],
+        "limit": inbox.report_imports,
+    }
+
+
+def _waiting(entry: dict[str, Any]) -> dict[str, Any]:
+    age = entry["seconds_since_modified"]
+    return {**entry, "since": when.duration(age) if age is not None else ""}
+
+
+def _moment(moment: dt.datetime | None, now: dt.datetime) -> dict[str, str] | None:
+    if moment is None:
+        return None
+    local = moment.astimezone()
+    return {"iso": local.isoformat(timespec="seconds"), "text": local.strftime("%a %d %b %Y, %H:%M:%S %Z"),
+            "short": local.strftime("%d %b %Y %H:%M %Z"), "ago": when.duration((now - moment).total_seconds())}
+
+
+def _import(inbox: InboxConfig, attempt: Attempt, now: dt.datetime, cache: dict) -> dict[str, Any]:
+    folder = FOLDERS.get(attempt.outcome, archive.FAILED)
+    archived = inbox.path / folder / attempt.file
+    result = archive.result_path(archived)
+    failed_csv = archived.with_name(archived.name + FAILED_ROWS_SUFFIX)
+    links = [(label, _href(folder, path.name)) for label, path in
+             (("file", archived), ("result", result), ("failed rows (CSV)", failed_csv)) if _is_file(path)]  # fmt: skip
+    counts = rows.summary_counts(attempt.summary) or {}
+    failed_rows, more = ([], 0)
+    if attempt.outcome == "failed" and _is_file(result):
+        failed_rows, more = _failed_rows(inbox, archived, result, cache)
+    return {
+        "file": attempt.original,
+        "archived_as": attempt.file,
+        "when": _moment(when.parse_iso(attempt.finished), now),
+        "outcome": attempt.outcome,
+        "outcome_text": OUTCOME_TEXT.get(attempt.outcome, attempt.outcome),
+        "summary": attempt.summary,
+        "created": counts.get("created"),
+        "updated": counts.get("updated"),
+        "failed": counts.get("failed"),
+        "links": links,
+        "failed_rows": failed_rows,
+        "more_failed_rows": more,
+    }
+
+
+def _failed_rows(inbox: InboxConfig, archived: Path, result: Path, cache: dict) -> tuple[list[rows.FailedRow], int]:
+    """The failed rows of an archived file, read once: archived files do not change."""
+    try:
+        info = os.lstat(result)
+    except OSError:
+        return [], 0
+    key = (str(result), info.st_size, info.st_mtime_ns)
+    if key not in cache:
+        details = _read_json(result).get("details") if info.st_size <= MAX_RESULT_BYTES else None
+        cache[key] = rows.failed_rows(details, archived, encoding=inbox.source_encoding, limit=MAX_FAILED_ROWS)
+    return cache[key]
+
+
+def _held_files(inbox: InboxConfig, now: dt.datetime) -> list[dict[str, Any]]:
+    folder = inbox.path / archive.HELD
+    try:
+        names = sorted(e.name for e in os.scandir(folder)
+                       if archive.is_archived_file(e.name) and e.is_file(follow_symlinks=False))  # fmt: skip
+    except OSError:
+        return []
+    held = []
+    for name in names[:MAX_HELD]:
+        summary = _read_json(archive.result_path(folder / name)).get("summary")
+        held.append({
+            "file": archive.display_name(archive.original_name(name)),
+            "archived_as": archive.display_name(name),
+            "since": _moment(archive.archived_at(name), now),
+            "why": summary if isinstance(summary, str) else "",
+            "command": f"dropbox-sync approve {_quoted(archive.display_name(name))}",
+            "href": _href(archive.HELD, name),
+        })  # fmt: skip
+    return held
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A result file from a shared folder: no link followed, nothing but a regular file read."""
+    try:
+        with archive.open_untrusted(path) as handle:
+            data = json.loads(handle.read(MAX_RESULT_BYTES + 1).decode("utf-8", "replace"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _href(folder: str, name: str) -> str:
+    """A link relative to the page: works from a share, a mapped drive and a UNC path alike."""
+    raw = name.encode("utf-8", "surrogateescape")
+    return f"{folder}/{urllib.parse.quote(raw, safe='')}"
+
+
+def _quoted(name: str) -> str:
+    return f'"{name}"' if any(c in name for c in " '\"&()<>|^;$`") else name
+
+
+# -- rendering ----------------------------------------------------------------------------
+
+_environment = None
+_environment_lock = threading.Lock()
+
+
+def render(data: dict[str, Any]) -> str:
+    return _template().render(**data)
+
+
+def _template():
+    global _environment
+    with _environment_lock:
+        if _environment is None:
+            import jinja2  # only a process that writes pages pays for it
+
+            # autoescape=True: every {{ value }} is HTML-escaped (file names, server
+            # messages, usernames such as O'Brien); finalize runs on each value before
+            # that, so scrub sees the text as it is, not its escaped form.
+            _environment = jinja2.Environment(
+                loader=jinja2.PackageLoader("dropbox_sync", "templates"),
+                autoescape=True,
+                finalize=lambda value: scrub(value) if isinstance(value, str) else value,
+                undefined=jinja2.StrictUndefined,
+                trim_blocks=True,
+                lstrip_blocks=True,
+            )
+        return _environment.get_template("report.html")
+
+
+def from_config(cfg: Any, *, journal: Journal | None) -> ReportPages | None:
+    """The pages of a loaded config (not yet started); None when every inbox has ``report = ""``."""
+    pages = ReportPages(cfg.inboxes, journal)
+    return pages if pages else None

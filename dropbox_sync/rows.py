@@ -1,0 +1,100 @@
+"""What an import did, row by row: the counts in Infiniti's summary, and the rows it refused,
+matched back to the records of the export they came from.
+
+Infiniti's reply numbers the data rows from 1 (blank lines skipped, the
+emulator's documented reading of the vendor page) and says per row what
+happened; people fix rows in a spreadsheet, so each failed row is also given
+the row a spreadsheet shows it on (the header is row 1, blank lines count)
+and its username.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dropbox_sync import archive
+
+ROW_SUCCESS = ("user created", "user updated")  # Infiniti lists every row once one fails
+_TWICE = re.compile(r"(?P<problem>.+?)\.? User failed to import: (?P=problem)\.?\s*", re.DOTALL)
+_COUNT = re.compile(r"(\d+)\s+users?\s+(processed|created|updated|failed)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class FailedRow:
+    row: int | str  # Infiniti's row number (text if the server sent something else)
+    line: int | None  # the row a spreadsheet shows it on; None when the export does not have it
+    username: str
+    reason: str
+
+
+def summary_counts(summary: object) -> dict[str, int] | None:
+    """``{"processed": 3, "created": 1, "updated": 1, "failed": 1}`` from Infiniti's summary line;
+    None when the summary is not one (a file stopped before upload, a whole-file failure)."""
+    if not isinstance(summary, str):
+        return None
+    counts = {word.lower(): int(number) for number, word in _COUNT.findall(summary)}
+    return counts or None
+
+
+def failed_details(details: Any) -> list[tuple[str, str]]:
+    """The rows Infiniti did not import, in row order (``details`` lists every row)."""
+    if isinstance(details, list):
+        details = {str(n): v for n, v in enumerate(details, start=1)}
+    if not isinstance(details, dict):
+        return []
+    rows = [(str(n), str(v)) for n, v in details.items() if not str(v).strip().lower().startswith(ROW_SUCCESS)]
+    return sorted(rows, key=lambda r: (0, int(r[0])) if r[0].isdigit() else (1, r[0]))
+
+
+def failed_rows(details: Any, export: Path | None, *, encoding: str = "", limit: int = 20) -> tuple[list[FailedRow], int]:
+    """The first ``limit`` failed rows with their spreadsheet row and username, and how many more failed.
+
+    The export is read (without following a link) only as far as the last row
+    shown; a missing or unreadable export leaves line and username blank."""
+    failed = failed_details(details)
+    shown, more = failed[:limit], max(0, len(failed) - limit)
+    wanted = {int(n) for n, _ in shown if n.isdigit()}
+    found = _records(export, wanted, encoding) if export is not None and wanted else {}
+    rows = []
+    for number, reason in shown:
+        line, username = found.get(int(number), (None, "")) if number.isdigit() else (None, "")
+        rows.append(FailedRow(int(number) if number.isdigit() else number, line, username, tidy_reason(reason)))
+    return rows, more
+
+
+def tidy_reason(reason: str) -> str:
+    """Infiniti states a row's problem twice ("X. User failed to import: X. "): once is enough for people."""
+    reason = reason.strip()
+    twice = _TWICE.fullmatch(reason)
+    return f"{twice.group('problem')}." if twice else reason
+
+
+def _records(export: Path, wanted: set[int], encoding: str) -> dict[int, tuple[int, str]]:
+    """Data row number -> (spreadsheet row, username) for the rows in ``wanted``."""
+    found: dict[int, tuple[int, str]] = {}
+    try:
+        with archive.open_untrusted(export) as raw:
+            text = io.TextIOWrapper(raw, encoding=encoding or "utf-8-sig", errors="replace", newline="")
+            reader = csv.reader(text)
+            column, data_row = None, 0
+            for record_number, record in enumerate(reader, start=1):
+                if not any(cell.strip() for cell in record):
+                    continue  # a blank line: a spreadsheet row, but not a data row
+                if column is None:
+                    folded = [cell.strip().casefold() for cell in record]
+                    column = folded.index("username") if "username" in folded else -1
+                    continue
+                data_row += 1
+                if data_row in wanted:
+                    username = record[column].strip() if 0 <= column < len(record) else ""
+                    found[data_row] = (record_number, username)
+                    if len(found) == len(wanted):
+                        break
+    except (OSError, csv.Error, UnicodeError, LookupError):
+        pass  # moved by `retry`, pruned, or not text: the reasons still show
+    return found

@@ -1,0 +1,295 @@
+"""report.html: rendered by the real pipeline, read the way a person's browser shows it.
+
+The page is opened in headless Debian chromium (tests/browser.py) and
+checked by its DOM after load: the words a person reads, the links, and that
+hostile names and server messages stayed text (no element, nothing run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from dropbox_sync import archive, config, pagefile, report
+from dropbox_sync.config import ConfigError
+from dropbox_sync.journal import Journal
+from dropbox_sync.pipeline import Pipeline
+from dropbox_sync.session import pipeline_session
+from tests.browser import Dom, dump_dom
+from tests.helpers import wait_until
+from tests.support import (
+    HEADER,
+    PASSWORD,
+    USER,
+    archived,
+    emulator_with_password,
+    good_csv,
+    running,
+    write_config,
+)
+
+HOSTILE_NAME = "<script>alert(1)<\\script>.csv"  # '/' cannot be in a file name; '\' opens no less
+IMG_NAME = "<img src=x onerror=alert(1)>.csv"
+PWN = "<script>document.body.className='pwned'</script>"  # changes the DOM if it ever runs (no comma: a CSV cell)
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    """The emulator with the account and password the configs of tests.support use."""
+    emu = emulator_with_password(tmp_path).start()
+    yield emu
+    emu.stop()
+
+
+def page_of(inbox: Path) -> Path:
+    return inbox / "report.html"
+
+
+def text_of(inbox: Path) -> str:
+    """The page's text without a browser (for waits); the browser has the last word."""
+    return Dom(page_of(inbox).read_text(encoding="utf-8")).text if page_of(inbox).is_file() else ""
+
+
+def once(config_path: Path) -> None:
+    with pipeline_session(config.load(config_path)) as pipeline:
+        pipeline.once(threading.Event())
+
+
+def test_the_page_a_person_sees_after_once(tmp_path, emulator):
+    config_path = write_config(tmp_path, emulator)
+    inbox = tmp_path / "inbox"
+    (inbox / "good.csv").write_text(good_csv("ann", "bob"), encoding="utf-8")
+    os.utime(inbox / "good.csv", (1, 1))  # oldest: sent first
+    hostile = (HEADER + "ok1,First,Last,Year 7,Student,ok1@school.example\n"
+               "O'Brien,Siobhan,O'Brien,Year 7,Student,not-an-email\n"
+               "\n"  # a blank line: a spreadsheet row, not an import row
+               f"pwn,A,B,{PWN},Student,pwn@school.example\n")  # fmt: skip
+    (inbox / HOSTILE_NAME).write_text(hostile, encoding="utf-8")
+    os.utime(inbox / HOSTILE_NAME, (2, 2))
+    (inbox / IMG_NAME).write_text(good_csv("cid"), encoding="utf-8")
+    os.utime(inbox / IMG_NAME, (3, 3))
+
+    once(config_path)
+
+    assert [p.name for p in archived(inbox, "failed")] and len(archived(inbox, "processed")) == 2
+    dom = Dom(dump_dom(page_of(inbox)))
+    assert dom.all("script") == [] and dom.all("img") == [], "a name or message became markup"
+    assert dom.all("body") == [{}], "a script ran"
+    text = dom.text
+    assert "Imports from this folder: inbox" in text
+    assert "Checked A scheduled run sent the files" in text
+    assert "No files are waiting." in text
+    # Newest first: the <img> file, then the hostile one, then good.csv; names as text.
+    assert text.index(IMG_NAME) < text.index(HOSTILE_NAME) < text.index("good.csv")
+    assert f"{HOSTILE_NAME}\n3 users processed. 1 user created. 0 users updated. 2 users failed. | Failed | 1 | 0 | 2" \
+        in text  # fmt: skip
+    assert "good.csv\n2 users processed. 2 users created. 0 users updated. 0 users failed. | Imported | 2 | 0 | 0" \
+        in text  # fmt: skip
+    # The failed rows: Infiniti's row, the spreadsheet line (header 1, blank line counted), username, reason.
+    assert "Row | Spreadsheet line | Username | Reason" in text
+    assert "| 2 | 3 | O'Brien | Field (emailAddress) is not a well-formed email address." in text
+    assert f"| 3 | 5 | pwn | Library group ({PWN}) does not exist." in text
+    assert f"Last successful import\n{IMG_NAME} on " in text
+    # Links: relative, and each opens the archived file, its result and (when written) its failed-rows CSV.
+    links = dom.links()
+    assert links and all(not urllib.parse.urlsplit(h).scheme and not h.startswith("/") for h in links)
+    targets = {inbox / urllib.parse.unquote(h) for h in links}
+    assert all(t.is_file() for t in targets), targets
+    failed_file = archived(inbox, "failed")[0]
+    assert {failed_file, archive.result_path(failed_file)} <= targets
+    assert {p for p in archived(inbox, "processed")} <= targets
+
+
+def test_once_from_the_command_line_writes_local_times_with_the_zone(tmp_path, emulator):
+    config_path = write_config(tmp_path, emulator)
+    (tmp_path / "inbox" / "a.csv").write_text(good_csv("a"), encoding="utf-8")
+    env = {**os.environ, "TZ": "Asia/Kolkata"}  # UTC+05:30: no UTC time can be mistaken for it
+    result = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
+                            capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL, check=False)
+    assert result.returncode == 0, result.stderr
+    text = text_of(tmp_path / "inbox")
+    assert "Times are this computer's local time, IST (UTC+05:30)." in text
+    stamp = json.loads(archive.result_path(archived(tmp_path / "inbox", "processed")[0])
+                       .read_text(encoding="utf-8"))["dropbox_sync"]["finished"]  # fmt: skip
+    local = report.when.parse_iso(stamp).astimezone(report.dt.timezone(report.dt.timedelta(hours=5, minutes=30)))
+    assert local.strftime("%d %b %Y %H:%M IST") in text.split("Recent imports")[1]
+
+
+def test_the_page_stays_current_under_run(tmp_path, emulator):
+    config_path = write_config(tmp_path, emulator, hold_retry_seconds=300)
+    inbox = tmp_path / "inbox"
+    with pipeline_session(config.load(config_path)) as pipeline, running(pipeline):
+        wait_until(lambda: "Watching New files in this folder" in text_of(inbox))
+        (inbox / "first.csv").write_text(good_csv("ann"), encoding="utf-8")
+        wait_until(lambda: "first.csv\n1 users processed" in text_of(inbox) or "first.csv\n1 user" in text_of(inbox))
+        assert "Last successful import\nfirst.csv on" in text_of(inbox)
+
+        emulator.inject("401", count=1000)
+        (inbox / "second.csv").write_text(good_csv("bob"), encoding="utf-8")
+        held = wait_until(lambda: (t := text_of(inbox)) and "Held Files are not being sent" in t and t)
+        assert "credentials were rejected" in held
+        assert "second.csv | sending/ | held: HTTP 401" in held  # waiting, with why
+    text = text_of(inbox)
+    assert "Held Files are not being sent" in text  # still held as it stopped: said first
+    assert "Files waiting (1)" in text
+
+
+def test_a_stopped_service_says_so(tmp_path, emulator):
+    inbox = tmp_path / "inbox"
+    with pipeline_session(config.load(write_config(tmp_path, emulator))) as pipeline, running(pipeline):
+        wait_until(lambda: "Watching" in text_of(inbox))
+    assert "Stopped The service stopped when this page was written." in text_of(inbox)
+
+
+def test_a_burst_is_rendered_a_bounded_number_of_times_and_ends_current(tmp_path, emulator):
+    """300 files in one pass: the page is written at the start and at the end, not 300 times.
+
+    The pages' clock is frozen (the seam ReportPages offers) so "no time has
+    passed" is exact; the rest is the real pipeline and emulator."""
+    cfg = config.load(write_config(tmp_path, emulator, settle_seconds=0))
+    inbox = tmp_path / "inbox"
+    for number in range(300):
+        (inbox / f"f{number:03}.csv").write_text(good_csv(f"u{number}"), encoding="utf-8")
+        os.utime(inbox / f"f{number:03}.csv", (number + 1, number + 1))
+    journal = Journal(tmp_path / "state" / "journal.sqlite3")
+    pages = report.ReportPages(cfg.inboxes, journal, clock=lambda: 1000.0)
+    try:
+        pipeline = Pipeline(cfg, journal=journal, listeners=[pages.on_report])
+        pages.start(pipeline)
+        wait_until(lambda: pages.renders >= 1)
+        pipeline.once(threading.Event())
+        pages.stop()
+    finally:
+        journal.close()
+    assert len(archived(inbox, "processed")) == 300
+    assert pages.renders == 2, "one page at the start, one with the final state"
+    text = text_of(inbox)
+    assert "The last 50 at most, newest first." in text
+    assert text.count("| Imported |") == 50 and text.index("f299.csv") < text.index("f250.csv")
+    assert "f249.csv" not in text.split("Recent imports")[1]
+
+
+def test_a_link_planted_at_the_page_is_replaced_never_followed(tmp_path, emulator):
+    inbox = tmp_path / "inbox"
+    outside = tmp_path / "precious.txt"
+    outside.write_text("the service must never write here\n", encoding="utf-8")
+    config_path = write_config(tmp_path, emulator)
+    page_of(inbox).symlink_to(outside)
+    (inbox / "a.csv").write_text(good_csv("a"), encoding="utf-8")
+    once(config_path)
+    assert outside.read_text(encoding="utf-8") == "the service must never write here\n"
+    assert not page_of(inbox).is_symlink() and "a.csv" in text_of(inbox)
+    assert oct(page_of(inbox).stat().st_mode & 0o777) == oct(pagefile.PAGE_MODE)
+    assert not [p for p in inbox.iterdir() if p.name.startswith(".report.html.")], "a temporary was left"
+
+
+def test_a_fifo_or_link_in_place_of_a_result_does_not_hang_or_leak(tmp_path, emulator):
+    config_path = write_config(tmp_path, emulator)
+    inbox = tmp_path / "inbox"
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"details": {"1": "SECRET-DETAIL"}}), encoding="utf-8")
+    (inbox / "a.csv").write_text(HEADER + "a,F,L,Nope,Student,a@school.example\n", encoding="utf-8")
+    (inbox / "b.csv").write_text(HEADER + "b,F,L,Nope,Student,b@school.example\n", encoding="utf-8")
+    once(config_path)
+    first, second = archived(inbox, "failed")
+    archive.result_path(first).unlink()
+    os.mkfifo(archive.result_path(first))  # would block a plain open() for ever
+    archive.result_path(second).unlink()
+    archive.result_path(second).symlink_to(secret)
+    once(config_path)  # nothing new to send: the final page is written all the same
+    text = text_of(inbox)
+    assert "Library group (Nope) does not exist" not in text and "SECRET-DETAIL" not in text
+    assert text.count("| Failed | 0 | 0 | 1 | file") == 2  # no link to a result that is not a plain file
+
+
+def test_the_page_is_never_an_import_whatever_include_says(tmp_path, emulator):
+    inbox = tmp_path / "inbox"
+    config_path = write_config(tmp_path, emulator, include=["*"], exclude=[])
+    (inbox / "a.csv").write_text(good_csv("a"), encoding="utf-8")
+    once(config_path)
+    assert page_of(inbox).is_file()
+    (inbox / ".report.html.0123456789abcdef.tmp").write_text("left by a crash", encoding="utf-8")
+    once(config_path)  # the page and its temporaries are not files to send
+    assert [p.name for p in archived(inbox, "processed")] == [archived(inbox, "processed")[0].name]
+    assert archived(inbox, "failed") == []
+    assert not (inbox / ".report.html.0123456789abcdef.tmp").exists(), "a crash's temporary is cleared"
+
+
+def test_report_names_and_bounds_are_configurable(tmp_path, emulator):
+    inbox = tmp_path / "inbox"
+    (inbox.parent / "inbox").mkdir()
+    (inbox / "a.csv").write_text(good_csv("a"), encoding="utf-8")
+    once(write_config(tmp_path, emulator, report=""))
+    assert not page_of(inbox).exists() and [p.name for p in inbox.iterdir() if p.suffix == ".html"] == []
+    (inbox / "b.csv").write_text(good_csv("b"), encoding="utf-8")
+    (inbox / "c.csv").write_text(good_csv("c"), encoding="utf-8")
+    once(write_config(tmp_path, emulator, report="Imports.htm", report_imports=1))
+    text = Dom((inbox / "Imports.htm").read_text(encoding="utf-8")).text
+    assert "The last 1 at most" in text and text.count("| Imported |") == 1
+    for bad in ("../x.html", "sub/x.html", "x.csv", ".hidden.html", "a:b.html"):
+        with pytest.raises(ConfigError, match="report must be a file name ending in .html"):
+            config.load(write_config(tmp_path, emulator, report=bad))
+    for bad in (0, 1001, 2.5, True):
+        with pytest.raises(ConfigError, match="report_imports must be a whole number from 1 to 1000"):
+            config.load(write_config(tmp_path, emulator, report_imports=bad))
+
+
+def test_held_files_show_why_and_the_command_that_releases_them(tmp_path, emulator):
+    inbox = tmp_path / "inbox"
+    config_path = write_config(tmp_path, emulator, shrink_guard=0.5)
+    (inbox / "full.csv").write_text(good_csv(*[f"u{n}" for n in range(10)]), encoding="utf-8")
+    once(config_path)
+    (inbox / "O'Brien short.csv").write_text(good_csv("u1"), encoding="utf-8")
+    once(config_path)
+    held = [p.name for p in (inbox / "held").iterdir() if archive.is_archived_file(p.name)]
+    assert len(held) == 1
+    dom = Dom(dump_dom(page_of(inbox)))
+    assert "Files held for approval (1)" in dom.text
+    assert f'dropbox-sync approve "{held[0]}"' in dom.text
+    assert "Held for approval: 1 rows, but the last file imported on this route had 10" in dom.text
+    assert "| Held for approval |" in dom.text
+
+
+class EchoingServer(BaseHTTPRequestHandler):
+    """An import endpoint that quotes the password and hostile markup back (the emulator never would)."""
+
+    def do_POST(self) -> None:  # http.server's name for it
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = json.dumps({"success": False, "summary": f"Password {PASSWORD} is wrong for {USER} {PWN}",
+                           "details": {"1": f"User failed: {PWN} {PASSWORD}"}}).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_message_quoting_the_password_never_reaches_the_page(tmp_path, emulator):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingServer)
+    thread = threading.Thread(target=server.serve_forever, name="echoing-server")
+    thread.start()
+    try:
+        config_path = write_config(tmp_path, emulator, url=f"http://127.0.0.1:{server.server_port}/api/import/users")
+        (tmp_path / "inbox" / "a.csv").write_text(good_csv("a"), encoding="utf-8")
+        once(config_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    page = page_of(tmp_path / "inbox").read_text(encoding="utf-8")
+    assert PASSWORD not in page and urllib.parse.quote(PASSWORD, safe="") not in page
+    dom = Dom(dump_dom(page_of(tmp_path / "inbox")))
+    assert dom.all("script") == [] and dom.all("body") == [{}]
+    assert f"Password *** is wrong for {USER} {PWN}" in dom.text
+    assert f"| 1 | 2 | a | User failed: {PWN} ***" in dom.text
