@@ -234,24 +234,6 @@ class Journal:
             " AND rows IS NOT NULL ORDER BY id DESC LIMIT 1", (inbox, route)).fetchone(), None)  # fmt: skip
         return row[0] if row else None
 
-    def history(self, inbox: str | None = None, *, since: str | None = None, limit: int | None = None) -> list[Attempt]:
-        """Past imports (files that reached processed/, failed/ or held/), newest first.
-
-        Retries and holds are attempts, not imports: the file is still waiting."""
-        where, params = ["outcome IN (?, ?, ?)"], ["processed", "failed", "guarded"]
-        if inbox is not None:
-            where.append("inbox = ?")
-            params.append(inbox)
-        if since is not None:
-            where.append("finished >= ?")
-            params.append(since)
-        sql = f"SELECT {COLUMNS} FROM attempts WHERE {' AND '.join(where)} ORDER BY id DESC"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        return [Attempt(*row) for row in rows]
-
     def counts_since(self, inbox: str, since_iso: str) -> dict[str, int]:
         rows = self._use("count today's attempts", lambda db: db.execute(
             "SELECT outcome, COUNT(*) FROM attempts WHERE inbox = ? AND finished >= ? GROUP BY outcome",

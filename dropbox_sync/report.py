@@ -39,7 +39,7 @@ from dropbox_sync.config import InboxConfig
 from dropbox_sync.redact import scrub
 
 if TYPE_CHECKING:
-    from dropbox_sync.journal import Attempt, Journal
+    from dropbox_sync.journal import Attempt, HistoryEntry, Journal
     from dropbox_sync.outcome import FileReport
     from dropbox_sync.worker import InboxSnapshot
 
@@ -50,7 +50,6 @@ MAX_FAILED_ROWS = 20  # per import; the rest are in the result and the failed-ro
 MAX_HELD = 100  # held files listed
 MAX_RESULT_BYTES = 64 * 1024 * 1024  # a result bigger than this is not read for its rows
 FAILED_ROWS_SUFFIX = ".failed-rows.csv"  # beside a partly failed file in failed/
-FOLDERS = {"processed": archive.PROCESSED, "failed": archive.FAILED, "guarded": archive.HELD}
 OUTCOME_TEXT = {"processed": "Imported", "failed": "Failed", "guarded": "Held for approval"}
 
 
@@ -192,7 +191,7 @@ def gather(inbox: InboxConfig, snapshot: InboxSnapshot | None, activity: str, jo
         "hold_retry": when.duration(inbox.hold_retry_seconds),
         "uploading": snapshot.uploading if snapshot else None,
         "waiting": [_waiting(entry) for entry in status.waiting(inbox, reasons)],
-        "last_success": _import(inbox, success, now, cache) if success else None,
+        "last_success": _last_success(success, now),
         "held_files": _held_files(inbox, now),
         "imports": [_import(inbox, attempt, now, cache) for attempt in imports],
         "limit": inbox.report_imports,
@@ -212,27 +211,32 @@ def _moment(moment: dt.datetime | None, now: dt.datetime) -> dict[str, str] | No
             "short": local.strftime("%d %b %Y %H:%M %Z"), "ago": when.duration((now - moment).total_seconds())}
 
 
-def _import(inbox: InboxConfig, attempt: Attempt, now: dt.datetime, cache: dict) -> dict[str, Any]:
-    folder = FOLDERS.get(attempt.outcome, archive.FAILED)
-    archived = inbox.path / folder / attempt.file
+def _last_success(attempt: Attempt | None, now: dt.datetime) -> dict[str, Any] | None:
+    if attempt is None:
+        return None
+    return {"file": attempt.original, "summary": attempt.summary, "when": _moment(when.parse_iso(attempt.finished), now)}
+
+
+def _import(inbox: InboxConfig, entry: HistoryEntry, now: dt.datetime, cache: dict) -> dict[str, Any]:
+    folder = entry.folder
+    archived = inbox.path / folder / entry.archived_as
     result = archive.result_path(archived)
     failed_csv = archived.with_name(archived.name + FAILED_ROWS_SUFFIX)
     links = [(label, _href(folder, path.name)) for label, path in
              (("file", archived), ("result", result), ("failed rows (CSV)", failed_csv)) if _is_file(path)]  # fmt: skip
-    counts = rows.summary_counts(attempt.summary) or {}
     failed_rows, more = ([], 0)
-    if attempt.outcome == "failed" and _is_file(result):
+    if entry.outcome == "failed" and _is_file(result):
         failed_rows, more = _failed_rows(inbox, archived, result, cache)
     return {
-        "file": attempt.original,
-        "archived_as": attempt.file,
-        "when": _moment(when.parse_iso(attempt.finished), now),
-        "outcome": attempt.outcome,
-        "outcome_text": OUTCOME_TEXT.get(attempt.outcome, attempt.outcome),
-        "summary": attempt.summary,
-        "created": counts.get("created"),
-        "updated": counts.get("updated"),
-        "failed": counts.get("failed"),
+        "file": entry.file,
+        "archived_as": entry.archived_as,
+        "when": _moment(when.parse_iso(entry.finished), now),
+        "outcome": entry.outcome,
+        "outcome_text": OUTCOME_TEXT.get(entry.outcome, entry.outcome),
+        "summary": entry.summary,
+        "created": entry.created,
+        "updated": entry.updated,
+        "failed": entry.failed,
         "links": links,
         "failed_rows": failed_rows,
         "more_failed_rows": more,

@@ -1,5 +1,5 @@
-"""What an import did, row by row: the counts in Infiniti's summary, and the rows it refused,
-matched back to the records of the export they came from.
+"""What an import did, row by row: the rows Infiniti refused, matched back to the records
+of the export they came from (the user counts are journal.summary_counts).
 
 Infiniti's reply numbers the data rows from 1 (blank lines skipped, the
 emulator's documented reading of the vendor page) and says per row what
@@ -21,7 +21,6 @@ from dropbox_sync import archive
 
 ROW_SUCCESS = ("user created", "user updated")  # Infiniti lists every row once one fails
 _TWICE = re.compile(r"(?P<problem>.+?)\.? User failed to import: (?P=problem)\.?\s*", re.DOTALL)
-_COUNT = re.compile(r"(\d+)\s+users?\s+(processed|created|updated|failed)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -30,15 +29,6 @@ class FailedRow:
     line: int | None  # the row a spreadsheet shows it on; None when the export does not have it
     username: str
     reason: str
-
-
-def summary_counts(summary: object) -> dict[str, int] | None:
-    """``{"processed": 3, "created": 1, "updated": 1, "failed": 1}`` from Infiniti's summary line;
-    None when the summary is not one (a file stopped before upload, a whole-file failure)."""
-    if not isinstance(summary, str):
-        return None
-    counts = {word.lower(): int(number) for number, word in _COUNT.findall(summary)}
-    return counts or None
 
 
 def failed_details(details: Any) -> list[tuple[str, str]]:

@@ -87,8 +87,9 @@ def test_no_failure_path_leaks_the_password(tmp_path, emu):
 
     for number, output in enumerate(outputs):
         assert_no_secret(output, f"console output of run {number}")
-    assert_no_secret(everything_written(tmp_path), "files (logs, results, journal)")
+    assert_no_secret(everything_written(tmp_path), "files (logs, results, journal, report.html)")
     assert list((tmp_path / "logs").glob("*.log")), "the runs did write logs to search"
+    assert (inbox / "report.html").is_file(), "the runs did write a report page to search"
 
 
 def test_a_crash_traceback_is_scrubbed_too(tmp_path):
