@@ -20,6 +20,7 @@ from pathlib import Path
 
 from dropbox_sync import archive, routes
 from dropbox_sync.config import InboxConfig
+from dropbox_sync.pagefile import is_page_file
 from dropbox_sync.watcher import Candidate, Ignored, scan
 
 NO_ROUTE = "matches no route of this inbox; left in place, not uploaded"
@@ -49,9 +50,9 @@ def discover(inbox: InboxConfig) -> Discovery:
     claimed = archive.claimed_files(inbox.path)
     candidates, ignored, unfinished = scan(inbox)
     routed: list[tuple[int, Candidate]] = []
-    skipped = [item for item in ignored if not is_reserved(item.name)]
+    skipped = [item for item in ignored if not is_reserved(item.name, inbox)]
     for candidate in candidates:
-        if is_reserved(candidate.name):
+        if is_reserved(candidate.name, inbox):
             continue
         found = routes.route_for(inbox, candidate.name)
         if found is None:
@@ -63,6 +64,9 @@ def discover(inbox: InboxConfig) -> Discovery:
     return Discovery(claimed, [candidate for _, candidate in routed], skipped, unfinished)
 
 
-def is_reserved(name: str) -> bool:
-    """One of our own names in an inbox, or a temporary of ours (``.x.tmp``)."""
+def is_reserved(name: str, inbox: InboxConfig | None = None) -> bool:
+    """One of our own names in an inbox, or a temporary of ours (``.x.tmp``); with ``inbox``,
+    also its report page under the name the config gives it (``report = "..."``)."""
+    if inbox is not None and is_page_file(name, inbox.report):
+        return True
     return name.lower() in RESERVED or (name.startswith(".") and name.endswith(".tmp"))

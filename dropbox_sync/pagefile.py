@@ -9,7 +9,7 @@ included) and never writes through it. On POSIX every step goes through one
 handle on the inbox folder opened without following links, so a folder
 swapped for a link between steps is refused rather than written into.
 
-The scan never takes these files as imports (watcher.scan asks ``is_page_file``).
+Discovery never takes these files as imports (``discover.is_reserved`` asks ``is_page_file``).
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from dropbox_sync.config import InboxConfig
-from dropbox_sync.pagefile import is_page_file
 from dropbox_sync.settle import Observation
 
 NETWORK_FILESYSTEMS = {
@@ -78,8 +77,8 @@ def scan(inbox: InboxConfig) -> tuple[list[Candidate], list[Ignored], list[Candi
         entries = list(entries)
     names = {e.name for e in entries}
     for entry in entries:
-        if entry.name.lower() in SYSTEM_LITTER or is_page_file(entry.name, inbox.report):
-            continue  # litter, or our own report page: never an import, whatever include says
+        if entry.name.lower() in SYSTEM_LITTER:
+            continue
         if not matches(entry.name, inbox.include, inbox.exclude):
             continue
         if marker and entry.name.endswith(marker):
