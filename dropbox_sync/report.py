@@ -251,8 +251,10 @@ def _failed_rows(inbox: InboxConfig, archived: Path, result: Path, cache: dict) 
         return [], 0
     key = (str(result), info.st_size, info.st_mtime_ns)
     if key not in cache:
-        details = _read_json(result).get("details") if info.st_size <= MAX_RESULT_BYTES else None
-        cache[key] = rows.failed_rows(details, archived, encoding=inbox.source_encoding, limit=MAX_FAILED_ROWS)
+        data = _read_json(result) if info.st_size <= MAX_RESULT_BYTES else {}
+        ours = data.get("dropbox_sync") if isinstance(data.get("dropbox_sync"), dict) else {}
+        cache[key] = rows.failed_rows(data.get("details"), archived, encoding=inbox.source_encoding,
+                                      limit=MAX_FAILED_ROWS, traced=ours.get("export_rows"))  # fmt: skip
     return cache[key]
 
 

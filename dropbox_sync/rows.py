@@ -41,20 +41,32 @@ def failed_details(details: Any) -> list[tuple[str, str]]:
     return sorted(rows, key=lambda r: (0, int(r[0])) if r[0].isdigit() else (1, r[0]))
 
 
-def failed_rows(details: Any, export: Path | None, *, encoding: str = "", limit: int = 20) -> tuple[list[FailedRow], int]:
+def failed_rows(details: Any, export: Path | None, *, encoding: str = "", limit: int = 20,
+                traced: Any = None) -> tuple[list[FailedRow], int]:
     """The first ``limit`` failed rows with their spreadsheet row and username, and how many more failed.
 
-    The export is read (without following a link) only as far as the last row
-    shown; a missing or unreadable export leaves line and username blank."""
+    ``traced``: the result's ``export_rows`` when the file was mapped (mapper.reported_rows:
+    the server's row number -> the export's row, line and username, as the upload was a
+    different CSV). Otherwise the export is read (without following a link) only as far as
+    the last row shown; a missing or unreadable export leaves line and username blank."""
     failed = failed_details(details)
     shown, more = failed[:limit], max(0, len(failed) - limit)
     wanted = {int(n) for n, _ in shown if n.isdigit()}
-    found = _records(export, wanted, encoding) if export is not None and wanted else {}
+    if isinstance(traced, dict):
+        found = {int(n): (_line(traced[n]), str(traced[n].get("username", ""))) for n, _ in shown
+                 if isinstance(traced.get(n), dict)}  # fmt: skip
+    else:
+        found = _records(export, wanted, encoding) if export is not None and wanted else {}
     rows = []
     for number, reason in shown:
         line, username = found.get(int(number), (None, "")) if number.isdigit() else (None, "")
         rows.append(FailedRow(int(number) if number.isdigit() else number, line, username, tidy_reason(reason)))
     return rows, more
+
+
+def _line(trace: dict[str, Any]) -> int | None:
+    line = trace.get("line")
+    return line if isinstance(line, int) and not isinstance(line, bool) else None
 
 
 def tidy_reason(reason: str) -> str:

@@ -23,6 +23,7 @@ from dropbox_sync.config import ConfigError
 from dropbox_sync.journal import Journal
 from dropbox_sync.pipeline import Pipeline
 from dropbox_sync.session import pipeline_session
+from tests import sis_exports
 from tests.browser import Dom, dump_dom
 from tests.helpers import wait_until
 from tests.support import (
@@ -30,23 +31,15 @@ from tests.support import (
     PASSWORD,
     USER,
     archived,
-    emulator_with_password,
     good_csv,
     running,
     write_config,
 )
+from tests.test_mapping_e2e import mapped_config
 
 HOSTILE_NAME = "<script>alert(1)<\\script>.csv"  # '/' cannot be in a file name; '\' opens no less
 IMG_NAME = "<img src=x onerror=alert(1)>.csv"
 PWN = "<script>document.body.className='pwned'</script>"  # changes the DOM if it ever runs (no comma: a CSV cell)
-
-
-@pytest.fixture
-def emulator(tmp_path):
-    """The emulator with the account and password the configs of tests.support use."""
-    emu = emulator_with_password(tmp_path).start()
-    yield emu
-    emu.stop()
 
 
 def page_of(inbox: Path) -> Path:
@@ -63,8 +56,8 @@ def once(config_path: Path) -> None:
         pipeline.once(threading.Event())
 
 
-def test_the_page_a_person_sees_after_once(tmp_path, emulator):
-    config_path = write_config(tmp_path, emulator)
+def test_the_page_a_person_sees_after_once(tmp_path, emu):
+    config_path = write_config(tmp_path, emu)
     inbox = tmp_path / "inbox"
     (inbox / "good.csv").write_text(good_csv("ann", "bob"), encoding="utf-8")
     os.utime(inbox / "good.csv", (1, 1))  # oldest: sent first
@@ -108,8 +101,8 @@ def test_the_page_a_person_sees_after_once(tmp_path, emulator):
     assert {p for p in archived(inbox, "processed")} <= targets
 
 
-def test_once_from_the_command_line_writes_local_times_with_the_zone(tmp_path, emulator):
-    config_path = write_config(tmp_path, emulator)
+def test_once_from_the_command_line_writes_local_times_with_the_zone(tmp_path, emu):
+    config_path = write_config(tmp_path, emu)
     (tmp_path / "inbox" / "a.csv").write_text(good_csv("a"), encoding="utf-8")
     env = {**os.environ, "TZ": "Asia/Kolkata"}  # UTC+05:30: no UTC time can be mistaken for it
     result = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
@@ -123,8 +116,8 @@ def test_once_from_the_command_line_writes_local_times_with_the_zone(tmp_path, e
     assert local.strftime("%d %b %Y %H:%M IST") in text.split("Recent imports")[1]
 
 
-def test_the_page_stays_current_under_run(tmp_path, emulator):
-    config_path = write_config(tmp_path, emulator, hold_retry_seconds=300)
+def test_the_page_stays_current_under_run(tmp_path, emu):
+    config_path = write_config(tmp_path, emu, hold_retry_seconds=300)
     inbox = tmp_path / "inbox"
     with pipeline_session(config.load(config_path)) as pipeline, running(pipeline):
         wait_until(lambda: "Watching New files in this folder" in text_of(inbox))
@@ -132,7 +125,7 @@ def test_the_page_stays_current_under_run(tmp_path, emulator):
         wait_until(lambda: "first.csv\n1 users processed" in text_of(inbox) or "first.csv\n1 user" in text_of(inbox))
         assert "Last successful import\nfirst.csv on" in text_of(inbox)
 
-        emulator.inject("401", count=1000)
+        emu.inject("401", count=1000)
         (inbox / "second.csv").write_text(good_csv("bob"), encoding="utf-8")
         held = wait_until(lambda: (t := text_of(inbox)) and "Held Files are not being sent" in t and t)
         assert "credentials were rejected" in held
@@ -142,19 +135,19 @@ def test_the_page_stays_current_under_run(tmp_path, emulator):
     assert "Files waiting (1)" in text
 
 
-def test_a_stopped_service_says_so(tmp_path, emulator):
+def test_a_stopped_service_says_so(tmp_path, emu):
     inbox = tmp_path / "inbox"
-    with pipeline_session(config.load(write_config(tmp_path, emulator))) as pipeline, running(pipeline):
+    with pipeline_session(config.load(write_config(tmp_path, emu))) as pipeline, running(pipeline):
         wait_until(lambda: "Watching" in text_of(inbox))
     assert "Stopped The service stopped when this page was written." in text_of(inbox)
 
 
-def test_a_burst_is_rendered_a_bounded_number_of_times_and_ends_current(tmp_path, emulator):
+def test_a_burst_is_rendered_a_bounded_number_of_times_and_ends_current(tmp_path, emu):
     """300 files in one pass: the page is written at the start and at the end, not 300 times.
 
     The pages' clock is frozen (the seam ReportPages offers) so "no time has
     passed" is exact; the rest is the real pipeline and emulator."""
-    cfg = config.load(write_config(tmp_path, emulator, settle_seconds=0))
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=0))
     inbox = tmp_path / "inbox"
     for number in range(300):
         (inbox / f"f{number:03}.csv").write_text(good_csv(f"u{number}"), encoding="utf-8")
@@ -177,11 +170,11 @@ def test_a_burst_is_rendered_a_bounded_number_of_times_and_ends_current(tmp_path
     assert "f249.csv" not in text.split("Recent imports")[1]
 
 
-def test_a_link_planted_at_the_page_is_replaced_never_followed(tmp_path, emulator):
+def test_a_link_planted_at_the_page_is_replaced_never_followed(tmp_path, emu):
     inbox = tmp_path / "inbox"
     outside = tmp_path / "precious.txt"
     outside.write_text("the service must never write here\n", encoding="utf-8")
-    config_path = write_config(tmp_path, emulator)
+    config_path = write_config(tmp_path, emu)
     page_of(inbox).symlink_to(outside)
     (inbox / "a.csv").write_text(good_csv("a"), encoding="utf-8")
     once(config_path)
@@ -191,8 +184,8 @@ def test_a_link_planted_at_the_page_is_replaced_never_followed(tmp_path, emulato
     assert not [p for p in inbox.iterdir() if p.name.startswith(".report.html.")], "a temporary was left"
 
 
-def test_a_fifo_or_link_in_place_of_a_result_does_not_hang_or_leak(tmp_path, emulator):
-    config_path = write_config(tmp_path, emulator)
+def test_a_fifo_or_link_in_place_of_a_result_does_not_hang_or_leak(tmp_path, emu):
+    config_path = write_config(tmp_path, emu)
     inbox = tmp_path / "inbox"
     secret = tmp_path / "secret.json"
     secret.write_text(json.dumps({"details": {"1": "SECRET-DETAIL"}}), encoding="utf-8")
@@ -210,9 +203,9 @@ def test_a_fifo_or_link_in_place_of_a_result_does_not_hang_or_leak(tmp_path, emu
     assert text.count("| Failed | 0 | 0 | 1 | file") == 2  # no link to a result that is not a plain file
 
 
-def test_the_page_is_never_an_import_whatever_include_says(tmp_path, emulator):
+def test_the_page_is_never_an_import_whatever_include_says(tmp_path, emu):
     inbox = tmp_path / "inbox"
-    config_path = write_config(tmp_path, emulator, include=["*"], exclude=[])
+    config_path = write_config(tmp_path, emu, include=["*"], exclude=[])
     (inbox / "a.csv").write_text(good_csv("a"), encoding="utf-8")
     once(config_path)
     assert page_of(inbox).is_file()
@@ -223,28 +216,40 @@ def test_the_page_is_never_an_import_whatever_include_says(tmp_path, emulator):
     assert not (inbox / ".report.html.0123456789abcdef.tmp").exists(), "a crash's temporary is cleared"
 
 
-def test_report_names_and_bounds_are_configurable(tmp_path, emulator):
+def test_report_names_and_bounds_are_configurable(tmp_path, emu):
     inbox = tmp_path / "inbox"
     (inbox.parent / "inbox").mkdir()
     (inbox / "a.csv").write_text(good_csv("a"), encoding="utf-8")
-    once(write_config(tmp_path, emulator, report=""))
+    once(write_config(tmp_path, emu, report=""))
     assert not page_of(inbox).exists() and [p.name for p in inbox.iterdir() if p.suffix == ".html"] == []
     (inbox / "b.csv").write_text(good_csv("b"), encoding="utf-8")
     (inbox / "c.csv").write_text(good_csv("c"), encoding="utf-8")
-    once(write_config(tmp_path, emulator, report="Imports.htm", report_imports=1))
+    once(write_config(tmp_path, emu, report="Imports.htm", report_imports=1))
     text = Dom((inbox / "Imports.htm").read_text(encoding="utf-8")).text
     assert "The last 1 at most" in text and text.count("| Imported |") == 1
     for bad in ("../x.html", "sub/x.html", "x.csv", ".hidden.html", "a:b.html"):
         with pytest.raises(ConfigError, match="report must be a file name ending in .html"):
-            config.load(write_config(tmp_path, emulator, report=bad))
+            config.load(write_config(tmp_path, emu, report=bad))
     for bad in (0, 1001, 2.5, True):
         with pytest.raises(ConfigError, match="report_imports must be a whole number from 1 to 1000"):
-            config.load(write_config(tmp_path, emulator, report_imports=bad))
+            config.load(write_config(tmp_path, emu, report_imports=bad))
 
 
-def test_held_files_show_why_and_the_command_that_releases_them(tmp_path, emulator):
+def test_a_mapped_export_shows_the_export_row_its_line_and_username(tmp_path, emu):
+    """The upload was a different CSV (mapped): failed rows are traced back to the export the
+    school dropped (the result's export_rows), so the line is the one staff can open and fix."""
+    sample = sis_exports.tass()
+    config_path = mapped_config(tmp_path, emu, "TASS")
+    (tmp_path / "inbox" / sample.name).write_bytes(sample.data)
+    once(config_path)
+    text = text_of(tmp_path / "inbox")
+    ((username, line),) = sample.refused.items()
+    assert f"| {line} | {username} |" in text, text
+
+
+def test_held_files_show_why_and_the_command_that_releases_them(tmp_path, emu):
     inbox = tmp_path / "inbox"
-    config_path = write_config(tmp_path, emulator, shrink_guard=0.5)
+    config_path = write_config(tmp_path, emu, shrink_guard=0.5)
     (inbox / "full.csv").write_text(good_csv(*[f"u{n}" for n in range(10)]), encoding="utf-8")
     once(config_path)
     (inbox / "O'Brien short.csv").write_text(good_csv("u1"), encoding="utf-8")
@@ -275,12 +280,12 @@ class EchoingServer(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_server_message_quoting_the_password_never_reaches_the_page(tmp_path, emulator):
+def test_a_server_message_quoting_the_password_never_reaches_the_page(tmp_path, emu):
     server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingServer)
     thread = threading.Thread(target=server.serve_forever, name="echoing-server")
     thread.start()
     try:
-        config_path = write_config(tmp_path, emulator, url=f"http://127.0.0.1:{server.server_port}/api/import/users")
+        config_path = write_config(tmp_path, emu, url=f"http://127.0.0.1:{server.server_port}/api/import/users")
         (tmp_path / "inbox" / "a.csv").write_text(good_csv("a"), encoding="utf-8")
         once(config_path)
     finally:
