@@ -5,20 +5,25 @@ files of a batch). ``upload`` streams the file from disk and turns whatever
 comes back into a ``Reply``; failures that produced no usable reply become
 ``HoldError`` (fix the config) or ``TransientError`` (try later), translated
 here so no httpx or ssl exception travels further.
+
+Every request has one overall deadline (``request_deadline``): httpx's timeouts
+apply to each socket operation, so a server trickling a byte a second never
+trips them. Of a reply, at most ``MAX_REPLY_BYTES`` is read; reply.py reads it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import email.utils
 import hashlib
-import json
+import os
+import socket
 import ssl
+import threading
+import time
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import truststore
@@ -28,37 +33,21 @@ from dropbox_sync.archive import display_name, open_claimed
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.errors import HoldError, TransientError
 from dropbox_sync.redact import redact_url, scrub
+from dropbox_sync.reply import MAX_REPLY_BYTES, Reply, read_reply
+
+__all__ = ["ImportClient", "Reply", "request_deadline", "ssl_context"]
 
 USER_AGENT = f"dropbox-sync/{__version__}"
-# A reply that is not JSON (a proxy's HTML error page) is kept this long in results.
-TEXT_SNIPPET = 2000
+# The slowest upload we wait for: 256 kbit/s, below any school's line. Sending a
+# file may take its size at this rate on top of connect_timeout + timeout.
+SLOWEST_SEND_RATE = 32 * 1024  # bytes per second
 ProgressCallback = Callable[[int], None]
 
 
-@dataclass(frozen=True)
-class Reply:
-    """What the server answered, whatever it was."""
-
-    status: int
-    body: dict[str, Any] | None  # the JSON object, when the reply was one
-    text: str  # start of the body when it was not JSON ("" otherwise)
-    retry_after: float | None
-    seconds: float
-    sha256: str | None = None  # of the bytes sent, hashed as they went out
-
-    @property
-    def success(self) -> bool | None:
-        """The server's verdict, or None if the reply carries none."""
-        if self.body is None:
-            return None
-        value = self.body.get("success")
-        return value if isinstance(value, bool) else None
-
-    @property
-    def summary(self) -> str:
-        if self.body is not None and isinstance(self.body.get("summary"), str):
-            return self.body["summary"]
-        return self.text[:200].strip() or f"HTTP {self.status}"
+def request_deadline(inbox: InboxConfig, size: int) -> float:
+    """Seconds one upload of ``size`` bytes may take in all: connecting, sending the file at
+    no less than SLOWEST_SEND_RATE, the server's work and its whole reply."""
+    return inbox.connect_timeout + inbox.timeout + size / SLOWEST_SEND_RATE
 
 
 def ssl_context(inbox: InboxConfig) -> ssl.SSLContext:
@@ -94,11 +83,15 @@ class ImportClient:
             proxy=inbox.proxy,
             transport=transport,
         )
+        # Every socket this client opened (kept-alive ones serve later requests), so a
+        # request's deadline can end it whatever phase it is in.
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._sockets_lock = threading.Lock()
 
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> ImportClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -118,11 +111,76 @@ class ImportClient:
             # Backed by a real file: httpx streams it in 64 KiB chunks and takes
             # Content-Length from fstat, so memory stays flat for any size.
             files = {"file": (name, stream, "text/csv")}
+            budget = request_deadline(self.inbox, os.fstat(raw.fileno()).st_size)
+            started = time.monotonic()
+            with _Deadline(budget, self._sockets, self._sockets_lock) as deadline:
+                try:
+                    with self._http.stream("POST", url, files=files, extensions={"trace": deadline.trace}) as response:
+                        content, truncated = _read_capped(response)
+                except httpx.HTTPError as exc:
+                    if deadline.expired:
+                        raise TransientError(
+                            f"{safe_url} did not finish the upload and its reply within {budget:.0f} s "
+                            "(connect_timeout + timeout + the file at 32 KiB/s)", read_timeout=True) from exc
+                    raise _translate(exc, safe_url) from exc
+        _refuse_redirect(response, safe_url)
+        reply = read_reply(response.status_code, content, content_type=response.headers.get("Content-Type", ""),
+                           retry_after=response.headers.get("Retry-After"), truncated=truncated,
+                           seconds=time.monotonic() - started)  # fmt: skip
+        return dataclasses.replace(reply, sha256=stream.hexdigest())
+
+
+class _Deadline:
+    """Ends a request that outlives its budget by shutting its socket down from a timer
+    thread: a blocked read or write then fails at once, in any phase (headers, body,
+    a trickled reply). Sockets are learnt from httpcore's documented ``trace`` request
+    extension (connection.connect_tcp / start_tls events carry the network stream)."""
+
+    def __init__(self, seconds: float, sockets: weakref.WeakSet[socket.socket], lock: threading.Lock) -> None:
+        self.expired = False
+        self._sockets = sockets
+        self._lock = lock
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.name = "upload-deadline"
+        self._timer.daemon = True
+
+    def __enter__(self) -> Self:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        self._timer.join()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event.endswith(("connect_tcp.complete", "start_tls.complete")):
+            sock = info["return_value"].get_extra_info("socket")
+            if sock is not None:
+                with self._lock:
+                    self._sockets.add(sock)
+
+    def _expire(self) -> None:
+        self.expired = True
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
             try:
-                response = self._http.post(url, files=files)
-            except httpx.HTTPError as exc:
-                raise _translate(exc, safe_url) from exc
-        return dataclasses.replace(_reply(response, safe_url), sha256=stream.hexdigest())
+                # The plain socket call, also for an SSLSocket: its own shutdown() would
+                # tear down TLS state under the thread that is reading.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+
+def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
+    """At most MAX_REPLY_BYTES of the (decoded) body, and whether there was more;
+    the rest is never read (leaving the block closes the connection)."""
+    buffer = bytearray()
+    for chunk in response.iter_bytes():
+        buffer += chunk
+        if len(buffer) > MAX_REPLY_BYTES:
+            return bytes(buffer[:MAX_REPLY_BYTES]), True
+    return bytes(buffer), False
 
 
 class _HashingReader:
@@ -156,10 +214,7 @@ class _HashingReader:
         return getattr(self._raw, name)
 
 
-def _reply(response: httpx.Response, safe_url: str) -> Reply:
-    seconds = response.elapsed.total_seconds() if response.is_closed else 0.0
-    body = _json_object(response)
-    retry_after = _retry_after(response.headers.get("Retry-After"))
+def _refuse_redirect(response: httpx.Response, safe_url: str) -> None:
     if 300 <= response.status_code < 400:
         where = scrub(response.headers.get("Location", "?"))
         raise HoldError(
@@ -167,41 +222,15 @@ def _reply(response: httpx.Response, safe_url: str) -> Reply:
             "put the final address in 'url'",
             status=response.status_code,
         )
-    text = "" if body is not None else scrub(response.text[:TEXT_SNIPPET])
-    return Reply(response.status_code, body, text, retry_after, seconds)
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        value = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After is either seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _translate(exc: httpx.HTTPError, safe_url: str) -> Exception:
     """An httpx failure as HoldError (config must change) or TransientError."""
-    tls = _tls_failure(exc)
-    if tls is not None:
+    untrusted = _untrusted_certificate(exc)
+    if untrusted is not None:
         return HoldError(
-            f"TLS to {safe_url} failed: {tls}. If the server uses a private or school "
-            "proxy CA, install it in the OS trust store or set ca_bundle to its PEM file"
+            f"TLS to {safe_url} failed: certificate not trusted ({untrusted}). If the server uses a "
+            "private or school proxy CA, install it in the OS trust store or set ca_bundle to its PEM file"
         )
     if isinstance(exc, httpx.ReadTimeout):
         return TransientError(f"{safe_url} did not answer in time (timeout)", read_timeout=True)
@@ -209,22 +238,37 @@ def _translate(exc: httpx.HTTPError, safe_url: str) -> Exception:
         return TransientError(f"{safe_url} timed out ({type(exc).__name__})")
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return HoldError(f"{safe_url} cannot be used: {scrub(str(exc))}")
+    handshake = _tls_error(exc)
+    if handshake is not None:
+        # A connection dropped mid-handshake (a server restarting, a load balancer
+        # without a backend) says nothing about certificates: try again later.
+        return TransientError(f"TLS connection to {safe_url} failed before a reply ({handshake})")
     reason = scrub(str(exc)) or type(exc).__name__
     return TransientError(f"cannot reach {safe_url}: {reason}")
 
 
-def _tls_failure(exc: BaseException) -> str | None:
-    """The reason, if the chain of causes holds an SSL error."""
+def _causes(exc: BaseException):
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return f"certificate not trusted ({current.verify_message or current.reason})"
-        if isinstance(current, ssl.SSLError):
-            return f"TLS error ({current.reason or current})"
+        yield current
         current = current.__cause__ or current.__context__
-    text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text:
-        return scrub(text)
+
+
+def _untrusted_certificate(exc: BaseException) -> str | None:
+    """Why the server's certificate was refused, if that is what failed: the only TLS
+    failure that holds the inbox, since only a config (or server) fix helps."""
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return scrub(str(cause.verify_message or cause.reason or cause))
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return scrub(str(exc))
+    return None
+
+
+def _tls_error(exc: BaseException) -> str | None:
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLError):
+            return scrub(f"{type(cause).__name__}: {cause.reason or cause}")
     return None

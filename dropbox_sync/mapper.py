@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import csv
 import io
+import re
 from array import array
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from dropbox_sync.mapping import (
     fold,
 )
 from dropbox_sync.preflight import missing_columns_problem
+
+_ROW_NUMBER = re.compile("[0-9]{1,9}")
 
 LISTED_ROWS = 1000  # rows listed by number in a result; beyond that only counted
 _BUFFER = 1 << 20
@@ -203,7 +206,9 @@ def reported_rows(details: object, row_map: RowMap, sent: Path, username_column:
     the username, read back from the CSV that was sent (one pass; only reported rows kept)."""
     if not isinstance(details, Mapping):
         return {}
-    wanted = {int(key) for key in details if isinstance(key, str) and key.isdigit()}
+    # Row numbers in ASCII digits only: str.isdigit() also accepts '²', which int() refuses,
+    # and a reply is untrusted (an exception here would send the file again).
+    wanted = {int(key) for key in details if isinstance(key, str) and _ROW_NUMBER.fullmatch(key)}
     if not wanted:
         return {}
     found: dict[str, dict[str, Any]] = {}

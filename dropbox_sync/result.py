@@ -8,7 +8,8 @@ result. Our facts go under the one extra key ``dropbox_sync``, always the same k
 
     version, inbox, file, archived_as, outcome, stage, endpoint, http_status,
     sha256, bytes, rows, attempts, started, finished
-    (+ transcoded_from, approved, warnings when they apply)
+    (+ transcoded_from, approved, warnings when they apply; reply_bytes_read,
+    reply_truncated, reply_problem when the reply could not be read whole: reply.py)
 """
 
 from __future__ import annotations

@@ -26,7 +26,14 @@ from dropbox_sync.config import InboxConfig
 from dropbox_sync.discover import discover
 from dropbox_sync.errors import FileNotReady, HoldError, TransientError
 from dropbox_sync.journal import Attempt, Journal
-from dropbox_sync.outcome import FileReport, Outcome, judge
+from dropbox_sync.outcome import (
+    FOREIGN_REPLIES_BEFORE_HOLD,
+    FileReport,
+    Outcome,
+    foreign_hold_reason,
+    is_foreign,
+    judge,
+)
 from dropbox_sync.prepare import Rejection, Upload, prepare
 from dropbox_sync.settle import Clock, Observation, Settler
 from dropbox_sync.watcher import Candidate, observe
@@ -59,6 +66,7 @@ class _RetryState:
     due: float = 0.0  # monotonic time of the next attempt
     attempts: int = 0
     read_timeouts: int = 0
+    foreign_replies: int = 0  # in a row; see outcome.is_foreign
     since: float | None = None  # first failure of the current streak
 
 
@@ -201,7 +209,10 @@ class InboxWorker:
         if ours.get("outcome") == Outcome.GUARDED.value:
             destination = archive.HELD
         else:
-            destination = archive.PROCESSED if saved.get("success") is True else archive.FAILED
+            # Our recorded outcome first: the server's success may be odd ("true" as text).
+            recorded = ours.get("outcome")
+            success = recorded == Outcome.PROCESSED.value if recorded else saved.get("success") is True
+            destination = archive.PROCESSED if success else archive.FAILED
         target = self._file_away(claimed, destination)
         if target is None:
             return
@@ -305,13 +316,15 @@ class InboxWorker:
         if verdict is Outcome.HELD:
             return self._hold(claimed, original, started, reason, reply.status, facts)
         if verdict is Outcome.RETRY:
-            return self._transient(claimed, original, started, reason, reply.status, reply.retry_after, False, facts)
+            return self._transient(claimed, original, started, reason, reply.status, reply.retry_after, False, facts,
+                                   foreign=is_foreign(reply))  # fmt: skip
         if observe(claimed) != before:
             # The writer was still at it: what arrived may be partial. Settle and send again.
             logger.warning('inbox "{}": {} changed during the upload; it will be sent again once it settles',
                            self.name, original)  # fmt: skip
             return Outcome.NOT_READY
         facts["sha256"] = reply.sha256
+        facts.update(reply.notes())
         facts.update(self._keep_sent(claimed, upload, reply))
         return self._conclude(claimed, original, started, reply.body or {}, reply, facts, result.UPLOAD)
 
@@ -329,6 +342,9 @@ class InboxWorker:
             logger.warning('inbox "{}": cannot keep the CSV sent for {}: {}', self.name, claimed.name,
                            exc.strerror or exc)  # fmt: skip
             return {}
+        except Exception:  # noqa: BLE001 - the reply is in hand: a nicety must never make us send again
+            logger.exception('inbox "{}": cannot trace the reported rows of {} to the export', self.name, claimed.name)
+            return {}
 
     def _http(self) -> ImportClient:
         if self._client is None:
@@ -339,14 +355,15 @@ class InboxWorker:
                   reply: Reply | None, facts: dict[str, Any], stage: str, outcome: Outcome | None = None) -> Outcome:  # fmt: skip
         """Every final outcome: write the one result, journal it, file the claimed file away."""
         if outcome is None:
-            outcome = Outcome.PROCESSED if body.get("success") is True else Outcome.FAILED
+            success = reply.success if reply else body.get("success") is True  # "true" as text too
+            outcome = Outcome.PROCESSED if success else Outcome.FAILED
         finished = self.wall()
         status = reply.status if reply else None
         data = result.build(body, inbox=self.name, file=original, archived_as=archive.display_name(claimed.name),
                             outcome=outcome.value, stage=stage, endpoint=self.inbox.safe_url, http_status=status,
                             facts=facts, attempts=self.retry.attempts, started=started, finished=finished)  # fmt: skip
         archive.write_json_atomically(archive.result_path(claimed), data)
-        summary = str(body.get("summary", ""))
+        summary = reply.summary if reply else str(body.get("summary", ""))  # one line, however odd
         self._journal(claimed.name, original, started, finished, status, outcome.value, summary, facts)
         self.waiting.pop(claimed.name, None)
         destination = archive.HELD if outcome is Outcome.GUARDED else outcome.value
@@ -373,8 +390,12 @@ class InboxWorker:
         return Outcome.HELD
 
     def _transient(self, claimed: Path, original: str, started: dt.datetime, reason: str, status: int | None,
-                   retry_after: float | None, read_timeout: bool, facts: dict[str, Any]) -> Outcome:  # fmt: skip
+                   retry_after: float | None, read_timeout: bool, facts: dict[str, Any], *,
+                   foreign: bool = False) -> Outcome:  # fmt: skip
         self.retry.read_timeouts = self.retry.read_timeouts + 1 if read_timeout else 0
+        self.retry.foreign_replies = self.retry.foreign_replies + 1 if foreign else 0
+        if self.retry.foreign_replies >= FOREIGN_REPLIES_BEFORE_HOLD:
+            return self._hold(claimed, original, started, foreign_hold_reason(reason), status, facts)
         if self.retry.read_timeouts >= READ_TIMEOUTS_BEFORE_HOLD:
             reason = (f"{reason}, {self.retry.read_timeouts} times in a row: the server may need longer "
                       f"to import this file; raise 'timeout' (now {self.inbox.timeout:g} s)")  # fmt: skip

@@ -262,6 +262,10 @@ def test_reported_rows_lead_back_to_the_export_and_its_usernames(tmp_path):
                     "2": {"row": 3, "line": 4, "username": "0003"},
                     "3": {"row": 4, "line": 5, "username": "0004"}}  # fmt: skip
     assert mapper.reported_rows(None, result.row_map, sent, 0) == {}
+    # A reply is untrusted: odd row keys are skipped, never an exception (which would re-send the file).
+    odd = {"²": "x", "9" * 5000: "y", "-1": "z", "1": "User Created"}
+    assert mapper.reported_rows(odd, result.row_map, sent, TASS.username_index) == {
+        "1": {"row": 1, "line": 2, "username": "0001"}}
 
 
 # -- the sent copy in the work folders ----------------------------------------------------

@@ -1,0 +1,213 @@
+"""Small misbehaving servers on 127.0.0.1, for what the emulator cannot do on cue.
+
+``ScriptedServer`` reads each HTTP request in full, then answers with the next
+scripted reply (the last one repeats): odd bodies and headers, a reply trickled
+a byte at a time, a reply far too big. ``HandshakeDropper`` accepts TCP
+connections and drops the first few in the middle of the TLS handshake (as a
+load balancer without a backend does), then forwards the rest to a real server.
+Both count what happened, so tests wait on conditions, never on time.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import socketserver
+import struct
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Self
+
+Body = bytes | Callable[[], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class Scripted:
+    """One reply: status line and headers, then the body (bytes, or chunks made on the fly)."""
+
+    status: int = 200
+    body: Body = b""
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
+    # Seconds between single bytes; the pause IS the behaviour (a trickling server).
+    trickle: float = 0.0
+    trickle_headers: bool = False
+    length: int | None = None  # Content-Length to claim (default: the body's, when it is bytes)
+
+
+def json_bytes(text: str) -> bytes:
+    return text.encode("utf-8", errors="surrogatepass")
+
+
+@dataclass
+class _Stats:
+    requests: int = 0
+    bytes_sent: list[int] = field(default_factory=list)  # per answered request
+    cut_short: int = 0  # replies the client stopped reading before their end
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: ScriptedServer
+
+    def handle(self) -> None:
+        self.request.settimeout(30)
+        if not self._read_request():
+            return
+        reply = self.server.next_reply()
+        head, body = self.server.render(reply)
+        sent = 0
+        try:
+            for chunk, slow in ((head, reply.trickle_headers), *((c, True) for c in body)):
+                if reply.trickle and slow:
+                    for index in range(len(chunk)):
+                        self.request.sendall(chunk[index:index + 1])
+                        sent += 1
+                        if self.server.stopping.wait(reply.trickle):
+                            return
+                else:
+                    self.request.sendall(chunk)
+                    sent += len(chunk)
+        except OSError:
+            with self.server.lock:
+                self.server.stats.cut_short += 1
+        finally:
+            with self.server.lock:
+                self.server.stats.bytes_sent.append(sent)
+
+    def _read_request(self) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.request.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            chunk = self.request.recv(65536)
+            if not chunk:
+                return False
+            body += chunk
+        with self.server.lock:
+            self.server.stats.requests += 1
+        return True
+
+
+class ScriptedServer(socketserver.ThreadingTCPServer):
+    daemon_threads = False
+    block_on_close = True
+    allow_reuse_address = True
+
+    def __init__(self, *replies: Scripted) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.replies = list(replies)
+        self.stats = _Stats()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="scripted-server")  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/api/import/users"
+
+    @property
+    def base_url(self) -> str:  # so tests.support.write_config can point at it
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    ca_file = None
+
+    def next_reply(self) -> Scripted:
+        with self.lock:
+            return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+
+    @staticmethod
+    def render(reply: Scripted) -> tuple[bytes, Iterable[bytes]]:
+        """The status line and headers, and the body's chunks."""
+        length = reply.length if reply.length is not None else (
+            len(reply.body) if isinstance(reply.body, bytes) else None)  # fmt: skip
+        lines = [f"HTTP/1.1 {reply.status} Scripted", "Connection: close",
+                 *(f"{k}: {v}" for k, v in reply.headers)]  # fmt: skip
+        if length is not None:
+            lines.append(f"Content-Length: {length}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return head, ([reply.body] if isinstance(reply.body, bytes) else reply.body())
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+        self._thread.join()
+
+
+class _Dropper(socketserver.BaseRequestHandler):
+    server: HandshakeDropper
+
+    def handle(self) -> None:
+        with self.server.lock:
+            drop = self.server.to_drop > 0
+            self.server.to_drop -= drop
+        if drop:
+            self.request.settimeout(10)
+            self.request.recv(65536)  # the ClientHello: the handshake has begun
+            if self.server.how == "reset":
+                # SO_LINGER 0: close() sends RST instead of FIN.
+                self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with self.server.lock:
+                self.server.dropped += 1
+            return
+        with socket.create_connection(self.server.target, timeout=10) as upstream:
+            self._pipe(self.request, upstream)
+
+    def _pipe(self, client: socket.socket, upstream: socket.socket) -> None:
+        while not self.server.stopping.is_set():
+            ready, _, _ = select.select([client, upstream], [], [], 0.1)
+            for source in ready:
+                try:
+                    data = source.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                (upstream if source is client else client).sendall(data)
+
+
+class HandshakeDropper(socketserver.ThreadingTCPServer):
+    """Drops the first ``count`` connections after the ClientHello (``how``: "eof" or "reset")."""
+
+    daemon_threads = False
+    block_on_close = True
+    allow_reuse_address = True
+
+    def __init__(self, target: tuple[str, int], count: int, how: str = "eof") -> None:
+        super().__init__(("127.0.0.1", 0), _Dropper)
+        self.target = target
+        self.to_drop = count
+        self.how = how
+        self.dropped = 0
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="handshake-dropper")  # fmt: skip
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+        self._thread.join()
