@@ -1,0 +1,134 @@
+"""Bounds on talking to a server: how much of a reply is read, how long a request may take,
+and which TLS failures hold an inbox. Small misbehaving servers on 127.0.0.1 do what the
+emulator cannot: trickle, flood, drop the handshake."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from dropbox_sync import config
+from dropbox_sync.client import ImportClient
+from dropbox_sync.errors import TransientError
+from dropbox_sync.pipeline import Pipeline
+from dropbox_sync.reply import MAX_REPLY_BYTES
+from tests.badservers import HandshakeDropper, Scripted, ScriptedServer
+from tests.helpers import wait_until
+from tests.support import (
+    archived,
+    emulator_with_password,
+    good_csv,
+    result_of,
+    write_config,
+)
+
+CLAIMED = 256 * 1024 * 1024  # what the flooding server says it will send
+
+
+def flood():
+    yield b'{"success": true, "summary": "40000 users processed.", "details": {'
+    row = b'"1": "User Updated", ' * 3000
+    for _ in range(CLAIMED // len(row)):
+        yield row
+
+
+def inbox_config(tmp_path: Path, server, **settings):
+    config_path = write_config(tmp_path, server, settle_seconds=0, retry_first_seconds=0.01, **settings)
+    return config.load(config_path).inboxes[0]
+
+
+def drop_file(tmp_path: Path) -> Path:
+    path = tmp_path / "inbox" / "a.csv"
+    path.write_text(good_csv("a"), encoding="utf-8")
+    return path
+
+
+def test_a_flood_of_a_reply_is_read_only_up_to_the_cap_and_the_result_says_so(tmp_path):
+    with ScriptedServer(Scripted(body=flood, length=CLAIMED)) as server:
+        config_path = write_config(tmp_path, server, settle_seconds=0)
+        drop_file(tmp_path)
+        result = Pipeline(config.load(config_path)).once(threading.Event())
+        wait_until(lambda: server.stats.bytes_sent)  # the server's side of the story is complete
+    assert not result.held
+    [done] = archived(tmp_path / "inbox", "processed")
+    saved = result_of(done)
+    assert saved["success"] is True and saved["summary"] == "40000 users processed."
+    ours = saved["dropbox_sync"]
+    assert ours["reply_truncated"] is True and ours["reply_bytes_read"] == MAX_REPLY_BYTES
+    assert "longer than 4 MiB; the rest was not read" in ours["reply_problem"]
+    assert server.stats.requests == 1, "the verdict was read: no second upload"
+    # The client stopped reading: the server could not push the rest (socket buffers hold a few MiB).
+    assert server.stats.cut_short == 1 and server.stats.bytes_sent[0] < 64 * 1024 * 1024
+    assert archive_size(done) < 2 * MAX_REPLY_BYTES
+
+
+def archive_size(done: Path) -> int:
+    return done.with_name(done.name + ".result.json").stat().st_size
+
+
+TRICKLES = [
+    pytest.param(Scripted(body=b'{"success": true, "summary": "' + b"x" * 10_000 + b'"}', trickle=0.02),
+                 id="body-one-byte-at-a-time"),
+    pytest.param(Scripted(headers=(("X-Padding", "y" * 10_000),), body=b"{}", trickle=0.02, trickle_headers=True),
+                 id="headers-one-byte-at-a-time"),
+]
+
+
+@pytest.mark.parametrize("reply", TRICKLES)
+def test_a_trickling_server_cannot_keep_a_request_open_past_its_deadline(tmp_path, reply):
+    # Each byte comes well within the 1 s read timeout, so only the overall deadline
+    # (connect_timeout + timeout + the file at 32 KiB/s, about 2 s here) can end it;
+    # the whole reply would take over 200 s.
+    with ScriptedServer(reply) as server:
+        inbox = inbox_config(tmp_path, server, timeout=1, connect_timeout=1)
+        with ImportClient(inbox) as client, pytest.raises(TransientError) as caught:
+            client.upload(drop_file(tmp_path))
+        wait_until(lambda: server.stats.bytes_sent, timeout=30)
+    assert "did not finish the upload and its reply within 2 s" in str(caught.value)
+    assert caught.value.read_timeout, "counts towards 'raise timeout' like a read timeout"
+    assert server.stats.bytes_sent[0] < 10_000, "cut off long before the end of the reply"
+
+
+def test_once_ends_against_a_server_that_trickles_for_ever(tmp_path):
+    with ScriptedServer(TRICKLES[0].values[0]) as server:
+        config_path = write_config(tmp_path, server, settle_seconds=0, retry_first_seconds=0.01, timeout=1,
+                                   connect_timeout=1, once_retry_seconds=600)  # fmt: skip
+        drop_file(tmp_path)
+        result = Pipeline(config.load(config_path)).once(threading.Event())
+    assert "raise 'timeout'" in result.held["inbox"]
+    assert server.stats.requests == 3, "three deadlines in a row hold the inbox"
+    assert len(list((tmp_path / "inbox" / "sending").iterdir())) == 1, "the file waits, claimed"
+
+
+@pytest.fixture
+def emu(tmp_path):
+    emulator = emulator_with_password(tmp_path).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.mark.parametrize("how", ["eof", "reset"])
+def test_a_connection_dropped_mid_handshake_is_retried_not_held(tmp_path, emu, how):
+    # A load balancer without a backend, or a server restarting: the TCP connection is
+    # accepted, the ClientHello read, then the connection closes (SSLEOFError) or is reset.
+    with HandshakeDropper(("127.0.0.1", emu.port), count=2, how=how) as dropper:
+        url = f"https://127.0.0.1:{dropper.port}/api/import/users"
+        config_path = write_config(tmp_path, emu, url=url, settle_seconds=0, retry_first_seconds=0.01)
+        drop_file(tmp_path)
+        result = Pipeline(config.load(config_path)).once(threading.Event())
+    assert not result.held, result.held
+    assert dropper.dropped == 2
+    [retry, *_] = [r for r in result.reports if r.outcome.value == "retry"]
+    assert "failed before a reply" in retry.summary and "certificate" not in retry.summary
+    assert len(archived(tmp_path / "inbox", "processed")) == 1
+    assert [u.filename for u in emu.uploads()] == ["a.csv"]
+
+
+def test_a_dropped_handshake_is_a_transient_error_naming_tls(tmp_path, emu):
+    with HandshakeDropper(("127.0.0.1", emu.port), count=1) as dropper:
+        inbox = inbox_config(tmp_path, emu, url=f"https://127.0.0.1:{dropper.port}/api/import/users")
+        with ImportClient(inbox) as client, pytest.raises(TransientError) as caught:
+            client.upload(drop_file(tmp_path))
+    assert "TLS connection to" in str(caught.value) and "SSLEOFError" in str(caught.value)
