@@ -18,7 +18,6 @@ from tests.badservers import HandshakeDropper, Scripted, ScriptedServer
 from tests.helpers import wait_until
 from tests.support import (
     archived,
-    emulator_with_password,
     good_csv,
     result_of,
     write_config,
@@ -100,13 +99,6 @@ def test_once_ends_against_a_server_that_trickles_for_ever(tmp_path):
     assert "raise 'timeout'" in result.held["inbox"]
     assert server.stats.requests == 3, "three deadlines in a row hold the inbox"
     assert len(list((tmp_path / "inbox" / "sending").iterdir())) == 1, "the file waits, claimed"
-
-
-@pytest.fixture
-def emu(tmp_path):
-    emulator = emulator_with_password(tmp_path).start()
-    yield emulator
-    emulator.stop()
 
 
 @pytest.mark.parametrize("how", ["eof", "reset"])

@@ -64,8 +64,15 @@ def test_no_failure_path_leaks_the_password(tmp_path, emu):
     config_path = write_config(tmp_path, emu)
     outputs.append(run("--config", str(config_path), "once"))
     assert "HELD" in outputs[-1]
-    outputs.append(run("--config", str(config_path), "send", str(tmp_path / "inbox" / "sending" / "x")))
+    # send a real file, so the request reaches HTTP and the 401 path of `send` runs.
+    loose = tmp_path / "send-me.csv"
+    loose.write_text(good_csv("s"), encoding="utf-8")
+    rejected = sum(u.status == 401 for u in emu.uploads())
+    outputs.append(run("--config", str(config_path), "send", str(loose)))
+    assert sum(u.status == 401 for u in emu.uploads()) == rejected + 1, "send reached the server"
+    assert "HTTP 401" in outputs[-1] and "Unauthorised" in outputs[-1]
     outputs.append(run("--config", str(config_path), "check", "--online"))
+    assert "online check: HTTP 401" in outputs[-1]
     emu.set_password(USER, PASSWORD)
 
     # 3. The vendor's curl habit: credentials inside the URL.
