@@ -10,14 +10,13 @@ Both count what happened, so tests wait on conditions, never on time.
 
 from __future__ import annotations
 
-import select
 import socket
 import socketserver
 import struct
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Self
+
+from tests.proxy import BackgroundServer, pipe
 
 Body = bytes | Callable[[], Iterable[bytes]]
 
@@ -97,19 +96,12 @@ class _Handler(socketserver.BaseRequestHandler):
         return True
 
 
-class ScriptedServer(socketserver.ThreadingTCPServer):
-    daemon_threads = False
-    block_on_close = True
-    allow_reuse_address = True
+class ScriptedServer(BackgroundServer):
 
     def __init__(self, *replies: Scripted) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler, "scripted-server")
         self.replies = list(replies)
         self.stats = _Stats()
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="scripted-server")  # fmt: skip
 
     @property
     def url(self) -> str:
@@ -137,15 +129,6 @@ class ScriptedServer(socketserver.ThreadingTCPServer):
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return head, ([reply.body] if isinstance(reply.body, bytes) else reply.body())
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stopping.set()
-        self.shutdown()
-        self.server_close()
-        self._thread.join()
 
 
 class _Dropper(socketserver.BaseRequestHandler):
@@ -165,49 +148,19 @@ class _Dropper(socketserver.BaseRequestHandler):
                 self.server.dropped += 1
             return
         with socket.create_connection(self.server.target, timeout=10) as upstream:
-            self._pipe(self.request, upstream)
-
-    def _pipe(self, client: socket.socket, upstream: socket.socket) -> None:
-        while not self.server.stopping.is_set():
-            ready, _, _ = select.select([client, upstream], [], [], 0.1)
-            for source in ready:
-                try:
-                    data = source.recv(65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                (upstream if source is client else client).sendall(data)
+            pipe(self.request, upstream, self.server.stopping)
 
 
-class HandshakeDropper(socketserver.ThreadingTCPServer):
+class HandshakeDropper(BackgroundServer):
     """Drops the first ``count`` connections after the ClientHello (``how``: "eof" or "reset")."""
 
-    daemon_threads = False
-    block_on_close = True
-    allow_reuse_address = True
-
     def __init__(self, target: tuple[str, int], count: int, how: str = "eof") -> None:
-        super().__init__(("127.0.0.1", 0), _Dropper)
+        super().__init__(_Dropper, "handshake-dropper")
         self.target = target
         self.to_drop = count
         self.how = how
         self.dropped = 0
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="handshake-dropper")  # fmt: skip
 
     @property
     def port(self) -> int:
         return self.server_address[1]
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stopping.set()
-        self.shutdown()
-        self.server_close()
-        self._thread.join()

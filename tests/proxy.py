@@ -9,6 +9,7 @@ import select
 import socket
 import socketserver
 import threading
+from typing import Self
 
 
 class _Tunnel(socketserver.StreamRequestHandler):
@@ -31,41 +32,52 @@ class _Tunnel(socketserver.StreamRequestHandler):
         with upstream:
             self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             self.wfile.flush()
-            self._pipe(self.connection, upstream)
+            pipe(self.connection, upstream, self.server.stopping)  # type: ignore[attr-defined]
 
-    def _pipe(self, client: socket.socket, upstream: socket.socket) -> None:
-        stop = self.server.stopping  # type: ignore[attr-defined]
-        while not stop.is_set():
-            ready, _, _ = select.select([client, upstream], [], [], 0.2)
-            for source in ready:
+
+def pipe(client: socket.socket, upstream: socket.socket, stop: threading.Event) -> None:
+    """Copy bytes both ways until either side closes or ``stop`` is set."""
+    while not stop.is_set():
+        ready, _, _ = select.select([client, upstream], [], [], 0.2)
+        for source in ready:
+            try:
                 data = source.recv(65536)
-                if not data:
-                    return
-                (upstream if source is client else client).sendall(data)
+            except OSError:
+                return
+            if not data:
+                return
+            (upstream if source is client else client).sendall(data)
 
 
-class ConnectProxy(socketserver.ThreadingTCPServer):
+class BackgroundServer(socketserver.ThreadingTCPServer):
+    """A threaded TCP server on 127.0.0.1 run in a thread while in its ``with`` block."""
+
     daemon_threads = False
     block_on_close = True
     allow_reuse_address = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Tunnel)
-        self.targets: list[str] = []
+    def __init__(self, handler: type[socketserver.BaseRequestHandler], name: str) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="connect-proxy")  # fmt: skip
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=name)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self) -> ConnectProxy:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stopping.set()
         self.shutdown()
-        self.server_close()  # joins the tunnel threads (block_on_close)
+        self.server_close()  # joins the handler threads (block_on_close)
         self._thread.join()
+
+
+class ConnectProxy(BackgroundServer):
+    def __init__(self) -> None:
+        super().__init__(_Tunnel, "connect-proxy")
+        self.targets: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
