@@ -20,8 +20,7 @@ from loguru import logger
 
 from dropbox_sync import archive, config
 from dropbox_sync.emulator import Emulator
-from dropbox_sync.journal import Journal
-from dropbox_sync.pipeline import Pipeline
+from dropbox_sync.session import pipeline_session
 
 DEMO_USER = "autoimport"
 DEMO_PASSWORD = "demo-Pa55word"  # only ever sent to the emulator on 127.0.0.1
@@ -63,6 +62,7 @@ def run_demo(*, keep: bool = True, out: TextIO) -> int:
         if keep:
             print(f"Look around: {workspace} (inbox/processed, inbox/failed and their .result.json files)",
                   file=out)  # fmt: skip
+            print(f"What office staff see, in a browser: {(inbox / 'report.html').as_uri()}", file=out)
         return 0 if ok else 1
     finally:
         if not keep:
@@ -89,25 +89,24 @@ def _demo_config(workspace: Path, inbox: Path, emulator: Emulator) -> config.Con
 
 def _run_service_until_done(cfg: config.Config, workspace: Path, inbox: Path) -> bool:
     stop = threading.Event()
-    journal = Journal(workspace / "state" / "journal.sqlite3")
-    pipeline = Pipeline(cfg, journal=journal)
-    service = threading.Thread(target=pipeline.run, args=(stop,), name="demo-service")
-    service.start()
-    try:
-        pipeline.ready.wait(10)
-        for name, text in SAMPLES.items():
-            logger.info("demo: dropping {} into the inbox", name)
-            (inbox / name).write_text(text, encoding="utf-8")
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while len(_archived(inbox)) < len(SAMPLES):
-            if time.monotonic() > deadline:
-                return False
-            stop.wait(0.1)
-        return True
-    finally:
-        stop.set()
-        service.join()
-        journal.close()
+    # The session, as `run` and the services open it: journal, and report.html in the inbox.
+    with pipeline_session(cfg) as pipeline:
+        service = threading.Thread(target=pipeline.run, args=(stop,), name="demo-service")
+        service.start()
+        try:
+            pipeline.ready.wait(10)
+            for name, text in SAMPLES.items():
+                logger.info("demo: dropping {} into the inbox", name)
+                (inbox / name).write_text(text, encoding="utf-8")
+            deadline = time.monotonic() + DEADLINE_SECONDS
+            while len(_archived(inbox)) < len(SAMPLES):
+                if time.monotonic() > deadline:
+                    return False
+                stop.wait(0.1)
+            return True
+        finally:
+            stop.set()
+            service.join()
 
 
 def _archived(inbox: Path) -> list[Path]:

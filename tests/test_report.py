@@ -298,3 +298,15 @@ def test_a_server_message_quoting_the_password_never_reaches_the_page(tmp_path, 
     assert dom.all("script") == [] and dom.all("body") == [{}]
     assert f"Password *** is wrong for {USER} {PWN}" in dom.text
     assert f"| 1 | 2 | a | User failed: {PWN} ***" in dom.text
+
+
+def test_the_demo_leaves_a_page_to_open(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "dropbox_sync", "demo"], capture_output=True, text=True,
+                            timeout=180, env={**os.environ, "TMPDIR": str(tmp_path)}, stdin=subprocess.DEVNULL,
+                            check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (page,) = tmp_path.glob("dropbox-sync-demo-*/inbox/report.html")
+    assert f"What office staff see, in a browser: {page.as_uri()}" in result.stdout
+    text = Dom(page.read_text(encoding="utf-8")).text
+    assert "Stopped" in text and "students.csv" in text
+    assert "| 2 | 3 | t2002 | Field (emailAddress) is not a well-formed email address." in text
