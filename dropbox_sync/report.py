@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 RENDER_EVERY = 2.0  # seconds between rewrites of one page while files keep finishing
 IDLE_REFRESH = 600.0  # a running service rewrites an unchanged page this often: its time shows it is alive
 CHECK_EVERY = 1.0  # how often the live state (waiting, held) is compared with the page's
+RETRY_FAILED = 30.0  # a page that could not be written (a browser or scanner holds it on Windows) is tried again
 MAX_FAILED_ROWS = 20  # per import; the rest are in the result and the failed-rows CSV
 MAX_HELD = 100  # held files listed
 MAX_RESULT_BYTES = 64 * 1024 * 1024  # a result bigger than this is not read for its rows
@@ -68,6 +69,7 @@ class _Page:
     shown: object = None  # the live state the page shows
     results: dict[tuple[str, int, int], tuple[list[rows.FailedRow], int]] = field(default_factory=dict)
     problem: str | None = None  # the last write error, logged once
+    retry_at: float | None = None  # when to try again after a failed write
 
 
 class ReportPages:
@@ -140,7 +142,7 @@ class ReportPages:
             with self._lock:
                 wanted = final or page.due or shown != page.shown or (
                     page.rendered_at is not None and now - page.rendered_at >= self.idle_refresh
-                    and activity == "watching")  # fmt: skip
+                    and activity == "watching") or (page.retry_at is not None and now >= page.retry_at)  # fmt: skip
                 wait = 0.0 if page.rendered_at is None else page.rendered_at + self.render_every - now
                 if not wanted:
                     continue
@@ -149,13 +151,16 @@ class ReportPages:
                     continue
                 page.due = False
             page.shown, page.rendered_at = shown, now
-            self._write(page, snapshot, activity)
+            page.retry_at = None if self._write(page, snapshot, activity) else now + RETRY_FAILED
+            if page.retry_at is not None:
+                delay = min(delay, RETRY_FAILED)
         return max(0.0, delay)
 
-    def _write(self, page: _Page, snapshot: InboxSnapshot | None, activity: str) -> None:
+    def _write(self, page: _Page, snapshot: InboxSnapshot | None, activity: str) -> bool:
+        """Render and write one page; False if it could not be written (logged once)."""
         inbox = page.inbox
         if not inbox.path.is_dir():
-            return  # an unmounted share: nothing to write into, and the page there is out of reach anyway
+            return True  # an unmounted share: nothing to write into; the state change when it is back rewrites it
         try:
             html = render(gather(inbox, snapshot, activity, self.journal, self.now(), page.results))
             pagefile.write_page(inbox.path, inbox.report, html)
@@ -164,11 +169,12 @@ class ReportPages:
             if problem != page.problem:
                 logger.warning('inbox "{}": cannot write {} ({}); uploads carry on', inbox.name, inbox.report, problem)
             page.problem = problem
-            return
+            return False
         if page.problem is not None:
             logger.info('inbox "{}": {} is written again', inbox.name, inbox.report)
         page.problem = None
         self.renders += 1
+        return True
 
 
 # -- what the page shows -----------------------------------------------------------------

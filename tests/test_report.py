@@ -310,3 +310,32 @@ def test_the_demo_leaves_a_page_to_open(tmp_path):
     text = Dom(page.read_text(encoding="utf-8")).text
     assert "Stopped" in text and "students.csv" in text
     assert "| 2 | 3 | t2002 | Field (emailAddress) is not a well-formed email address." in text
+
+
+def test_a_page_that_cannot_be_written_is_logged_once_and_tried_again_later(tmp_path, emu):
+    """Windows: a browser or scanner holding report.html makes the rename fail. Here a folder
+    of that name does the same on Linux; the pages' clock is the seam, so "later" is exact."""
+    from loguru import logger
+
+    cfg = config.load(write_config(tmp_path, emu))
+    inbox = tmp_path / "inbox"
+    page_of(inbox).mkdir()
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(m.record["message"]), level="INFO")
+    now = [1000.0]
+    pages = report.ReportPages(cfg.inboxes, None, clock=lambda: now[0])
+    pages._pipeline = Pipeline(cfg)  # its snapshots, without running it
+    try:
+        for _ in range(3):
+            pages.tick()
+        assert pages.renders == 0 and sum("cannot write report.html" in m for m in messages) == 1
+        page_of(inbox).rmdir()
+        now[0] += report.RETRY_FAILED - 1
+        pages.tick()
+        assert pages.renders == 0, "not before the retry is due"
+        now[0] += 1
+        pages.tick()
+        assert pages.renders == 1 and "No imports from this folder yet." in text_of(inbox)
+        assert any("report.html is written again" in m for m in messages)
+    finally:
+        logger.remove(sink)
