@@ -324,7 +324,11 @@ def test_install_start_process_stop_uninstall(service: str, site: Path, emulator
     gone = run("sc", "query", service)
     assert gone.returncode != 0
     step(f"uninstalled: {done.stdout.strip().splitlines()[-1]}; sc query {service} -> {gone.returncode}")
-    assert len(archived(inbox, "processed")) == 2 and [f for f in inbox.iterdir() if f.is_file()] == []
+    # Nothing left in the inbox but the page for people, which the service keeps there.
+    assert len(archived(inbox, "processed")) == 2 and [f.name for f in inbox.iterdir() if f.is_file()] == ["report.html"]
+    page = (inbox / "report.html").read_text(encoding="utf-8")
+    assert "while-stopped.csv" in page and "Stopped" in page, "the service's last page shows its final state"
+    step("report.html in the inbox: the last file imported, and the service stopped")
 
 
 def result_of_exists(path: Path) -> bool:
