@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from dropbox_sync.journal import Journal
 from dropbox_sync.pipeline import Pipeline
 from dropbox_sync.session import pipeline_session
 from tests import sis_exports
+from tests.badservers import Scripted, ScriptedServer
 from tests.browser import Dom, dump_dom
 from tests.helpers import wait_until
 from tests.support import (
@@ -263,35 +263,14 @@ def test_held_files_show_why_and_the_command_that_releases_them(tmp_path, emu):
     assert "| Held for approval |" in dom.text
 
 
-class EchoingServer(BaseHTTPRequestHandler):
-    """An import endpoint that quotes the password and hostile markup back (the emulator never would)."""
-
-    def do_POST(self) -> None:  # http.server's name for it
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        body = json.dumps({"success": False, "summary": f"Password {PASSWORD} is wrong for {USER} {PWN}",
-                           "details": {"1": f"User failed: {PWN} {PASSWORD}"}}).encode()  # fmt: skip
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_a_server_message_quoting_the_password_never_reaches_the_page(tmp_path, emu):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingServer)
-    thread = threading.Thread(target=server.serve_forever, name="echoing-server")
-    thread.start()
-    try:
-        config_path = write_config(tmp_path, emu, url=f"http://127.0.0.1:{server.server_port}/api/import/users")
+    # A server that quotes the password and hostile markup back (the emulator never would).
+    reply = {"success": False, "summary": f"Password {PASSWORD} is wrong for {USER} {PWN}",
+             "details": {"1": f"User failed: {PWN} {PASSWORD}"}}  # fmt: skip
+    with ScriptedServer(Scripted(body=json.dumps(reply).encode())) as server:
+        config_path = write_config(tmp_path, emu, url=server.url)
         (tmp_path / "inbox" / "a.csv").write_text(good_csv("a"), encoding="utf-8")
         once(config_path)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
     page = page_of(tmp_path / "inbox").read_text(encoding="utf-8")
     assert PASSWORD not in page and urllib.parse.quote(PASSWORD, safe="") not in page
     dom = Dom(dump_dom(page_of(tmp_path / "inbox")))
