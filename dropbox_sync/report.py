@@ -49,6 +49,7 @@ CHECK_EVERY = 1.0  # how often the live state (waiting, held) is compared with t
 RETRY_FAILED = 30.0  # a page that could not be written (a browser or scanner holds it on Windows) is tried again
 MAX_FAILED_ROWS = 20  # per import; the rest are in the result and the failed-rows CSV
 MAX_HELD = 100  # held files listed
+MAX_WAITING = 100  # waiting files listed (a burst of 10,000 is counted, not listed)
 MAX_RESULT_BYTES = 64 * 1024 * 1024  # a result bigger than this is not read for its rows
 FAILED_ROWS_SUFFIX = ".failed-rows.csv"  # beside a partly failed file in failed/
 OUTCOME_TEXT = {"processed": "Imported", "failed": "Failed", "guarded": "Held for approval"}
@@ -185,6 +186,7 @@ def gather(inbox: InboxConfig, snapshot: InboxSnapshot | None, activity: str, jo
     """Everything the template shows, as plain data."""
     cache = {} if cache is None else cache
     reasons = snapshot.waiting if snapshot else {}
+    waiting = status.waiting(inbox, reasons)
     imports = journal.history(inbox.name, limit=inbox.report_imports) if journal else []
     success = journal.last(inbox.name, "processed") if journal else None
     return {
@@ -196,7 +198,8 @@ def gather(inbox: InboxConfig, snapshot: InboxSnapshot | None, activity: str, jo
         "held": snapshot.held if snapshot else None,
         "hold_retry": when.duration(inbox.hold_retry_seconds),
         "uploading": snapshot.uploading if snapshot else None,
-        "waiting": [_waiting(entry) for entry in status.waiting(inbox, reasons)],
+        "waiting": [_waiting(entry) for entry in waiting[:MAX_WAITING]],
+        "waiting_count": len(waiting),
         "last_success": _last_success(success, now),
         "held_files": _held_files(inbox, now),
         "imports": [_import(inbox, attempt, now, cache) for attempt in imports],

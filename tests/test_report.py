@@ -318,3 +318,15 @@ def test_a_page_that_cannot_be_written_is_logged_once_and_tried_again_later(tmp_
         assert any("report.html is written again" in m for m in messages)
     finally:
         logger.remove(sink)
+
+
+def test_a_burst_waiting_is_counted_not_listed(tmp_path, emu):
+    """10,000 files dropped at once must not make a 10,000-row page each time it is written."""
+    cfg = config.load(write_config(tmp_path, emu))
+    inbox = tmp_path / "inbox"
+    for number in range(report.MAX_WAITING + 50):
+        (inbox / f"w{number:04}.csv").write_text(good_csv(f"u{number}"), encoding="utf-8")
+    html = report.render(report.gather(cfg.inboxes[0], None, "watching", None, report.utc_now()))
+    text = Dom(html).text
+    assert f"Files waiting ({report.MAX_WAITING + 50})" in text and "… and 50 more, sent in turn." in text
+    assert text.count("| queued |") == report.MAX_WAITING
