@@ -330,3 +330,24 @@ def test_a_burst_waiting_is_counted_not_listed(tmp_path, emu):
     text = Dom(html).text
     assert f"Files waiting ({report.MAX_WAITING + 50})" in text and "… and 50 more, sent in turn." in text
     assert text.count("| queued |") == report.MAX_WAITING
+
+
+def test_an_idle_watching_page_is_rewritten_now_and_then_so_its_time_shows_the_service_lives(tmp_path, emu):
+    cfg = config.load(write_config(tmp_path, emu))
+    now = [1000.0]
+    pages = report.ReportPages(cfg.inboxes, None, clock=lambda: now[0])
+    pipeline = Pipeline(cfg)  # its snapshots and activity, without running it
+    pages._pipeline = pipeline
+    pipeline.activity = "watching"
+    pages.tick()
+    now[0] += report.IDLE_REFRESH - 1
+    pages.tick()
+    assert pages.renders == 1, "nothing changed: no rewrite"
+    now[0] += 1
+    pages.tick()
+    assert pages.renders == 2, "an idle service still shows it is alive"
+    pipeline.activity = "stopped"
+    pages.tick()
+    now[0] += 10 * report.IDLE_REFRESH
+    pages.tick()
+    assert pages.renders == 3, "a stopped service's page says so once, then stays"
