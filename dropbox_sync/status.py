@@ -10,6 +10,7 @@ word.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import Iterable
@@ -22,6 +23,7 @@ from dropbox_sync import __version__, archive, statefiles, when
 from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.discover import Discovery, discover
 from dropbox_sync.errors import StateFileDamaged
+from dropbox_sync.inboxlock import InboxLock
 from dropbox_sync.journal import Attempt, Journal
 
 if TYPE_CHECKING:  # pipeline imports this module to write status.json
@@ -89,6 +91,8 @@ def gather(cfg: Config, state_dir: Path, journal: Journal | None) -> dict[str, A
     for inbox in cfg.inboxes:
         reported = (service or {}).get("inboxes", {}).get(inbox.name, {})
         inboxes.append(_inbox_status(inbox, reported, journal, today))
+        holder = InboxLock(state_dir, inbox.name, inbox.path).held_elsewhere()
+        inboxes[-1]["worked_by"] = dataclasses.asdict(holder) if holder else None
     return {
         "service": {"running": running, "mode": (service or {}).get("mode"), "pid": (service or {}).get("pid"),
                     "updated": (service or {}).get("updated")},  # fmt: skip
@@ -164,6 +168,9 @@ def render_text(data: dict[str, Any]) -> str:
         lines.append(f"inbox {inbox['name']}: {inbox['path']} -> {inbox['url']}")
         if inbox["folder_missing"]:
             lines.append("  FOLDER MISSING")
+        worker = inbox.get("worked_by")
+        lines.append(f"  worked by: pid {worker['pid']} on {worker['host']}, '{worker['command']}', since "
+                     f"{worker['since']}" if worker else "  worked by: no dropbox-sync process right now")  # fmt: skip
         lines.append(f"  HELD: {inbox['held']}" if inbox["held"] else "  held: no")
         lines.append(f"  waiting: {len(inbox['waiting'])}")
         for entry in inbox["waiting"]:
