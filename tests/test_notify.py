@@ -26,11 +26,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from loguru import logger
 
-from dropbox_sync import archive, config
+from dropbox_sync import archive, config, notify
 from dropbox_sync.cli import main
 from dropbox_sync.errors import ConfigError
 from dropbox_sync.journal import Attempt, Journal
 from dropbox_sync.notify import Notifier
+from dropbox_sync.notify_state import MAX_FILES
 from dropbox_sync.outcome import FileReport, Outcome
 from dropbox_sync.pipeline import Pipeline
 from tests.helpers import wait_until
@@ -223,7 +224,7 @@ def test_the_example_notify_section_is_valid_when_uncommented(tmp_path, monkeypa
 
     text = EXAMPLE_CONFIG.read_text(encoding="utf-8")
     section = text[text.index("# [notify]"):]
-    uncommented = "\n".join(line[2:] if line.startswith("# ") else line for line in section.splitlines())
+    uncommented = "\n".join(line.removeprefix("# ") for line in section.splitlines())
     monkeypatch.setenv("DROPBOX_SYNC_SMTP_PASSWORD", SMTP_PASSWORD)
     settings = load(tmp_path, uncommented + "\n").notify
     assert (settings.server.port, settings.server.starttls, settings.server.username) == (
@@ -560,12 +561,17 @@ def test_the_thread_stops_promptly_and_flushes_what_is_pending(tmp_path, smtp):
 
 
 def test_on_report_only_queues_so_uploads_never_wait_for_mail(tmp_path):
-    # Called from the inbox workers: no network, no file reads, bounded memory.
+    # Called from the inbox workers: no network (nothing listens on the port), no file reads
+    # (the result files do not exist), bounded memory. Failures are what `pending` counts.
     cfg = load(tmp_path, notify_table(free_port()))
     notifier = Notifier(cfg.notify, cfg.inboxes, now=FakeClock())
-    for number in range(20_000):  # more than the queue holds: the oldest are dropped, nothing blocks
-        notifier.on_report(FileReport("inbox", f"{number}.csv", Outcome.PROCESSED, "ok"))
-    assert notifier.pending == 0
+    total = notify.QUEUE_MAX + 5_000
+    for number in range(total):  # more than the queue holds: the oldest are dropped, nothing blocks
+        notifier.on_report(FileReport("inbox", f"{number}.csv", Outcome.FAILED, "no", tmp_path / "gone.csv"))
+    assert notifier.pending == notify.QUEUE_MAX, "every failure queued, up to the bound"
+    notifier.tick()  # takes them in (the digest window is not over: nothing is sent)
+    assert notifier.state.failed[0].original == f"{total - notify.QUEUE_MAX}.csv", "the oldest were dropped"
+    assert notifier.state.failed_overflow == notify.QUEUE_MAX - MAX_FILES
 
 
 def test_a_refused_recipient_is_logged_and_the_others_still_get_the_email(tmp_path, logs):

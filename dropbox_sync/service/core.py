@@ -27,7 +27,7 @@ from loguru import logger
 
 from dropbox_sync import log
 
-STOP_MARGIN = 15.0  # seconds past stop_timeout for the watcher, journal and logs to close
+STOP_MARGIN = 15.0  # past stop_timeout: the last email (notify.FLUSH_BUDGET), then the journal and logs
 READY_POLL = 0.1  # how often the monitor looks for "observers running" while starting
 TICK_SECONDS = 10.0  # status refresh when no watchdog asks for faster
 
