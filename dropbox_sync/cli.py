@@ -94,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # --help and usage errors need not pay.
     from dropbox_sync import log
 
+    # A scheduled task on Windows captures output in the ANSI code page: a character it
+    # lacks (a name in a server's reply) is printed as \uXXXX, valid JSON, never a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     log.setup(level="DEBUG" if args.verbose else "INFO")
     try:
         return args.handler(args)

@@ -8,6 +8,9 @@ runs the real pipeline (``once``) against a small scripted server on 127.0.0.1
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -110,3 +113,19 @@ def test_a_reply_that_is_not_infiniti_is_retried_a_few_times_then_holds_the_inbo
     assert "check that 'url' is the import address" in reason
     assert len(list((inbox / "sending").iterdir())) == 1, "the file waits, claimed, nothing lost"
     assert archived(inbox, "failed") == []
+
+
+def test_send_prints_any_reply_even_to_a_legacy_code_page(tmp_path):
+    # A scheduled task on Windows captures stdout in the ANSI code page (cp1252), which has
+    # no '✓' or U+FFFD: printing the reply must not end in a traceback.
+    reply = Scripted(body=json_bytes('{"success": true, "summary": "\u2713 Zo\u00eb \\ud800 imported"}'))
+    with ScriptedServer(reply) as server:
+        config_path = write_config(tmp_path, server)
+        loose = tmp_path / "a.csv"
+        loose.write_text(good_csv("a"), encoding="utf-8")
+        done = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "send", str(loose)],
+                              check=False, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "PYTHONIOENCODING": "cp1252"})  # fmt: skip
+    assert b"Traceback" not in done.stderr, done.stderr.decode("cp1252", "replace")
+    assert done.returncode == 0
+    assert '"summary": "\\u2713 Zo\xeb \\ufffd imported"'.encode("cp1252") in done.stdout
