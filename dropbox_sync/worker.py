@@ -21,7 +21,7 @@ from loguru import logger
 
 from dropbox_sync import archive, mapper, result
 from dropbox_sync.backoff import Backoff
-from dropbox_sync.client import ImportClient, Reply
+from dropbox_sync.client import ImportClient, Reply, request_deadline
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.discover import discover
 from dropbox_sync.errors import FileNotReady, HoldError, TransientError
@@ -95,6 +95,7 @@ class InboxWorker:
         self._not_ready_until = 0.0
         self._beat = self.clock()
         self._uploading: str | None = None
+        self._upload_deadline = 0.0  # seconds the upload on the wire may take in all
         self._recovered = False
         self._next_prune = 0.0
         self._filing: set[str] = set()  # sent and reported, the move still blocked
@@ -112,7 +113,7 @@ class InboxWorker:
         """True if the worker has given no sign of life for far longer than it should."""
         allowed = 3 * self.inbox.rescan_seconds + 60
         if self._uploading is not None:
-            allowed += self.inbox.timeout + self.inbox.connect_timeout
+            allowed += self._upload_deadline
         return self.clock() - self._beat > allowed
 
     # -- one pass -----------------------------------------------------------------
@@ -303,6 +304,7 @@ class InboxWorker:
         facts = upload.facts
         self.retry.attempts += 1
         self._beat, self._uploading = self.clock(), original
+        self._upload_deadline = request_deadline(self.inbox, upload.size)
         try:
             reply = self._http().upload(upload.path, filename=original, url=upload.route.url)
         except HoldError as exc:

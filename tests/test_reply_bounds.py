@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from dropbox_sync import config
-from dropbox_sync.client import ImportClient
+from dropbox_sync.client import ImportClient, request_deadline
 from dropbox_sync.errors import TransientError
 from dropbox_sync.pipeline import Pipeline
 from dropbox_sync.reply import MAX_REPLY_BYTES
+from dropbox_sync.worker import InboxWorker
 from tests.badservers import HandshakeDropper, Scripted, ScriptedServer
 from tests.helpers import wait_until
 from tests.support import (
@@ -127,3 +128,43 @@ def test_a_dropped_handshake_is_a_transient_error_naming_tls(tmp_path, emu):
         with ImportClient(inbox) as client, pytest.raises(TransientError) as caught:
             client.upload(drop_file(tmp_path))
     assert "TLS connection to" in str(caught.value) and "SSLEOFError" in str(caught.value)
+
+
+def test_a_long_upload_is_not_called_wedged_before_its_deadline(tmp_path):
+    # The service watchdog asks wedged(); while a file is on the wire the worker may be
+    # silent for as long as that upload's deadline, which grows with the file's size.
+    now = [0.0]
+    hold = Scripted(body=b'{"success": true, "summary": "ok"}' + b" " * 1000, trickle=0.5)
+    with ScriptedServer(hold) as server:
+        inbox = inbox_config(tmp_path, server, timeout=60, connect_timeout=5)
+        big = tmp_path / "inbox" / "big.csv"
+        big.write_text(good_csv(*(f"user{n:07d}" for n in range(40_000))), encoding="utf-8")
+        worker = InboxWorker(inbox, clock=lambda: now[0])
+        stop = threading.Event()
+
+        def work() -> None:
+            while not stop.is_set():
+                stop.wait(min(worker.cycle(stop), 0.05))
+
+        thread = threading.Thread(target=work, name="test-upload")
+        thread.start()
+        try:
+            wait_until(lambda: server.stats.requests == 1)  # the file is on the wire
+            assert worker.snapshot().uploading == "big.csv"
+            deadline = request_deadline(inbox, big_size(tmp_path))
+            assert deadline > 65 + 60, "the file's size adds to the deadline"
+            now[0] = 3 * inbox.rescan_seconds + 60 + deadline - 1
+            assert not worker.wedged()
+            now[0] = 3 * inbox.rescan_seconds + 60 + deadline + 1
+            assert worker.wedged()
+        finally:
+            stop.set()
+            server.stopping.set()  # the trickle ends; the upload fails and the pass returns
+            thread.join(30)
+            worker.close()
+    assert not thread.is_alive()
+
+
+def big_size(tmp_path: Path) -> int:
+    [claimed] = (tmp_path / "inbox" / "sending").iterdir()
+    return claimed.stat().st_size
