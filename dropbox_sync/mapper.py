@@ -17,7 +17,6 @@ from __future__ import annotations
 import bisect
 import csv
 import io
-import re
 from array import array
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,8 +33,7 @@ from dropbox_sync.mapping import (
     fold,
 )
 from dropbox_sync.preflight import missing_columns_problem
-
-_ROW_NUMBER = re.compile("[0-9]{1,9}")
+from dropbox_sync.rows import row_number
 
 LISTED_ROWS = 1000  # rows listed by number in a result; beyond that only counted
 _BUFFER = 1 << 20
@@ -206,9 +204,7 @@ def reported_rows(details: object, row_map: RowMap, sent: Path, username_column:
     the username, read back from the CSV that was sent (one pass; only reported rows kept)."""
     if not isinstance(details, Mapping):
         return {}
-    # Row numbers in ASCII digits only: str.isdigit() also accepts '²', which int() refuses,
-    # and a reply is untrusted (an exception here would send the file again).
-    wanted = {int(key) for key in details if isinstance(key, str) and _ROW_NUMBER.fullmatch(key)}
+    wanted = {row_number(key) for key in details} - {None}
     if not wanted:
         return {}
     found: dict[str, dict[str, Any]] = {}

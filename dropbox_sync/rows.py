@@ -21,6 +21,13 @@ from dropbox_sync import archive
 
 ROW_SUCCESS = ("user created", "user updated")  # Infiniti lists every row once one fails
 _TWICE = re.compile(r"(?P<problem>.+?)\.? User failed to import: (?P=problem)\.?\s*", re.DOTALL)
+_ROW_NUMBER = re.compile("[0-9]{1,9}")
+
+
+def row_number(key: object) -> int | None:
+    """A row number as a reply's ``details`` gives it ("12"), else None. Not str.isdigit():
+    it also takes '²' and 5,000 digits, which int() refuses, and a reply is untrusted."""
+    return int(key) if isinstance(key, str) and _ROW_NUMBER.fullmatch(key) else None
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,7 @@ def failed_details(details: Any) -> list[tuple[str, str]]:
     if not isinstance(details, dict):
         return []
     rows = [(str(n), str(v)) for n, v in details.items() if not str(v).strip().lower().startswith(ROW_SUCCESS)]
-    return sorted(rows, key=lambda r: (0, int(r[0])) if r[0].isdigit() else (1, r[0]))
+    return sorted(rows, key=lambda r: (0, row_number(r[0]), "") if row_number(r[0]) is not None else (1, 0, r[0]))
 
 
 def failed_rows(details: Any, export: Path | None, *, encoding: str = "", limit: int = 20,
@@ -51,16 +58,17 @@ def failed_rows(details: Any, export: Path | None, *, encoding: str = "", limit:
     the last row shown; a missing or unreadable export leaves line and username blank."""
     failed = failed_details(details)
     shown, more = failed[:limit], max(0, len(failed) - limit)
-    wanted = {int(n) for n, _ in shown if n.isdigit()}
+    wanted = {row_number(n) for n, _ in shown} - {None}
     if isinstance(traced, dict):
-        found = {int(n): (_line(traced[n]), str(traced[n].get("username", ""))) for n, _ in shown
+        found = {row_number(n): (_line(traced[n]), str(traced[n].get("username", ""))) for n, _ in shown
                  if isinstance(traced.get(n), dict)}  # fmt: skip
     else:
         found = _records(export, wanted, encoding) if export is not None and wanted else {}
     rows = []
     for number, reason in shown:
-        line, username = found.get(int(number), (None, "")) if number.isdigit() else (None, "")
-        rows.append(FailedRow(int(number) if number.isdigit() else number, line, username, tidy_reason(reason)))
+        row = row_number(number)
+        line, username = found.get(row, (None, "")) if row is not None else (None, "")
+        rows.append(FailedRow(row if row is not None else number, line, username, tidy_reason(reason)))
     return rows, more
 
 

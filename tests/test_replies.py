@@ -19,6 +19,7 @@ import pytest
 from dropbox_sync import config
 from dropbox_sync.outcome import FOREIGN_REPLIES_BEFORE_HOLD
 from dropbox_sync.pipeline import Pipeline
+from dropbox_sync.rows import failed_rows, row_number
 from tests.badservers import Scripted, ScriptedServer, json_bytes
 from tests.support import archived, good_csv, write_config
 
@@ -129,3 +130,16 @@ def test_send_prints_any_reply_even_to_a_legacy_code_page(tmp_path):
     assert b"Traceback" not in done.stderr, done.stderr.decode("cp1252", "replace")
     assert done.returncode == 0
     assert '"summary": "\\u2713 Zo\xeb \\ufffd imported"'.encode("cp1252") in done.stdout
+
+
+def test_odd_row_numbers_in_details_are_listed_as_text_never_an_exception(tmp_path):
+    # The failed-rows list of results, emails and report.html read the reply's details.
+    details = {"²": "Field (x) is bad.", "9" * 5000: "also bad", "-1": "odd", "2": "Field (y) is bad.",
+               "1": "User Created"}  # fmt: skip
+    export = tmp_path / "export.csv"
+    export.write_text(good_csv("u1", "u2"), encoding="utf-8")
+    shown, more = failed_rows(details, export)
+    assert more == 0
+    assert [(r.row, r.line, r.username) for r in shown] == [
+        (2, 3, "u2"), ("-1", None, ""), ("9" * 5000, None, ""), ("²", None, "")]
+    assert row_number("²") is None and row_number("12") == 12
