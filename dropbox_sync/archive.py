@@ -34,6 +34,7 @@ REPORT = "report.html"  # the inbox's page for people (never taken for a dropped
 RESULT_SUFFIX = ".result.json"
 SENT_SUFFIX = ".sent.csv"  # <archived name>.sent.csv: the CSV a mapped file was sent as
 ORIGINAL_SUFFIX = ".name"  # .<archive name>.name holds the full name of a shortened one
+FAILED_ROWS_SUFFIX = ".failed-rows.csv"  # beside a partly failed file (failed_rows.py)
 # 20261125T020000Z_name.csv, or 20261125T020000Z-2_name.csv on a clash
 _ARCHIVE_NAME = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?_(?P<original>.+)\Z", re.DOTALL)  # names may hold \n
 # File names are limited to 255 bytes (Linux) or UTF-16 units (Windows). Our
@@ -74,14 +75,31 @@ def display_name(name: str) -> str:
 
 
 def is_archived_file(name: str, siblings: Container[str] | None = None) -> bool:
-    """A dropped file in one of our folders, not its result, its sent copy or our dot-name
-    companions (done markers, approvals, temporaries). Give ``siblings`` (the folder's
-    names) where a file must never be missed (sending/, failed/): a ``.sent.csv`` is then
-    ours only beside the file it belongs to, so a user's file of such a name (a sent copy
-    dropped back into the inbox) is still taken for what it is."""
+    """A dropped file in one of our folders, not its result, not our dot-name companions
+    (done markers, approvals, temporaries), not a sent copy or failed rows beside their
+    file. Give ``siblings`` (the folder's names) where a file must never be missed
+    (sending/, failed/): a ``.sent.csv`` or ``.failed-rows.csv`` is then ours only beside
+    the file it belongs to (or that file's result: ``retry`` moves the file and leaves
+    both), so a user's file of such a name (fixed rows dropped back into the inbox, and
+    archived in turn) is still taken for what it is."""
     if name.startswith(".") or name.endswith(RESULT_SUFFIX):
         return False
-    return not (name.endswith(SENT_SUFFIX) and (siblings is None or name[: -len(SENT_SUFFIX)] in siblings))
+    suffix = next((s for s in (SENT_SUFFIX, FAILED_ROWS_SUFFIX) if name.endswith(s)), None)
+    if suffix is None:
+        return True
+    base = name[: -len(suffix)]
+    return siblings is not None and base not in siblings and base + RESULT_SUFFIX not in siblings
+
+
+def listed_files(folder_path: Path) -> list[Path]:
+    """The archived files in one of our folders, by name: not results, not companions,
+    not folders. Links are listed (never followed) so they can be filed away."""
+    try:
+        entries = [e for e in os.scandir(folder_path) if not e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+    names = {e.name for e in entries}
+    return sorted(folder_path / e.name for e in entries if is_archived_file(e.name, names))
 
 
 def result_path(file: Path) -> Path:
@@ -91,6 +109,18 @@ def result_path(file: Path) -> Path:
 def sent_path(file: Path) -> Path:
     """Beside a file sent through a column mapping: the CSV that was actually uploaded."""
     return file.with_name(file.name + SENT_SUFFIX)
+
+
+def failed_rows_path(file: Path) -> Path:
+    return file.with_name(file.name + FAILED_ROWS_SUFFIX)
+
+
+def export_name(name: str) -> str:
+    """The export a dropped-back ``<archived>.failed-rows.csv`` came from (for routing),
+    else ``name``: ``20261125T020000Z_users.csv.failed-rows.csv`` -> ``users.csv``."""
+    if not name.lower().endswith(FAILED_ROWS_SUFFIX):
+        return name
+    return original_name(name[: -len(FAILED_ROWS_SUFFIX)])
 
 
 def claim(inbox: Path, name: str, now: dt.datetime, *, done_marker: str = "") -> Path:
@@ -255,6 +285,10 @@ def archive(claimed: Path, destination: str) -> Path:
     target_dir = claimed.parent.parent / destination
     target_dir.mkdir(exist_ok=True)
     target = _free_name(target_dir, claimed.name)
+    # The failed rows go first: were the file to go first and a crash to follow, the
+    # rows left in sending/ without their file would look like a file to send.
+    if failed_rows_path(claimed).exists():
+        os.rename(failed_rows_path(claimed), failed_rows_path(target))
     os.rename(claimed, target)
     result = result_path(claimed)
     if result.exists():
@@ -264,10 +298,10 @@ def archive(claimed: Path, destination: str) -> Path:
     return target
 
 
-def companions(file: Path) -> tuple[Path, Path, Path]:
+def companions(file: Path) -> tuple[Path, Path, Path, Path]:
     """Our companions of a file, which follow it from folder to folder: its done marker,
-    its kept original name and its sent copy (each only when there is one)."""
-    return marker_path(file), original_path(file), sent_path(file)
+    its kept original name, its sent copy and its refused rows (each only when there is one)."""
+    return marker_path(file), original_path(file), sent_path(file), failed_rows_path(file)
 
 
 def _move_companions(source: Path, target: Path) -> None:
@@ -347,19 +381,7 @@ def _free_name(directory: Path, name: str) -> Path:
 
 def claimed_files(inbox: Path) -> list[Path]:
     """Files in sending/ (oldest claim first), not counting results or temporaries."""
-    sending = folder(inbox, SENDING)
-    try:
-        listing = list(os.scandir(sending))
-    except FileNotFoundError:
-        return []
-    names = {entry.name for entry in listing}
-    entries = [
-        sending / entry.name
-        for entry in listing
-        # Links too (not followed): they must be filed away, not left behind.
-        if not entry.is_dir(follow_symlinks=False) and is_archived_file(entry.name, names)
-    ]
-    return sorted(entries, key=lambda p: p.name)
+    return listed_files(folder(inbox, SENDING))
 
 
 def remove_stale_temporaries(inbox: Path) -> list[Path]:

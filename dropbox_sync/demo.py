@@ -112,9 +112,7 @@ def _run_service_until_done(cfg: config.Config, workspace: Path, inbox: Path) ->
 def _archived(inbox: Path) -> list[Path]:
     found = []
     for which in (archive.PROCESSED, archive.FAILED):
-        folder = inbox / which
-        if folder.is_dir():
-            found += [p for p in folder.iterdir() if archive.is_archived_file(p.name)]
+        found += archive.listed_files(inbox / which)
     return found
 
 

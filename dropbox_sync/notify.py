@@ -400,6 +400,9 @@ def _failed_lines(item: FailedFile) -> list[str]:
         if item.more_rows:
             lines.append(f"    ... and {item.more_rows} more failed rows: see "
                          f"{archive.result_path(archived).name if archived else 'the result file'}")  # fmt: skip
+    if archived is not None and archive.failed_rows_path(archived).exists():
+        lines += [f"  fix the rows: {archive.failed_rows_path(archived).name} (beside it) holds just these rows;",
+                  "                correct them in Excel and drop that file into the inbox"]  # fmt: skip
     if archived is not None and item.stage != "preflight":
         lines.append(f"  to resend:    dropbox-sync retry {archived.name}")
     return lines + [""]

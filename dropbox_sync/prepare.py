@@ -11,7 +11,8 @@ The pipeline (``worker.py``), ``check`` and ``send`` all call ``prepare``, so wh
    ``source_encoding`` set, any other file is transcoded into a UTF-8 copy (the
    dropped bytes are what gets archived);
 4. pre-flight of those bytes (size, text, required columns; with a column mapping,
-   the columns its templates read);
+   the columns its templates read); then a column ``import_error`` (a fixed
+   failed-rows file dropped back) is left out of what is sent;
 5. column mapping (the route's ``[inbox.columns]``): the export streamed into the CSV
    Infiniti receives, a temporary in ``scratch`` (``mapper.py``);
 6. shrink guard: far fewer rows than the last import on this route waits in held/.
@@ -22,6 +23,7 @@ first keeps a mapped upload as ``<archived>.sent.csv``: ``Upload.keep_sent``).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 import stat
@@ -30,7 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dropbox_sync import archive, mapper, preflight, routes, transcode
+from dropbox_sync import (
+    archive,
+    failed_rows,
+    held,
+    mapper,
+    preflight,
+    routes,
+    transcode,
+)
 from dropbox_sync.config import InboxConfig, Route
 from dropbox_sync.mapper import MapResult, RowMap
 from dropbox_sync.result import PREFLIGHT, SHRINK_GUARD
@@ -165,6 +175,7 @@ def _encoded(inbox: InboxConfig, route: Route, path: Path, original: str, size: 
                     transcoded_from=transcoded_from, temporaries=tuple(temporaries))  # fmt: skip
     if inspection.problem is not None:
         return Rejection(inspection.problem, PREFLIGHT, {**upload.facts, "sha256": _sha256(inbox, path)})
+    upload = _without_error_column(upload, path, scratch, temporaries)
     if route.mapping is None:
         return upload
     return _mapped(inbox, upload, path, scratch, temporaries)
@@ -193,6 +204,21 @@ def _mapped(inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | None
                                temporaries=tuple(temporaries))  # fmt: skip
 
 
+def _without_error_column(upload: Upload, path: Path, scratch: Path | None, temporaries: list[Path]) -> Upload:
+    """Stage 3b: a column ``import_error`` (a fixed failed-rows file dropped back) is never
+    sent. Read only after the pre-flight passed, so never a huge or binary file; checking
+    a file without one costs reading its header."""
+    stripped = (scratch or path.parent) / f".{path.name}.upload.tmp"  # a dot .tmp: tidied after a crash
+    try:
+        if not failed_rows.without_error_column(upload.path, stripped):
+            return upload
+    except (OSError, UnicodeError, csv.Error):
+        stripped.unlink(missing_ok=True)
+        return upload  # valid UTF-8 text but an odd CSV: the server's to judge, as sent
+    temporaries.append(stripped)
+    return dataclasses.replace(upload, path=stripped, size=stripped.stat().st_size, temporaries=tuple(temporaries))
+
+
 def _shrink_guard(inbox: InboxConfig, upload: Upload, archived_as: str,
                   last_rows: Callable[[str], int | None] | None) -> Rejection | None:  # fmt: skip
     if inbox.shrink_guard <= 0 or last_rows is None:
@@ -201,8 +227,7 @@ def _shrink_guard(inbox: InboxConfig, upload: Upload, archived_as: str,
     if last is None or upload.rows >= inbox.shrink_guard * last:
         return None
     reason = (f"Held for approval: {upload.rows} rows, but the last file imported on this route had {last} "
-              f"(shrink_guard = {inbox.shrink_guard:g}). If the export is right, run: "
-              f"dropbox-sync approve {archived_as}")  # fmt: skip
+              f"(shrink_guard = {inbox.shrink_guard:g}). {held.what_to_do(upload.original).capitalize()}")  # fmt: skip
     return Rejection(reason, SHRINK_GUARD, upload.facts)
 
 

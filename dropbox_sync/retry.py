@@ -44,14 +44,4 @@ def retry_failed(cfg: Config, wanted: Sequence[str]) -> tuple[list[tuple[str, In
 
 
 def _failed_files(inbox: InboxConfig) -> list[Path]:
-    failed = inbox.path / archive.FAILED
-    try:
-        entries = list(os.scandir(failed))
-    except FileNotFoundError:
-        return []
-    names = {e.name for e in entries}
-    return sorted(
-        failed / e.name
-        for e in entries
-        if e.is_file(follow_symlinks=False) and archive.is_archived_file(e.name, names)
-    )
+    return [p for p in archive.listed_files(inbox.path / archive.FAILED) if p.is_file() and not p.is_symlink()]

@@ -11,13 +11,17 @@ never by its archive name, which may have been shortened.
 
 from __future__ import annotations
 
+from dropbox_sync.archive import export_name
 from dropbox_sync.config import InboxConfig, Route
 from dropbox_sync.watcher import matches
 
 
 def route_for(inbox: InboxConfig, name: str) -> tuple[int, Route] | None:
-    """The first route whose patterns match ``name`` (case does not matter)."""
+    """The first route whose patterns match ``name`` (case does not matter).
+
+    A failed-rows file dropped back goes where its export went."""
+    names = {name, export_name(name)}
     for index, route in enumerate(inbox.routes):
-        if matches(name, route.patterns, ()):
+        if any(matches(candidate, route.patterns, ()) for candidate in names):
             return index, route
     return None

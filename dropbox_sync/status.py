@@ -143,7 +143,7 @@ def _waiting_entry(path: Path, reasons: dict[str, str]) -> dict[str, Any]:
 
 def _count_files(folder: Path) -> int:
     try:
-        return sum(1 for e in os.scandir(folder) if e.is_file() and archive.is_archived_file(e.name))
+        return sum(1 for path in archive.listed_files(folder) if path.is_file())
     except OSError:
         return 0
 

@@ -7,6 +7,7 @@ first, and a claimed file waiting for a retry holds back every later one.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import os
 import random
@@ -19,7 +20,7 @@ from typing import Any
 
 from loguru import logger
 
-from dropbox_sync import archive, mapper, result
+from dropbox_sync import archive, failed_rows, mapper, result
 from dropbox_sync.backoff import Backoff
 from dropbox_sync.client import ImportClient, Reply, request_deadline
 from dropbox_sync.config import InboxConfig
@@ -42,6 +43,7 @@ READ_TIMEOUTS_BEFORE_HOLD = 3
 NOT_READY_RECHECK = 1.0  # seconds before looking again at a file held open by its writer
 MISSING_FOLDER_RECHECK = 5.0
 PRUNE_EVERY = 3600.0  # retention of processed/ is checked hourly
+FIRST_REASONS = 3  # failed rows named in the log line of a partly failed file
 
 
 def utc_now() -> dt.datetime:
@@ -366,17 +368,41 @@ class InboxWorker:
                             facts=facts, attempts=self.retry.attempts, started=started, finished=finished)  # fmt: skip
         archive.write_json_atomically(archive.result_path(claimed), data)
         summary = reply.summary if reply else str(body.get("summary", ""))  # one line, however odd
+        if outcome is Outcome.FAILED and reply is not None:
+            summary_line = summary + self._failed_rows(claimed, original, body.get("details"),
+                                                       str(facts.get("transcoded_from") or ""))  # fmt: skip
+        else:
+            summary_line = summary
         self._journal(claimed.name, original, started, finished, status, outcome.value, summary, facts)
         self.waiting.pop(claimed.name, None)
         destination = archive.HELD if outcome is Outcome.GUARDED else outcome.value
         target = self._file_away(claimed, destination)
         log = {Outcome.PROCESSED: logger.success, Outcome.GUARDED: logger.warning}.get(outcome, logger.error)
         where = f"{destination}/{target.name}" if target else f"{destination}/ once released"
-        log('inbox "{}": {} -> {} ({})', self.name, original, where, summary)
+        log('inbox "{}": {} -> {} ({})', self.name, original, where, summary_line)
         self._report(FileReport(self.name, original, outcome, summary, target))
         self._clear_retry()
         self.settler.forget(("claimed", claimed.name))
         return outcome
+
+    def _failed_rows(self, claimed: Path, original: str, details: Any, transcoded_from: str) -> str:
+        """Write the refused rows beside the file; return the first reasons, for the log line.
+        The export is read as the upload read it: UTF-8, or the encoding it was transcoded from."""
+        try:
+            rows = failed_rows.write_beside(claimed, details, source_encoding=transcoded_from)
+            where = [f"row {row.number} (line {row.line})" for row in rows]
+            reasons = [row.reason for row in rows]
+        except (OSError, UnicodeError, csv.Error, LookupError) as exc:
+            logger.warning('inbox "{}": {}: could not write the failed rows as a spreadsheet ({})',
+                           self.name, original, exc)  # fmt: skip
+            found = failed_rows.failures(details)
+            where = [f"row {n}" for n, _ in found]
+            reasons = [failed_rows.short_reason(reason) for _, reason in found]
+        if not reasons:
+            return ""
+        first = "; ".join(f"{w}: {r}" for w, r in list(zip(where, reasons, strict=True))[:FIRST_REASONS])
+        more = f"; and {len(reasons) - FIRST_REASONS} more" if len(reasons) > FIRST_REASONS else ""
+        return f". Failed: {first}{more}"
 
     def _hold(self, claimed: Path, original: str, started: dt.datetime, reason: str,
               status: int | None, facts: dict[str, Any]) -> Outcome:  # fmt: skip

@@ -72,10 +72,7 @@ def emulator_with_password(tmp_path: Path, **kwargs: Any) -> Emulator:
 
 
 def archived(inbox: Path, which: str) -> list[Path]:
-    folder = inbox / which
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if archive.is_archived_file(p.name))
+    return archive.listed_files(inbox / which)
 
 
 def result_of(path: Path) -> dict[str, Any]:

@@ -358,16 +358,16 @@ def test_no_input_is_lost(run: CorpusRun) -> None:
     assert {name: n for name, n in counts.items() if n != 1} == {}
     present = [p for p in run.inbox.iterdir() if p.name not in PLACES[1:]]
     for which in PLACES[1:]:
-        present += [p for p in (run.inbox / which).iterdir() if archive.is_archived_file(p.name)]
+        present += archive.listed_files(run.inbox / which)
     assert len(present) == len(kept), sorted(p.name for p in present)
 
 
 def test_every_archived_file_has_its_result_and_nothing_else_is_left(run: CorpusRun) -> None:
     for which in (archive.PROCESSED, archive.FAILED):
         names = {p.name for p in (run.inbox / which).iterdir()}
-        files = {n for n in names if archive.is_archived_file(n)}
-        # Besides its result, only our companions of a file (archive.companions):
-        # the kept full name of a long one, a done marker.
+        files = {p.name for p in archive.listed_files(run.inbox / which)}
+        # Besides its result, only our companions of a file (archive.companions): the kept
+        # full name of a long one, a done marker, the refused rows as a spreadsheet.
         ours = {c.name for n in files for c in archive.companions(run.inbox / which / n)} & names
         assert names == files | {n + archive.RESULT_SUFFIX for n in files} | ours, f"{which}/ holds {sorted(names)}"
         for name in files:

@@ -1,0 +1,140 @@
+"""The rows Infiniti refused, as a spreadsheet a person can fix and drop back.
+
+Beside a partly failed file in failed/ goes ``<archived name>.failed-rows.csv``:
+the export's own header and the refused rows as they were in the export, plus
+a last column ``import_error`` with Infiniti's reason. Fixed in Excel and
+dropped into the inbox again, it imports just those rows: the upload never
+sends an ``import_error`` column (``without_error_column``).
+
+Row numbers: Infiniti's ``details`` counts the data rows it processed from 1,
+skipping blank lines (a row whose cells are all blank); the header is the first
+row that is not blank. The emulator does the same (emulator/importer.py).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dropbox_sync.archive import failed_rows_path, open_claimed
+
+ERROR_COLUMN = "import_error"
+ROW_SUCCESS = ("user created", "user updated")  # Infiniti lists every row once one fails
+_VENDOR_REPEAT = ". User failed to import: "  # the vendor states each problem twice
+_SNIFF = 64 * 1024
+
+
+@dataclass(frozen=True)
+class FailedRow:
+    number: int  # Infiniti's row number (data rows from 1)
+    line: int  # the row in a spreadsheet (the header is row 1 when the file starts with it)
+    reason: str
+
+
+def failures(details: Any) -> list[tuple[str, str]]:
+    """The rows Infiniti did not import, in row order (``details`` lists every row)."""
+    if isinstance(details, list):
+        details = {str(n): v for n, v in enumerate(details, start=1)}
+    if not isinstance(details, dict):
+        return []
+    rows = [(str(n), str(v)) for n, v in details.items() if not str(v).strip().lower().startswith(ROW_SUCCESS)]
+    return sorted(rows, key=lambda r: (0, int(r[0])) if r[0].isdigit() else (1, r[0]))
+
+
+def short_reason(outcome: str) -> str:
+    """``X. User failed to import: X. `` -> ``X`` (the vendor's doubled wording, once)."""
+    text = outcome.strip()
+    head, found, _ = text.partition(_VENDOR_REPEAT)
+    return head.strip() if found else text.rstrip(". ").strip() or text
+
+
+def text_encoding(source_encoding: str) -> str:
+    """The codec to read an export with: UTF-8 with or without a BOM, unless the upload
+    path transcoded it from another encoding (``prepare``: facts ``transcoded_from``)."""
+    if not source_encoding or codecs.lookup(source_encoding).name == "utf-8":
+        return "utf-8-sig"
+    return source_encoding
+
+
+def write_beside(export: Path, details: Any, *, source_encoding: str = "") -> list[FailedRow]:
+    """Write ``<export>.failed-rows.csv`` (atomically) and return its rows; [] if none failed.
+
+    ``source_encoding``: what the upload transcoded the export from ("" for UTF-8).
+    ``export`` is the file as dropped (never a mapped or transcoded copy): the
+    person fixes the rows they know. Raises OSError, UnicodeError, csv.Error,
+    LookupError for an export that cannot be read back (the caller logs it).
+    """
+    wanted = {int(n): short_reason(outcome) for n, outcome in failures(details) if n.isdigit()}
+    if not wanted:
+        return []
+    encoding = text_encoding(source_encoding)
+    newline = _line_ending(export)
+    target = failed_rows_path(export)
+    temporary = target.with_name(f".{target.name}.tmp")
+    written: list[FailedRow] = []
+    with _open_text(export, encoding) as source:
+        records = _records(source)
+        _, header = next(records, (0, []))
+        keep = [i for i, name in enumerate(header) if name.strip().lower() != ERROR_COLUMN]
+        # Excel opens UTF-8 as its legacy code page without a BOM; any other
+        # encoding is written back as the config names it, so the fixed file
+        # takes the same path as the export did.
+        out_encoding = "utf-8-sig" if encoding == "utf-8-sig" else encoding
+        with open(temporary, "w", encoding=out_encoding, errors="replace", newline="") as sink:
+            writer = csv.writer(sink, lineterminator=newline)
+            writer.writerow([header[i] for i in keep] + [ERROR_COLUMN])
+            for number, (line, row) in enumerate(records, start=1):
+                if number in wanted:
+                    cells = [row[i] if i < len(row) else "" for i in keep] + row[len(header):]
+                    # Extra cells beyond the header are kept after the error column (the
+                    # import reads columns by header name, so they change nothing).
+                    writer.writerow(cells[: len(keep)] + [wanted[number]] + cells[len(keep):])
+                    written.append(FailedRow(number, line, wanted[number]))
+            sink.flush()
+            os.fsync(sink.fileno())
+    os.replace(temporary, target)
+    return written
+
+
+def without_error_column(source: Path, target: Path) -> bool:
+    """Copy a UTF-8 upload source without its ``import_error`` column; False (and no copy)
+    when the header has none, which costs only reading the header."""
+    newline = _line_ending(source)
+    with _open_text(source, "utf-8-sig") as text:
+        records = _records(text)
+        _, header = next(records, (0, []))
+        drop = {i for i, name in enumerate(header) if name.strip().lower() == ERROR_COLUMN}
+        if not drop:
+            return False
+        with open(target, "w", encoding="utf-8", newline="") as sink:
+            writer = csv.writer(sink, lineterminator=newline)
+            writer.writerow([cell for i, cell in enumerate(header) if i not in drop])
+            for _, row in records:
+                writer.writerow([cell for i, cell in enumerate(row) if i not in drop])
+            sink.flush()
+            os.fsync(sink.fileno())
+    return True
+
+
+def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
+    # newline="": the csv module sees \r\n inside quoted cells as it is.
+    return io.TextIOWrapper(open_claimed(path), encoding=encoding, errors="strict", newline="")
+
+
+def _records(text: io.TextIOWrapper) -> Iterator[tuple[int, list[str]]]:
+    """(spreadsheet row, cells) of each row that is not blank; the first is the header."""
+    for line, row in enumerate(csv.reader(text), start=1):
+        if any(cell.strip() for cell in row):
+            yield line, row
+
+
+def _line_ending(path: Path) -> str:
+    with open_claimed(path) as handle:
+        start = handle.read(_SNIFF)
+    return "\r\n" if b"\r\n" in start or (b"\n" not in start and b"\r" in start) else "\n"

@@ -1,0 +1,152 @@
+"""A partly failed file leaves ``<archived>.failed-rows.csv`` that a person fixes and drops back."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import subprocess
+import sys
+
+import pytest
+
+from dropbox_sync import archive
+from dropbox_sync.cli import main
+from dropbox_sync.emulator import wording
+from tests.support import archived, emulator_with_password, good_csv, result_of, toml_value, write_config
+
+HEADER = ["username", "firstName", "lastName", "library-group", "system-group", "emailAddress", "notes"]
+BAD_EMAIL = wording.BAD_EMAIL
+
+
+@pytest.fixture
+def emu(tmp_path):
+    emulator = emulator_with_password(tmp_path).start()
+    yield emulator
+    emulator.stop()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dropbox_sync", *args], capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def export_bytes() -> bytes:
+    """What Excel's 'CSV UTF-8' writes: a BOM, CRLF, quotes around a cell with a line break,
+    leading zeros, accents, and a blank line in the middle (which Infiniti skips, not counts)."""
+    rows = [
+        HEADER,
+        ["0042", "Zoë", "Ng", "Year 7", "Student", "zoe@school.example", "plain"],
+        ["0043", "Ana", "Lopes", "Year 7", "Student", "not-an-email", 'said "hi",\r\nthen left'],
+        [],
+        ["0044", "Émile", "Roy", "Year 99", "Student", "emile@school.example", ""],
+        ["0045", "Bo", "Li", "Year 8", "Student", "bo@school.example", "ok"],
+    ]
+    text = io.StringIO(newline="")
+    csv.writer(text, lineterminator="\r\n").writerows(rows)
+    return codecs.BOM_UTF8 + text.getvalue().encode("utf-8")
+
+
+def read_rows(path) -> list[list[str]]:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_failed_rows_spreadsheet_fixed_and_dropped_back_imports_just_those_rows(tmp_path, emu):
+    config_path = write_config(tmp_path, emu, settle_seconds=0)
+    inbox = tmp_path / "inbox"
+    (inbox / "students.csv").write_bytes(export_bytes())
+
+    done = cli("--config", str(config_path), "once")
+    assert done.returncode == 1, done.stderr
+    (failed,) = archived(inbox, "failed")
+    details = result_of(failed)["details"]
+    assert set(details) == {"1", "2", "3", "4"}, "the blank line is not a row"
+    rows_file = failed.with_name(failed.name + ".failed-rows.csv")
+    assert rows_file.is_file()
+    raw = rows_file.read_bytes()
+    assert raw.startswith(codecs.BOM_UTF8), "Excel opens UTF-8 with accents intact only with a BOM"
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b""), "the export's CRLF, kept everywhere"
+    rows = read_rows(rows_file)
+    assert rows[0] == [*HEADER, "import_error"]
+    assert rows[1] == ["0043", "Ana", "Lopes", "Year 7", "Student", "not-an-email", 'said "hi",\r\nthen left',
+                       BAD_EMAIL]  # fmt: skip
+    assert rows[2] == ["0044", "Émile", "Roy", "Year 99", "Student", "emile@school.example", "",
+                       wording.library_group_missing("Year 99")]  # fmt: skip
+    assert len(rows) == 3
+
+    # The log line names the first failed rows, where a spreadsheet shows them.
+    assert f"row 2 (line 3): {BAD_EMAIL}" in done.stderr
+    assert f"row 3 (line 5): {wording.library_group_missing('Year 99')}" in done.stderr
+    # status and retry see one failed file, not two.
+    assert main(["--config", str(config_path), "status"]) == 0
+
+    # Office staff fix both rows in Excel (import_error left in) and drop the file back.
+    fixed = [rows[0], [*rows[1][:5], "ana@school.example", *rows[1][6:]], [*rows[2][:3], "Year 8", *rows[2][4:]]]
+    text = io.StringIO(newline="")
+    csv.writer(text, lineterminator="\r\n").writerows(fixed)
+    dropped = codecs.BOM_UTF8 + text.getvalue().encode("utf-8")
+    (inbox / rows_file.name).write_bytes(dropped)
+    done = cli("--config", str(config_path), "once")
+    assert done.returncode == 0, done.stderr
+    last = emu.uploads()[-1]
+    assert last.success is True and last.summary == wording.summary(2, 2, 0, 0)
+    sent = read_rows(last.stored_file)
+    assert sent[0] == HEADER, "import_error is never sent to Infiniti"
+    assert [row[0] for row in sent[1:]] == ["0043", "0044"]
+    users = {u.username: u for u in emu.users()}
+    assert users["0043"].fields["emailAddress"] == "ana@school.example"
+    assert users["0044"].library_group == "Year 8"
+    (processed,) = archived(inbox, "processed")
+    assert processed.read_bytes() == dropped, "the archive keeps the file as dropped"
+
+
+def test_retry_leaves_the_failed_rows_and_counts_one_file(tmp_path, emu, capsys):
+    config_path = write_config(tmp_path, emu, settle_seconds=0)
+    inbox = tmp_path / "inbox"
+    (inbox / "students.csv").write_bytes(export_bytes())
+    assert main(["--config", str(config_path), "once"]) == 1
+    (failed,) = archived(inbox, "failed")
+    assert main(["--config", str(config_path), "status", "--json"]) == 0
+    assert '"failed_files": 1' in capsys.readouterr().out
+    assert main(["--config", str(config_path), "retry"]) == 0
+    assert sorted(p.name for p in inbox.iterdir() if p.is_file()) == ["students.csv"]
+    assert archive.failed_rows_path(failed).is_file(), "history, like the old result"
+    assert main(["--config", str(config_path), "retry"]) == 0
+    assert "nothing in failed/ to retry" in capsys.readouterr().out, "the rows file is not a failed file"
+
+
+def test_failed_rows_in_the_source_encoding_and_routed_like_their_export(tmp_path, emu):
+    config_path = write_config(tmp_path, emu, settle_seconds=0, source_encoding="cp1252")
+    text = config_path.read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if not line.startswith("url =")]
+    lines += ["[[inbox.route]]", 'match = "users*.csv"', f"url = {toml_value(emu.base_url + '/api/import/users')}",
+              "[[inbox.route]]", 'match = "*groups*.csv"',
+              f"url = {toml_value(emu.base_url + '/api/import/userGroups?tenantId=school1')}"]  # fmt: skip
+    config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    inbox = tmp_path / "inbox"
+    export = good_csv("g1") + "g2,Renée,Brontë,Year 7,Student,not-an-email\n"
+    (inbox / "groups.csv").write_bytes(export.encode("cp1252"))
+    assert main(["--config", str(config_path), "once"]) == 1
+    (failed,) = archived(inbox, "failed")
+    rows_file = archive.failed_rows_path(failed)
+    raw = rows_file.read_bytes()
+    assert "Renée,Brontë".encode("cp1252") in raw, "written back in the export's encoding"
+    assert raw.endswith(b"\n") and b"\r\n" not in raw
+
+    fixed = raw.replace(b"not-an-email", b"renee@school.example")
+    (inbox / rows_file.name).write_bytes(fixed)
+    assert main(["--config", str(config_path), "once"]) == 0
+    last = emu.uploads()[-1]
+    assert (last.path, last.tenant) == ("/api/import/userGroups", "school1"), "routed as groups.csv was"
+    assert last.summary == wording.summary(1, 1, 0, 0)
+    assert {u.username: u.fields.get("lastName") for u in emu.users("school1")}["g2"] == "Brontë"
+
+
+def test_a_whole_file_failure_has_no_failed_rows_file(tmp_path, emu):
+    config_path = write_config(tmp_path, emu, settle_seconds=0)
+    inbox = tmp_path / "inbox"
+    (inbox / "x.csv").write_text("username\nx\n", encoding="utf-8")
+    assert main(["--config", str(config_path), "once"]) == 1
+    assert sorted(p.name for p in (inbox / "failed").iterdir())[0].endswith("_x.csv")
+    assert not any(p.name.endswith(".failed-rows.csv") for p in (inbox / "failed").iterdir())
