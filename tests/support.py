@@ -67,6 +67,12 @@ def with_routes(config_path: Path, emu: Emulator) -> None:
     config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """``dropbox-sync ARGS`` as a real process, to its end (the words people read: stdout, stderr, exit code)."""
+    return subprocess.run([sys.executable, "-m", "dropbox_sync", *args], check=False, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
 def emulator_with_password(tmp_path: Path, **kwargs: Any) -> Emulator:
     return Emulator(tmp_path / "emulator", accounts={USER: (PASSWORD, True)}, keep_uploads=True, **kwargs)
 

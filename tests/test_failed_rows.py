@@ -5,30 +5,14 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import subprocess
-import sys
-
-import pytest
 
 from dropbox_sync import archive
 from dropbox_sync.cli import main
 from dropbox_sync.emulator import wording
-from tests.support import archived, emulator_with_password, good_csv, result_of, toml_value, write_config
+from tests.support import archived, good_csv, result_of, run_cli, with_routes, write_config
 
 HEADER = ["username", "firstName", "lastName", "library-group", "system-group", "emailAddress", "notes"]
 BAD_EMAIL = wording.BAD_EMAIL
-
-
-@pytest.fixture
-def emu(tmp_path):
-    emulator = emulator_with_password(tmp_path).start()
-    yield emulator
-    emulator.stop()
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dropbox_sync", *args], capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
 
 
 def export_bytes() -> bytes:
@@ -57,7 +41,7 @@ def test_failed_rows_spreadsheet_fixed_and_dropped_back_imports_just_those_rows(
     inbox = tmp_path / "inbox"
     (inbox / "students.csv").write_bytes(export_bytes())
 
-    done = cli("--config", str(config_path), "once")
+    done = run_cli("--config", str(config_path), "once")
     assert done.returncode == 1, done.stderr
     (failed,) = archived(inbox, "failed")
     details = result_of(failed)["details"]
@@ -87,7 +71,7 @@ def test_failed_rows_spreadsheet_fixed_and_dropped_back_imports_just_those_rows(
     csv.writer(text, lineterminator="\r\n").writerows(fixed)
     dropped = codecs.BOM_UTF8 + text.getvalue().encode("utf-8")
     (inbox / rows_file.name).write_bytes(dropped)
-    done = cli("--config", str(config_path), "once")
+    done = run_cli("--config", str(config_path), "once")
     assert done.returncode == 0, done.stderr
     last = emu.uploads()[-1]
     assert last.success is True and last.summary == wording.summary(2, 2, 0, 0)
@@ -118,12 +102,7 @@ def test_retry_leaves_the_failed_rows_and_counts_one_file(tmp_path, emu, capsys)
 
 def test_failed_rows_in_the_source_encoding_and_routed_like_their_export(tmp_path, emu):
     config_path = write_config(tmp_path, emu, settle_seconds=0, source_encoding="cp1252")
-    text = config_path.read_text(encoding="utf-8")
-    lines = [line for line in text.splitlines() if not line.startswith("url =")]
-    lines += ["[[inbox.route]]", 'match = "users*.csv"', f"url = {toml_value(emu.base_url + '/api/import/users')}",
-              "[[inbox.route]]", 'match = "*groups*.csv"',
-              f"url = {toml_value(emu.base_url + '/api/import/userGroups?tenantId=school1')}"]  # fmt: skip
-    config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with_routes(config_path, emu)
     inbox = tmp_path / "inbox"
     export = good_csv("g1") + "g2,Renée,Brontë,Year 7,Student,not-an-email\n"
     (inbox / "groups.csv").write_bytes(export.encode("cp1252"))
@@ -148,5 +127,5 @@ def test_a_whole_file_failure_has_no_failed_rows_file(tmp_path, emu):
     inbox = tmp_path / "inbox"
     (inbox / "x.csv").write_text("username\nx\n", encoding="utf-8")
     assert main(["--config", str(config_path), "once"]) == 1
-    assert sorted(p.name for p in (inbox / "failed").iterdir())[0].endswith("_x.csv")
+    assert min(p.name for p in (inbox / "failed").iterdir()).endswith("_x.csv")
     assert not any(p.name.endswith(".failed-rows.csv") for p in (inbox / "failed").iterdir())

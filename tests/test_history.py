@@ -5,26 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
-
-import pytest
 
 from dropbox_sync.cli import main
 from dropbox_sync.journal import Attempt, Journal, summary_counts
-from tests.support import HEADER, emulator_with_password, good_csv, write_config
-
-
-@pytest.fixture
-def emu(tmp_path):
-    emulator = emulator_with_password(tmp_path).start()
-    yield emulator
-    emulator.stop()
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dropbox_sync", *args], capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+from tests.support import HEADER, good_csv, run_cli, write_config
 
 
 def drop(folder, name: str, text: str, age: float) -> None:
@@ -45,7 +29,7 @@ def test_history_lists_imports_newest_first_with_counts_and_where_filed(tmp_path
     drop(inbox2, "other.csv", good_csv("o1"), age=50)
     assert main(["--config", str(config_path), "once"]) == 1
 
-    done = cli("--config", str(config_path), "history", "--inbox", "inbox", "--json")
+    done = run_cli("--config", str(config_path), "history", "--inbox", "inbox", "--json")
     assert done.returncode == 0, done.stderr
     entries = json.loads(done.stdout)
     assert [e["file"] for e in entries] == ["third.csv", "second.csv", "first.csv"], "newest first"
@@ -58,7 +42,7 @@ def test_history_lists_imports_newest_first_with_counts_and_where_filed(tmp_path
         assert os.path.isfile(entry["path"]), "where it was filed, as an absolute path"
         assert entry["path"].startswith(str(inbox / entry["folder"]))
 
-    text = cli("--config", str(config_path), "history")
+    text = run_cli("--config", str(config_path), "history")
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert any("inbox2  other.csv  imported" in line for line in lines), "every inbox without --inbox"
@@ -81,21 +65,21 @@ def test_history_since_and_limit_and_bad_input(tmp_path, emu):
                            "2026-11-21T10:00:00.000Z", 503, "retry", "HTTP 503"))  # fmt: skip
     journal.close()
 
-    entries = json.loads(cli("--config", str(config_path), "history", "--since", "2026-11-10", "--json").stdout)
+    entries = json.loads(run_cli("--config", str(config_path), "history", "--since", "2026-11-10", "--json").stdout)
     assert [e["file"] for e in entries] == ["new.csv"], "retries are not imports; since filters"
-    assert json.loads(cli("--config", str(config_path), "history", "--limit", "1", "--json").stdout)[0]["file"] \
+    assert json.loads(run_cli("--config", str(config_path), "history", "--limit", "1", "--json").stdout)[0]["file"] \
         == "new.csv"  # fmt: skip
 
-    bad = cli("--config", str(config_path), "history", "--since", "last tuesday")
+    bad = run_cli("--config", str(config_path), "history", "--since", "last tuesday")
     assert bad.returncode == 2 and "expected a date like 2026-11-25" in bad.stderr
     assert "Traceback" not in bad.stderr
-    unknown = cli("--config", str(config_path), "history", "--inbox", "nope")
+    unknown = run_cli("--config", str(config_path), "history", "--inbox", "nope")
     assert unknown.returncode == 2 and 'no inbox named "nope"' in unknown.stderr
 
 
 def test_history_before_anything_ran_creates_nothing(tmp_path, emu):
     config_path = write_config(tmp_path, emu)
-    done = cli("--config", str(config_path), "history")
+    done = run_cli("--config", str(config_path), "history")
     assert done.returncode == 0 and "no imports recorded yet" in done.stdout
     assert not (tmp_path / "state" / "journal.sqlite3").exists()
 
