@@ -201,7 +201,7 @@ def _unique_archive_name(inbox: Path, name: str, now: dt.datetime) -> str:
     base = _shorten(name)
     for counter in range(1, 10_000):
         candidate = f"{stamp}_{base}" if counter == 1 else f"{stamp}-{counter}_{base}"
-        if not any((inbox / which / candidate).exists() for which in (SENDING, PROCESSED, FAILED)):
+        if not any((inbox / which / candidate).exists() for which in (SENDING, PROCESSED, FAILED, HELD)):
             return candidate
     raise FileNotReady(f"no free archive name for {name} at {stamp}")
 

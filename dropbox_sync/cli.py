@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=int, metavar="N", help="at most N entries")
     history.add_argument("--json", action="store_true", help="print JSON")
     approve = command("approve", cmd_approve, "send a file the shrink guard put in held/ (it goes next)")
-    approve.add_argument("files", nargs="+", help="names in an inbox's held/ folder")
+    approve.add_argument("files", nargs="+", help="names in an inbox's held/ folder (archived or as dropped)")
+    approve.add_argument("--force", action="store_true",
+                         help="approve even though a newer file of the same import was imported since")  # fmt: skip
+    discard = command("discard", cmd_discard, "file a held file in failed/ without sending it")
+    discard.add_argument("files", nargs="+", help="names in an inbox's held/ folder (archived or as dropped)")
     retry = command("retry", cmd_retry, "move files from failed/ back into their inbox to be sent again")
     retry.add_argument("files", nargs="*", help="archived names or paths (default: every file in failed/)")
     set_password = command("set-password", cmd_set_password,
@@ -279,10 +283,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from dropbox_sync import status
 
     cfg = _load(args)
-    state_dir = _state_dir(cfg)
-    journal = _journal(cfg) if (state_dir / "journal.sqlite3").exists() else None
+    journal = _existing_journal(cfg)
     try:
-        data = status.gather(cfg, state_dir, journal)
+        data = status.gather(cfg, _state_dir(cfg), journal)
     finally:
         if journal is not None:
             journal.close()
@@ -297,8 +300,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     inbox = _choose_inbox(cfg, args.inbox).name if args.inbox is not None else None
     since = history.parse_since(args.since) if args.since is not None else None
     entries = []
-    if (_state_dir(cfg) / "journal.sqlite3").exists():  # reading must not create an empty journal
-        journal = _journal(cfg)
+    journal = _existing_journal(cfg)
+    if journal is not None:
         try:
             entries = journal.history(inbox=inbox, since=since, limit=args.limit)
         finally:
@@ -310,25 +313,67 @@ def cmd_history(args: argparse.Namespace) -> int:
     return OK
 
 
+def _existing_journal(cfg):
+    """The journal if one was ever written (a reading command must not create one), else None."""
+    return _journal(cfg) if (_state_dir(cfg) / "journal.sqlite3").exists() else None
+
+
 def cmd_approve(args: argparse.Namespace) -> int:
-    from dropbox_sync import archive
+    from dropbox_sync import archive, held
 
     cfg = _load(args)
-    problems = 0
-    for wanted in args.files:
-        name = Path(wanted).name
-        inbox = next((i for i in cfg.inboxes if (i.path / archive.HELD / name).is_file()), None)
-        if inbox is None:
-            print(f"{name}: not found in any held/ folder", file=sys.stderr)
-            problems += 1
-            continue
-        try:
-            archive.approve(inbox.path, name)
-        except OSError as exc:
-            print(f"{name}: not approved: {exc.strerror or exc}", file=sys.stderr)
-            problems += 1
-            continue
-        print(f"{inbox.name}: {name} approved; it is sent next")
+    found, problems = held.find(cfg, args.files)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    refused = 0
+    journal = _existing_journal(cfg)
+    try:
+        for item in found:
+            newer = held.newer_import(journal, item)
+            if newer is not None and not args.force:
+                print(f"{item.inbox.name}: {item.path.name} NOT approved: {newer.original} was dropped after it "
+                      f"and imported ({newer.finished}); sending this older file would overwrite that newer "
+                      f"data. If you are sure: dropbox-sync approve --force {item.original}", file=sys.stderr)  # fmt: skip
+                refused += 1
+                continue
+            try:
+                archive.approve(item.inbox.path, item.path.name)
+            except OSError as exc:
+                print(f"{item.path.name}: not approved: {exc.strerror or exc}", file=sys.stderr)
+                refused += 1
+                continue
+            if newer is not None:
+                print(f"{item.inbox.name}: warning: {item.path.name} is older than {newer.original}, imported "
+                      f"{newer.finished}; it will overwrite that newer data (--force)", file=sys.stderr)  # fmt: skip
+            print(f"{item.inbox.name}: {item.path.name} approved; it is sent next")
+    finally:
+        if journal is not None:
+            journal.close()
+    return FAILED if problems or refused else OK
+
+
+def cmd_discard(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from dropbox_sync import held
+
+    cfg = _load(args)
+    found, problems = held.find(cfg, args.files)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    journal = _existing_journal(cfg)
+    try:
+        for item in found:
+            try:
+                target = held.discard(item, journal, now=dt.datetime.now(dt.UTC))
+            except OSError as exc:
+                print(f"{item.path.name}: not discarded: {exc.strerror or exc}", file=sys.stderr)
+                problems.append(item.path.name)
+                continue
+            print(f"{item.inbox.name}: {item.path.name} discarded; filed as {target}")
+    finally:
+        if journal is not None:
+            journal.close()
     return FAILED if problems else OK
 
 

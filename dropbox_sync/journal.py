@@ -227,6 +227,18 @@ class Journal:
             (inbox, outcome)).fetchone(), None)  # fmt: skip
         return Attempt(*row) if row else None
 
+    def imported_after(self, inbox: str, route: str, file: str) -> Attempt | None:
+        """The last file imported on ``route`` after ``file`` (an archive name) was first
+        recorded; None if none, or if the journal never saw ``file``."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {COLUMNS} FROM attempts WHERE inbox = ? AND route = ? AND outcome = 'processed'"
+                " AND file != ? AND id > (SELECT MIN(id) FROM attempts WHERE inbox = ? AND file = ?)"
+                " ORDER BY id DESC LIMIT 1",
+                (inbox, route, file, inbox, file),
+            ).fetchone()
+        return Attempt(*row) if row else None
+
     def last_rows(self, inbox: str, route: str) -> int | None:
         """Rows of the last file this route imported successfully (for the shrink guard)."""
         row = self._use("read the last file's rows", lambda db: db.execute(

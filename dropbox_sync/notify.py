@@ -57,7 +57,8 @@ RETRY_FIRST, RETRY_MAX = 60.0, 1800.0  # seconds between attempts while SMTP fai
 # At stop, how long the last email may take (also its SMTP timeout): after the workers it must fit,
 # with closing the journal and logs, in the service managers' margin (service.core.STOP_MARGIN).
 FLUSH_BUDGET = 8.0
-TOLD = ("processed", "failed", "held")  # pipeline.Outcome values that matter here (retries do not)
+TOLD = ("processed", "failed", "held", "guarded")  # pipeline.Outcome values that matter here (retries do not)
+GUARD_STAGE = "shrink guard"  # the stage of a file held for approval (in held/, not failed/)
 
 # -- the notifier -----------------------------------------------------------------
 
@@ -177,6 +178,9 @@ class Notifier:
                     self.state.holds[report.inbox] = Hold(_iso(when), report.summary)
                 else:
                     hold.reason = report.summary
+                continue
+            if report.outcome.value == "guarded":  # never reached the server: says nothing of a hold
+                self._add_failed(report, when)
                 continue
             self._hold_cleared(report.inbox, when)
             if report.outcome.value == "processed":
@@ -323,14 +327,31 @@ class Notifier:
         word = "Inbox" if capital else "inbox"
         return f'{word} "{name}" ({inbox.path} -> {inbox.safe_url})' if inbox else f'{word} "{name}"'
 
-    def _digest(self, failed: list[FailedFile], notes: list[Note], overflow: int, now: dt.datetime) -> EmailMessage:
+    def _digest(self, items: list[FailedFile], notes: list[Note], overflow: int, now: dt.datetime) -> EmailMessage:
+        failed = [f for f in items if f.stage != GUARD_STAGE]
+        guarded = [f for f in items if f.stage == GUARD_STAGE]
         count = len(failed) + overflow
         names = sorted({f.inbox for f in failed})
+        parts = []
         if count:
-            subject = f"{count} file{'s' if count != 1 else ''} failed ({', '.join(names)})"
-        else:
-            subject = "back to normal: " + "; ".join(n.text.split(":")[0] for n in notes)
+            parts.append(f"{count} file{'s' if count != 1 else ''} failed ({', '.join(names)})")
+        if guarded:
+            parts.append(f"{len(guarded)} file{'s' if len(guarded) != 1 else ''} held for approval "
+                         f"({', '.join(sorted({f.inbox for f in guarded}))})")  # fmt: skip
+        subject = "; ".join(parts) or "back to normal: " + "; ".join(n.text.split(":")[0] for n in notes)
         lines: list[str] = []
+        if guarded:
+            lines += [f"{len(guarded)} file{' is' if len(guarded) == 1 else 's are'} held for approval in held/: far",
+                      "fewer rows than the last import (shrink_guard), so they are not sent until a person",
+                      "decides. If the export is right, approve it (it is sent next); if not, discard it",
+                      "(it goes to failed/, and the next good export is imported as usual).", ""]  # fmt: skip
+            for item in guarded:
+                lines += [item.original,
+                          f"  held at:      {_show(_parse(item.when))}",
+                          f"  held as:      {item.archived or '(unknown)'}",
+                          f"  why:          {item.summary}",
+                          f"  approve:      dropbox-sync approve {item.original}",
+                          f"  discard:      dropbox-sync discard {item.original}", ""]  # fmt: skip
         if count:
             lines += [f"{count} file{' was' if count == 1 else 's were'} not imported and went to failed/.", "",
                       "What to do: each file below says what went wrong. For rows Infiniti refused, fix those",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from dropbox_sync import __version__, archive, statefiles, when
+from dropbox_sync import __version__, archive, held, statefiles, when
 from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.discover import Discovery, discover
 from dropbox_sync.errors import StateFileDamaged
@@ -42,7 +42,7 @@ def write_status_file(state_dir: Path, snapshots: Iterable["InboxSnapshot"], *, 
         "version": __version__,
         "inboxes": {
             s.name: {"held": s.held, "folder_missing": s.folder_missing, "uploading": s.uploading,
-                     "waiting": s.waiting}  # fmt: skip
+                     "waiting": s.waiting, "held_files": held.status_entries(s.path)}  # fmt: skip
             for s in snapshots
         },
     }
@@ -106,6 +106,7 @@ def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal
     found = _discover(inbox)
     status["waiting"] = waiting(inbox, reported.get("waiting", {}), found)
     status["not_sent"] = [{"file": archive.display_name(item.name), "reason": item.reason} for item in found.skipped]
+    status["held_files"] = held.status_entries(inbox.path)
     status["failed_files"] = _count_files(inbox.path / archive.FAILED)
     if journal is not None:
         status["last_success"] = _attempt(journal.last(inbox.name, "processed"))
@@ -181,6 +182,11 @@ def render_text(data: dict[str, Any]) -> str:
             lines.append(f"  not sent: {len(inbox['not_sent'])}")
         for entry in inbox["not_sent"]:
             lines.append(f"    inbox    {entry['file']}  (it {entry['reason']})")
+        if inbox["held_files"]:
+            lines.append(f"  HELD FOR APPROVAL: {len(inbox['held_files'])} file(s) in held/, not sent until a person decides")
+        for entry in inbox["held_files"]:
+            lines.append(f"    held/    {entry['file']}  (since {entry['held_since']}; {entry['reason']})")
+            lines.append(f"             what to do: {entry['what_to_do']}")
         for key, label in (("last_success", "last success"), ("last_failure", "last failure")):
             if key in inbox:
                 last = inbox[key]
