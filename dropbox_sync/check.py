@@ -100,6 +100,7 @@ def _check_waiting(inbox: InboxConfig, out: TextIO, scratch: Path) -> int:
 
 def _check_online(inbox: InboxConfig, out: TextIO) -> int:
     from dropbox_sync.client import ImportClient
+    from dropbox_sync.outcome import Outcome, judge  # imports httpx, as the client does
 
     with tempfile.TemporaryDirectory(prefix="dropbox-sync-check-") as folder:
         empty = Path(folder) / "dropbox-sync-check.csv"
@@ -110,8 +111,10 @@ def _check_online(inbox: InboxConfig, out: TextIO) -> int:
         except (HoldError, TransientError) as exc:
             print(f"FAIL  inbox {inbox.name}: online check: {exc}", file=out)
             return 1
-    if reply.status in (401, 403, 404) or reply.success is not True:
-        print(f"FAIL  inbox {inbox.name}: online check: HTTP {reply.status}: {reply.summary}", file=out)
+    verdict, reason = judge(reply)  # the words once and run log for the same reply
+    if verdict is not Outcome.PROCESSED:
+        said = reason if reason.startswith("HTTP ") else f"HTTP {reply.status}: {reason}"
+        print(f"FAIL  inbox {inbox.name}: online check: {said}", file=out)
         return 1
     print(f"ok    inbox {inbox.name}: online: URL, TLS and credentials work ({reply.summary})", file=out)
     return 0

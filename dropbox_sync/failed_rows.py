@@ -22,12 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dropbox_sync.archive import failed_rows_path, open_claimed
+from loguru import logger
+
+from dropbox_sync.archive import display_name, failed_rows_path, open_claimed
 
 ERROR_COLUMN = "import_error"
 ROW_SUCCESS = ("user created", "user updated")  # Infiniti lists every row once one fails
 _VENDOR_REPEAT = ". User failed to import: "  # the vendor states each problem twice
 _SNIFF = 64 * 1024
+FIRST_REASONS = 3  # failed rows named in the log line of a partly failed file
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,23 @@ def write_beside(export: Path, details: Any, *, source_encoding: str = "") -> li
             os.fsync(sink.fileno())
     os.replace(temporary, target)
     return written
+
+
+def for_log(export: Path, details: Any, source_encoding: str, inbox: str) -> str:
+    """Write the refused rows beside the file; return ". Failed: row 2 (line 3): reason; ..."
+    (the first few) for the log line, or "" when no row failed."""
+    try:
+        rows = write_beside(export, details, source_encoding=source_encoding)
+        found = [(f"row {row.number} (line {row.line})", row.reason) for row in rows]
+    except (OSError, UnicodeError, csv.Error, LookupError) as exc:
+        logger.warning('inbox "{}": {}: could not write the failed rows as a spreadsheet ({})',
+                       inbox, display_name(export.name), exc)  # fmt: skip
+        found = [(f"row {n}", short_reason(reason)) for n, reason in failures(details)]
+    if not found:
+        return ""
+    first = "; ".join(f"{where}: {reason}" for where, reason in found[:FIRST_REASONS])
+    more = f"; and {len(found) - FIRST_REASONS} more" if len(found) > FIRST_REASONS else ""
+    return f". Failed: {first}{more}"
 
 
 def without_error_column(source: Path, target: Path) -> bool:

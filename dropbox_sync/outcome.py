@@ -19,7 +19,8 @@ from dropbox_sync import archive
 from dropbox_sync.reply import Reply
 
 HOLD_STATUSES = {401: "credentials were rejected", 403: "the account lacks system administration rights",
-                 404: "the import URL does not exist"}  # fmt: skip
+                 404: "the import URL does not exist; check its path: Infiniti imports at "
+                      "/api/import/users or /api/import/userGroups?tenantId=TENANT"}  # fmt: skip
 TOO_MANY_REQUESTS = 429
 FOREIGN_REPLIES_BEFORE_HOLD = 3
 NOT_INFINITI = "not an Infiniti import reply"

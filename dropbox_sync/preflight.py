@@ -22,6 +22,11 @@ from dropbox_sync.mapping import ColumnMapping, fold
 BOM = codecs.BOM_UTF8
 CHUNK = 1 << 20
 HEADER_LIMIT = 64 * 1024  # a header line longer than this is not a CSV header
+ZIP_SIGNATURE = b"PK\x03\x04"  # .xlsx and .ods are ZIP archives
+OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls (Excel 97-2003) is an OLE file
+WORKBOOK = "File is an Excel workbook, not a CSV: in Excel use Save As, CSV UTF-8 (Comma delimited) (*.csv)."
+CONTEXT = 24  # characters shown either side of a bad byte
+NEWLINE = b"\n"
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,10 @@ def inspect(path: Path, *, max_file_size: int, digest: bool = True,
     with open_claimed(path) as handle:
         problem = _check_text(handle, hasher, lines)
         not_utf8 = problem is not None
+        handle.seek(0)
+        workbook = _workbook(handle.read(len(OLE_SIGNATURE)))
+        if workbook is not None:  # never transcoded: no encoding makes a workbook a CSV
+            problem, not_utf8 = workbook, False
         if problem is None and size > 0:
             handle.seek(0)
             problem = _check_header(handle.read(HEADER_LIMIT), mapping)
@@ -87,6 +96,11 @@ class _LineCounter:
         return self.newlines + (1 if self.ends_open else 0)
 
 
+def _workbook(head: bytes) -> str | None:
+    """A spreadsheet saved in its own format under a .csv name (typing ".csv" in Save As)."""
+    return WORKBOOK if head.startswith((ZIP_SIGNATURE, OLE_SIGNATURE)) else None
+
+
 def _check_text(handle, digest, lines: _LineCounter) -> str | None:
     """The whole file must be UTF-8 text (a BOM is fine); find the first bad byte.
 
@@ -102,22 +116,25 @@ def _check_text(handle, digest, lines: _LineCounter) -> str | None:
     while chunk := handle.read(CHUNK):
         if digest is not None:
             digest.update(chunk)
+        line = lines.total if lines.ends_open else lines.total + 1  # where this chunk starts
         lines.update(chunk)
         if problem is None:
-            problem = _chunk_problem(chunk, offset, decoder)
+            problem = _chunk_problem(chunk, line, decoder)
         offset += len(chunk)
     if problem is None:
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            problem = f"File is not valid UTF-8: it ends in the middle of a character (byte offset {offset})."
+            problem = (f"File is not valid UTF-8: it ends in the middle of a character, on line {lines.total}: "
+                       "the file was cut short (an interrupted copy?).")  # fmt: skip
     return problem
 
 
-def _chunk_problem(chunk: bytes, offset: int, decoder) -> str | None:
+def _chunk_problem(chunk: bytes, line: int, decoder) -> str | None:
+    """The first problem in this chunk, on which line (spreadsheet numbering: the header is line 1)."""
     zero = chunk.find(b"\0")
     if zero >= 0:
-        return f"File is not text: it has a NUL byte at byte offset {offset + zero}."
+        return f"File is not text: line {line + chunk.count(NEWLINE, 0, zero)} has a NUL byte."
     # Most exports are plain ASCII: nothing to decode (the slow part) unless a
     # multi-byte character is pending from the previous chunk.
     if chunk.isascii() and not decoder.getstate()[0]:
@@ -125,15 +142,25 @@ def _chunk_problem(chunk: bytes, offset: int, decoder) -> str | None:
     try:
         decoder.decode(chunk)
     except UnicodeDecodeError as exc:
-        # exc.start counts from the decoder's carried-over bytes; close enough
-        # to point a person at the right spot.
-        position = offset + max(exc.start, 0)
-        bad = exc.object[exc.start] if exc.start < len(exc.object) else 0
+        # exc.object is the chunk after the decoder's carried-over bytes (never a line break).
+        data, start = exc.object, max(exc.start, 0)
+        bad = data[start] if start < len(data) else 0
         return (
-            f"File is not valid UTF-8: byte 0x{bad:02x} at byte offset {position}. "
-            "Save the export as UTF-8 (Excel: 'CSV UTF-8')."
+            f"File is not valid UTF-8: line {line + data.count(NEWLINE, 0, start)} has a character saved in "
+            f"another encoding (byte 0x{bad:02x}, shown as \ufffd) here: \"{_around(data, start)}\". Save the "
+            "export as UTF-8 (Excel: 'CSV UTF-8'), or set source_encoding (e.g. \"cp1252\") in the config."
         )
     return None
+
+
+def _around(data: bytes, at: int) -> str:
+    """The text of the same line around byte ``at``, undecodable bytes as U+FFFD."""
+    begin = max(data.rfind(b"\n", 0, at) + 1, at - CONTEXT * 2)
+    end = data.find(b"\n", at)
+    end = min(len(data) if end < 0 else end, at + CONTEXT * 2)
+    before = data[begin:at].decode("utf-8", "replace")[-CONTEXT:]
+    after = data[at:end].decode("utf-8", "replace")[:CONTEXT + 1]
+    return (before + after).replace("\r", "").replace('"', "'")
 
 
 def _check_header(start: bytes, mapping: ColumnMapping | None) -> str | None:

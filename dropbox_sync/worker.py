@@ -7,7 +7,6 @@ first, and a claimed file waiting for a retry holds back every later one.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import os
 import random
@@ -43,7 +42,7 @@ READ_TIMEOUTS_BEFORE_HOLD = 3
 NOT_READY_RECHECK = 1.0  # seconds before looking again at a file held open by its writer
 MISSING_FOLDER_RECHECK = 5.0
 PRUNE_EVERY = 3600.0  # retention of processed/ is checked hourly
-FIRST_REASONS = 3  # failed rows named in the log line of a partly failed file
+QUEUE_STATES = (("retrying", "retrying"), ("held", "inbox held"), ("claimed", "settling"))
 
 
 def utc_now() -> dt.datetime:
@@ -139,6 +138,7 @@ class InboxWorker:
         self._prune_if_due()
         blocked = self._send_claimed(stop)
         if blocked is not None:
+            self._queue_behind_claimed()
             return blocked
         candidates = self._scan()
         for candidate in candidates:
@@ -146,8 +146,24 @@ class InboxWorker:
                 return 0.0
             outcome = self._take(candidate)
             if outcome in (Outcome.HELD, Outcome.RETRY):
+                self._queue_behind_claimed()
                 return self._seconds_until_retry()
         return self._next_pass_delay()
+
+    def _queue_behind_claimed(self) -> None:
+        """Say truly why inbox files wait while a claimed file goes first (status: not "settling")."""
+        claimed = archive.claimed_files(self.inbox.path)
+        if not claimed:
+            return
+        reason = self.waiting.get(claimed[0].name, "")
+        state = next((label for prefix, label in QUEUE_STATES if reason.startswith(prefix)), "being sent")
+        behind = f"queued behind {archive.display_name(archive.original_of(claimed[0]))} ({state})"
+        try:
+            waiting = discover(self.inbox).waiting
+        except OSError:
+            return
+        for candidate in waiting:
+            self.waiting[candidate.name] = behind
 
     def _folder_present(self) -> bool:
         present = self.inbox.path.is_dir()
@@ -369,8 +385,8 @@ class InboxWorker:
         archive.write_json_atomically(archive.result_path(claimed), data)
         summary = reply.summary if reply else str(body.get("summary", ""))  # one line, however odd
         if outcome is Outcome.FAILED and reply is not None:
-            summary_line = summary + self._failed_rows(claimed, original, body.get("details"),
-                                                       str(facts.get("transcoded_from") or ""))  # fmt: skip
+            summary_line = summary + failed_rows.for_log(claimed, body.get("details"),
+                                                         str(facts.get("transcoded_from") or ""), self.name)  # fmt: skip
         else:
             summary_line = summary
         self._journal(claimed.name, original, started, finished, status, outcome.value, summary, facts)
@@ -384,25 +400,6 @@ class InboxWorker:
         self._clear_retry()
         self.settler.forget(("claimed", claimed.name))
         return outcome
-
-    def _failed_rows(self, claimed: Path, original: str, details: Any, transcoded_from: str) -> str:
-        """Write the refused rows beside the file; return the first reasons, for the log line.
-        The export is read as the upload read it: UTF-8, or the encoding it was transcoded from."""
-        try:
-            rows = failed_rows.write_beside(claimed, details, source_encoding=transcoded_from)
-            where = [f"row {row.number} (line {row.line})" for row in rows]
-            reasons = [row.reason for row in rows]
-        except (OSError, UnicodeError, csv.Error, LookupError) as exc:
-            logger.warning('inbox "{}": {}: could not write the failed rows as a spreadsheet ({})',
-                           self.name, original, exc)  # fmt: skip
-            found = failed_rows.failures(details)
-            where = [f"row {n}" for n, _ in found]
-            reasons = [failed_rows.short_reason(reason) for _, reason in found]
-        if not reasons:
-            return ""
-        first = "; ".join(f"{w}: {r}" for w, r in list(zip(where, reasons, strict=True))[:FIRST_REASONS])
-        more = f"; and {len(reasons) - FIRST_REASONS} more" if len(reasons) > FIRST_REASONS else ""
-        return f". Failed: {first}{more}"
 
     def _hold(self, claimed: Path, original: str, started: dt.datetime, reason: str,
               status: int | None, facts: dict[str, Any]) -> Outcome:  # fmt: skip

@@ -86,8 +86,9 @@ def _make_xlsx_named_csv(inbox: Path, outside: Path) -> Case:
     data = buffer.getvalue()
     _write(inbox, "roster-from-excel.csv", data)
     return Case("xlsx_named_csv", "roster-from-excel.csv", "an .xlsx workbook (a ZIP) saved under a .csv name",
-                FAILED, "binary junk is never sent to the server; the result says it is not text",
-                summary="File is not text", stage="preflight", data=data)  # fmt: skip
+                FAILED, "never sent; the result says it is a workbook and how to save it as CSV",
+                summary="File is an Excel workbook, not a CSV: in Excel use Save As, CSV UTF-8",
+                stage="preflight", data=data)  # fmt: skip
 
 
 def _make_random_bytes(inbox: Path, outside: Path) -> Case:
@@ -105,8 +106,9 @@ def _make_latin1(inbox: Path, outside: Path) -> Case:
     _write(inbox, "latin1.csv", data)
     return Case("latin1", "latin1.csv", "a Windows-1252 (ANSI) export with accented names", FAILED,
                 "the server needs UTF-8; accents would be mangled, so the file is stopped and the "
-                "summary gives the offending byte and its offset",
-                summary="File is not valid UTF-8: byte 0xc9", stage="preflight", data=data)  # fmt: skip
+                "summary names the line and shows the text around the offending byte",
+                summary='File is not valid UTF-8: line 2 has a character saved in another encoding (byte 0xc9, '
+                        'shown as \ufffd) here: "eleve1,\ufffdlodie,Lef\ufffdvre', stage="preflight", data=data)  # fmt: skip
 
 
 def _make_truncated_utf8(inbox: Path, outside: Path) -> Case:
