@@ -17,7 +17,7 @@ import codecs
 import csv
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,51 +65,74 @@ def text_encoding(source_encoding: str) -> str:
     return source_encoding
 
 
-def write_beside(export: Path, details: Any, *, source_encoding: str = "") -> list[FailedRow]:
+def write_beside(export: Path, details: Any, *, source_encoding: str = "",
+                 export_rows: Mapping[str, Any] | None = None) -> list[FailedRow]:  # fmt: skip
     """Write ``<export>.failed-rows.csv`` (atomically) and return its rows; [] if none failed.
 
-    ``source_encoding``: what the upload transcoded the export from ("" for UTF-8).
-    ``export`` is the file as dropped (never a mapped or transcoded copy): the
-    person fixes the rows they know. Raises OSError, UnicodeError, csv.Error,
-    LookupError for an export that cannot be read back (the caller logs it).
+    ``export`` is the file as dropped (never a mapped or transcoded copy): the person
+    fixes the rows they know. ``source_encoding``: what the upload transcoded it from
+    ("" for UTF-8). ``export_rows``: with a column mapping, the result's map from the
+    server's row numbers to the export's (``{"3": {"row": 4, ...}}``, rows counted after
+    the header, blank ones included); without one, server row n is the n-th row that is
+    not blank. Raises OSError, UnicodeError, csv.Error, LookupError for an export that
+    cannot be read back (the caller logs it).
     """
-    wanted = {int(n): short_reason(outcome) for n, outcome in failures(details) if n.isdigit()}
-    if not wanted:
+    reasons = {int(n): short_reason(outcome) for n, outcome in failures(details) if n.isdigit()}
+    if not reasons:
         return []
+    by_export = _by_export_row(reasons, export_rows)
     encoding = text_encoding(source_encoding)
     newline = _line_ending(export)
     target = failed_rows_path(export)
     temporary = target.with_name(f".{target.name}.tmp")
     written: list[FailedRow] = []
     with _open_text(export, encoding) as source:
-        records = _records(source)
-        _, header = next(records, (0, []))
+        records = csv.reader(source)
+        header_line, header = _header(records)
         keep = [i for i, name in enumerate(header) if name.strip().lower() != ERROR_COLUMN]
         # Excel opens UTF-8 as its legacy code page without a BOM; any other
-        # encoding is written back as the config names it, so the fixed file
-        # takes the same path as the export did.
-        out_encoding = "utf-8-sig" if encoding == "utf-8-sig" else encoding
-        with open(temporary, "w", encoding=out_encoding, errors="replace", newline="") as sink:
+        # encoding is written back as the export came, so the fixed file takes
+        # the same path as the export did.
+        with open(temporary, "w", encoding=encoding, errors="replace", newline="") as sink:
             writer = csv.writer(sink, lineterminator=newline)
             writer.writerow([header[i] for i in keep] + [ERROR_COLUMN])
-            for number, (line, row) in enumerate(records, start=1):
-                if number in wanted:
+            number = 0  # rows that are not blank: the server's numbering without a mapping
+            for line, row in enumerate(records, start=header_line + 1):
+                blank = not any(cell.strip() for cell in row)
+                number += not blank
+                server = by_export.get(line - header_line) if by_export is not None else None if blank else number
+                if server in reasons:
                     cells = [row[i] if i < len(row) else "" for i in keep] + row[len(header):]
                     # Extra cells beyond the header are kept after the error column (the
                     # import reads columns by header name, so they change nothing).
-                    writer.writerow(cells[: len(keep)] + [wanted[number]] + cells[len(keep):])
-                    written.append(FailedRow(number, line, wanted[number]))
+                    writer.writerow(cells[: len(keep)] + [reasons[server]] + cells[len(keep):])
+                    written.append(FailedRow(server, line, reasons[server]))
             sink.flush()
             os.fsync(sink.fileno())
     os.replace(temporary, target)
     return written
 
 
-def for_log(export: Path, details: Any, source_encoding: str, inbox: str) -> str:
-    """Write the refused rows beside the file; return ". Failed: row 2 (line 3): reason; ..."
-    (the first few) for the log line, or "" when no row failed."""
+def _by_export_row(reasons: Mapping[int, str], export_rows: Mapping[str, Any] | None) -> dict[int, int] | None:
+    """Export row -> server row, from a mapped upload's trace (None: not mapped)."""
+    if not isinstance(export_rows, Mapping):
+        return None
+    found = {}
+    for key, value in export_rows.items():
+        if str(key).isdigit() and int(key) in reasons and isinstance(value, Mapping):
+            row = value.get("row")
+            if isinstance(row, int):
+                found[row] = int(key)
+    return found
+
+
+def for_log(export: Path, details: Any, facts: Mapping[str, Any], inbox: str) -> str:
+    """Write the refused rows beside the file; return " Failed: row 2 (line 3): reason; ..."
+    (the first few) for the log line, or "" when no row failed. ``facts``: the result's own
+    (``transcoded_from``, ``export_rows``), which say how the export became the upload."""
     try:
-        rows = write_beside(export, details, source_encoding=source_encoding)
+        rows = write_beside(export, details, source_encoding=str(facts.get("transcoded_from") or ""),
+                            export_rows=facts.get("export_rows"))  # fmt: skip
         found = [(f"row {row.number} (line {row.line})", row.reason) for row in rows]
     except (OSError, UnicodeError, csv.Error, LookupError) as exc:
         logger.warning('inbox "{}": {}: could not write the failed rows as a spreadsheet ({})',
@@ -119,23 +142,25 @@ def for_log(export: Path, details: Any, source_encoding: str, inbox: str) -> str
         return ""
     first = "; ".join(f"{where}: {reason}" for where, reason in found[:FIRST_REASONS])
     more = f"; and {len(found) - FIRST_REASONS} more" if len(found) > FIRST_REASONS else ""
-    return f". Failed: {first}{more}"
+    return f" Failed: {first}{more}"  # after the server's summary, which ends with a full stop
 
 
 def without_error_column(source: Path, target: Path) -> bool:
     """Copy a UTF-8 upload source without its ``import_error`` column; False (and no copy)
-    when the header has none, which costs only reading the header."""
+    when the header has none, which costs only reading the header. Every row is kept,
+    blank ones too, so row numbers stay those of the export."""
     newline = _line_ending(source)
     with _open_text(source, "utf-8-sig") as text:
-        records = _records(text)
-        _, header = next(records, (0, []))
+        records = csv.reader(text)
+        header_line, header = _header(records)
         drop = {i for i, name in enumerate(header) if name.strip().lower() == ERROR_COLUMN}
         if not drop:
             return False
         with open(target, "w", encoding="utf-8", newline="") as sink:
             writer = csv.writer(sink, lineterminator=newline)
+            writer.writerows([[]] * (header_line - 1))
             writer.writerow([cell for i, cell in enumerate(header) if i not in drop])
-            for _, row in records:
+            for row in records:
                 writer.writerow([cell for i, cell in enumerate(row) if i not in drop])
             sink.flush()
             os.fsync(sink.fileno())
@@ -147,11 +172,12 @@ def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
     return io.TextIOWrapper(open_claimed(path), encoding=encoding, errors="strict", newline="")
 
 
-def _records(text: io.TextIOWrapper) -> Iterator[tuple[int, list[str]]]:
-    """(spreadsheet row, cells) of each row that is not blank; the first is the header."""
-    for line, row in enumerate(csv.reader(text), start=1):
+def _header(records: Iterator[list[str]]) -> tuple[int, list[str]]:
+    """The first row that is not blank, and its spreadsheet row (as Infiniti and mapper.py find it)."""
+    for line, row in enumerate(records, start=1):
         if any(cell.strip() for cell in row):
-            yield line, row
+            return line, row
+    return 0, []
 
 
 def _line_ending(path: Path) -> str:

@@ -385,8 +385,7 @@ class InboxWorker:
         archive.write_json_atomically(archive.result_path(claimed), data)
         summary = reply.summary if reply else str(body.get("summary", ""))  # one line, however odd
         if outcome is Outcome.FAILED and reply is not None:
-            summary_line = summary + failed_rows.for_log(claimed, body.get("details"),
-                                                         str(facts.get("transcoded_from") or ""), self.name)  # fmt: skip
+            summary_line = summary + failed_rows.for_log(claimed, body.get("details"), facts, self.name)
         else:
             summary_line = summary
         self._journal(claimed.name, original, started, finished, status, outcome.value, summary, facts)

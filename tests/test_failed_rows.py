@@ -129,3 +129,30 @@ def test_a_whole_file_failure_has_no_failed_rows_file(tmp_path, emu):
     assert main(["--config", str(config_path), "once"]) == 1
     assert min(p.name for p in (inbox / "failed").iterdir()).endswith("_x.csv")
     assert not any(p.name.endswith(".failed-rows.csv") for p in (inbox / "failed").iterdir())
+
+
+def test_with_a_column_mapping_the_failed_rows_are_the_exports_rows(tmp_path, emu):
+    """A cp1252 TASS export, mapped: the refused row is written as the export had it (its own
+    header, its own encoding), found through the result's trace of server rows to export rows."""
+    from tests import sis_exports
+    from tests.test_mapping_e2e import mapped_config, run_one
+
+    sample = sis_exports.tass()
+    filed = run_one(tmp_path, emu, "TASS", sample)
+    assert filed.parent.name == "failed"
+    rows_file = archive.failed_rows_path(filed)
+    export = list(csv.reader(io.StringIO(sample.data.decode("cp1252"), newline="")))
+    got = list(csv.reader(io.StringIO(rows_file.read_bytes().decode("cp1252"), newline="")))
+    ((username, line),) = sample.refused.items()
+    assert got[0] == [*export[0], "import_error"], "the export's own header, not the mapped one"
+    assert len(got) == 2 and got[1][:-1] == export[line - 1] and username in got[1]
+    assert got[1][-1] == BAD_EMAIL
+
+    # Dropped back as it is, it goes through the same mapping: one row sent, refused again.
+    inbox = tmp_path / "inbox"
+    config_path = mapped_config(tmp_path, emu, "TASS")
+    (inbox / rows_file.name).write_bytes(rows_file.read_bytes())
+    assert run_cli("--config", str(config_path), "once").returncode == 1
+    last = emu.uploads()[-1]
+    sent = list(csv.reader(io.StringIO(last.stored_file.read_text(encoding="utf-8"), newline="")))
+    assert len(sent) == 2 and "import_error" not in sent[0] and sent[1][0] == username
