@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dropbox_sync import __version__, paths
+from dropbox_sync import __version__, example, paths
 from dropbox_sync.errors import ConfigError, DropboxSyncError, UsageError
 
 OK, FAILED, USAGE, HELD = 0, 1, 2, 3
-EXAMPLE_CONFIG = Path(__file__).with_name("config.example.toml")
+EXAMPLE_CONFIG = example.EXAMPLE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -438,11 +437,11 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise UsageError(f"{target} already exists (use --force to overwrite)")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(EXAMPLE_CONFIG, target)
+        target.write_text(example.example_text(), encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
     print(f"wrote {target}")
-    print("edit the [[inbox]] path, url and username, set the password, then run: dropbox-sync check --online")
+    print(example.next_step(args.config))
     return OK
 
 

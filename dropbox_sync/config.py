@@ -15,7 +15,7 @@ import re
 import stat
 import tomllib
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,7 +161,45 @@ def read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path.name}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path.name}: not valid TOML: {exc}{_backslash_hint(text, str(exc))}") from None
+
+
+BACKSLASH_HINT = ('in "double quotes" a backslash starts an escape (\\t is a tab): write Windows paths with '
+                  "forward slashes (\"D:/SIS/export\") or in single quotes ('D:\\SIS\\export')")  # fmt: skip
+_TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)")
+_BACKSLASH_IN_QUOTES = re.compile(r'"[^"\n]*\\')
+
+
+def _backslash_hint(text: str, error: str) -> str:
+    """When the line tomllib refused has a backslash inside double quotes: a Windows path."""
+    found = _TOML_LINE.search(error)
+    lines = text.splitlines()
+    if found is None or not 0 < int(found.group(1)) <= len(lines):
+        return ""
+    if not _BACKSLASH_IN_QUOTES.search(lines[int(found.group(1)) - 1]):
+        return ""
+    return f". A Windows path? {BACKSLASH_HINT[0].upper()}{BACKSLASH_HINT[1:]}"
+
+
+def path_value(text: str, base_dir: Path, fail: Callable[[str], ConfigError]) -> Path:
+    """A path from the config: ~ and $VARS expanded, relative to the config's folder.
+
+    A control character is refused: it is what a Windows path in "double quotes"
+    becomes ("D:\\temp" holds a tab), and no real folder is named so."""
+    bad = next((c for c in text if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        shown = text.encode("unicode_escape").decode("ascii")
+        raise fail(f"holds a control character ({_CONTROL_NAMES.get(bad, f'0x{ord(bad):02x}')}): \"{shown}\"; "
+                   f"{BACKSLASH_HINT}")  # fmt: skip
+    path = base_dir / os.path.expandvars(os.path.expanduser(text))
+    try:
+        return path.resolve()
+    except OSError:  # a share that does not answer: keep the path as written
+        return path.absolute()
+
+
+_CONTROL_NAMES = {"\t": "a tab, from \\t", "\n": "a line break, from \\n", "\r": "a carriage return, from \\r",
+                  "\b": "a backspace, from \\b", "\f": "a form feed, from \\f"}  # fmt: skip
 
 
 def parse(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:
@@ -215,7 +253,7 @@ def _optional_dir(raw: Mapping[str, Any], key: str, where: str, base_dir: Path) 
     value = raw.get(key, "")
     if not isinstance(value, str):
         raise ConfigError(f"{where}: {key} must be a text path")
-    return (base_dir / os.path.expandvars(value)).resolve() if value else None
+    return path_value(value, base_dir, lambda problem: ConfigError(f"{where}: {key} {problem}")) if value else None
 
 
 class _Reader:
@@ -293,7 +331,7 @@ def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: 
     for route in routes:
         _check_transport_security(read, route.url, verify_tls)
     ca_bundle_text = read.text("ca_bundle")
-    ca_bundle = (base_dir / os.path.expandvars(ca_bundle_text)).resolve() if ca_bundle_text else None
+    ca_bundle = path_value(ca_bundle_text, base_dir, lambda p: read.fail("ca_bundle", p)) if ca_bundle_text else None
     if ca_bundle is not None and not ca_bundle.is_file():
         raise read.fail("ca_bundle", f"file not found: {ca_bundle}")
     return InboxConfig(
@@ -333,11 +371,7 @@ def _inbox_path(read: _Reader, base_dir: Path) -> Path:
     text = read.text("path")
     if not text.strip():
         raise read.fail("path", "is empty")
-    path = base_dir / os.path.expandvars(os.path.expanduser(text))
-    try:
-        path = path.resolve()
-    except OSError:  # a share that does not answer: keep the path as written
-        path = path.absolute()
+    path = path_value(text, base_dir, lambda problem: read.fail("path", problem))
     # The form only: a missing folder is an unmounted share or a folder not made yet; the
     # worker waits for it (and `status`, `once`, `check` say so), the other inboxes go on.
     if path.is_file():
@@ -502,7 +536,7 @@ def _password(read: _Reader, url_password: str | None, base_dir: Path, inbox_nam
         if not value:
             raise read.fail(key, f"names environment variable {variable}, which is not set")
     else:
-        file = (base_dir / os.path.expandvars(read.text(key))).resolve()
+        file = path_value(read.text(key), base_dir, lambda problem: read.fail(key, problem))
         try:
             value = file.read_text(encoding="utf-8-sig").strip("\r\n")
         except OSError as exc:

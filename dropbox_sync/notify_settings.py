@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dropbox_sync.config import is_loopback
+from dropbox_sync.config import is_loopback, path_value
 from dropbox_sync.errors import ConfigError
 from dropbox_sync.mail import SmtpServer
 from dropbox_sync.redact import Secret, register_secret
@@ -107,7 +107,7 @@ def parse_settings(raw: Any, where: str, base_dir: Path) -> NotifySettings | Non
         for form in (password.reveal(), f"\0{username}\0{password.reveal()}"):
             register_secret(base64.b64encode(form.encode()).decode())
     ca_text = text("ca_bundle")
-    ca_bundle = (base_dir / os.path.expandvars(ca_text)).resolve() if ca_text else None
+    ca_bundle = path_value(ca_text, base_dir, lambda problem: fail("ca_bundle", problem)) if ca_text else None
     if ca_bundle is not None and not ca_bundle.is_file():
         raise fail("ca_bundle", f"file not found: {ca_bundle}")
     timeout = number("smtp_timeout", "seconds")
@@ -141,7 +141,7 @@ def _password(values: dict[str, Any], fail: Callable[[str, str], ConfigError], t
         if not value:
             raise fail(key, f"names environment variable {variable}, which is not set")
     else:
-        file = (base_dir / os.path.expandvars(text(key))).resolve()
+        file = path_value(text(key), base_dir, lambda problem: fail(key, problem))
         try:
             value = file.read_text(encoding="utf-8-sig").strip("\r\n")
         except OSError as exc:
