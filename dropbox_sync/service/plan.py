@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
@@ -45,8 +45,11 @@ class InstallFacts:
         return float(math.ceil(self.stop_timeout + STOP_MARGIN))
 
 
-def read_facts(config_path: Path, *, read_from: Path | None = None) -> InstallFacts:
-    """Facts from the config that will live at ``config_path`` (read from ``read_from`` if staged)."""
+def read_facts(config_path: Path, *, read_from: Path | None = None,
+               environment: Mapping[str, str] | None = None) -> InstallFacts:  # fmt: skip
+    """Facts from the config that will live at ``config_path`` (read from ``read_from`` if staged).
+    ``environment``: variables the service will have that this process may not (systemd's
+    EnvironmentFile), for the strict load's verdict."""
     source = read_from or config_path
     raw = config_module.read_toml(source)
     base = config_path.parent
@@ -60,7 +63,7 @@ def read_facts(config_path: Path, *, read_from: Path | None = None) -> InstallFa
         log_dir=_path(raw.get("log_dir"), base),
         password_files=tuple(p for p in (_path(m.get("password_file"), base) for m in merged) if p is not None),
         stop_timeout=max((_number(m.get("stop_timeout")) for m in merged), default=DEFAULT_STOP_TIMEOUT),
-        problem=_strict_problem(source),
+        problem=_strict_problem(source, environment or {}),
     )
 
 
@@ -80,11 +83,20 @@ def _number(value: Any) -> float:
     return DEFAULT_STOP_TIMEOUT
 
 
-def _strict_problem(source: Path) -> str | None:
+def _strict_problem(source: Path, environment: Mapping[str, str]) -> str | None:
+    # The variables are set for this one load and put back: install is a one-shot command.
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
     try:
         config_module.load(source)
     except ConfigError as exc:
         return str(exc)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return None
 
 

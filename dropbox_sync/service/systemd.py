@@ -33,6 +33,7 @@ from dropbox_sync.service.plan import InstallFacts, is_network_path, program_arg
 from dropbox_sync.service.sdnotify import Notifier, watchdog_seconds
 
 UNIT_DIR = Path("/etc/systemd/system")
+ENV_FILE = "dropbox-sync.env"  # beside the config; the unit's EnvironmentFile= (password_env)
 DEFAULT_USER = "dropbox-sync"
 WATCHDOG_SEC = 60
 HOME_DIRS = (Path("/home"), Path("/root"), Path("/run/user"))
@@ -71,7 +72,7 @@ def settings_for(facts: InstallFacts, program: Sequence[str], user: str = DEFAUL
 def render_unit(settings: UnitSettings) -> str:
     exec_start = " ".join(_quote(word, exec_line=True) for word in
                           (*settings.program, "--config", str(settings.config_path), "service", "run"))  # fmt: skip
-    env_file = settings.config_path.parent / "dropbox-sync.env"
+    env_file = settings.config_path.parent / ENV_FILE
     lines = [
         "# Written by 'dropbox-sync service install'; running it again rewrites this file.",
         "# Local changes belong in a drop-in: systemctl edit dropbox-sync",
@@ -210,12 +211,16 @@ def install(opts: ServiceOptions) -> int:
     real = opts.destdir is None
     if real:
         _require_live_systemd("install")
-    facts = read_facts(opts.config_path, read_from=staged(opts.config_path, opts.destdir))
+    source = config_source(opts.config_path, opts.destdir)
+    facts = read_facts(opts.config_path, read_from=source,
+                       environment=read_environment_file(source.parent / ENV_FILE))  # fmt: skip
     user = opts.account or DEFAULT_USER
     settings = settings_for(facts, program_argv(opts.destdir), user)
     unit = staged(UNIT_DIR / unit_name(opts.name), opts.destdir)
     write_atomically(unit, render_unit(settings).encode("utf-8"))
     opts.say(f"wrote {unit}")
+    for warning in private_tmp_warnings(facts):
+        opts.say(f"warning: {warning}")
     if facts.problem:
         opts.say(f"warning: the config does not load yet: {facts.problem}\n"
                  "  the service will not start until this is fixed (check with: dropbox-sync check)")  # fmt: skip
@@ -231,6 +236,44 @@ def install(opts: ServiceOptions) -> int:
         return start(opts)
     opts.say(f"start it with: sudo dropbox-sync service start  (or: systemctl start {opts.name})")
     return 0
+
+
+def read_environment_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines as systemd's EnvironmentFile= reads them (# and ; comments, optional
+    quotes): the password_env variable the service will have. {} if unreadable."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    found = {}
+    for line in lines:
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith(("#", ";")):
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            found[key.strip()] = value
+    return found
+
+
+def config_source(config_path: Path, destdir: Path | None) -> Path:
+    """Where to read the config the unit will name: a copy staged under ``destdir`` (a
+    package ships it), else the config at its real path (a technician staging the unit to
+    look at it first); the unit always names the real path."""
+    copy = staged(config_path, destdir)
+    return copy if destdir is None or copy.exists() else config_path
+
+
+# PrivateTmp=yes gives the service its own empty /tmp and /var/tmp (systemd.exec(5),
+# "PrivateTmp="): an inbox there is a different, empty folder for the service.
+PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))
+
+
+def private_tmp_warnings(facts: InstallFacts) -> list[str]:
+    return [f"inbox {path} is under {tmp}: the service runs with PrivateTmp=yes and sees its own empty "
+            f"{tmp}, never the files dropped here; move the inbox (e.g. to /srv/sis/export) and its 'path' "
+            "in the config"
+            for path in facts.inbox_paths for tmp in PRIVATE_TMP if path.is_relative_to(tmp)]  # fmt: skip
 
 
 def ensure_user(user: str, opts: ServiceOptions) -> None:
