@@ -50,6 +50,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="add a library group to the predefined ones (repeatable)")
     parser.add_argument("--system-group", dest="system_groups", action="append", default=[], metavar="NAME",
                         help="add a system group to the predefined ones (repeatable)")
+    parser.add_argument("--library-groups-file", type=Path, default=None, metavar="PATH",
+                        help="add the library groups listed in PATH, one per line (# starts a comment)")
+    parser.add_argument("--system-groups-file", type=Path, default=None, metavar="PATH",
+                        help="add the system groups listed in PATH, one per line (# starts a comment)")
     parser.add_argument("--ca-out", type=Path, default=None, metavar="PATH",
                         help="also copy the CA certificate (PEM) to PATH")
     parser.add_argument("--keep-uploads", action="store_true",
@@ -62,9 +66,31 @@ def _accounts(args: argparse.Namespace) -> dict[str, tuple[str, bool]]:
     return {user: (password, admin) for user, password, admin in args.accounts}
 
 
+def read_group_file(path: Path) -> list[str]:
+    """Group names, one per line (as copied from Infiniti's list); blank lines and # comments skipped."""
+    names = []
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
+        name = line.split("#", 1)[0].strip()
+        if name:
+            names.append(name)
+    return names
+
+
+def _groups(args: argparse.Namespace, defaults: tuple[str, ...], kind: str) -> tuple[str, ...]:
+    """The predefined groups plus those named on the command line and in the file."""
+    extra = list(getattr(args, f"{kind}_groups"))
+    path = getattr(args, f"{kind}_groups_file")
+    if path is not None:
+        extra += read_group_file(path)
+    return tuple(dict.fromkeys((*defaults, *extra)))
+
+
 def _banner(emulator: Emulator, ca_file: Path | None, username: str) -> list[str]:
     users_url = emulator.import_url("users")
     lines = [f"Infiniti emulator listening on {emulator.base_url}"]
+    lines.append(f"Library groups: {', '.join(emulator.library_groups)}")
+    lines.append(f"System groups: {', '.join(emulator.system_groups)}")
+    lines.append("  (add more with --library-group NAME, --system-group NAME, or --library-groups-file PATH)")
     lines.append(f"CA certificate: {ca_file}" if ca_file else "CA certificate: none (plain HTTP)")
     lines.append(f"Import URL (users): {users_url}")
     lines.append(f"Import URL (user groups): {emulator.import_url('userGroups', 'school1')}")
@@ -81,14 +107,18 @@ def command(args: argparse.Namespace, stop_event: threading.Event) -> int:
     from dropbox_sync.emulator.emulator import Emulator
     from dropbox_sync.emulator.importer import DEFAULT_LIBRARY_GROUPS, DEFAULT_SYSTEM_GROUPS
 
+    try:
+        library_groups = _groups(args, DEFAULT_LIBRARY_GROUPS, "library")
+        system_groups = _groups(args, DEFAULT_SYSTEM_GROUPS, "system")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"emulator: cannot read a groups file: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 2
     made_state_dir = args.state_dir is None
     state_dir = Path(tempfile.mkdtemp(prefix="dropbox-sync-emulator-")) if made_state_dir else args.state_dir
     accounts = _accounts(args)
     emulator = Emulator(
         state_dir, host=args.host, port=args.port, tls=args.tls, accounts=accounts,
-        library_groups=(*DEFAULT_LIBRARY_GROUPS, *args.library_groups),
-        system_groups=(*DEFAULT_SYSTEM_GROUPS, *args.system_groups),
-        keep_uploads=args.keep_uploads,
+        library_groups=library_groups, system_groups=system_groups, keep_uploads=args.keep_uploads,
     )
     try:
         try:
