@@ -20,6 +20,7 @@ from loguru import logger
 
 from dropbox_sync import archive, config
 from dropbox_sync.emulator import Emulator
+from dropbox_sync.failed_rows import failures, short_reason
 from dropbox_sync.session import pipeline_session
 
 DEMO_USER = "autoimport"
@@ -119,7 +120,10 @@ def _archived(inbox: Path) -> list[Path]:
 def _print_table(inbox: Path, out: TextIO) -> None:
     """One row per file, then what the server said, and each failed row."""
     rows = []
+    fixable = []
     for path in sorted(_archived(inbox), key=lambda p: archive.original_name(p.name)):
+        if archive.failed_rows_path(path).exists():
+            fixable.append(archive.failed_rows_path(path).relative_to(inbox.parent))
         result = archive.result_path(path)
         try:
             reply = json.loads(result.read_text(encoding="utf-8"))
@@ -129,15 +133,17 @@ def _print_table(inbox: Path, out: TextIO) -> None:
                      str(result.relative_to(inbox.parent)), reply))  # fmt: skip
     width = max([len("file")] + [len(r[0]) for r in rows])
     print(f"\n{'file'.ljust(width)}  {'went to':<11} result saved as", file=out)
+    tail = [f"\nThe refused rows, with Infiniti's reason in a last column, to fix and drop back: {f}"
+            for f in fixable]  # fmt: skip
     for name, went_to, result, reply in rows:
         print(f"{name.ljust(width)}  {went_to:<11} {result}", file=out)
         stage = (reply.get("dropbox_sync") or {}).get("stage")
         said = "not sent, pre-flight found" if stage == "preflight" else "server said"
         print(f"{'':{width}}    {said}: {reply.get('summary', '')}", file=out)
-        details = reply.get("details") or {}
-        for row, outcome in details.items():
-            if outcome not in ("User Created", "User Updated"):
-                print(f"{'':{width}}    row {row}: {str(outcome).strip()}", file=out)
+        for row, outcome in failures(reply.get("details")):
+            print(f"{'':{width}}    row {row}: {short_reason(outcome)}", file=out)
+    for line in tail:
+        print(line, file=out)
 
 
 def _as_expected(inbox: Path) -> bool:
