@@ -20,7 +20,7 @@ from loguru import logger
 
 from dropbox_sync import archive, config
 from dropbox_sync.emulator import Emulator
-from dropbox_sync.failed_rows import failures, short_reason
+from dropbox_sync.rows import failed_details, tidy_reason
 from dropbox_sync.session import pipeline_session
 
 DEMO_USER = "autoimport"
@@ -140,8 +140,8 @@ def _print_table(inbox: Path, out: TextIO) -> None:
         stage = (reply.get("dropbox_sync") or {}).get("stage")
         said = "not sent, pre-flight found" if stage == "preflight" else "server said"
         print(f"{'':{width}}    {said}: {reply.get('summary', '')}", file=out)
-        for row, outcome in failures(reply.get("details")):
-            print(f"{'':{width}}    row {row}: {short_reason(outcome)}", file=out)
+        for row, outcome in failed_details(reply.get("details")):
+            print(f"{'':{width}}    row {row}: {tidy_reason(outcome)}", file=out)
     for line in tail:
         print(line, file=out)
 

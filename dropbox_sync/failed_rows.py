@@ -25,10 +25,9 @@ from typing import Any
 from loguru import logger
 
 from dropbox_sync.archive import display_name, failed_rows_path, open_claimed
+from dropbox_sync.rows import failed_details, tidy_reason
 
 ERROR_COLUMN = "import_error"
-ROW_SUCCESS = ("user created", "user updated")  # Infiniti lists every row once one fails
-_VENDOR_REPEAT = ". User failed to import: "  # the vendor states each problem twice
 _SNIFF = 64 * 1024
 FIRST_REASONS = 3  # failed rows named in the log line of a partly failed file
 
@@ -38,23 +37,6 @@ class FailedRow:
     number: int  # Infiniti's row number (data rows from 1)
     line: int  # the row in a spreadsheet (the header is row 1 when the file starts with it)
     reason: str
-
-
-def failures(details: Any) -> list[tuple[str, str]]:
-    """The rows Infiniti did not import, in row order (``details`` lists every row)."""
-    if isinstance(details, list):
-        details = {str(n): v for n, v in enumerate(details, start=1)}
-    if not isinstance(details, dict):
-        return []
-    rows = [(str(n), str(v)) for n, v in details.items() if not str(v).strip().lower().startswith(ROW_SUCCESS)]
-    return sorted(rows, key=lambda r: (0, int(r[0])) if r[0].isdigit() else (1, r[0]))
-
-
-def short_reason(outcome: str) -> str:
-    """``X. User failed to import: X. `` -> ``X`` (the vendor's doubled wording, once)."""
-    text = outcome.strip()
-    head, found, _ = text.partition(_VENDOR_REPEAT)
-    return head.strip() if found else text.rstrip(". ").strip() or text
 
 
 def text_encoding(source_encoding: str) -> str:
@@ -77,7 +59,7 @@ def write_beside(export: Path, details: Any, *, source_encoding: str = "",
     not blank. Raises OSError, UnicodeError, csv.Error, LookupError for an export that
     cannot be read back (the caller logs it).
     """
-    reasons = {int(n): short_reason(outcome) for n, outcome in failures(details) if n.isdigit()}
+    reasons = {int(n): tidy_reason(outcome) for n, outcome in failed_details(details) if n.isdigit()}
     if not reasons:
         return []
     by_export = _by_export_row(reasons, export_rows)
@@ -137,10 +119,10 @@ def for_log(export: Path, details: Any, facts: Mapping[str, Any], inbox: str) ->
     except (OSError, UnicodeError, csv.Error, LookupError) as exc:
         logger.warning('inbox "{}": {}: could not write the failed rows as a spreadsheet ({})',
                        inbox, display_name(export.name), exc)  # fmt: skip
-        found = [(f"row {n}", short_reason(reason)) for n, reason in failures(details)]
+        found = [(f"row {n}", tidy_reason(reason)) for n, reason in failed_details(details)]
     if not found:
         return ""
-    first = "; ".join(f"{where}: {reason}" for where, reason in found[:FIRST_REASONS])
+    first = "; ".join(f"{where}: {reason.rstrip('.')}" for where, reason in found[:FIRST_REASONS])
     more = f"; and {len(found) - FIRST_REASONS} more" if len(found) > FIRST_REASONS else ""
     return f" Failed: {first}{more}"  # after the server's summary, which ends with a full stop
 

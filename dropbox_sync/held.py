@@ -41,13 +41,13 @@ def what_to_do(name: str) -> str:
 
 def held_files(inbox: InboxConfig) -> list[HeldFile]:
     """The files waiting in an inbox's held/, oldest first."""
-    return [HeldFile(inbox, path, reason, endpoint) for path, reason, endpoint in _read(inbox.path)]
+    return [HeldFile(inbox, path, reason, endpoint) for path, reason, endpoint in files_in(inbox.path)]
 
 
 def status_entries(inbox_path: Path) -> list[dict[str, Any]]:
     """The held files of one inbox for status, status.json and the digest."""
     entries = []
-    for path, reason, _ in _read(inbox_path):
+    for path, reason, _ in files_in(inbox_path):
         since = archive.archived_at(path.name)
         original = archive.display_name(archive.original_name(path.name))
         entries.append({"file": archive.display_name(path.name), "original": original,
@@ -56,9 +56,12 @@ def status_entries(inbox_path: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def _read(inbox_path: Path) -> list[tuple[Path, str, str]]:
+def files_in(inbox_path: Path) -> list[tuple[Path, str, str]]:
+    """(file, reason, endpoint) of each file in ``inbox_path``/held/, oldest first."""
     found = []
     for path in archive.listed_files(inbox_path / archive.HELD):
+        if path.is_symlink() or not path.is_file():
+            continue  # nothing of ours; never followed
         saved = archive.read_result(path) or {}
         facts = saved.get("dropbox_sync") if isinstance(saved.get("dropbox_sync"), dict) else {}
         reason = saved.get("summary") if isinstance(saved.get("summary"), str) else "held for approval"

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from dropbox_sync import __version__, archive, pagefile, rows, status, when
+from dropbox_sync import __version__, archive, held, pagefile, rows, status, when
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.redact import scrub
 
@@ -262,30 +262,26 @@ def _failed_rows(inbox: InboxConfig, archived: Path, result: Path, cache: dict) 
     if key not in cache:
         data = _read_json(result) if info.st_size <= MAX_RESULT_BYTES else {}
         ours = data.get("dropbox_sync") if isinstance(data.get("dropbox_sync"), dict) else {}
-        cache[key] = rows.failed_rows(data.get("details"), archived, encoding=inbox.source_encoding,
+        # Read as the upload read it: transcoded only when it was not UTF-8 (prepare.py).
+        encoding = str(ours.get("transcoded_from") or "")
+        cache[key] = rows.failed_rows(data.get("details"), archived, encoding=encoding,
                                       limit=MAX_FAILED_ROWS, traced=ours.get("export_rows"))  # fmt: skip
     return cache[key]
 
 
 def _held_files(inbox: InboxConfig, now: dt.datetime) -> list[dict[str, Any]]:
-    folder = inbox.path / archive.HELD
-    try:
-        names = sorted(e.name for e in os.scandir(folder)
-                       if archive.is_archived_file(e.name) and e.is_file(follow_symlinks=False))  # fmt: skip
-    except OSError:
-        return []
-    held = []
-    for name in names[:MAX_HELD]:
-        summary = _read_json(archive.result_path(folder / name)).get("summary")
-        held.append({
+    found = []
+    for path, reason, _ in held.files_in(inbox.path)[:MAX_HELD]:
+        name = path.name
+        found.append({
             "file": archive.display_name(archive.original_name(name)),
             "archived_as": archive.display_name(name),
             "since": _moment(archive.archived_at(name), now),
-            "why": summary if isinstance(summary, str) else "",
+            "why": reason,
             "command": f"dropbox-sync approve {_quoted(archive.display_name(name))}",
             "href": _href(archive.HELD, name),
         })  # fmt: skip
-    return held
+    return found
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -122,7 +122,7 @@ def test_demo_runs_end_to_end_in_a_subprocess(tmp_path):
     result = cli("demo", "--clean", env={**os.environ, "TMPDIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "Demo finished: every file ended where it should." in result.stdout
-    assert "row 2: Field (emailAddress) is not a well-formed email address\n" in result.stdout, "said once"
+    assert "row 2: Field (emailAddress) is not a well-formed email address.\n" in result.stdout, "said once"
     assert "to fix and drop back: inbox/failed/" in result.stdout and "_staff.csv.failed-rows.csv" in result.stdout
     assert not list(tmp_path.glob("dropbox-sync-demo-*")), "--clean removes the demo folder"
 
