@@ -25,7 +25,7 @@ from typing import Any
 from loguru import logger
 
 from dropbox_sync.archive import display_name, failed_rows_path, open_claimed
-from dropbox_sync.rows import failed_details, tidy_reason
+from dropbox_sync.rows import failed_details, row_number, tidy_reason
 
 ERROR_COLUMN = "import_error"
 _SNIFF = 64 * 1024
@@ -59,7 +59,9 @@ def write_beside(export: Path, details: Any, *, source_encoding: str = "",
     not blank. Raises OSError, UnicodeError, csv.Error, LookupError for an export that
     cannot be read back (the caller logs it).
     """
-    reasons = {int(n): tidy_reason(outcome) for n, outcome in failed_details(details) if n.isdigit()}
+    # rows.row_number: a reply is untrusted ('²' passes str.isdigit, then int() raises).
+    reasons = {number: tidy_reason(outcome) for n, outcome in failed_details(details)
+               if (number := row_number(n)) is not None}  # fmt: skip
     if not reasons:
         return []
     by_export = _by_export_row(reasons, export_rows)
@@ -101,10 +103,11 @@ def _by_export_row(reasons: Mapping[int, str], export_rows: Mapping[str, Any] | 
         return None
     found = {}
     for key, value in export_rows.items():
-        if str(key).isdigit() and int(key) in reasons and isinstance(value, Mapping):
+        number = row_number(key)
+        if number in reasons and isinstance(value, Mapping):
             row = value.get("row")
-            if isinstance(row, int):
-                found[row] = int(key)
+            if isinstance(row, int) and not isinstance(row, bool):
+                found[row] = number
     return found
 
 

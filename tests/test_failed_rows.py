@@ -156,3 +156,17 @@ def test_with_a_column_mapping_the_failed_rows_are_the_exports_rows(tmp_path, em
     last = emu.uploads()[-1]
     sent = list(csv.reader(io.StringIO(last.stored_file.read_text(encoding="utf-8"), newline="")))
     assert len(sent) == 2 and "import_error" not in sent[0] and sent[1][0] == username
+
+
+def test_odd_row_numbers_in_a_reply_are_skipped_not_raised(tmp_path):
+    """A reply is untrusted: '²' passes str.isdigit() and then int() raises; 5,000 digits too."""
+    from dropbox_sync import failed_rows
+
+    export = tmp_path / "x.csv"
+    export.write_text(good_csv("a", "b"), encoding="utf-8")
+    details = {"²": "Bad. User failed to import: Bad. ", "9" * 5000: "Odd", "2": "Field (x) is required",
+               "1": "User Created"}  # fmt: skip
+    (row,) = failed_rows.write_beside(export, details)
+    assert (row.number, row.reason) == (2, "Field (x) is required")
+    assert failed_rows.write_beside(export, details, export_rows={"²": {"row": 1}, "2": {"row": True}}) == []
+    assert failed_rows.for_log(export, details, {}, "inbox").startswith(" Failed: row 2 (line 3)")

@@ -24,7 +24,8 @@ def reply(status: int, body: dict | None, text: str = "") -> Reply:
         (401, {"success": False, "summary": "Unauthorised. Check credentials."}, Outcome.HELD,
          "HTTP 401: credentials were rejected (Unauthorised. Check credentials.)"),
         (403, None, Outcome.HELD, "HTTP 403: the account lacks system administration rights (<html>Bad Gateway</html>)"),
-        (404, {"success": False, "summary": "Not found."}, Outcome.HELD, "HTTP 404: the import URL does not exist (Not found.)"),
+        (404, {"success": False, "summary": "Not found."}, Outcome.HELD, "HTTP 404: the import URL does not exist; check its path: Infiniti imports at /api/import/users or "
+             "/api/import/userGroups?tenantId=TENANT (Not found.)"),
         (429, {"success": False, "summary": "slow down"}, Outcome.RETRY, "slow down"),
         (500, {"success": False, "summary": "An unexpected error occurred."}, Outcome.RETRY,
          "An unexpected error occurred."),
