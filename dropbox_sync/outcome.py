@@ -55,7 +55,8 @@ def judge(reply: Reply) -> tuple[Outcome, str]:
     if reply.status in HOLD_STATUSES:
         return Outcome.HELD, f"HTTP {reply.status}: {HOLD_STATUSES[reply.status]} ({reply.summary})"
     if reply.success is None:
-        return Outcome.RETRY, f"HTTP {reply.status}: {reply.summary} ({NOT_INFINITI})"
+        why = f": {reply.problem}" if reply.problem else ""  # e.g. "JSON nested too deep to read"
+        return Outcome.RETRY, f"HTTP {reply.status}: {reply.summary} ({NOT_INFINITI}{why})"
     # A 5xx is the server's fault even with an Infiniti-shaped body: the file
     # must not land in failed/ for it, so it waits and is retried.
     if reply.status == TOO_MANY_REQUESTS or reply.status >= 500:

@@ -127,8 +127,10 @@ def _json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
     decoder = _decoder()
     try:
         value = decoder.decode(text)
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError) as exc:
         members = _leading_members(text, decoder)
+        if members is None and isinstance(exc, RecursionError):
+            return None, "JSON nested too deep to read"
         if members is None:
             return None, ("not JSON" if text.strip() else None)
         return _clean(members, 0), "not complete JSON; only its leading members were read"
