@@ -128,10 +128,13 @@ def _config_path(args: argparse.Namespace) -> Path:
     return args.config if args.config is not None else paths.default_config_path()
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, *, sending: bool = False):
+    """The config; with the passwords read only for a command that sends (``sending``):
+    the others work where the password cannot be read."""
     from dropbox_sync import config
 
-    return config.load(_config_path(args))
+    cfg = config.load(_config_path(args))
+    return config.resolve_secrets(cfg) if sending else cfg
 
 
 def _start_file_logging(args: argparse.Namespace, cfg) -> None:
@@ -180,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_once(args: argparse.Namespace) -> int:
     from dropbox_sync.session import pipeline_session
 
-    cfg = _load(args)
+    cfg = _load(args, sending=True)
     _start_file_logging(args, cfg)
     stop = threading.Event()
     stop_on_signals(stop)
@@ -199,7 +202,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     from dropbox_sync.client import ImportClient
     from dropbox_sync.prepare import Rejection, prepare
 
-    cfg = _load(args)
+    cfg = _load(args, sending=True)
     inbox = _choose_inbox(cfg, args.inbox)
     path: Path = args.file
     if not path.is_file():
@@ -252,7 +255,7 @@ def _choose_inbox(cfg, name: str | None):
 def cmd_check(args: argparse.Namespace) -> int:
     from dropbox_sync.check import run_check
 
-    cfg = _load(args)
+    cfg = _load(args, sending=args.online)
     return run_check(cfg, args.files, online=args.online, out=sys.stdout)
 
 
@@ -391,7 +394,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_set_password(args: argparse.Namespace) -> int:
-    from dropbox_sync.config import keyring_entry, read_toml
+    from dropbox_sync.config import read_toml
+    from dropbox_sync.credentials import keyring_entry
 
     path = _config_path(args)
     raw = read_toml(path)

@@ -30,7 +30,7 @@ import truststore
 
 from dropbox_sync import __version__
 from dropbox_sync.archive import display_name, open_claimed
-from dropbox_sync.config import InboxConfig
+from dropbox_sync.config import InboxConfig, password_of
 from dropbox_sync.errors import HoldError, TransientError
 from dropbox_sync.redact import redact_url, scrub
 from dropbox_sync.reply import MAX_REPLY_BYTES, Reply, read_reply
@@ -73,7 +73,7 @@ class ImportClient:
             verify=ssl_context(inbox),
             # httpx.BasicAuth sets the header on the first request: no 401
             # round trip, which would mean sending a large file twice.
-            auth=httpx.BasicAuth(inbox.username, inbox.password.reveal()),
+            auth=httpx.BasicAuth(inbox.username, password_of(inbox).reveal()),
             timeout=httpx.Timeout(inbox.timeout, connect=inbox.connect_timeout),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=False,

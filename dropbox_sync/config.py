@@ -4,30 +4,55 @@ Every mistake becomes one ``ConfigError`` line that names the file and the key
 (``config.toml: inbox "students": settle_seconds must be a number``), so a
 technician can fix it without reading a traceback. The rest of the program
 trusts these objects and never looks at raw TOML.
+
+Three steps, so that reading a config never needs the password:
+
+- ``parse``: the TOML document to frozen objects. Pure: no file is opened, no
+  password read, nothing registered or logged (``$VARS`` in paths are
+  expanded: they are part of how a path is written). A password is kept as
+  its source (``credentials.PasswordSource``).
+- ``load``: ``read_toml`` (the one reader of config.toml, for every caller)
+  + ``parse`` + what needs the disk: paths resolved, ``ca_bundle`` present,
+  and the warnings (an inline password in a file others can read, verify_tls off).
+- ``resolve_secrets``: reads every password (environment, file, keyring),
+  registers it with the scrubber and raises ``ConfigError`` naming the key.
+  Only the commands that send call it (run, once, send, check --online,
+  service run, demo); ``status``, ``check``, ``retry``, ``approve`` and
+  ``service status`` work without the password.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import re
 import stat
 import tomllib
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loguru import logger
 
-from dropbox_sync import mapping
+from dropbox_sync import credentials, mapping
+from dropbox_sync.credentials import (
+    ENV,
+    FILE,
+    INLINE,
+    KEYRING,
+    PasswordSource,
+    is_loopback,
+)
 from dropbox_sync.errors import ConfigError, TemplateError
+from dropbox_sync.notify_settings import (
+    NotifySettings,
+    parse_settings,
+    resolve_settings,
+)
+from dropbox_sync.paths import BACKSLASH_HINT, path_value
 from dropbox_sync.redact import Secret, redact_url
-
-if TYPE_CHECKING:
-    from dropbox_sync.notify_settings import NotifySettings
 
 OBSERVER_KINDS = ("auto", "native", "polling")
 MAX_REPORT_IMPORTS = 1000  # keeps report.html small enough for any browser and share
@@ -56,7 +81,7 @@ class InboxConfig:
     path: Path
     url: str  # the first route's URL, without user:password@
     username: str
-    password: Secret = dataclasses.field(repr=False)
+    password_source: PasswordSource = dataclasses.field(repr=False)
     ca_bundle: Path | None
     verify_tls: bool
     proxy: str | None  # None: HTTPS_PROXY/NO_PROXY from the environment (httpx trust_env)
@@ -83,6 +108,7 @@ class InboxConfig:
     source_encoding: str = ""  # "" = the file is UTF-8 already
     report: str = "report.html"  # the page for people in the inbox (report.py); "" = none
     report_imports: int = 50  # imports the page lists, newest first
+    password: Secret | None = dataclasses.field(default=None, repr=False)  # set by resolve_secrets
 
     @property
     def safe_url(self) -> str:
@@ -98,6 +124,7 @@ class Config:
     log_level: str
     log_format: str
     notify: NotifySettings | None = None  # [notify]: email on failures (notify.py)
+    warnings: tuple[str, ...] = ()  # found by parse, logged by load: a config that works but is risky
 
 
 # Keys an [[inbox]] (or [defaults]) may hold, with their defaults. None means
@@ -146,12 +173,13 @@ _SIZE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
 
 
 def load(path: Path) -> Config:
-    """Read, parse and validate the config file at ``path``."""
-    return parse(read_toml(path), source=path)
+    """Read, parse and validate the config file at ``path``; passwords are not read (``resolve_secrets``)."""
+    return check_files(parse(read_toml(path), source=path, base_dir=_resolved(path.absolute()).parent))
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """The raw TOML document (for ``load``, and for tools that need only a few keys)."""
+    """The raw TOML document: the one reader of config.toml (``load``, the service
+    installer and ``set-password``, which need a few keys of a config that may not load yet)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -164,8 +192,6 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path.name}: not valid TOML: {exc}{_backslash_hint(text, str(exc))}") from None
 
 
-BACKSLASH_HINT = ('in "double quotes" a backslash starts an escape (\\t is a tab): write Windows paths with '
-                  "forward slashes (\"D:/SIS/export\") or in single quotes ('D:\\SIS\\export')")  # fmt: skip
 _TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 _BACKSLASH_IN_QUOTES = re.compile(r'"[^"\n]*\\')
 
@@ -181,31 +207,13 @@ def _backslash_hint(text: str, error: str) -> str:
     return f". A Windows path? {BACKSLASH_HINT[0].upper()}{BACKSLASH_HINT[1:]}"
 
 
-def path_value(text: str, base_dir: Path, fail: Callable[[str], ConfigError]) -> Path:
-    """A path from the config: ~ and $VARS expanded, relative to the config's folder.
-
-    A control character is refused: it is what a Windows path in "double quotes"
-    becomes ("D:\\temp" holds a tab), and no real folder is named so."""
-    bad = next((c for c in text if ord(c) < 0x20 or ord(c) == 0x7F), None)
-    if bad is not None:
-        shown = text.encode("unicode_escape").decode("ascii")
-        raise fail(f"holds a control character ({_CONTROL_NAMES.get(bad, f'0x{ord(bad):02x}')}): \"{shown}\"; "
-                   f"{BACKSLASH_HINT}")  # fmt: skip
-    path = base_dir / os.path.expandvars(os.path.expanduser(text))
-    try:
-        return path.resolve()
-    except OSError:  # a share that does not answer: keep the path as written
-        return path.absolute()
-
-
-_CONTROL_NAMES = {"\t": "a tab, from \\t", "\n": "a line break, from \\n", "\r": "a carriage return, from \\r",
-                  "\b": "a backspace, from \\b", "\f": "a form feed, from \\f"}  # fmt: skip
-
-
-def parse(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:
-    """Validate an already parsed TOML document (``source`` names it in errors)."""
-    where = source.name if source else "config"
-    base_dir = source.resolve().parent if source else Path.cwd()
+def parse(raw: Mapping[str, Any], *, source: Path | None = None, base_dir: Path | None = None) -> Config:
+    """Validate an already parsed TOML document (``source`` names it in errors; relative
+    paths are taken from ``base_dir``, by default the folder of ``source``). Pure: see above."""
+    where = _where(source)
+    if base_dir is None:
+        base_dir = Path(os.path.abspath(source)).parent if source else Path.cwd()
+    warnings: list[str] = []
     _reject_unknown(raw, TOP_LEVEL_KEYS, where)
     defaults = raw.get("defaults", {})
     if not isinstance(defaults, dict):
@@ -217,7 +225,7 @@ def parse(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:
     if not tables:
         raise ConfigError(f"{where}: no [[inbox]] table: nothing to watch")
     inboxes = tuple(
-        _inbox({**INBOX_DEFAULTS, **defaults, **table}, table, index, where, base_dir, source)
+        _inbox({**INBOX_DEFAULTS, **defaults, **table}, table, index, where, base_dir, warnings)
         for index, table in enumerate(tables, start=1)
     )
     _reject_duplicates(inboxes, where)
@@ -227,10 +235,6 @@ def parse(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:
     log_format = raw.get("log_format", "text")
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"{where}: log_format must be one of {', '.join(LOG_FORMATS)}")
-    from dropbox_sync.notify_settings import (
-        parse_settings,  # lazy: it imports this module
-    )
-
     notify = parse_settings(raw.get("notify"), where, base_dir)
     return Config(
         source=source,
@@ -240,7 +244,93 @@ def parse(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:
         log_level=log_level,
         log_format=log_format,
         notify=notify,
+        warnings=tuple(warnings),
     )
+
+
+def check_files(cfg: Config) -> Config:
+    """What ``parse`` leaves to the disk: paths resolved (symlinks, a share that does not
+    answer kept as written), a ``ca_bundle`` that exists, an inbox path that is no file;
+    then the warnings said at every start."""
+    where = _where(cfg.source)
+    inboxes = []
+    for inbox in cfg.inboxes:
+        label = f'{where}: inbox "{inbox.name}"'
+        path = _resolved(inbox.path)
+        # The form only: a missing folder is an unmounted share or a folder not made yet; the
+        # worker waits for it (and `status`, `once`, `check` say so), the other inboxes go on.
+        if path.is_file():
+            raise ConfigError(f"{label}: path is a file, not a folder: {path}")
+        inboxes.append(dataclasses.replace(inbox, path=path, ca_bundle=_existing(inbox.ca_bundle, label)))
+    _reject_duplicates(tuple(inboxes), where)
+    notify = cfg.notify
+    if notify is not None and notify.server.ca_bundle is not None:
+        server = dataclasses.replace(notify.server, ca_bundle=_existing(notify.server.ca_bundle, f"{where}: [notify]"))
+        notify = dataclasses.replace(notify, server=server)
+    cfg = dataclasses.replace(
+        cfg,
+        inboxes=tuple(inboxes),
+        state_dir=cfg.state_dir and _resolved(cfg.state_dir),
+        log_dir=cfg.log_dir and _resolved(cfg.log_dir),
+        notify=notify,
+    )
+    _warn(cfg)
+    return cfg
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:  # a share that does not answer: keep the path as written
+        return path
+
+
+def _existing(ca_bundle: Path | None, label: str) -> Path | None:
+    if ca_bundle is None:
+        return None
+    ca_bundle = _resolved(ca_bundle)
+    if not ca_bundle.is_file():
+        raise ConfigError(f"{label}: ca_bundle file not found: {ca_bundle}")
+    return ca_bundle
+
+
+def _warn(cfg: Config) -> None:
+    """Said at every start, loudly: each is a choice that weakens the protection of the password."""
+    for warning in cfg.warnings:
+        logger.warning("{}", warning)
+    sources = [inbox.password_source for inbox in cfg.inboxes]
+    if cfg.notify is not None and cfg.notify.server.password_source is not None:
+        sources.append(cfg.notify.server.password_source)
+    if cfg.source is not None and any(source.inline for source in sources):
+        _warn_if_readable_by_others(cfg.source, _where(cfg.source))
+
+
+def resolve_secrets(cfg: Config) -> Config:
+    """``cfg`` with every password read and registered for scrubbing (ConfigError names the key).
+
+    Only the commands that send call it; calling it again is harmless."""
+    inboxes = []
+    for inbox in cfg.inboxes:
+        if inbox.proxy:
+            _register_proxy_password(inbox.proxy)
+        inboxes.append(dataclasses.replace(inbox, password=password_of(inbox)))
+    notify = resolve_settings(cfg.notify) if cfg.notify is not None else None
+    return dataclasses.replace(cfg, inboxes=tuple(inboxes), notify=notify)
+
+
+def password_of(inbox: InboxConfig) -> Secret:
+    """The inbox's password: as resolved by ``resolve_secrets``, else read now (ConfigError names the key)."""
+    return inbox.password if inbox.password is not None else credentials.resolve(inbox.password_source)
+
+
+def _register_proxy_password(proxy: str) -> None:
+    password = urllib.parse.urlsplit(proxy).password
+    if password:
+        Secret(urllib.parse.unquote(password))  # scrubbed from logs from now on
+
+
+def _where(source: Path | None) -> str:
+    return source.name if source else "config"
 
 
 def _reject_unknown(table: Mapping[str, Any], known: Any, where: str) -> None:
@@ -259,10 +349,10 @@ def _optional_dir(raw: Mapping[str, Any], key: str, where: str, base_dir: Path) 
 class _Reader:
     """Typed access to one merged inbox table, naming the key on every error."""
 
-    def __init__(self, values: dict[str, Any], where: str, source: Path | None = None) -> None:
+    def __init__(self, values: dict[str, Any], where: str, warnings: list[str] | None = None) -> None:
         self.values = values
         self.where = where
-        self.source = source
+        self.warnings = warnings if warnings is not None else []
 
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.where}: {key} {problem}")
@@ -315,10 +405,10 @@ class _Reader:
 
 
 def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: str, base_dir: Path,
-           source: Path | None) -> InboxConfig:  # fmt: skip
+           warnings: list[str]) -> InboxConfig:  # fmt: skip
     label = f'inbox "{table["name"]}"' if isinstance(table.get("name"), str) else f"inbox #{index}"
     _reject_unknown(table, INBOX_DEFAULTS, f"{where}: {label}")
-    read = _Reader(values, f"{where}: {label}", source)
+    read = _Reader(values, f"{where}: {label}", warnings)
     if values.get("path") is None:
         raise read.fail("path", "is missing (the folder to watch)")
     path = _inbox_path(read, base_dir)
@@ -326,21 +416,22 @@ def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: 
     routes, url_user, url_password = _routes(read)
     url = routes[0].url
     username = _username(read, url_user)
-    password = _password(read, url_password, base_dir, name, username)
+    password_source = credentials.parse_source(read.values, PASSWORD_KEYS, read.where, base_dir,
+                                               url_password=url_password, keyring_name=name, username=username)
+    if password_source is None:
+        raise read.fail("password_env", "is missing: set password_env, password_file or password")
     verify_tls = read.flag("verify_tls")
     for route in routes:
         _check_transport_security(read, route.url, verify_tls)
     ca_bundle_text = read.text("ca_bundle")
     ca_bundle = path_value(ca_bundle_text, base_dir, lambda p: read.fail("ca_bundle", p)) if ca_bundle_text else None
-    if ca_bundle is not None and not ca_bundle.is_file():
-        raise read.fail("ca_bundle", f"file not found: {ca_bundle}")
     return InboxConfig(
         name=name,
         path=path,
         url=url,
         username=username,
-        password=password,
-        ca_bundle=ca_bundle,
+        password_source=password_source,
+        ca_bundle=ca_bundle,  # check_files: present
         verify_tls=verify_tls,
         proxy=_proxy(read),
         settle_seconds=read.seconds("settle_seconds"),
@@ -371,12 +462,7 @@ def _inbox_path(read: _Reader, base_dir: Path) -> Path:
     text = read.text("path")
     if not text.strip():
         raise read.fail("path", "is empty")
-    path = path_value(text, base_dir, lambda problem: read.fail("path", problem))
-    # The form only: a missing folder is an unmounted share or a folder not made yet; the
-    # worker waits for it (and `status`, `once`, `check` say so), the other inboxes go on.
-    if path.is_file():
-        raise read.fail("path", f"is a file, not a folder: {path}")
-    return path
+    return path_value(text, base_dir, lambda problem: read.fail("path", problem))  # check_files: not a file
 
 
 def _routes(read: _Reader) -> tuple[tuple[Route, ...], str | None, str | None]:
@@ -480,15 +566,12 @@ def _split_url(read: _Reader, raw: str, key: str) -> tuple[str, str | None, str 
         raise read.fail(key, f"must start with https:// and name a host: {redact_url(raw)}")
     user = urllib.parse.unquote(parts.username) if parts.username else None
     password = urllib.parse.unquote(parts.password) if parts.password else None
-    if password:
-        Secret(password)  # registers it for scrubbing before anything can print it
+    # Registered for scrubbing by resolve_secrets (parse registers nothing); the URL
+    # kept here has no user:password@ left to print.
     clean = redact_url(raw)
     if user or password:
-        logger.warning(
-            "{}: the url contains credentials; they are used for Basic Auth and hidden from logs. "
-            "Prefer username and password_env in the config.",
-            read.where.rstrip(":"),
-        )
+        read.warnings.append(f"{read.where.rstrip(':')}: the url contains credentials; they are used for Basic "
+                             "Auth and hidden from logs. Prefer username and password_env in the config.")  # fmt: skip
     return clean, user, password
 
 
@@ -504,64 +587,8 @@ def _username(read: _Reader, url_user: str | None) -> str:
     return username
 
 
-PASSWORD_SOURCES = ("password", "password_env", "password_file", "password_keyring")
-KEYRING_SERVICE = "dropbox-sync"
-
-
-def keyring_entry(inbox_name: str, username: str) -> tuple[str, str]:
-    """(service, user) under which ``set-password`` stores an inbox's password."""
-    return f"{KEYRING_SERVICE}/{inbox_name}", username
-
-
-def _password(read: _Reader, url_password: str | None, base_dir: Path, inbox_name: str, username: str) -> Secret:
-    if read.values.get("password_keyring") is False:
-        read.values = {k: v for k, v in read.values.items() if k != "password_keyring"}
-    sources = [key for key in PASSWORD_SOURCES if read.values.get(key) is not None]
-    if len(sources) > 1:
-        raise read.fail(sources[1], f"conflicts with {sources[0]}: give only one password source")
-    if not sources:
-        if url_password:
-            return Secret(url_password)
-        raise read.fail("password_env", "is missing: set password_env, password_file or password")
-    key = sources[0]
-    if key == "password":
-        value = read.text(key)
-        if read.source is not None:
-            _warn_if_readable_by_others(read.source, read.where)
-    elif key == "password_keyring":
-        value = _password_from_keyring(read, inbox_name, username)
-    elif key == "password_env":
-        variable = read.text(key)
-        value = os.environ.get(variable, "")
-        if not value:
-            raise read.fail(key, f"names environment variable {variable}, which is not set")
-    else:
-        file = path_value(read.text(key), base_dir, lambda problem: read.fail(key, problem))
-        try:
-            value = file.read_text(encoding="utf-8-sig").strip("\r\n")
-        except OSError as exc:
-            raise read.fail(key, f"cannot be read: {exc.strerror or exc}") from None
-    if len(value) < 3:
-        raise read.fail(key, "gives a password shorter than 3 characters")
-    return Secret(value)
-
-
-def _password_from_keyring(read: _Reader, inbox_name: str, username: str) -> str:
-    if read.flag("password_keyring") is not True:
-        raise read.fail("password_keyring", "must be true (or left out)")
-    try:
-        import keyring
-        import keyring.errors
-    except ImportError:
-        raise read.fail("password_keyring", "needs the keyring extra: pip install 'dropbox-sync[keyring]'") from None
-    try:
-        value = keyring.get_password(*keyring_entry(inbox_name, username))
-    except keyring.errors.KeyringError as exc:
-        raise read.fail("password_keyring", f"the OS keyring cannot be read: {exc}") from None
-    if not value:
-        raise read.fail("password_keyring", f"no password stored: run 'dropbox-sync set-password {inbox_name}' "
-                                            "as the account the service runs as")  # fmt: skip
-    return value
+# The inbox's password sources, in priority order (credentials.parse_source).
+PASSWORD_KEYS = {INLINE: "password", ENV: "password_env", FILE: "password_file", KEYRING: "password_keyring"}
 
 
 def _warn_if_readable_by_others(path: Path, where: str) -> None:
@@ -588,9 +615,7 @@ def _proxy(read: _Reader) -> str | None:
         raise read.fail("proxy", f"is not a valid URL: {redact_url(text)}") from None
     if parts.scheme not in ("http", "https", "socks5") or not parts.hostname:
         raise read.fail("proxy", "must look like http://proxy.school.example:3128")
-    if parts.password:
-        Secret(urllib.parse.unquote(parts.password))  # scrubbed from logs from now on
-    return text
+    return text  # its password, if any, is registered by resolve_secrets
 
 
 def _check_transport_security(read: _Reader, url: str, verify_tls: bool) -> None:
@@ -602,19 +627,11 @@ def _check_transport_security(read: _Reader, url: str, verify_tls: bool) -> None
             "uses plain http:// to a remote host: the password would cross the network "
             "unencrypted. Use https://",
         )
-    if not verify_tls:
+    warning = (f"{read.where.rstrip(':')} verify_tls = false: the server's certificate is NOT checked; "
+               "use ca_bundle instead")
+    if not verify_tls and warning not in read.warnings:
         # Said at every start, loudly: it is meant for rehearsals only.
-        logger.warning("{} verify_tls = false: the server's certificate is NOT checked; use ca_bundle instead",
-                       read.where.rstrip(":"))  # fmt: skip
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+        read.warnings.append(warning)
 
 
 def _reject_duplicates(inboxes: tuple[InboxConfig, ...], where: str) -> None:

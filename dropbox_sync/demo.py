@@ -85,7 +85,7 @@ def _demo_config(workspace: Path, inbox: Path, emulator: Emulator) -> config.Con
             }
         ],
     }
-    return config.parse(raw, source=workspace / "demo-config.toml")
+    return config.resolve_secrets(config.parse(raw, source=workspace / "demo-config.toml"))
 
 
 def _run_service_until_done(cfg: config.Config, workspace: Path, inbox: Path) -> bool:

@@ -9,6 +9,7 @@ translated here, with ``raise ... from exc``, so the notifier sees nothing else.
 
 from __future__ import annotations
 
+import dataclasses
 import smtplib
 import socket
 import ssl
@@ -20,6 +21,7 @@ from pathlib import Path
 import truststore
 from loguru import logger
 
+from dropbox_sync.credentials import PasswordSource
 from dropbox_sync.errors import DropboxSyncError
 from dropbox_sync.redact import Secret, scrub
 
@@ -37,9 +39,10 @@ class SmtpServer:
     starttls: bool  # upgrade a plain connection (port 587)
     smtps: bool  # TLS from the first byte (port 465)
     username: str  # "" = no login
-    password: Secret | None
+    password: Secret | None  # read from password_source when a command sends (config.resolve_secrets)
     ca_bundle: Path | None  # None = the OS trust store
     timeout: float
+    password_source: PasswordSource | None = dataclasses.field(default=None, repr=False)
 
     @property
     def encrypted(self) -> bool:
@@ -106,7 +109,7 @@ def _send(server: SmtpServer, messages: Sequence[EmailMessage]) -> None:
                                 "for a server on this machine, or smtps = true for port 465")  # fmt: skip
             smtp.starttls(context=context)
             smtp.ehlo()
-        if server.username and server.password is not None:
+        if server.username:
             _login(smtp, server)
         for message in messages:
             refused = smtp.send_message(message)
@@ -126,7 +129,9 @@ def _login(smtp: smtplib.SMTP, server: SmtpServer) -> None:
     if mechanism is None:
         raise MailError(f"{server.where} offers no login method we support (it offers {' '.join(offered)}; "
                         "we use PLAIN or LOGIN, always over TLS)")  # fmt: skip
-    smtp.user, smtp.password = server.username, server.password.reveal() if server.password else ""
+    if server.password is None:  # a caller that skipped config.resolve_secrets: a bug, said plainly
+        raise MailError(f"{server.where}: the SMTP password was never read (config.resolve_secrets)")
+    smtp.user, smtp.password = server.username, server.password.reveal()
     try:
         smtp.auth(mechanism, getattr(smtp, f"auth_{mechanism.lower()}"))
     finally:

@@ -1,24 +1,31 @@
 """The [notify] table of config.toml: SMTP server, login, addresses and timing.
 
 Validated once with the rest of the config; every mistake is one line that
-names the key, like config.py's. The SMTP password is a ``Secret``, scrubbed
-from every log (with its base64 AUTH forms).
+names the key, like config.py's. Parsing is pure: the SMTP password is kept as
+its source (``credentials.PasswordSource``, the same sources as an inbox's
+password) and read by ``resolve_settings`` when a command sends; it becomes a
+``Secret``, scrubbed from every log (with its base64 AUTH forms).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email.utils
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dropbox_sync.config import is_loopback, path_value
+from dropbox_sync import credentials
+from dropbox_sync.credentials import ENV, FILE, INLINE, is_loopback
 from dropbox_sync.errors import ConfigError
 from dropbox_sync.mail import SmtpServer
-from dropbox_sync.redact import Secret, register_secret
+from dropbox_sync.paths import path_value
+from dropbox_sync.redact import register_secret
+
+# The SMTP password's sources, in priority order (credentials.parse_source).
+PASSWORD_KEYS = {INLINE: "smtp_password", ENV: "smtp_password_env", FILE: "smtp_password_file"}
 
 DEFAULTS: dict[str, Any] = {
     "smtp_host": None,
@@ -94,7 +101,7 @@ def parse_settings(raw: Any, where: str, base_dir: Path) -> NotifySettings | Non
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise fail("smtp_port", "must be a port number such as 587")
     username = text("smtp_username")
-    password = _password(values, fail, text, base_dir)
+    password = credentials.parse_source(values, PASSWORD_KEYS, where, base_dir)
     if password is not None and not username:
         raise fail("smtp_username", "is missing: a password is set, so whose is it?")
     if username and password is None:
@@ -102,19 +109,14 @@ def parse_settings(raw: Any, where: str, base_dir: Path) -> NotifySettings | Non
     if username and not (starttls or smtps) and not is_loopback(host):
         raise fail("starttls", "is false: the SMTP password would cross the network unencrypted. "
                    "Use starttls = true (port 587) or smtps = true (port 465)")  # fmt: skip
-    if username and password is not None:
-        # AUTH PLAIN and AUTH LOGIN carry the password base64-encoded: blank those forms too.
-        for form in (password.reveal(), f"\0{username}\0{password.reveal()}"):
-            register_secret(base64.b64encode(form.encode()).decode())
     ca_text = text("ca_bundle")
+    # Present or not: config.check_files says, naming the key.
     ca_bundle = path_value(ca_text, base_dir, lambda problem: fail("ca_bundle", problem)) if ca_text else None
-    if ca_bundle is not None and not ca_bundle.is_file():
-        raise fail("ca_bundle", f"file not found: {ca_bundle}")
     timeout = number("smtp_timeout", "seconds")
     if timeout < 1:
         raise fail("smtp_timeout", "must be at least 1")
     return NotifySettings(
-        server=SmtpServer(host, port, starttls, smtps, username, password, ca_bundle, timeout),
+        server=SmtpServer(host, port, starttls, smtps, username, None, ca_bundle, timeout, password_source=password),
         sender=_address(text("from"), fail, "from"),
         recipients=_recipients(values["to"], fail),
         subject_prefix=text("subject_prefix"),
@@ -124,31 +126,16 @@ def parse_settings(raw: Any, where: str, base_dir: Path) -> NotifySettings | Non
     )
 
 
-def _password(values: dict[str, Any], fail: Callable[[str, str], ConfigError], text: Callable[[str], str],
-              base_dir: Path) -> Secret | None:  # fmt: skip
-    keys = ("smtp_password", "smtp_password_env", "smtp_password_file")
-    sources = [key for key in keys if values.get(key) is not None]
-    if len(sources) > 1:
-        raise fail(sources[1], f"conflicts with {sources[0]}: give only one password source")
-    if not sources:
-        return None
-    key = sources[0]
-    if key == "smtp_password":
-        value = values[key] if isinstance(values[key], str) else text(key)
-    elif key == "smtp_password_env":
-        variable = text(key)
-        value = os.environ.get(variable, "")
-        if not value:
-            raise fail(key, f"names environment variable {variable}, which is not set")
-    else:
-        file = path_value(text(key), base_dir, lambda problem: fail(key, problem))
-        try:
-            value = file.read_text(encoding="utf-8-sig").strip("\r\n")
-        except OSError as exc:
-            raise fail(key, f"cannot be read: {exc.strerror or exc}") from None
-    if len(value) < 3:
-        raise fail(key, "gives a password shorter than 3 characters")
-    return Secret(value)
+def resolve_settings(settings: NotifySettings) -> NotifySettings:
+    """``settings`` with the SMTP password read and registered for scrubbing (config.resolve_secrets)."""
+    server = settings.server
+    if server.password_source is None or server.password is not None:
+        return settings
+    password = credentials.resolve(server.password_source)
+    # AUTH PLAIN and AUTH LOGIN carry the password base64-encoded: blank those forms too.
+    for form in (password.reveal(), f"\0{server.username}\0{password.reveal()}"):
+        register_secret(base64.b64encode(form.encode()).decode())
+    return dataclasses.replace(settings, server=dataclasses.replace(server, password=password))
 
 
 def _address(value: str, fail: Callable[[str, str], ConfigError], key: str) -> str:

@@ -12,12 +12,36 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
 
+from dropbox_sync.errors import ConfigError
+
 APP = "dropbox-sync"
 CONFIG_ENV = "DROPBOX_SYNC_CONFIG"
+
+
+BACKSLASH_HINT = ('in "double quotes" a backslash starts an escape (\\t is a tab): write Windows paths with '
+                  "forward slashes (\"D:/SIS/export\") or in single quotes ('D:\\SIS\\export')")  # fmt: skip
+_CONTROL_NAMES = {"\t": "a tab, from \\t", "\n": "a line break, from \\n", "\r": "a carriage return, from \\r",
+                  "\b": "a backspace, from \\b", "\f": "a form feed, from \\f"}  # fmt: skip
+
+
+def path_value(text: str, base_dir: Path, fail: Callable[[str], ConfigError]) -> Path:
+    """A path written in the config: ~ and $VARS expanded, relative to the config's folder,
+    normalised by its text alone (the config is parsed without touching the disk;
+    ``config.check_files`` resolves links). Used for every path key, password files too.
+
+    A control character is refused: it is what a Windows path in "double quotes"
+    becomes ("D:\\temp" holds a tab), and no real folder is named so."""
+    bad = next((c for c in text if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        shown = text.encode("unicode_escape").decode("ascii")
+        raise fail(f"holds a control character ({_CONTROL_NAMES.get(bad, f'0x{ord(bad):02x}')}): \"{shown}\"; "
+                   f"{BACKSLASH_HINT}")  # fmt: skip
+    return Path(os.path.normpath(base_dir / os.path.expandvars(os.path.expanduser(text))))
 
 
 def default_config_path() -> Path:

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from dropbox_sync import paths
-from dropbox_sync.config import Config
+from dropbox_sync.config import Config, resolve_secrets
 
 
 @contextlib.contextmanager
@@ -22,6 +22,7 @@ def pipeline_session(cfg: Config, *, pipeline_factory: Callable[..., object] | N
     from dropbox_sync.journal import Journal
     from dropbox_sync.pipeline import Pipeline
 
+    cfg = resolve_secrets(cfg)  # everything in a session may send: the passwords are read first
     state_dir = cfg.state_dir or paths.state_dir()
     journal = Journal(state_dir / "journal.sqlite3")
     notifier = pages = None

@@ -18,6 +18,11 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def load_to_send(path: Path) -> config.Config:
+    """What a command that sends does: load, then read the passwords."""
+    return config.resolve_secrets(config.load(path))
+
+
 GOOD = """
 [[inbox]]
 name = "students"
@@ -78,7 +83,7 @@ def test_defaults_table_applies_to_every_inbox_and_an_inbox_overrides_it(tmp_pat
 )
 def test_mistakes_are_one_line_naming_the_key(tmp_path, change, message):
     with pytest.raises(ConfigError) as caught:
-        config.load(write(tmp_path, change(GOOD)))
+        load_to_send(write(tmp_path, change(GOOD)))
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
     assert "::" not in str(caught.value)
@@ -93,7 +98,7 @@ def test_two_inboxes_on_one_folder_are_refused(tmp_path):
 def test_credentials_in_the_url_move_into_basic_auth_and_are_hidden(tmp_path, caplog):
     text = GOOD.replace('username = "autoimport"\n', "").replace('password = "s3cret-Password"\n', "")
     text = text.replace("https://library", "https://autoimport:Url-Pa55word@library")
-    (inbox,) = config.load(write(tmp_path, text)).inboxes
+    (inbox,) = load_to_send(write(tmp_path, text)).inboxes
     assert inbox.username == "autoimport"
     assert inbox.password.reveal() == "Url-Pa55word"
     assert inbox.url == "https://library.example.edu/api/import/users"
@@ -107,11 +112,30 @@ def test_plain_http_is_allowed_to_loopback_only(tmp_path):
 
 def test_password_from_env_and_file(tmp_path, monkeypatch):
     monkeypatch.setenv("DS_TEST_PW", "from-env-pw")
-    cfg = config.load(write(tmp_path, GOOD.replace('password = "s3cret-Password"', 'password_env = "DS_TEST_PW"')))
+    cfg = load_to_send(write(tmp_path, GOOD.replace('password = "s3cret-Password"', 'password_env = "DS_TEST_PW"')))
     assert cfg.inboxes[0].password.reveal() == "from-env-pw"
     (tmp_path / "pw.txt").write_text("from-file-pw\n", encoding="utf-8")
-    cfg = config.load(write(tmp_path, GOOD.replace('password = "s3cret-Password"', 'password_file = "pw.txt"')))
+    cfg = load_to_send(write(tmp_path, GOOD.replace('password = "s3cret-Password"', 'password_file = "pw.txt"')))
     assert cfg.inboxes[0].password.reveal() == "from-file-pw"
+
+
+def test_parsing_reads_no_password_and_registers_nothing(tmp_path):
+    """parse is pure: a password source that cannot be read yet is no parse error, and an
+    inline password is not registered with the scrubber until a command that sends reads it."""
+    from dropbox_sync.redact import scrub
+
+    unset = GOOD.replace('password = "s3cret-Password"', 'password_env = "DS_TEST_UNSET_VAR"')
+    cfg = config.load(write(tmp_path, unset))
+    assert cfg.inboxes[0].password is None
+    with pytest.raises(ConfigError, match='inbox "students": password_env names environment variable'):
+        config.resolve_secrets(cfg)
+    inline = GOOD.replace("s3cret-Password", "Not-Yet-Registered-9")
+    cfg = config.parse(config.read_toml(write(tmp_path, inline)))
+    assert scrub("Not-Yet-Registered-9") == "Not-Yet-Registered-9"
+    resolved = config.resolve_secrets(cfg)
+    assert resolved.inboxes[0].password.reveal() == "Not-Yet-Registered-9"
+    assert scrub("Not-Yet-Registered-9") == "***"
+    assert config.resolve_secrets(resolved) == resolved  # calling it again is harmless
 
 
 def test_cli_prints_one_line_and_exits_2_on_a_config_error(tmp_path, capsys):

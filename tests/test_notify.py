@@ -168,7 +168,8 @@ def config_file(tmp_path: Path, notify: str, *, emulator: Any = None, inboxes: i
 
 
 def load(tmp_path: Path, notify: str, **kwargs: Any) -> config.Config:
-    return config.load(config_file(tmp_path, notify, **kwargs))
+    """As a command that sends loads it: the passwords read."""
+    return config.resolve_secrets(config.load(config_file(tmp_path, notify, **kwargs)))
 
 
 def failed_report(inbox: Path, name: str, result: dict[str, Any], *, inbox_name: str = "inbox") -> FileReport:

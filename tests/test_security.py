@@ -78,14 +78,14 @@ def test_password_from_the_os_keyring(tmp_path, emu, monkeypatch):
     path = write_config(tmp_path, emu, password=None, password_keyring=True)
     path.write_text("\n".join(l for l in path.read_text().splitlines() if not l.startswith("password =")))
     with pytest.raises(ConfigError, match="no password stored: run 'dropbox-sync set-password inbox'"):
-        config.load(path)
+        config.resolve_secrets(config.load(path))
     env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
            "XDG_DATA_HOME": str(tmp_path / "xdg")}  # fmt: skip
     stored = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(path), "set-password", "inbox",
                              "--stdin"], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
     assert stored.returncode == 0, stored.stderr
     assert PASSWORD not in stored.stdout + stored.stderr
-    cfg = config.load(path)
+    cfg = config.resolve_secrets(config.load(path))
     assert cfg.inboxes[0].password.reveal() == PASSWORD and cfg.inboxes[0].username == USER
     (tmp_path / "inbox" / "k.csv").write_text(good_csv("k"), encoding="utf-8")
     assert not Pipeline(cfg).once(threading.Event()).held
