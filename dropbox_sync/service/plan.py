@@ -2,12 +2,13 @@
 
 The service itself only ever runs on ``config.load`` (strict, validated). The
 installer is different: it runs right after ``dropbox-sync init``, before the
-technician has edited the file, and as an administrator whose environment
-lacks the service's ``password_env`` variable and may not see the inbox share.
-A strict load would fail there for reasons that do not matter to the install.
-So this reads only the paths (inboxes, state/log dirs, password files) and the
-stop timeout, resolving them exactly as config.py does, and reports the strict
-load's verdict separately so the installer can warn without stopping.
+technician has edited the file. (Loading reads no password, so an administrator
+whose environment lacks the service's ``password_env`` is no problem.) A strict
+load would fail on an unfinished file for reasons that do not matter to the
+install. So this reads only the paths (inboxes, state/log dirs, password files)
+and the stop timeout from ``config.read_toml``, resolving them as config.py
+does, and reports the strict load's verdict separately so the installer can
+warn without stopping.
 """
 
 from __future__ import annotations
