@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
-import truststore
 
 from dropbox_sync import __version__
 from dropbox_sync.archive import display_name, open_claimed
@@ -34,8 +33,9 @@ from dropbox_sync.config import InboxConfig, password_of
 from dropbox_sync.errors import HoldError, TransientError
 from dropbox_sync.redact import redact_url, scrub
 from dropbox_sync.reply import MAX_REPLY_BYTES, Reply, read_reply
+from dropbox_sync.tls import client_context
 
-__all__ = ["ImportClient", "Reply", "request_deadline", "ssl_context"]
+__all__ = ["ImportClient", "Reply", "request_deadline"]
 
 USER_AGENT = f"dropbox-sync/{__version__}"
 # The slowest upload we wait for: 256 kbit/s, below any school's line. Sending a
@@ -50,27 +50,13 @@ def request_deadline(inbox: InboxConfig, size: int) -> float:
     return inbox.connect_timeout + inbox.timeout + size / SLOWEST_SEND_RATE
 
 
-def ssl_context(inbox: InboxConfig) -> ssl.SSLContext:
-    """The OS trust store (so a school's proxy CA in Windows works), or ``ca_bundle``."""
-    if inbox.ca_bundle is not None:
-        return ssl.create_default_context(cafile=str(inbox.ca_bundle))
-    if not inbox.verify_tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    # truststore's docs: libraries use truststore.SSLContext directly rather
-    # than inject_into_ssl(), which would change every other user of ssl.
-    return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-
-
 class ImportClient:
     def __init__(self, inbox: InboxConfig, *, transport: httpx.BaseTransport | None = None) -> None:
         self.inbox = inbox
         # A transport passed in (tests only) makes httpx ignore verify= and the
         # proxy environment: only MockTransport-based tests do that.
         self._http = httpx.Client(
-            verify=ssl_context(inbox),
+            verify=client_context(inbox.ca_bundle, verify=inbox.verify_tls),
             # httpx.BasicAuth sets the header on the first request: no 401
             # round trip, which would mean sending a large file twice.
             auth=httpx.BasicAuth(inbox.username, password_of(inbox).reveal()),

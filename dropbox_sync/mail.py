@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import smtplib
-import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-import truststore
 from loguru import logger
 
 from dropbox_sync.credentials import PasswordSource
 from dropbox_sync.errors import DropboxSyncError
 from dropbox_sync.redact import Secret, scrub
+from dropbox_sync.tls import client_context
 
 
 class MailError(DropboxSyncError):
@@ -53,13 +52,6 @@ class SmtpServer:
         return f"SMTP server {self.host}:{self.port}"
 
 
-def ssl_context(server: SmtpServer) -> ssl.SSLContext:
-    """The OS trust store (a school's own CA in Windows works), or ``ca_bundle``; as client.py does."""
-    if server.ca_bundle is not None:
-        return ssl.create_default_context(cafile=str(server.ca_bundle))
-    return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-
-
 def send(server: SmtpServer, messages: Sequence[EmailMessage]) -> None:
     """Deliver ``messages`` to the SMTP server in one session, or raise ``MailError``."""
     if not messages:
@@ -85,7 +77,7 @@ def send(server: SmtpServer, messages: Sequence[EmailMessage]) -> None:
     except ssl.SSLError as exc:
         raise MailError(f"{server.where}: TLS failed ({exc.reason or exc}); "
                         "is smtps/starttls right for this port?") from exc  # fmt: skip
-    except (TimeoutError, socket.timeout) as exc:
+    except TimeoutError as exc:  # socket.timeout is TimeoutError since Python 3.10
         raise MailError(f"{server.where} did not answer within {server.timeout:g} s") from exc
     except smtplib.SMTPException as exc:
         raise MailError(f"{server.where}: {scrub(str(exc)) or type(exc).__name__}") from exc
@@ -94,7 +86,7 @@ def send(server: SmtpServer, messages: Sequence[EmailMessage]) -> None:
 
 
 def _send(server: SmtpServer, messages: Sequence[EmailMessage]) -> None:
-    context = ssl_context(server) if server.encrypted else None
+    context = client_context(server.ca_bundle) if server.encrypted else None
     if server.smtps:
         smtp: smtplib.SMTP = smtplib.SMTP_SSL(server.host, server.port, timeout=server.timeout, context=context)
     else:
