@@ -2,7 +2,8 @@
 
 Exit codes (``once``, ``send``, ``check``): 0 all good; 1 some file failed;
 2 usage or config error; 3 some inbox was not worked to the end: a file is held and
-still waiting, or the inbox folder is missing.
+still waiting, or the inbox folder is missing. ``service ACTION``: 1 when the action
+failed (``ServiceError``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dropbox_sync import __version__, example, paths
-from dropbox_sync.errors import ConfigError, DropboxSyncError, UsageError
+from dropbox_sync.errors import ConfigError, DropboxSyncError, ServiceError, UsageError
 
 OK, FAILED, USAGE, HELD = 0, 1, 2, 3
 EXAMPLE_CONFIG = example.EXAMPLE
@@ -108,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UsageError) as exc:
         print(f"dropbox-sync: {exc}", file=sys.stderr)
         return USAGE
+    except ServiceError as exc:  # `service ACTION` failed: name the action
+        action = getattr(args, "service_action", None)
+        print(f"dropbox-sync{f' service {action}' if action else ''}: {exc}", file=sys.stderr)
+        return FAILED
     except DropboxSyncError as exc:
         print(f"dropbox-sync: {exc}", file=sys.stderr)
         return HELD

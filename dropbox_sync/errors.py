@@ -1,4 +1,4 @@
-"""The one exception tree of dropbox-sync.
+"""The one exception tree of dropbox-sync: every exception class it defines is here.
 
     DropboxSyncError                 base: every error we raise on purpose
     ├── ConfigError                  the config file is wrong (exit code 2)
@@ -13,11 +13,22 @@
     ├── FileNotReady                 the file is held open or vanished; look again later
     ├── StateFileDamaged             a state file (notify.json, status.json) is not what we
     │                                wrote; it is set aside and started afresh (statefiles.py)
-    └── ServiceError                 an OS service action failed (service/__init__.py;
-                                     exit code 1)
+    ├── TranscodeError               the file is not valid in its source_encoding; the
+    │                                file goes to failed/ (prepare.py)
+    ├── MailError                    the SMTP server did not take the messages; the
+    │                                notifier keeps them and tries later (mail.py)
+    ├── ServiceError                 an OS service action failed (service/; exit code 1)
+    │   ├── Win32Error               a Windows API call failed (service/_win32api.py)
+    │   └── ServiceFailed            raised out of SvcRun so the SCM records an error
+    │                                exit and its recovery actions restart us
+    └── EmulatorError                the Infiniti emulator's own flow (emulator/); never
+        ├── BadUpload                leaves the emulator: each becomes the HTTP reply
+        ├── ClientGone               the real server gives in that case
+        ├── ImportAborted
+        └── WholeFileFailure
 
-Third-party exceptions (httpx, ssl, OSError) are translated where they are
-caught, with ``raise ... from exc``, so the layers above see only these. The
+Third-party exceptions (httpx, ssl, smtplib, OSError) are translated where they
+are caught, with ``raise ... from exc``, so the layers above see only these. The
 messages never contain secrets: they are built from redacted values (see
 ``redact.py``). ``cli.py`` is the only place that turns them into exit codes.
 """
@@ -79,3 +90,56 @@ class FileNotReady(DropboxSyncError):
 
 class StateFileDamaged(DropboxSyncError):
     """A state file is unreadable or of the wrong shape; the message names it and why."""
+
+
+class TranscodeError(DropboxSyncError):
+    """The file is not valid in the encoding the config names."""
+
+
+class MailError(DropboxSyncError):
+    """The messages could not be handed to the SMTP server; try again later."""
+
+
+class ServiceError(DropboxSyncError):
+    """An OS service action failed; the message says why and what to do."""
+
+
+class Win32Error(ServiceError):
+    """A Windows API call failed; ``winerror`` is the Windows error number."""
+
+    def __init__(self, winerror: int, function: str, message: str) -> None:
+        super().__init__(f"{function}: {message.strip()} (Windows error {winerror})")
+        self.winerror = winerror
+        self.function = function
+
+
+class ServiceFailed(ServiceError):
+    """Raised out of SvcRun so pythonservice.exe reports STOPPED with an error code."""
+
+
+class EmulatorError(DropboxSyncError):
+    """The emulator's own control flow; it never leaves the emulator."""
+
+
+class BadUpload(EmulatorError):
+    """The request is not an upload the server accepts; ``summary`` is its reply's wording."""
+
+    def __init__(self, summary: str) -> None:
+        super().__init__(summary)
+        self.summary = summary
+
+
+class ClientGone(EmulatorError):
+    """The body ended before its declared length: nobody is left to answer."""
+
+
+class ImportAborted(EmulatorError):
+    """The emulator is stopping; the import is rolled back."""
+
+
+class WholeFileFailure(EmulatorError):
+    """The whole file is refused (not UTF-8, not CSV, columns missing); ``summary`` says why."""
+
+    def __init__(self, summary: str) -> None:
+        super().__init__(summary)
+        self.summary = summary

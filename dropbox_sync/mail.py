@@ -20,13 +20,9 @@ from pathlib import Path
 from loguru import logger
 
 from dropbox_sync.credentials import PasswordSource
-from dropbox_sync.errors import DropboxSyncError
+from dropbox_sync.errors import MailError
 from dropbox_sync.redact import Secret, scrub
 from dropbox_sync.tls import client_context
-
-
-class MailError(DropboxSyncError):
-    """The messages could not be handed to the SMTP server; try again later."""
 
 
 @dataclass(frozen=True)

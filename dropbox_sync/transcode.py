@@ -13,12 +13,9 @@ import os
 from pathlib import Path
 
 from dropbox_sync.archive import open_claimed
+from dropbox_sync.errors import TranscodeError
 
 CHUNK = 1 << 20
-
-
-class TranscodeError(ValueError):
-    """The file is not valid in the encoding the config names."""
 
 
 def utf8_copy_path(claimed: Path) -> Path:

@@ -82,7 +82,7 @@ def test_password_from_the_os_keyring(tmp_path, emu, monkeypatch):
     env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
            "XDG_DATA_HOME": str(tmp_path / "xdg")}  # fmt: skip
     stored = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(path), "set-password", "inbox",
-                             "--stdin"], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+                             "--stdin"], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, env=env)
     assert stored.returncode == 0, stored.stderr
     assert PASSWORD not in stored.stdout + stored.stderr
     cfg = config.resolve_secrets(config.load(path))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync.service import ServiceError, ServiceOptions, launchd
+from dropbox_sync.errors import ServiceError
+from dropbox_sync.service import ServiceOptions, launchd
 from dropbox_sync.service.oscmd import ToolResult
 from dropbox_sync.service.plan import read_facts
 

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync.errors import ConfigError
-from dropbox_sync.service import ServiceError, ServiceOptions, backend, backend_name
-from dropbox_sync.service import systemd
+from dropbox_sync.errors import ConfigError, ServiceError
+from dropbox_sync.service import ServiceOptions, backend, backend_name, systemd
 from dropbox_sync.service.oscmd import ToolResult
 from dropbox_sync.service.plan import read_facts
 
@@ -101,11 +100,11 @@ def test_the_shipped_unit_is_what_the_renderer_makes_for_the_default_layout() ->
     shipped = Path(__file__).parents[1] / "installer" / "linux" / "dropbox-sync.service"
     settings = systemd.UnitSettings(program=("/opt/dropbox-sync/venv/bin/dropbox-sync",),
                                     config_path=Path("/etc/dropbox-sync/config.toml"),
-                                    read_write_paths=(Path("/srv/sis/export"), Path("/srv/office share/staff 100%")))  # fmt: skip
+                                    read_write_paths=(Path("/srv/sis/export"), Path("/srv/office share/staff 100%")))
     assert systemd.render_unit(settings) == EXPECTED_UNIT
     example = systemd.render_unit(systemd.UnitSettings(program=("/opt/dropbox-sync/venv/bin/dropbox-sync",),
                                                        config_path=Path("/etc/dropbox-sync/config.toml"),
-                                                       read_write_paths=(Path("/srv/dropbox-sync/inbox"),)))  # fmt: skip
+                                                       read_write_paths=(Path("/srv/dropbox-sync/inbox"),)))
     assert shipped.read_text(encoding="utf-8") == example, "regenerate installer/linux/dropbox-sync.service"
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from dropbox_sync import log, paths
-from dropbox_sync.service import ServiceError, ServiceOptions, windows
+from dropbox_sync.errors import ServiceError
+from dropbox_sync.service import ServiceOptions, windows
 from dropbox_sync.service import _win32api as win
 from tests.helpers import wait_until
 from tests.support import emulator_with_password, write_config
@@ -69,7 +70,8 @@ class FakeScm:
 
     def _service(self, name: str) -> dict[str, Any]:
         if name not in self.services:
-            raise win.Win32Error(win.ERROR_SERVICE_DOES_NOT_EXIST, "OpenService", "The specified service does not exist")
+            raise win.Win32Error(win.ERROR_SERVICE_DOES_NOT_EXIST, "OpenService",
+                                 "The specified service does not exist")
         return self.services[name]
 
     # _win32api's functions -------------------------------------------------------------

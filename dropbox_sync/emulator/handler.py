@@ -15,17 +15,11 @@ from loguru import logger
 from dropbox_sync.emulator import replies, wording
 from dropbox_sync.emulator.accounts import Accounts, Verdict, parse_basic
 from dropbox_sync.emulator.faults import HANG, RESET, Fault, FaultQueue, fault_reply, reset
-from dropbox_sync.emulator.importer import ImportAborted, Importer
+from dropbox_sync.emulator.importer import Importer
 from dropbox_sync.emulator.replies import Reply
 from dropbox_sync.emulator.store import DEFAULT_TENANT, Store, UploadRecord, utc_now
-from dropbox_sync.emulator.upload import (
-    BadUpload,
-    ClientGone,
-    ReceivedFile,
-    body_chunks,
-    drain,
-    receive_first_file,
-)
+from dropbox_sync.emulator.upload import ReceivedFile, body_chunks, drain, receive_first_file
+from dropbox_sync.errors import BadUpload, ClientGone, ImportAborted
 
 if TYPE_CHECKING:
     from dropbox_sync.emulator.server import ImportServer

@@ -23,6 +23,7 @@ from typing import Any
 
 from dropbox_sync.emulator import wording
 from dropbox_sync.emulator.store import Store, UserWriter
+from dropbox_sync.errors import ImportAborted, WholeFileFailure
 
 DEFAULT_LIBRARY_GROUPS = ("Students", "Staff", *(f"Year {n}" for n in range(7, 13)))
 DEFAULT_SYSTEM_GROUPS = ("Student", "Staff", "Teacher")
@@ -32,16 +33,6 @@ _EMAIL = re.compile(
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}"
 )
 _STOP_CHECK_EVERY = 1000  # rows between looks at the stop flag
-
-
-class ImportAborted(Exception):
-    """The emulator is stopping; the import is rolled back."""
-
-
-class _WholeFileFailure(Exception):
-    def __init__(self, summary: str) -> None:
-        super().__init__(summary)
-        self.summary = summary
 
 
 @dataclass(frozen=True)
@@ -104,7 +95,7 @@ class Importer:
         try:
             with self._store.import_session() as writer:
                 return self._import(csv_path, tenant, writer, should_stop)
-        except _WholeFileFailure as failure:
+        except WholeFileFailure as failure:
             return ImportResult(False, failure.summary)
 
     def _import(self, csv_path: Path, tenant: str, writer: UserWriter,
@@ -122,9 +113,9 @@ class Importer:
                         raise ImportAborted()
                     self._row(row, header, columns, tenant, writer, tally)
         except UnicodeDecodeError as exc:
-            raise _WholeFileFailure(wording.NOT_UTF8) from exc
+            raise WholeFileFailure(wording.NOT_UTF8) from exc
         except csv.Error as exc:
-            raise _WholeFileFailure(wording.not_csv(str(exc))) from exc
+            raise WholeFileFailure(wording.not_csv(str(exc))) from exc
         summary = wording.summary(tally.processed, tally.created, tally.updated, len(tally.failures))
         if not tally.failures:
             return ImportResult(True, summary)
@@ -175,5 +166,5 @@ def _columns(header: Sequence[str]) -> dict[str, int]:
         columns.setdefault(_fold(name), i)
     missing = [name for name in wording.REQUIRED_COLUMNS if name not in columns]
     if missing:
-        raise _WholeFileFailure(wording.missing_columns(missing))
+        raise WholeFileFailure(wording.missing_columns(missing))
     return columns

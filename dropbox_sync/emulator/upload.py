@@ -20,6 +20,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dropbox_sync.emulator import wording
+from dropbox_sync.errors import BadUpload, ClientGone
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -27,21 +28,11 @@ if TYPE_CHECKING:
 CHUNK = 64 * 1024
 
 
-class ClientGone(Exception):
-    """The body ended before its declared length: nobody is left to answer."""
-
-
 class Reader(Protocol):
     """The part of a buffered socket file the body readers use."""
 
     def read(self, size: int = -1, /) -> bytes: ...
     def readline(self, size: int = -1, /) -> bytes: ...
-
-
-class BadUpload(Exception):
-    def __init__(self, summary: str) -> None:
-        super().__init__(summary)
-        self.summary = summary
 
 
 def body_chunks(rfile: Reader, headers: Message) -> Iterator[bytes]:

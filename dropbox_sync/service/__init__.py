@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TextIO
 
-from dropbox_sync.errors import DropboxSyncError
+from dropbox_sync.errors import ServiceError
 
 SERVICE_NAME = "dropbox-sync"
 DISPLAY_NAME = "dropbox-sync (Infiniti CSV import)"
@@ -31,10 +31,6 @@ DESCRIPTION = (
     "then files each one in processed/ or failed/ with the server's reply."
 )
 BACKENDS = ("windows", "systemd", "launchd")
-
-
-class ServiceError(DropboxSyncError):
-    """An OS service action failed; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dropbox_sync.service import ServiceError
+from dropbox_sync.errors import ServiceError, Win32Error
 
 # Service states (SERVICE_STATUS.dwCurrentState)
 SERVICE_STOPPED = 1
@@ -50,15 +50,6 @@ ERROR_SERVICE_SPECIFIC_ERROR = 1066
 ERROR_SERVICE_LOGON_FAILED = 1069
 
 _SERVICES_KEY = r"SYSTEM\CurrentControlSet\Services"
-
-
-class Win32Error(ServiceError):
-    """A Windows API call failed; ``winerror`` is the Windows error number."""
-
-    def __init__(self, winerror: int, function: str, message: str) -> None:
-        super().__init__(f"{function}: {message.strip()} (Windows error {winerror})")
-        self.winerror = winerror
-        self.function = function
 
 
 @dataclass(frozen=True)

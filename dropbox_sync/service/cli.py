@@ -68,7 +68,7 @@ def _default_name() -> str:
 
 
 def command(args: argparse.Namespace) -> int:
-    from dropbox_sync.service import ServiceError, ServiceOptions, backend
+    from dropbox_sync.service import ServiceOptions, backend
 
     config_path = (args.config if args.config is not None else paths.default_config_path()).absolute()
     if args.service_action == "run":
@@ -84,11 +84,8 @@ def command(args: argparse.Namespace) -> int:
         destdir=args.destdir.absolute() if getattr(args, "destdir", None) else None,
         remove_data=getattr(args, "remove_data", False),
     )
-    try:
-        return int(getattr(backend(), args.service_action)(opts) or 0)
-    except ServiceError as exc:
-        print(f"dropbox-sync service {args.service_action}: {exc}", file=sys.stderr)
-        return 1
+    # A ServiceError goes up to cli.main, the one place that maps errors to exit codes (1).
+    return int(getattr(backend(), args.service_action)(opts) or 0)
 
 
 def _run_as_host(config_path: Path, args: argparse.Namespace) -> int:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from dropbox_sync import paths
-from dropbox_sync.service import ServiceError, ServiceOptions
+from dropbox_sync.errors import ServiceError
+from dropbox_sync.service import ServiceOptions
 from dropbox_sync.service.oscmd import ToolResult, run_tool, staged, write_atomically
 from dropbox_sync.service.plan import InstallFacts, program_argv, read_facts, remove_data
 

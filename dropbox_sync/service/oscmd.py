@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dropbox_sync.service import ServiceError
+from dropbox_sync.errors import ServiceError
 
 
 @dataclass(frozen=True)

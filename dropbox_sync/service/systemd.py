@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dropbox_sync.service import ServiceError, ServiceOptions
+from dropbox_sync.errors import ServiceError
+from dropbox_sync.service import ServiceOptions
 from dropbox_sync.service.core import TICK_SECONDS, Reporter, status_line
 from dropbox_sync.service.oscmd import ToolResult, run_tool, staged, write_atomically
 from dropbox_sync.service.plan import InstallFacts, is_network_path, program_argv, read_facts, remove_data

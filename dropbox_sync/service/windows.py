@@ -40,8 +40,8 @@ import time
 from pathlib import Path, PureWindowsPath
 
 from dropbox_sync import paths
-from dropbox_sync.errors import ConfigError
-from dropbox_sync.service import DESCRIPTION, DISPLAY_NAME, SERVICE_NAME, ServiceError, ServiceOptions
+from dropbox_sync.errors import ConfigError, ServiceError, ServiceFailed
+from dropbox_sync.service import DESCRIPTION, DISPLAY_NAME, SERVICE_NAME, ServiceOptions
 from dropbox_sync.service import _win32api as win
 from dropbox_sync.service.core import (
     STOP_MARGIN,
@@ -78,10 +78,6 @@ FAILURE_RESET_SECONDS = 24 * 3600
 START_WAIT_HINT_MS = 30_000
 START_TIMEOUT = 60.0  # seconds `service start` waits to see RUNNING
 POLL = 0.5
-
-
-class ServiceFailed(Exception):
-    """Raised out of SvcRun so pythonservice.exe reports STOPPED with an error code."""
 
 
 # -- the service the SCM runs -------------------------------------------------------
