@@ -12,7 +12,10 @@
     │                                timeout, 5xx, 429, a reply that is not JSON
     ├── FileNotReady                 the file is held open or vanished; look again later
     ├── StateFileDamaged             a state file (notify.json, status.json) is not what we
-    │                                wrote; it is set aside and started afresh (statefiles.py)
+    │   │                            wrote; it is set aside and started afresh (statefiles.py)
+    │   └── JournalDamaged           SQLite's quick_check found damage it did not raise on
+    │                                itself; also a sqlite3.DatabaseError, so the journal's
+    │                                one damage test (journal.is_damage) sees it (journal.py)
     ├── TranscodeError               the file is not valid in its source_encoding; the
     │                                file goes to failed/ (prepare.py)
     ├── MailError                    the SMTP server did not take the messages; the
@@ -34,6 +37,8 @@ messages never contain secrets: they are built from redacted values (see
 """
 
 from __future__ import annotations
+
+import sqlite3
 
 
 class DropboxSyncError(Exception):
@@ -90,6 +95,10 @@ class FileNotReady(DropboxSyncError):
 
 class StateFileDamaged(DropboxSyncError):
     """A state file is unreadable or of the wrong shape; the message names it and why."""
+
+
+class JournalDamaged(StateFileDamaged, sqlite3.DatabaseError):
+    """quick_check found damage SQLite did not raise on by itself."""
 
 
 class TranscodeError(DropboxSyncError):

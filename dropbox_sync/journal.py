@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from loguru import logger
 
 from dropbox_sync import statefiles
+from dropbox_sync.errors import JournalDamaged
 
 T = TypeVar("T")
 DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
@@ -118,10 +119,6 @@ def iso_utc(moment: dt.datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.astimezone()  # a naive time is the machine's local time
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class JournalDamaged(sqlite3.DatabaseError):
-    """quick_check found damage SQLite did not raise on by itself."""
 
 
 def is_damage(exc: sqlite3.Error) -> bool:
