@@ -155,7 +155,7 @@ def _state_dir(cfg) -> Path:
 def _journal(cfg):
     from dropbox_sync.journal import Journal
 
-    return Journal(_state_dir(cfg) / "journal.sqlite3")
+    return Journal(_state_dir(cfg) / paths.JOURNAL_FILE)
 
 
 def stop_on_signals(stop: threading.Event) -> None:
@@ -322,7 +322,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def _existing_journal(cfg):
     """The journal if one was ever written (a reading command must not create one), else None."""
-    return _journal(cfg) if (_state_dir(cfg) / "journal.sqlite3").exists() else None
+    return _journal(cfg) if (_state_dir(cfg) / paths.JOURNAL_FILE).exists() else None
 
 
 def cmd_approve(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
-from dropbox_sync import statefiles
+from dropbox_sync import paths, statefiles
 from dropbox_sync.errors import JournalDamaged
 
 T = TypeVar("T")
@@ -163,7 +163,7 @@ class Journal:
 
     def _fresh(self, damage: sqlite3.Error) -> sqlite3.Connection:
         """Set the damaged journal aside and start a new one (in memory if it cannot be moved)."""
-        moved = statefiles.set_aside(self.path, ("-wal", "-shm"))
+        moved = statefiles.set_aside(self.path, paths.JOURNAL_COMPANIONS)
         if moved is not None or not self.path.exists():
             logger.error("the journal {} is damaged ({}); kept as {} and a fresh journal started: `status` and "
                          "the shrink guard forget the history before now. Files are not affected.",

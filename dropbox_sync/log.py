@@ -22,6 +22,7 @@ from typing import TextIO
 
 from loguru import logger
 
+from dropbox_sync import paths
 from dropbox_sync.redact import scrub
 
 CONSOLE_FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}"
@@ -86,8 +87,6 @@ def _route_uncaught_exceptions() -> None:
 
 def setup_from_config(config, *, verbose: bool = False, console: TextIO | None = None) -> Path:
     """Console plus daily files in the configured (or site) log dir; returns that dir."""
-    from dropbox_sync import paths
-
     directory = config.log_dir or paths.log_dir()
     setup(level="DEBUG" if verbose else config.log_level, log_dir=directory, log_format=config.log_format,
           console=console)  # fmt: skip
@@ -146,7 +145,7 @@ class DailyFileSink:
 
     def path_for(self, day: dt.date) -> Path:
         suffix = "jsonl" if self.json_lines else "log"
-        return self.directory / f"dropbox-sync_{day.isoformat()}.{suffix}"
+        return self.directory / f"{paths.LOG_PREFIX}{day.isoformat()}.{suffix}"
 
     def write(self, message) -> None:  # loguru passes a str subclass with .record
         text = self._render(message)
@@ -183,7 +182,7 @@ class DailyFileSink:
     def _prune(self, today: dt.date) -> None:
         """Delete our own log files older than the retention (never user files)."""
         cutoff = today - dt.timedelta(days=self.retention_days)
-        for path in self.directory.glob("dropbox-sync_*.*"):
+        for path in self.directory.glob(f"{paths.LOG_PREFIX}*.*"):
             try:
                 day = dt.date.fromisoformat(path.stem.split("_", 1)[1])
             except (IndexError, ValueError):

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from dropbox_sync import archive, mail
+from dropbox_sync import archive, mail, paths
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.mail import MailError, SmtpServer
 from dropbox_sync.notify_settings import NotifySettings
@@ -49,7 +49,6 @@ from dropbox_sync.when import duration, parse_iso, show_local
 if TYPE_CHECKING:  # the pipeline is heavy, and config.parse imports this module
     from dropbox_sync.outcome import FileReport
 
-STATE_FILE = "notify.json"
 CHECK_SECONDS = 5.0  # how often the background thread looks for something due
 QUEUE_MAX = 10_000  # reports waiting for the thread; beyond, the oldest are dropped (memory stays bounded)
 MAX_ROWS = 20  # failed rows shown per file; the rest are in the result file
@@ -81,7 +80,7 @@ class Notifier:
         self._send = send
         self.check_seconds = check_seconds
         self.flush_budget = flush_budget
-        self._path = state_dir / STATE_FILE if state_dir is not None else None
+        self._path = state_dir / paths.NOTIFY_FILE if state_dir is not None else None
         self._incoming: deque[tuple[FileReport, dt.datetime]] = deque(maxlen=QUEUE_MAX)
         self._incoming_lock = threading.Lock()
         self._tick_lock = threading.Lock()
@@ -375,8 +374,8 @@ class Notifier:
         for name, hold in sorted(held.items()):
             since = _parse(hold.since) or now
             inbox = self.inboxes.get(name)
-            lines += [f"{self._inbox_line(name, capital=True)} has been held since {_show(since)} ({_duration(now - since)}):",
-                      "", f"    {hold.reason}", ""]  # fmt: skip
+            held = f"{self._inbox_line(name, capital=True)} has been held since {_show(since)}"
+            lines += [f"{held} ({_duration(now - since)}):", "", f"    {hold.reason}", ""]
             if inbox is not None:
                 lines.append(f"It tries again every {_duration(dt.timedelta(seconds=inbox.hold_retry_seconds))}.")
         lines += ["", "Nothing is lost: the file waiting in sending/ and every later file stay where they are",

@@ -22,6 +22,17 @@ from dropbox_sync.errors import ConfigError
 APP = "dropbox-sync"
 CONFIG_ENV = "DROPBOX_SYNC_CONFIG"
 
+# Every file dropbox-sync keeps in its state dir, named once here.
+JOURNAL_FILE = "journal.sqlite3"
+JOURNAL_COMPANIONS = ("-wal", "-shm")  # SQLite's own, beside the journal (suffixes)
+STATUS_FILE = "status.json"  # the running service's view, for `status` and monitoring
+NOTIFY_FILE = "notify.json"  # what the email notifier must remember across restarts
+STATE_FILES = (JOURNAL_FILE, *(JOURNAL_FILE + c for c in JOURNAL_COMPANIONS), STATUS_FILE, NOTIFY_FILE)
+# The log dir's files: log.DailyFileSink's daily files, launchd's stdout/stderr.
+LOG_PREFIX = "dropbox-sync_"  # + YYYY-MM-DD.log / .jsonl
+LAUNCHD_LOG = "launchd.log"
+LOG_PATTERNS = (f"{LOG_PREFIX}*.log", f"{LOG_PREFIX}*.jsonl", LAUNCHD_LOG)
+
 
 BACKSLASH_HINT = ('in "double quotes" a backslash starts an escape (\\t is a tab): write Windows paths with '
                   "forward slashes (\"D:/SIS/export\") or in single quotes ('D:\\SIS\\export')")  # fmt: skip
@@ -61,7 +72,7 @@ def site_config_dir() -> Path:
 
 
 def state_dir() -> Path:
-    """The journal and status.json live here."""
+    """The journal, status.json and notify.json (``STATE_FILES``) live here."""
     return _first_usable(
         Path(platformdirs.site_state_dir(APP, appauthor=False)),
         Path(platformdirs.user_state_dir(APP, appauthor=False)),

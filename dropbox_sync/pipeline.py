@@ -27,7 +27,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from dropbox_sync import status
+from dropbox_sync import paths, status
 from dropbox_sync.config import Config
 from dropbox_sync.inboxlock import InboxLock
 from dropbox_sync.journal import Journal
@@ -80,7 +80,7 @@ class Pipeline:
         try:
             status.write_status_file(self.state_dir, self.snapshots(), mode=mode)
         except Exception as exc:  # noqa: BLE001 - a status file must never stop the service
-            logger.warning("cannot write {}: {}", self.state_dir / status.STATUS_FILE, exc)
+            logger.warning("cannot write {}: {}", self.state_dir / paths.STATUS_FILE, exc)
 
     def snapshots(self) -> list[InboxSnapshot]:
         snapshots = []

@@ -24,7 +24,7 @@ def pipeline_session(cfg: Config, *, pipeline_factory: Callable[..., object] | N
 
     cfg = resolve_secrets(cfg)  # everything in a session may send: the passwords are read first
     state_dir = cfg.state_dir or paths.state_dir()
-    journal = Journal(state_dir / "journal.sqlite3")
+    journal = Journal(state_dir / paths.JOURNAL_FILE)
     notifier = pages = None
     try:
         notifier = notify.from_config(cfg, journal=journal, state_dir=state_dir)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from dropbox_sync import __version__, archive, held, statefiles, when
+from dropbox_sync import __version__, archive, held, paths, statefiles, when
 from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.discover import Discovery, discover
 from dropbox_sync.errors import StateFileDamaged
@@ -29,11 +29,10 @@ from dropbox_sync.journal import Attempt, Journal
 if TYPE_CHECKING:  # pipeline imports this module to write status.json
     from dropbox_sync.worker import InboxSnapshot
 
-STATUS_FILE = "status.json"
 FRESH_SECONDS = 30.0  # a status.json older than this is from a service that is not running
 
 
-def write_status_file(state_dir: Path, snapshots: Iterable["InboxSnapshot"], *, mode: str) -> None:
+def write_status_file(state_dir: Path, snapshots: Iterable[InboxSnapshot], *, mode: str) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     data = {
         "updated": _now().isoformat(timespec="seconds"),
@@ -46,14 +45,14 @@ def write_status_file(state_dir: Path, snapshots: Iterable["InboxSnapshot"], *, 
             for s in snapshots
         },
     }
-    archive.write_json_atomically(state_dir / STATUS_FILE, data)
+    archive.write_json_atomically(state_dir / paths.STATUS_FILE, data)
 
 
 def read_status_file(state_dir: Path) -> dict[str, Any] | None:
     """The last status.json, every field of the shape ``write_status_file`` gives it; None if
     there is none or it is damaged (it is rewritten every few seconds, so it is not set aside)."""
     try:
-        data = statefiles.load_json_object(state_dir / STATUS_FILE)
+        data = statefiles.load_json_object(state_dir / paths.STATUS_FILE)
     except StateFileDamaged as exc:
         logger.warning("{}; ignored (the service rewrites it every few seconds)", exc)
         return None

@@ -17,7 +17,8 @@ import pytest
 
 from dropbox_sync.cli import main
 from dropbox_sync.journal import Attempt, Journal
-from dropbox_sync.notify import STATE_FILE, Notifier
+from dropbox_sync.notify import Notifier
+from dropbox_sync.paths import NOTIFY_FILE
 from tests.helpers import wait_until
 from tests.support import (
     archived,
@@ -163,11 +164,11 @@ WRONG_JSON = {
 def test_a_damaged_notify_json_is_set_aside_and_mail_goes_on(tmp_path, smtp, logs, content):  # noqa: F811
     server, box = smtp
     cfg = load(tmp_path, notify_table(server.port))
-    state = cfg.state_dir / STATE_FILE
+    state = cfg.state_dir / NOTIFY_FILE
     state.parent.mkdir(parents=True, exist_ok=True)
     state.write_bytes(content)
     notifier = Notifier(cfg.notify, cfg.inboxes, state_dir=cfg.state_dir, now=FakeClock())
-    (aside,) = cfg.state_dir.glob(f"{STATE_FILE}.damaged-*")
+    (aside,) = cfg.state_dir.glob(f"{NOTIFY_FILE}.damaged-*")
     assert aside.read_bytes() == content
     assert any("ERROR" in line and "notify.json" in line and "set aside" in line for line in logs)
     notifier.on_report(failed_report(tmp_path / "inbox", "f.csv", {"success": False, "summary": "no"}))

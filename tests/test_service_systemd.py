@@ -275,10 +275,12 @@ def test_remove_data_deletes_our_files_never_the_inbox(tmp_path, monkeypatch) ->
                         f'[[inbox]]\npath = "{inbox}"\nurl = "https://x.example/api/import/users"\n'
                         'username = "u"\npassword = "secret"\n')  # fmt: skip
     journal = write(tmp_path / "state" / "journal.sqlite3", "")
+    notify_state = write(tmp_path / "state" / "notify.json", "{}")  # the notifier's memory is ours too
     day_log = write(tmp_path / "logs" / "dropbox-sync_2026-01-01.log", "")
     other = write(tmp_path / "logs" / "someone-elses.log", "")
     systemd.uninstall(options(tmp_path, remove_data=True))
     assert not config_path.exists() and not journal.exists() and not day_log.exists()
+    assert not notify_state.exists()
     assert kept.exists() and other.exists()
 
 

@@ -31,7 +31,6 @@ from dropbox_sync.service.oscmd import ToolResult, run_tool, staged, write_atomi
 from dropbox_sync.service.plan import InstallFacts, program_argv, read_facts, remove_data
 
 DAEMON_DIR = Path("/Library/LaunchDaemons")
-STDIO_LOG = "launchd.log"
 
 
 @dataclass(frozen=True)
@@ -61,8 +60,8 @@ def render_plist(settings: PlistSettings) -> dict[str, Any]:
         "ThrottleInterval": 10,
         "WorkingDirectory": "/",
         "ProcessType": "Standard",
-        "StandardOutPath": str(settings.log_dir / STDIO_LOG),
-        "StandardErrorPath": str(settings.log_dir / STDIO_LOG),
+        "StandardOutPath": str(settings.log_dir / paths.LAUNCHD_LOG),
+        "StandardErrorPath": str(settings.log_dir / paths.LAUNCHD_LOG),
     }
     if settings.user:
         plist["UserName"] = settings.user

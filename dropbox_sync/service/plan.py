@@ -124,8 +124,6 @@ def program_argv(destdir: Path | None = None) -> list[str]:
     return [str(unstaged(interpreter, destdir)), "-m", "dropbox_sync"]
 
 
-STATE_FILES = ("journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm", "status.json")
-LOG_PATTERNS = ("dropbox-sync_*.log", "dropbox-sync_*.jsonl", "launchd.log")
 
 
 def remove_data(facts: InstallFacts, say: Callable[[str], None], *, read_from: Path | None = None,
@@ -142,8 +140,8 @@ def remove_data(facts: InstallFacts, say: Callable[[str], None], *, read_from: P
     if not staged_only:
         state = facts.state_dir or paths.state_dir()
         logs = facts.log_dir or paths.log_dir()
-        doomed += [state / name for name in STATE_FILES]
-        doomed += [p for pattern in LOG_PATTERNS for p in sorted(logs.glob(pattern))]
+        doomed += [state / name for name in paths.STATE_FILES]
+        doomed += [p for pattern in paths.LOG_PATTERNS for p in sorted(logs.glob(pattern))]
         folders += [state, logs]
     for path in doomed:
         if path.is_file():

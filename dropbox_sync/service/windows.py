@@ -53,7 +53,6 @@ from dropbox_sync.service.core import (
 )
 from dropbox_sync.service.plan import (
     DEFAULT_STOP_TIMEOUT,
-    STATE_FILES,
     InstallFacts,
     is_network_path,
     read_facts,
@@ -284,7 +283,7 @@ def grants_for(facts: InstallFacts, account: str) -> list[tuple[Path, str, bool]
     state = facts.state_dir or paths.state_dir()
     logs = facts.log_dir or paths.log_dir()
     wanted = [(state, "M", False)]
-    wanted += [(state / name, "M", False) for name in STATE_FILES if (state / name).exists()]
+    wanted += [(state / name, "M", False) for name in paths.STATE_FILES if (state / name).exists()]
     wanted.append((logs, "M", True))
     wanted += [(inbox, "M", True) for inbox in facts.inbox_paths if not is_network_path(inbox)]
     wanted += [(file, "R", False) for file in facts.password_files if not is_network_path(file)]
