@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from dropbox_sync import __version__, example, paths
 from dropbox_sync.errors import ConfigError, DropboxSyncError, ServiceError, UsageError
+from dropbox_sync.shutdown import stop_on_signals
 
 OK, FAILED, USAGE, HELD = 0, 1, 2, 3
 EXAMPLE_CONFIG = example.EXAMPLE
@@ -156,20 +156,6 @@ def _journal(cfg):
     from dropbox_sync.journal import Journal
 
     return Journal(_state_dir(cfg) / paths.JOURNAL_FILE)
-
-
-def stop_on_signals(stop: threading.Event) -> None:
-    """Signal handlers only set the flag; the pipeline owns the shutdown order."""
-
-    def handler(signum: int, _frame: object) -> None:
-        from loguru import logger
-
-        logger.info("stop requested ({}); finishing the current upload", signal.Signals(signum).name)
-        stop.set()
-
-    for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), handler)
 
 
 # -- commands ---------------------------------------------------------------------

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from dropbox_sync.errors import ConfigError, ServiceError
-from dropbox_sync.service import ServiceOptions, backend, backend_name, systemd
+from dropbox_sync.service import ServiceOptions, systemd
+from dropbox_sync.service.chooser import backend, backend_name
 from dropbox_sync.service.oscmd import ToolResult
 from dropbox_sync.service.plan import read_facts
 

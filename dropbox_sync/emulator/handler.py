@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from loguru import logger
@@ -20,9 +20,6 @@ from dropbox_sync.emulator.replies import Reply
 from dropbox_sync.emulator.store import DEFAULT_TENANT, Store, UploadRecord, utc_now
 from dropbox_sync.emulator.upload import ReceivedFile, body_chunks, drain, receive_first_file
 from dropbox_sync.errors import BadUpload, ClientGone, ImportAborted
-
-if TYPE_CHECKING:
-    from dropbox_sync.emulator.server import ImportServer
 
 IMPORT_PATHS = frozenset({"/api/import/users", "/api/import/userGroups"})
 CLIENT_GONE = "Client disconnected before the upload was complete."
@@ -42,6 +39,13 @@ class Context:
     keep_uploads: bool
     stopping: threading.Event
     hang_seconds: float
+
+
+class _Server(Protocol):
+    """What a handler needs of its server (server.ImportServer): the shared context.
+    A protocol, so this module need not import the server, which imports it."""
+
+    context: Context
 
 
 @dataclass
@@ -64,7 +68,7 @@ class ImportHandler(BaseHTTPRequestHandler):
     server_version = "InfinitiEmulator/1.0"
     sys_version = ""
     timeout = IDLE_TIMEOUT
-    server: ImportServer
+    server: _Server  # type: ignore[assignment]  # narrower than BaseHTTPRequestHandler's BaseServer
 
     def log_message(self, format: str, *args: object) -> None:
         """Silenced: one loguru line per upload says what matters, without secrets."""

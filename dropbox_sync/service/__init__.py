@@ -5,7 +5,8 @@
     launchd.py   macOS LaunchDaemon
 
 Every backend offers the same five actions on a ``ServiceOptions``: ``install``,
-``uninstall``, ``start``, ``stop``, ``status``. Each loads only on the platform
+``uninstall``, ``start``, ``stop``, ``status``; ``chooser.backend()`` picks the
+one for this platform (kept out of this module, which every backend imports). Each loads only on the platform
 that needs it (pywin32 is imported inside functions), so ``dropbox-sync --help``
 stays fast. The service itself runs ``core.run_service``; the adapters only
 set its stop flag (DESIGN §7.3).
@@ -16,13 +17,9 @@ logic is tested on Linux by patching the one OS layer each backend calls.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TextIO
-
-from dropbox_sync.errors import ServiceError
 
 SERVICE_NAME = "dropbox-sync"
 DISPLAY_NAME = "dropbox-sync (Infiniti CSV import)"
@@ -30,7 +27,6 @@ DESCRIPTION = (
     "Watches inbox folders and uploads settled CSV files to Infiniti's non-interactive import, "
     "then files each one in processed/ or failed/ with the server's reply."
 )
-BACKENDS = ("windows", "systemd", "launchd")
 
 
 @dataclass(frozen=True)
@@ -49,32 +45,3 @@ class ServiceOptions:
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
-
-
-def backend_name(platform: str | None = None) -> str:
-    """Which backend serves this platform; ServiceError if none does."""
-    platform = sys.platform if platform is None else platform
-    if platform == "win32":
-        return "windows"
-    if platform.startswith("linux"):
-        return "systemd"
-    if platform == "darwin":
-        return "launchd"
-    raise ServiceError(f"no service integration for platform {platform!r}: "
-                       "run 'dropbox-sync run' under your own supervisor")  # fmt: skip
-
-
-def backend(platform: str | None = None) -> ModuleType:
-    """The backend module for this platform (imported only now)."""
-    name = backend_name(platform)
-    if name == "windows":
-        from dropbox_sync.service import windows
-
-        return windows
-    if name == "systemd":
-        from dropbox_sync.service import systemd
-
-        return systemd
-    from dropbox_sync.service import launchd
-
-    return launchd

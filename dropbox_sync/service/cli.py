@@ -68,7 +68,8 @@ def _default_name() -> str:
 
 
 def command(args: argparse.Namespace) -> int:
-    from dropbox_sync.service import ServiceOptions, backend
+    from dropbox_sync.service import ServiceOptions
+    from dropbox_sync.service.chooser import backend
 
     config_path = (args.config if args.config is not None else paths.default_config_path()).absolute()
     if args.service_action == "run":
@@ -89,9 +90,9 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _run_as_host(config_path: Path, args: argparse.Namespace) -> int:
-    from dropbox_sync.cli import stop_on_signals
     from dropbox_sync.service.core import DiscardStream, Reporter, console_for_host, run_service
     from dropbox_sync.service.sdnotify import Notifier
+    from dropbox_sync.shutdown import stop_on_signals
 
     stop = threading.Event()
     stop_on_signals(stop)
