@@ -21,7 +21,7 @@ from loguru import logger
 from dropbox_sync import archive, config
 from dropbox_sync.emulator import Emulator
 from dropbox_sync.rows import failed_details, tidy_reason
-from dropbox_sync.session import pipeline_session
+from dropbox_sync.session import Session
 
 DEMO_USER = "autoimport"
 DEMO_PASSWORD = "demo-Pa55word"  # only ever sent to the emulator on 127.0.0.1
@@ -85,29 +85,31 @@ def _demo_config(workspace: Path, inbox: Path, emulator: Emulator) -> config.Con
             }
         ],
     }
-    return config.resolve_secrets(config.parse(raw, source=workspace / "demo-config.toml"))
+    return config.parse(raw, source=workspace / "demo-config.toml")  # the Session reads the password
 
 
 def _run_service_until_done(cfg: config.Config, workspace: Path, inbox: Path) -> bool:
+    """The service as `run` has it: the same Session (journal, report.html in the inbox), so the
+    same start and shutdown order."""
     stop = threading.Event()
-    # The session, as `run` and the services open it: journal, and report.html in the inbox.
-    with pipeline_session(cfg) as pipeline:
-        service = threading.Thread(target=pipeline.run, args=(stop,), name="demo-service")
-        service.start()
-        try:
-            pipeline.ready.wait(10)
-            for name, text in SAMPLES.items():
-                logger.info("demo: dropping {} into the inbox", name)
-                (inbox / name).write_text(text, encoding="utf-8")
-            deadline = time.monotonic() + DEADLINE_SECONDS
-            while len(_archived(inbox)) < len(SAMPLES):
-                if time.monotonic() > deadline:
-                    return False
-                stop.wait(0.1)
-            return True
-        finally:
-            stop.set()
-            service.join()
+    session = Session(cfg)
+    service = threading.Thread(target=session.run, args=(stop,), name="demo-service")
+    service.start()
+    try:
+        session.pipeline.ready.wait(10)
+        for name, text in SAMPLES.items():
+            logger.info("demo: dropping {} into the inbox", name)
+            (inbox / name).write_text(text, encoding="utf-8")
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while len(_archived(inbox)) < len(SAMPLES):
+            if time.monotonic() > deadline:
+                return False
+            stop.wait(0.1)
+        return True
+    finally:
+        stop.set()
+        service.join()
+        session.close()
 
 
 def _archived(inbox: Path) -> list[Path]:

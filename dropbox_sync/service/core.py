@@ -3,7 +3,7 @@
 ``run_service`` loads the config, starts daily file logging in the site log
 dir, opens the journal and runs the pipeline until the stop event is set. A
 host (adapter) only sets that event (DESIGN §7.3: signal handlers and service
-adapters set a flag; the core owns the shutdown order) and hears about the
+adapters set a flag; ``session.Session`` owns the shutdown order) and hears about the
 run through a ``Reporter``: ``ready`` once every observer runs, ``tick`` at a
 steady pace (status text, watchdog pings), ``stopping`` as soon as a stop is
 requested, ``failed`` when the run cannot start.
@@ -116,40 +116,30 @@ def run_service(
     ``stop`` is set on the way out whatever happened, so helper threads end.
     """
     from dropbox_sync import config as config_module
-    from dropbox_sync.session import pipeline_session
+    from dropbox_sync.session import Session
 
     reporter = reporter or Reporter()
     try:
         cfg = config_module.load(config_path.absolute())
         log_dir = start_logging(cfg, verbose=verbose, console=console)
         reporter.starting(cfg)
-        # Entered here so a journal SQLite cannot open is a start failure the host hears about.
-        session = pipeline_session(cfg, pipeline_factory=pipeline_factory)
-        pipeline = session.__enter__()
+        # Opened here so a journal SQLite cannot open is a start failure the host hears about.
+        session = Session(cfg, pipeline_factory=pipeline_factory)
     except Exception as exc:  # config, permissions, the journal: the host must hear why
         reporter.failed(exc)
         raise
     logger.info("service starting: config {}, logs in {}", config_path, log_dir)
     try:
-        _run_monitored(pipeline, stop, reporter)
+        # The shutdown order is the session's (session.py); the host's adapter only sets ``stop``.
+        session.run(stop, monitor=lambda pipeline, flag: _monitor(pipeline, flag, reporter))
     except Exception as exc:
         logger.exception("the service stopped on an unexpected error")
         reporter.failed(exc)
         raise
     finally:
         stop.set()
-        session.__exit__(None, None, None)
+        session.close()
     logger.info("service stopped")
-
-
-def _run_monitored(pipeline, stop: threading.Event, reporter: Reporter) -> None:
-    monitor = threading.Thread(target=_monitor, args=(pipeline, stop, reporter), name="service-monitor")
-    monitor.start()
-    try:
-        pipeline.run(stop)
-    finally:
-        stop.set()  # the monitor ends with the pipeline, whatever ended it
-        monitor.join()
 
 
 def _monitor(pipeline, stop: threading.Event, reporter: Reporter) -> None:
