@@ -127,15 +127,16 @@ class ServiceFailed(ServiceError):
 
 
 class EmulatorError(DropboxSyncError):
-    """The emulator's own control flow; it never leaves the emulator."""
+    """The emulator's own control flow; it never leaves the emulator. ``summary``, when
+    there is one, is the wording of the reply the real server gives in that case."""
+
+    def __init__(self, summary: str = "") -> None:
+        super().__init__(summary)
+        self.summary = summary
 
 
 class BadUpload(EmulatorError):
-    """The request is not an upload the server accepts; ``summary`` is its reply's wording."""
-
-    def __init__(self, summary: str) -> None:
-        super().__init__(summary)
-        self.summary = summary
+    """The request is not an upload the server accepts."""
 
 
 class ClientGone(EmulatorError):
@@ -147,8 +148,4 @@ class ImportAborted(EmulatorError):
 
 
 class WholeFileFailure(EmulatorError):
-    """The whole file is refused (not UTF-8, not CSV, columns missing); ``summary`` says why."""
-
-    def __init__(self, summary: str) -> None:
-        super().__init__(summary)
-        self.summary = summary
+    """The whole file is refused (not UTF-8, not CSV, columns missing)."""
