@@ -63,6 +63,7 @@ def test_commands_that_do_not_send_need_no_password(tmp_path, kind):
         (["approve", "shrunk.csv"], 0),
         (["retry"], 0),
         (["history"], 0),
+        (["preview", str(inbox / "waiting.csv")], 0),
     ]:
         done = cli(config, *args)
         assert done.returncode == expected, (args, done.stdout, done.stderr)
