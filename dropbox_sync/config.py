@@ -37,20 +37,9 @@ from typing import Any
 from loguru import logger
 
 from dropbox_sync import credentials, mapping
-from dropbox_sync.credentials import (
-    ENV,
-    FILE,
-    INLINE,
-    KEYRING,
-    PasswordSource,
-    is_loopback,
-)
+from dropbox_sync.credentials import ENV, FILE, INLINE, KEYRING, PasswordSource, is_loopback
 from dropbox_sync.errors import ConfigError, TemplateError
-from dropbox_sync.notify_settings import (
-    NotifySettings,
-    parse_settings,
-    resolve_settings,
-)
+from dropbox_sync.notify_settings import NotifySettings, parse_settings, resolve_settings
 from dropbox_sync.paths import BACKSLASH_HINT, path_value
 from dropbox_sync.redact import Secret, redact_url
 
