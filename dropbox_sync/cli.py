@@ -385,19 +385,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_set_password(args: argparse.Namespace) -> int:
-    from dropbox_sync.config import read_toml
     from dropbox_sync.credentials import keyring_entry
 
-    path = _config_path(args)
-    raw = read_toml(path)
-    # Read the raw table: the full config cannot load until the password exists.
-    defaults = raw.get("defaults", {})
-    table = next((t for t in raw.get("inbox", []) if t.get("name") == args.inbox), None)
-    if table is None:
-        raise UsageError(f'{path}: no [[inbox]] with name = "{args.inbox}"')
-    username = table.get("username", defaults.get("username"))
-    if not isinstance(username, str) or not username:
-        raise UsageError(f'{path}: inbox "{args.inbox}" has no username')
+    # Loading reads no password, so the config loads before the password exists; the
+    # inbox's name and username are the ones the service will look the password up by.
+    inbox = _choose_inbox(_load(args), args.inbox)
+    username = inbox.username
     password = _read_new_password(args.stdin)
     try:
         import keyring
@@ -405,10 +398,10 @@ def cmd_set_password(args: argparse.Namespace) -> int:
     except ImportError:
         raise UsageError("the keyring extra is not installed: pip install 'dropbox-sync[keyring]'") from None
     try:
-        keyring.set_password(*keyring_entry(args.inbox, username), password)
+        keyring.set_password(*keyring_entry(inbox.name, username), password)
     except keyring.errors.KeyringError as exc:
         raise UsageError(f"the OS keyring refused the password: {exc}") from None
-    print(f'stored the password of {username} for inbox "{args.inbox}" in the OS keyring')
+    print(f'stored the password of {username} for inbox "{inbox.name}" in the OS keyring')
     return OK
 
 

@@ -167,8 +167,8 @@ def load(path: Path) -> Config:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """The raw TOML document: the one reader of config.toml (``load``, the service
-    installer and ``set-password``, which need a few keys of a config that may not load yet)."""
+    """The raw TOML document: the one reader of config.toml (``load``, and the service
+    installer, which needs a few keys of a config that may not load yet: service/plan.py)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
