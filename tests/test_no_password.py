@@ -88,3 +88,25 @@ def test_commands_that_send_name_the_missing_password(tmp_path, kind):
         assert f'config.toml: inbox "students": {key} ' in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
     assert (tmp_path / "inbox" / "waiting.csv").is_file(), "nothing was touched"
+
+
+def test_set_password_finds_the_inbox_the_way_the_service_does(tmp_path, monkeypatch):
+    """An inbox named after its folder, its username in [defaults]: the raw-TOML lookup
+    set-password had before missed both; it now loads the config like every command."""
+    from dropbox_sync import config
+
+    path = tmp_path / "config.toml"
+    (tmp_path / "students").mkdir()
+    path.write_text('[defaults]\nusername = "autoimport"\n\n[[inbox]]\npath = "students"\n'
+                    'url = "https://127.0.0.1:9/api/import/users"\npassword_keyring = true\n', encoding="utf-8")
+    keyring_env = {"PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+                   "XDG_DATA_HOME": str(tmp_path / "xdg")}  # fmt: skip
+    env = {**os.environ, **keyring_env}
+    stored = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(path), "set-password",
+                             "students", "--stdin"], input="Keyring-Pa55\n", capture_output=True, text=True,
+                            timeout=120, env=env)  # fmt: skip
+    assert stored.returncode == 0, stored.stderr
+    assert 'stored the password of autoimport for inbox "students"' in stored.stdout
+    for name, value in keyring_env.items():
+        monkeypatch.setenv(name, value)
+    assert config.resolve_secrets(config.load(path)).inboxes[0].password.reveal() == "Keyring-Pa55"
