@@ -39,7 +39,8 @@ from loguru import logger
 
 from dropbox_sync import archive, mail, paths
 from dropbox_sync.config import InboxConfig
-from dropbox_sync.mail import MailError, SmtpServer
+from dropbox_sync.errors import MailError
+from dropbox_sync.mail import SmtpServer
 from dropbox_sync.notify_settings import NotifySettings
 from dropbox_sync.notify_state import MAX_FILES, FailedFile, Hold, Note, State
 from dropbox_sync.redact import scrub

@@ -42,6 +42,7 @@ from dropbox_sync import (
     transcode,
 )
 from dropbox_sync.config import InboxConfig, Route
+from dropbox_sync.errors import TranscodeError
 from dropbox_sync.mapper import MapResult, RowMap
 from dropbox_sync.result import PREFLIGHT, SHRINK_GUARD
 
@@ -111,7 +112,7 @@ class Rejection:
 
 
 def prepare(inbox: InboxConfig, path: Path, name: str | None = None, *, scratch: Path | None = None,
-            last_rows: Callable[[str], int | None] | None = None, approved: bool = False) -> Upload | Rejection:  # fmt: skip
+            last_rows: Callable[[str], int | None] | None = None, approved: bool = False) -> Upload | Rejection:
     """Make ``path`` ready to upload for ``inbox``, or say why it must not be.
 
     ``name`` is the name the file was dropped with (default ``path.name``); routes
@@ -166,7 +167,7 @@ def _encoded(inbox: InboxConfig, route: Route, path: Path, original: str, size: 
             temporaries.append(upload_path)
             transcoded_from = inbox.source_encoding
             inspection = preflight.inspect(upload_path, digest=False, **check)
-    except transcode.TranscodeError as exc:
+    except TranscodeError as exc:
         return Rejection(str(exc), PREFLIGHT, {**endpoint, "bytes": size, "sha256": _sha256(inbox, path)})
     except OSError as exc:
         return Rejection(f"File cannot be read: {exc.strerror or exc}.", PREFLIGHT,

@@ -13,7 +13,7 @@ import signal
 import threading
 from typing import Any
 
-from dropbox_sync import notify
+from dropbox_sync import notify, paths
 from dropbox_sync.notify import Notifier
 from dropbox_sync.service.core import STOP_MARGIN
 from tests.helpers import wait_until
@@ -61,7 +61,7 @@ def test_stop_keeps_to_its_budget_while_the_mail_server_sits_on_the_message(tmp_
         # answered: its gate is shut): it kept to its budget instead of waiting on the server.
         assert notify_threads(), "stop waited for the mail server"
         assert box.messages == [] and not box.gate.is_set()
-        saved = json.loads((cfg.state_dir / notify.STATE_FILE).read_text(encoding="utf-8"))
+        saved = json.loads((cfg.state_dir / paths.NOTIFY_FILE).read_text(encoding="utf-8"))
         assert [f["original"] for f in saved["failed"]] == ["f.csv"], "queued failures are saved before sending"
     finally:
         box.gate.set()
@@ -90,7 +90,7 @@ def test_a_kill_during_a_slow_mail_exchange_loses_no_queued_failure(tmp_path, em
         finally:
             code, err = finish(once)
         assert code == -signal.SIGKILL, err
-        saved = json.loads((tmp_path / "state" / notify.STATE_FILE).read_text(encoding="utf-8"))
+        saved = json.loads((tmp_path / "state" / paths.NOTIFY_FILE).read_text(encoding="utf-8"))
         assert [f["original"] for f in saved["failed"]] == ["bad.csv"], "the next run mails it"
     finally:
         box.gate.set()
