@@ -326,7 +326,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
             if newer is not None and not args.force:
                 print(f"{item.inbox.name}: {item.path.name} NOT approved: {newer.original} was dropped after it "
                       f"and imported ({newer.finished}); sending this older file would overwrite that newer "
-                      f"data. If you are sure: dropbox-sync approve --force {item.original}", file=sys.stderr)  # fmt: skip
+                      f"data. If you are sure: dropbox-sync approve --force {item.original}", file=sys.stderr)
                 refused += 1
                 continue
             try:

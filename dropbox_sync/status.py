@@ -182,7 +182,8 @@ def render_text(data: dict[str, Any]) -> str:
         for entry in inbox["not_sent"]:
             lines.append(f"    inbox    {entry['file']}  (it {entry['reason']})")
         if inbox["held_files"]:
-            lines.append(f"  HELD FOR APPROVAL: {len(inbox['held_files'])} file(s) in held/, not sent until a person decides")
+            count = len(inbox["held_files"])
+            lines.append(f"  HELD FOR APPROVAL: {count} file(s) in held/, not sent until a person decides")
         for entry in inbox["held_files"]:
             lines.append(f"    held/    {entry['file']}  (since {entry['held_since']}; {entry['reason']})")
             lines.append(f"             what to do: {entry['what_to_do']}")
