@@ -112,11 +112,7 @@ def test_the_shipped_unit_is_what_the_renderer_makes_for_the_default_layout() ->
 def test_unit_from_a_config_lists_its_inboxes_and_stop_budget(tmp_path) -> None:
     config_path = write(tmp_path / "etc" / "config.toml", CONFIG)
     facts = read_facts(config_path)
-    # Its password file is missing: no load problem since loading reads no password (issue 13).
-    assert facts.problem is None
-    broken = read_facts(write(tmp_path / "etc2" / "config.toml", CONFIG + 'colour = "blue"\n'))
-    assert broken.problem is not None, "install must go on although the strict load fails today"
-    assert broken.inbox_paths == facts.inbox_paths
+    assert facts.problem is not None, "install must go on although the strict load fails today"
     settings = systemd.settings_for(facts, ["/opt/venv/bin/dropbox-sync"])
     assert settings.read_write_paths == (Path("/srv/sis/export"), Path("/srv/office share/staff 100%"))
     assert settings.stop_timeout_sec == 35
@@ -209,8 +205,7 @@ def test_install_writes_the_unit_creates_the_user_and_enables_it(tmp_path, monke
     assert system.calls == [("ensure_user", "dropbox-sync"), ("systemctl", "daemon-reload"),
                             ("systemctl", "enable", "dropbox-sync.service"),
                             ("systemctl", "start", "dropbox-sync.service")]  # fmt: skip
-    # Its password file is missing here: loading reads no password (issue 13), so no warning.
-    assert "does not load yet" not in opts.out.getvalue()
+    assert "does not load yet" in opts.out.getvalue()
 
 
 def test_install_without_systemd_says_so_and_changes_nothing(tmp_path, monkeypatch) -> None:

@@ -195,8 +195,7 @@ def test_install_registers_localservice_automatic_with_recovery_and_the_config_p
                       (inbox, "*S-1-5-19", "M", True)]  # fmt: skip
     assert "start_service" not in scm.names(), "install alone does not start"
     assert "grant_service_logon_right" not in scm.names(), "LocalService holds the right already"
-    # The password variable is only set for the service: loading reads no password (issue 13), so no warning.
-    assert "does not load yet" not in opts.out.getvalue()
+    assert "does not load yet" in opts.out.getvalue(), "the password variable is only set for the service"
 
 
 def test_install_puts_the_host_and_its_dlls_in_the_venv_root_once(tmp_path, scm) -> None:

@@ -2,13 +2,13 @@
 
 The service itself only ever runs on ``config.load`` (strict, validated). The
 installer is different: it runs right after ``dropbox-sync init``, before the
-technician has edited the file. (Loading reads no password, so an administrator
-whose environment lacks the service's ``password_env`` is no problem.) A strict
-load would fail on an unfinished file for reasons that do not matter to the
-install. So this reads only the paths (inboxes, state/log dirs, password files)
-and the stop timeout from ``config.read_toml``, resolving them as config.py
-does, and reports the strict load's verdict separately so the installer can
-warn without stopping.
+technician has edited the file, and as an administrator who may not see the
+inbox share. A strict load would fail on an unfinished file for reasons that do
+not matter to the install. So this reads only the paths (inboxes, state/log
+dirs, password files) and the stop timeout from ``config.read_toml``, resolving
+them as config.py does, and reports the strict verdict separately (the load and
+the passwords read as the service will, with its environment) so the installer
+can warn without stopping.
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ def _strict_problem(source: Path, environment: Mapping[str, str]) -> str | None:
     saved = {name: os.environ.get(name) for name in environment}
     os.environ.update(environment)
     try:
-        config_module.load(source)
+        # The passwords too: the service reads them at start, and the installer is the
+        # moment to say one cannot be found (config.load alone reads none).
+        config_module.resolve_secrets(config_module.load(source))
     except ConfigError as exc:
         return str(exc)
     finally:
