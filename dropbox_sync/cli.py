@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--inbox", help="read it as this inbox would (default: the inbox whose folder holds it, "
                          "else the first)")  # fmt: skip
     preview.add_argument("--rows", type=_positive, default=10, metavar="N", help="rows to show (default %(default)s)")
+    diff = command("diff", cmd_diff, "what a file would change in Infiniti against the roster memory: added, "
+                   "changed (old and new values), unchanged, leavers; sends nothing")  # fmt: skip
+    diff.add_argument("file", type=Path)
+    diff.add_argument("--inbox", help="read it as this inbox would (default: the inbox whose folder holds it, "
+                      "else the first)")  # fmt: skip
     status = command("status", cmd_status, "per inbox: waiting and held files and why, last success and failure")
     status.add_argument("--json", action="store_true", help="print JSON for monitoring tools")
     history = command("history", cmd_history, "past imports, newest first: outcome, users created/updated/failed")
@@ -261,15 +266,36 @@ def _positive(text: str) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from dropbox_sync.check import inbox_for
     from dropbox_sync.preview import run_preview
+
+    cfg, inbox, path = _file_command(args)
+    return run_preview(inbox, path, rows=args.rows, out=sys.stdout, roster=_roster(cfg))
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from dropbox_sync.diff import run_diff
+
+    cfg, inbox, path = _file_command(args)
+    return run_diff(inbox, path, _roster(cfg), out=sys.stdout)
+
+
+def _file_command(args: argparse.Namespace):
+    """(config, inbox, file) of a command reading one FILE as an inbox would (--inbox, else the
+    inbox whose folder holds it, else the first)."""
+    from dropbox_sync.check import inbox_for
 
     cfg = _load(args)
     path: Path = args.file
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    inbox = _choose_inbox(cfg, args.inbox) if args.inbox else inbox_for(cfg, path)
-    return run_preview(inbox, path, rows=args.rows, out=sys.stdout)
+    return cfg, _choose_inbox(cfg, args.inbox) if args.inbox else inbox_for(cfg, path), path
+
+
+def _roster(cfg):
+    """The roster memory, read-only: a command that sends nothing changes nothing."""
+    from dropbox_sync.roster import Roster
+
+    return Roster(_state_dir(cfg) / paths.ROSTER_FILE, repair=False)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -36,7 +36,7 @@ from typing import Any
 
 from loguru import logger
 
-from dropbox_sync import credentials, mapping
+from dropbox_sync import credentials, mapping, policy
 from dropbox_sync.credentials import ENV, FILE, INLINE, KEYRING, PasswordSource, is_loopback
 from dropbox_sync.errors import ConfigError, TemplateError
 from dropbox_sync.notify_settings import NotifySettings, parse_settings, resolve_settings
@@ -58,6 +58,8 @@ class Route:
     url: str  # without user:password@
     # [inbox.columns]/[inbox.values.X], or the route's own: None = upload the file as it is
     mapping: mapping.ColumnMapping | None = None
+    # delta, full_sync_days, leavers, leaver_values, change_guard: the inbox's, or the route's own
+    policy: policy.RosterPolicy = policy.DEFAULT
 
     @property
     def safe_url(self) -> str:
@@ -153,8 +155,9 @@ INBOX_DEFAULTS: dict[str, Any] = {
     "values": None,
     "report": "report.html",
     "report_imports": 50,
+    **policy.DEFAULTS,
 }
-ROUTE_KEYS = {"match", "url", "columns", "values"}
+ROUTE_KEYS = {"match", "url", "columns", "values", *policy.KEYS}
 TOP_LEVEL_KEYS = {"defaults", "inbox", "state_dir", "log_dir", "log_level", "log_format", "notify"}
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -462,7 +465,7 @@ def _routes(read: _Reader) -> tuple[tuple[Route, ...], str | None, str | None]:
         if read.values.get("url") is None:
             raise read.fail("url", "is missing (the Infiniti import URL)")
         url, user, password = _split_url(read, read.text("url"), "url")
-        return (Route(("*",), url, inbox_mapping),), user, password
+        return (Route(("*",), url, inbox_mapping, _policy(read, {})),), user, password
     if read.values.get("url") is not None:
         raise read.fail("url", "conflicts with [[inbox.route]]: give each route its own url")
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
@@ -477,7 +480,8 @@ def _routes(read: _Reader) -> tuple[tuple[Route, ...], str | None, str | None]:
         patterns = _Reader(table, f"{read.where}: {label}").patterns("match")
         url, route_user, route_password = _split_url(read, _Reader(table, read.where).text("url"), f"{label} url")
         user, password = user or route_user, password or route_password
-        routes.append(Route(patterns, url, _route_mapping(read, table, label, inbox_mapping)))
+        routes.append(Route(patterns, url, _route_mapping(read, table, label, inbox_mapping),
+                            _policy(read, table, label)))  # fmt: skip
     return tuple(routes), user, password
 
 
@@ -507,6 +511,14 @@ def _route_mapping(read: _Reader, table: Mapping[str, Any], label: str,
         return _mapping(read, {"columns": read.values["columns"], "values": route_values}, label)
     merged = {**(read.values.get("values") or {}), **route_values}
     return _mapping(read, {"columns": read.values["columns"], "values": merged}, label)
+
+
+def _policy(read: _Reader, table: Mapping[str, Any], label: str = "") -> policy.RosterPolicy:
+    """The inbox's roster keys, each overridden by the route's own."""
+    try:
+        return policy.build({**read.values, **{k: v for k, v in table.items() if k in policy.KEYS}})
+    except ConfigError as exc:
+        raise ConfigError(f"{read.where}: {label + ' ' if label else ''}{exc}") from None
 
 
 def _fraction(read: _Reader, key: str) -> float:

@@ -42,8 +42,9 @@ from dropbox_sync.config import InboxConfig
 from dropbox_sync.errors import MailError
 from dropbox_sync.mail import SmtpServer
 from dropbox_sync.notify_settings import NotifySettings
-from dropbox_sync.notify_state import MAX_FILES, FailedFile, Hold, Note, State
+from dropbox_sync.notify_state import LEAVERS, MAX_FILES, FailedFile, Hold, Note, State
 from dropbox_sync.redact import scrub
+from dropbox_sync.result import CHANGE_GUARD, SHRINK_GUARD
 from dropbox_sync.rows import failed_details
 from dropbox_sync.when import duration, parse_iso, show_local
 
@@ -58,7 +59,7 @@ RETRY_FIRST, RETRY_MAX = 60.0, 1800.0  # seconds between attempts while SMTP fai
 # with closing the journal and logs, in the service managers' margin (service.core.STOP_MARGIN).
 FLUSH_BUDGET = 8.0
 TOLD = ("processed", "failed", "held", "guarded")  # pipeline.Outcome values that matter here (retries do not)
-GUARD_STAGE = "shrink guard"  # the stage of a file held for approval (in held/, not failed/)
+GUARD_STAGES = (SHRINK_GUARD, CHANGE_GUARD)  # stages of a file held for approval (in held/, not failed/)
 
 # -- the notifier -----------------------------------------------------------------
 
@@ -185,6 +186,7 @@ class Notifier:
             self._hold_cleared(report.inbox, when)
             if report.outcome.value == "processed":
                 self.state.last_success[report.inbox] = _iso(when)
+                self._add_leavers(report, when)
             else:
                 self._add_failed(report, when)
 
@@ -195,9 +197,26 @@ class Notifier:
             self._add_note(f'inbox "{inbox}": uploads work again since {_show(when)}, after {_duration(when - since)} '
                            f"held. The reason was: {hold.reason}", when)  # fmt: skip
 
-    def _add_note(self, text: str, when: dt.datetime) -> None:
+    def _add_note(self, text: str, when: dt.datetime, kind: str | None = None) -> None:
         if len(self.state.notes) < MAX_FILES:
-            self.state.notes.append(Note(text, _iso(when)))
+            self.state.notes.append(Note(text, _iso(when)) if kind is None else Note(text, _iso(when), kind))
+
+    def _add_leavers(self, report: FileReport, when: dt.datetime) -> None:
+        """The students an import found missing from the export, when its route reports or
+        deactivates them (the result's ``changes``, changes.py)."""
+        facts = _read_result(report.result_file).get("dropbox_sync")
+        changes = facts.get("changes") if isinstance(facts, dict) else None
+        if not isinstance(changes, dict) or changes.get("leavers_policy") not in ("report", "deactivate"):
+            return
+        count = changes.get("leavers")
+        if type(count) is not int or count <= 0:
+            return
+        names = [name for name in changes.get("leaver_users") or [] if isinstance(name, str)][:50]
+        shown = ", ".join(names) + (f", ... ({count} in all)" if count > len(names) else "")
+        what = ("deactivated in Infiniti" if changes["leavers_policy"] == "deactivate"
+                else 'still active in Infiniti (leavers = "report")')  # fmt: skip
+        self._add_note(f'inbox "{report.inbox}": {report.original}: {count} user(s) no longer in the export, {what}: '
+                       f"{shown}", when, LEAVERS)  # fmt: skip
 
     def _add_failed(self, report: FileReport, when: dt.datetime) -> None:
         if len(self.state.failed) >= MAX_FILES:
@@ -328,23 +347,30 @@ class Notifier:
         return f'{word} "{name}" ({inbox.path} -> {inbox.safe_url})' if inbox else f'{word} "{name}"'
 
     def _digest(self, items: list[FailedFile], notes: list[Note], overflow: int, now: dt.datetime) -> EmailMessage:
-        failed = [f for f in items if f.stage != GUARD_STAGE]
-        guarded = [f for f in items if f.stage == GUARD_STAGE]
+        failed = [f for f in items if f.stage not in GUARD_STAGES]
+        guarded = [f for f in items if f.stage in GUARD_STAGES]
         count = len(failed) + overflow
         names = sorted({f.inbox for f in failed})
+        leavers = [n for n in notes if n.kind == LEAVERS]
+        notes = [n for n in notes if n.kind != LEAVERS]
         parts = []
         if count:
             parts.append(f"{count} file{'s' if count != 1 else ''} failed ({', '.join(names)})")
         if guarded:
             parts.append(f"{len(guarded)} file{'s' if len(guarded) != 1 else ''} held for approval "
                          f"({', '.join(sorted({f.inbox for f in guarded}))})")  # fmt: skip
-        subject = "; ".join(parts) or "back to normal: " + "; ".join(n.text.split(":")[0] for n in notes)
+        if notes and not parts:
+            parts.append("back to normal: " + "; ".join(n.text.split(":")[0] for n in notes))
+        if leavers and not parts:
+            parts.append("users who left: " + "; ".join(dict.fromkeys(n.text.split(":")[0] for n in leavers)))
+        subject = "; ".join(parts)
         lines: list[str] = []
         if guarded:
             lines += [f"{len(guarded)} file{' is' if len(guarded) == 1 else 's are'} held for approval in held/: far",
-                      "fewer rows than the last import (shrink_guard), so they are not sent until a person",
-                      "decides. If the export is right, approve it (it is sent next); if not, discard it",
-                      "(it goes to failed/, and the next good export is imported as usual).", ""]  # fmt: skip
+                      "fewer rows than the last import (shrink_guard), or too much of the roster would change",
+                      "(change_guard), so they are not sent until a person decides. If the export is right,",
+                      "approve it (it is sent next); if not, discard it (it goes to failed/, and the next good",
+                      "export is imported as usual).", ""]  # fmt: skip
             for item in guarded:
                 lines += [item.original,
                           f"  held at:      {_show(_parse(item.when))}",
@@ -365,6 +391,9 @@ class Notifier:
                 lines += _failed_lines(item)
         if overflow:
             lines += [f"... and {overflow} more failed file(s), not listed: see the failed/ folders.", ""]
+        if leavers:
+            lines += ["Users who left (in the roster memory, missing from the export):"]
+            lines += [f"- {n.text}" for n in leavers] + [""]
         if notes:
             lines += ["Resolved:"] + [f"- {n.text}" for n in notes] + [""]
         return self._message(subject, "\n".join(lines), now)

@@ -34,12 +34,16 @@ class FailedFile:
     more_rows: int = 0
 
 
+RESOLVED, LEAVERS = "resolved", "leavers"  # the kinds of Note
+
+
 @dataclass
 class Note:
-    """An alarm that has cleared, for the next digest."""
+    """For the next digest: an alarm that has cleared, or the leavers an import reported."""
 
     text: str
     when: str
+    kind: str = RESOLVED  # or LEAVERS (leavers = "report" | "deactivate", changes.py)
 
 
 @dataclass

@@ -27,7 +27,9 @@ JOURNAL_FILE = "journal.sqlite3"
 JOURNAL_COMPANIONS = ("-wal", "-shm")  # SQLite's own, beside the journal (suffixes)
 STATUS_FILE = "status.json"  # the running service's view, for `status` and monitoring
 NOTIFY_FILE = "notify.json"  # what the email notifier must remember across restarts
-STATE_FILES = (JOURNAL_FILE, *(JOURNAL_FILE + c for c in JOURNAL_COMPANIONS), STATUS_FILE, NOTIFY_FILE)
+ROSTER_FILE = "roster.sqlite3"  # what Infiniti confirmed, per inbox and route (roster.py); same companions
+STATE_FILES = (JOURNAL_FILE, *(JOURNAL_FILE + c for c in JOURNAL_COMPANIONS), STATUS_FILE, NOTIFY_FILE,
+               ROSTER_FILE, *(ROSTER_FILE + c for c in JOURNAL_COMPANIONS))
 # The log dir's files: log.DailyFileSink's daily files, launchd's stdout/stderr.
 LOG_PREFIX = "dropbox-sync_"  # + YYYY-MM-DD.log / .jsonl
 LAUNCHD_LOG = "launchd.log"

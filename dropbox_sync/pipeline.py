@@ -32,6 +32,7 @@ from dropbox_sync.config import Config
 from dropbox_sync.inboxlock import InboxLock
 from dropbox_sync.journal import Journal
 from dropbox_sync.outcome import FileReport, Outcome
+from dropbox_sync.roster import Roster
 from dropbox_sync.watcher import Watcher
 from dropbox_sync.worker import MISSING_FOLDER_RECHECK, InboxSnapshot, InboxWorker
 
@@ -59,7 +60,8 @@ class Pipeline:
                  listeners: list[Callable[[FileReport], None]] | None = None,
                  worker_factory: Callable[..., InboxWorker] = InboxWorker) -> None:  # fmt: skip
         self.config = config
-        self.workers = [worker_factory(inbox, journal=journal, listeners=list(listeners or []))
+        roster = Roster(state_dir / paths.ROSTER_FILE) if state_dir is not None else None
+        self.workers = [worker_factory(inbox, journal=journal, listeners=list(listeners or []), roster=roster)
                         for inbox in config.inboxes]  # fmt: skip
         self.ready = threading.Event()  # set once every observer runs (for sd_notify READY)
         self.state_dir = state_dir

@@ -15,7 +15,12 @@ The pipeline (``worker.py``), ``check`` and ``send`` all call ``prepare``, so wh
    failed-rows file dropped back) is left out of what is sent;
 5. column mapping (the route's ``[inbox.columns]``): the export streamed into the CSV
    Infiniti receives, a temporary in ``scratch`` (``mapper.py``);
-6. shrink guard: far fewer rows than the last import on this route waits in held/.
+6. changes (``changes.py``): that CSV against the route's roster memory: added, changed,
+   unchanged, leavers; with ``delta`` (or leavers to deactivate) the rows to send are
+   written to a temporary, and a file with nothing to send is not uploaded at all;
+7. shrink guard: far fewer rows than the last import on this route waits in held/;
+8. change guard: a file that would change or deactivate more than ``change_guard`` of
+   the roster waits in held/.
 
 The caller uploads ``Upload.path`` and then calls ``Upload.discard()`` (the worker
 first keeps a mapped upload as ``<archived>.sent.csv``: ``Upload.keep_sent``).
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as dt
 import os
 import stat
 from collections.abc import Callable, Iterable
@@ -34,6 +40,7 @@ from typing import Any
 
 from dropbox_sync import (
     archive,
+    changes,
     failed_rows,
     held,
     mapper,
@@ -41,10 +48,12 @@ from dropbox_sync import (
     routes,
     transcode,
 )
+from dropbox_sync.changes import Changes
 from dropbox_sync.config import InboxConfig, Route
 from dropbox_sync.errors import TranscodeError
 from dropbox_sync.mapper import MapResult, RowMap
-from dropbox_sync.result import PREFLIGHT, SHRINK_GUARD
+from dropbox_sync.result import CHANGE_GUARD, PREFLIGHT, SHRINK_GUARD
+from dropbox_sync.roster import Roster
 
 
 @dataclass(frozen=True)
@@ -55,24 +64,45 @@ class Upload:
     original: str  # the name as dropped (for people and the multipart file name)
     path: Path  # the bytes to upload: the file itself, or a temporary made from it
     size: int  # of the bytes to upload
-    rows: int  # data lines after the header
+    rows: int  # data lines after the header (of the whole file, whatever delta sends)
     sha256: str | None = None  # None: the upload hashes the bytes as they go out
     transcoded_from: str | None = None
     approved: bool = False  # a person let it past the shrink guard
     warnings: tuple[str, ...] = ()
     temporaries: tuple[Path, ...] = ()  # ours to delete once sent (discard)
     mapped: MapResult | None = None  # set when [inbox.columns] built ``path`` from the export
+    changes: Changes | None = None  # against the roster memory (None: not a users file)
 
     @property
-    def row_map(self) -> RowMap:
+    def rewritten(self) -> bool:
+        """``path`` is a CSV we built (mapped, or only the rows to send), not the file itself."""
+        return self.mapped is not None or (self.changes is not None and self.changes.rewritten)
+
+    @property
+    def nothing_to_send(self) -> bool:
+        """Delta found no change to send: the file is filed without an upload."""
+        return self.changes is not None and self.changes.nothing_to_send
+
+    @property
+    def row_map(self) -> RowMap | changes.SentRows:
         """Server row number -> the export's row number (and spreadsheet line): the same
-        numbers unless a mapping left rows out (blank rows, empty usernames)."""
+        numbers unless a mapping left rows out (blank rows, empty usernames) or only the
+        changes are sent."""
+        if self.changes is not None and self.changes.sent_map is not None:
+            return self.changes.sent_map
         return self.mapped.row_map if self.mapped is not None else RowMap()
 
+    @property
+    def username_column(self) -> int | None:
+        """Where the username is in the CSV sent (None: unknown, not a users file)."""
+        if self.changes is not None:
+            return self.changes.username_column
+        return self.route.mapping.username_index if self.route.mapping is not None else None
+
     def keep_sent(self, claimed: Path) -> Path | None:
-        """Move a mapped upload beside the claimed export as ``<archived>.sent.csv`` (it
+        """Move an upload we built beside the claimed export as ``<archived>.sent.csv`` (it
         is archived with it); None when the export itself was uploaded."""
-        if self.mapped is None:
+        if not self.rewritten:
             return None
         target = archive.sent_path(claimed)
         os.replace(self.path, target)
@@ -91,6 +121,8 @@ class Upload:
             facts["warnings"] = list(self.warnings)
         if self.mapped is not None:
             facts["mapping"] = self.mapped.facts()
+        if self.changes is not None:
+            facts["changes"] = self.changes.facts()
         return facts
 
     def discard(self) -> None:
@@ -102,24 +134,27 @@ class Rejection:
     """A file that must not be sent: why (one sentence for people), and what we know."""
 
     summary: str
-    stage: str  # result.PREFLIGHT (goes to failed/) or result.SHRINK_GUARD (to held/)
+    stage: str  # result.PREFLIGHT (goes to failed/), SHRINK_GUARD or CHANGE_GUARD (to held/)
     facts: dict[str, Any]
 
     @property
     def held(self) -> bool:
         """Waits in held/ for a person's approval, rather than failed/."""
-        return self.stage == SHRINK_GUARD
+        return self.stage in (SHRINK_GUARD, CHANGE_GUARD)
 
 
 def prepare(inbox: InboxConfig, path: Path, name: str | None = None, *, scratch: Path | None = None,
-            last_rows: Callable[[str], int | None] | None = None, approved: bool = False) -> Upload | Rejection:
+            last_rows: Callable[[str], int | None] | None = None, approved: bool = False,
+            roster: Roster | None = None, now: dt.datetime | None = None) -> Upload | Rejection:  # fmt: skip
     """Make ``path`` ready to upload for ``inbox``, or say why it must not be.
 
     ``name`` is the name the file was dropped with (default ``path.name``); routes
     match it. ``scratch`` is where temporaries go (default: beside ``path``, i.e.
     ``sending/``, where a crash's leftovers are tidied at start). ``last_rows(url)``
     gives the rows of the last import on a route for the shrink guard (None: no guard).
-    Never raises for a bad file; the caller owns ``Upload.discard()``."""
+    ``roster``: the roster memory to compare with (None: none, every row is "added");
+    ``now``: the clock of ``full_sync_days``. Never raises for a bad file; the caller
+    owns ``Upload.discard()``."""
     name = path.name if name is None else name
     original = archive.display_name(name)
     try:
@@ -138,10 +173,13 @@ def prepare(inbox: InboxConfig, path: Path, name: str | None = None, *, scratch:
     try:
         prepared = _encoded(inbox, route, path, original, info.st_size, scratch, temporaries)
         if isinstance(prepared, Upload):
+            prepared = _changes(inbox, prepared, path, scratch, temporaries, roster, now or dt.datetime.now(dt.UTC))
+        if isinstance(prepared, Upload):
             if approved:
                 prepared = dataclasses.replace(prepared, approved=True)
             else:
-                prepared = _shrink_guard(inbox, prepared, path.name, last_rows) or prepared
+                prepared = (_shrink_guard(inbox, prepared, path.name, last_rows)
+                            or _change_guard(prepared) or prepared)  # fmt: skip
     except BaseException:
         _remove(temporaries)
         raise
@@ -218,6 +256,44 @@ def _without_error_column(upload: Upload, path: Path, scratch: Path | None, temp
         return upload  # valid UTF-8 text but an odd CSV: the server's to judge, as sent
     temporaries.append(stripped)
     return dataclasses.replace(upload, path=stripped, size=stripped.stat().st_size, temporaries=tuple(temporaries))
+
+
+def _changes(inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | None, temporaries: list[Path],
+             roster: Roster | None, now: dt.datetime) -> Upload | Rejection:  # fmt: skip
+    """Stage 6: the upload against the route's roster memory; only the rows to send, with delta."""
+    if upload.rows > changes.MAX_ROWS:
+        return upload
+    target = (scratch or path.parent) / f".{path.name}.changes.tmp"  # tidied after a crash like the others
+    temporaries.append(target)
+    route = upload.route
+    try:
+        found = changes.plan(upload.path, inbox.name, route.safe_url, route.policy, roster, now, target=target,
+                             row_map=upload.mapped.row_map if upload.mapped is not None else None)  # fmt: skip
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+        # Sending the file as it is stays right (the server reads it its own way and says
+        # what it refused); only the memory learns nothing from it.
+        target.unlink(missing_ok=True)
+        warning = f"not compared with the roster memory ({exc}); sent as it is"
+        return dataclasses.replace(upload, warnings=(*upload.warnings, warning))
+    if found is None:
+        target.unlink(missing_ok=True)
+        return upload
+    if not found.rewritten:
+        return dataclasses.replace(upload, changes=found)
+    return dataclasses.replace(upload, path=target, size=target.stat().st_size, changes=found,
+                               temporaries=tuple(temporaries))  # fmt: skip
+
+
+def _change_guard(upload: Upload) -> Rejection | None:
+    """Stage 8: hold a file that would change or deactivate too much of what the route remembers."""
+    found = upload.changes
+    if found is None or not found.over_guard:
+        return None
+    guard, moving = found.policy.change_guard, found.moving
+    reason = (f"Held for approval: it would change {found.changed} and deactivate {found.deactivating} of the "
+              f"{found.remembered} users this route remembers ({moving / found.remembered:.0%}; change_guard = "
+              f"{guard:g}). Changes: {found.counts()}. {held.what_to_do(upload.original).capitalize()}")  # fmt: skip
+    return Rejection(reason, CHANGE_GUARD, upload.facts)
 
 
 def _shrink_guard(inbox: InboxConfig, upload: Upload, archived_as: str,

@@ -14,14 +14,17 @@ from pathlib import Path
 from typing import TextIO
 
 from dropbox_sync.config import InboxConfig
+from dropbox_sync.diff import describe
 from dropbox_sync.prepare import Rejection, Upload, prepare
+from dropbox_sync.roster import Roster
 
 OK, PROBLEMS = 0, 1
 
 
-def run_preview(inbox: InboxConfig, path: Path, *, rows: int, out: TextIO) -> int:
+def run_preview(inbox: InboxConfig, path: Path, *, rows: int, out: TextIO, roster: Roster | None = None) -> int:
+    """``roster``: the memory to compare with, opened read-only (None: none)."""
     with tempfile.TemporaryDirectory(prefix="dropbox-sync-preview-") as scratch:
-        prepared = prepare(inbox, path, scratch=Path(scratch))
+        prepared = prepare(inbox, path, scratch=Path(scratch), roster=roster, approved=True)
         if isinstance(prepared, Rejection):
             print(f"FAIL  {path}: would go to failed/: {prepared.summary}", file=out)
             return PROBLEMS
@@ -45,10 +48,16 @@ def _show(inbox: InboxConfig, path: Path, upload: Upload, rows: int, out: TextIO
     for line in notes(upload):
         print(line, file=out)
     mapped = upload.mapped
+    whole = upload.changes is None or upload.changes.whole is not None
     if mapped is not None:
-        print(f"{mapped.rows_sent} of {mapped.rows_read} rows will be sent", file=out)
-    else:
+        what = "will be sent" if whole else "are mapped; only the changes among them are sent"
+        print(f"{mapped.rows_sent} of {mapped.rows_read} rows {what}", file=out)
+    elif upload.changes is None:
         print(f"{upload.rows} rows will be sent", file=out)
+    if upload.changes is not None:
+        for line in describe(upload.changes):
+            print(line, file=out)
+        print(f"run 'dropbox-sync diff {path}' to list who is added, changed or leaving", file=out)
 
 
 def notes(upload: Upload) -> list[str]:

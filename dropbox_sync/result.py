@@ -8,8 +8,10 @@ result. Our facts go under the one extra key ``dropbox_sync``, always the same k
 
     version, inbox, file, archived_as, outcome, stage, endpoint, http_status,
     sha256, bytes, rows, attempts, started, finished
-    (+ transcoded_from, approved, warnings when they apply; reply_bytes_read,
-    reply_truncated, reply_problem when the reply could not be read whole: reply.py)
+    (+ transcoded_from, approved, warnings, mapping, export_rows when they apply;
+    reply_bytes_read, reply_truncated, reply_problem when the reply could not be read
+    whole: reply.py; changes: what the file changes against the roster memory, for every
+    users file: {added, changed, unchanged, leavers, sent_rows, ...} (changes.Changes.facts))
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from dropbox_sync import __version__
 # Stages: where the file's journey ended.
 PREFLIGHT = "preflight"
 SHRINK_GUARD = "shrink guard"
+CHANGE_GUARD = "change guard"
+NO_CHANGES = "no changes"  # delta found nothing to send: filed without an upload
 UPLOAD = "upload"
 
 

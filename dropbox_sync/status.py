@@ -108,7 +108,9 @@ def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal
     status["held_files"] = held.status_entries(inbox.path)
     status["failed_files"] = _count_files(inbox.path / archive.FAILED)
     if journal is not None:
-        status["last_success"] = _attempt(journal.last(inbox.name, "processed"))
+        last_success = journal.last(inbox.name, "processed")
+        status["last_success"] = _attempt(last_success)
+        status["last_changes"] = _last_changes(inbox, last_success)
         status["last_failure"] = _attempt(journal.last(inbox.name, "failed"))
         status["today"] = journal.counts_since(inbox.name, today)
     return status
@@ -155,6 +157,36 @@ def _attempt(attempt: Attempt | None) -> dict[str, Any] | None:
             "summary": attempt.summary}  # fmt: skip
 
 
+def _last_changes(inbox: InboxConfig, attempt: Attempt | None) -> dict[str, Any] | None:
+    """What the last import changed (its result's ``changes``); leavers named when the route
+    reports or deactivates them (leavers = "report" | "deactivate")."""
+    if attempt is None:
+        return None
+    saved = archive.read_result(inbox.path / archive.PROCESSED / attempt.file) or {}
+    ours = saved.get("dropbox_sync")
+    changes = ours.get("changes") if isinstance(ours, dict) else None
+    if not isinstance(changes, dict):
+        return None
+    found: dict[str, Any] = {"file": attempt.original, "time": attempt.finished}
+    for key in ("added", "changed", "unchanged", "leavers", "sent_rows"):
+        found[key] = changes.get(key) if type(changes.get(key)) is int else None
+    listed = changes.get("leaver_users")
+    if changes.get("leavers_policy") in ("report", "deactivate") and isinstance(listed, list):
+        found["leaver_users"] = [name for name in listed if isinstance(name, str)]
+    return found
+
+
+def _changes_lines(changes: dict[str, Any]) -> list[str]:
+    counts = ", ".join(f"{changes[key]} {key}" for key in ("added", "changed", "unchanged", "leavers")
+                       if changes.get(key) is not None)  # fmt: skip
+    lines = [f"  last import changed: {counts}; {changes.get('sent_rows')} row(s) sent ({changes['file']})"]
+    leavers = changes.get("leaver_users") or []
+    if leavers:
+        more = f", ... ({changes['leavers']} in all)" if (changes.get("leavers") or 0) > len(leavers[:20]) else ""
+        lines.append(f"    leavers (not in the export): {', '.join(leavers[:20])}{more}")
+    return lines
+
+
 def render_text(data: dict[str, Any]) -> str:
     service = data["service"]
     if service["running"]:
@@ -191,6 +223,8 @@ def render_text(data: dict[str, Any]) -> str:
             if key in inbox:
                 last = inbox[key]
                 lines.append(f"  {label}: " + (f"{last['time']} {last['file']}: {last['summary']}" if last else "none"))
+        if inbox.get("last_changes"):
+            lines += _changes_lines(inbox["last_changes"])
         if "today" in inbox:
             counts = inbox["today"]
             lines.append(f"  today: {counts.get('processed', 0)} processed, {counts.get('failed', 0)} failed, "

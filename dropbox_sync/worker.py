@@ -19,7 +19,7 @@ from typing import Any
 
 from loguru import logger
 
-from dropbox_sync import archive, failed_rows, mapper, result
+from dropbox_sync import archive, changes, failed_rows, mapper, preflight, result
 from dropbox_sync.backoff import Backoff
 from dropbox_sync.client import ImportClient, Reply, request_deadline
 from dropbox_sync.config import InboxConfig
@@ -35,6 +35,7 @@ from dropbox_sync.outcome import (
     judge,
 )
 from dropbox_sync.prepare import Rejection, Upload, prepare
+from dropbox_sync.roster import Roster
 from dropbox_sync.settle import Clock, Observation, Settler
 from dropbox_sync.watcher import Candidate, observe
 
@@ -84,6 +85,7 @@ class InboxWorker:
     # Called with every report as it happens (notifications, status); must be quick.
     listeners: list[Callable[[FileReport], None]] = field(default_factory=list)
     hold_reason: str | None = None
+    roster: Roster | None = None  # the roster memory (None: every file is compared with nothing)
 
     def __post_init__(self) -> None:
         self.settler = Settler(self.inbox.settle_seconds, self.clock)
@@ -303,15 +305,34 @@ class InboxWorker:
         started = self.wall()
         before = observe(claimed)
         prepared = prepare(self.inbox, claimed, name, last_rows=self._last_rows,
-                           approved=archive.approval_marker(claimed).exists())  # fmt: skip
+                           approved=archive.approval_marker(claimed).exists(), roster=self.roster,
+                           now=started)  # fmt: skip
         if isinstance(prepared, Rejection):
             outcome = Outcome.GUARDED if prepared.held else Outcome.FAILED
             body = {"success": False, "summary": prepared.summary}
             return self._conclude(claimed, original, started, body, None, prepared.facts, prepared.stage, outcome)
         try:
+            if prepared.nothing_to_send:
+                return self._nothing_to_send(claimed, original, started, prepared)
             return self._upload(claimed, original, started, prepared, before)
         finally:
             prepared.discard()
+
+    def _nothing_to_send(self, claimed: Path, original: str, started: dt.datetime, upload: Upload) -> Outcome:
+        """Delta found no change: filed in processed/ with a result of our own, not uploaded."""
+        assert upload.changes is not None
+        body = {"success": True, "summary": upload.changes.no_changes_summary()}
+        self._remember(upload, body, None)
+        facts = {**upload.facts, "sha256": preflight.file_sha256(claimed, max_file_size=self.inbox.max_file_size)}
+        return self._conclude(claimed, original, started, body, None, facts, result.NO_CHANGES, Outcome.PROCESSED)
+
+    def _remember(self, upload: Upload, body: dict[str, Any], sent: Path | None) -> None:
+        """The one place the roster memory learns: what the server confirmed of what was sent."""
+        try:
+            changes.remember(self.roster, self.name, upload.route.safe_url, upload.changes, sent, body, self.wall())
+        except Exception:  # noqa: BLE001 - the import happened: a memory problem must never make us send again
+            logger.exception('inbox "{}": cannot update the roster memory; its rows are sent again next time',
+                             self.name)  # fmt: skip
 
     def _last_rows(self, endpoint: str) -> int | None:
         """Rows of the last import on a route, for the shrink guard."""
@@ -345,6 +366,7 @@ class InboxWorker:
             return Outcome.NOT_READY
         facts["sha256"] = reply.sha256
         facts.update(reply.notes())
+        self._remember(upload, reply.body or {}, upload.path)
         facts.update(self._keep_sent(claimed, upload, reply))
         return self._conclude(claimed, original, started, reply.body or {}, reply, facts, result.UPLOAD)
 
@@ -353,11 +375,10 @@ class InboxWorker:
         the server reported is traced back to the export: its row, line and username."""
         try:
             sent = upload.keep_sent(claimed)
-            if sent is None or upload.route.mapping is None:
+            if sent is None or upload.username_column is None:
                 return {}
             details = (reply.body or {}).get("details")
-            return {"export_rows": mapper.reported_rows(details, upload.row_map, sent,
-                                                        upload.route.mapping.username_index)}  # fmt: skip
+            return {"export_rows": mapper.reported_rows(details, upload.row_map, sent, upload.username_column)}
         except OSError as exc:  # our own file in our own folder: worth a warning, not the result
             logger.warning('inbox "{}": cannot keep the CSV sent for {}: {}', self.name, claimed.name,
                            exc.strerror or exc)  # fmt: skip

@@ -9,7 +9,10 @@ Choices the vendor page leaves open, made here and documented once:
 - each failed row reports its first problem, checked in the order username,
   library-group, system-group, emailAddress;
 - a whole-file failure (missing column, not UTF-8, not CSV) rolls back, so it
-  changes no user.
+  changes no user;
+- an `enabled` column deactivates a user with FALSE (also false, no, n, 0) and
+  enables one with TRUE (true, yes, y, 1); empty or absent leaves the user as it
+  was (a new user is enabled); any other value fails the row.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ _EMAIL = re.compile(
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}"
 )
 _STOP_CHECK_EVERY = 1000  # rows between looks at the stop flag
+_ENABLED = {**dict.fromkeys(("true", "yes", "y", "1"), True), **dict.fromkeys(("false", "no", "n", "0"), False)}
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,9 @@ class Importer:
             return row[index].strip() if index is not None and index < len(row) else ""
 
         problem, library, system = self._check(cell)
+        enabled = _ENABLED.get(cell("enabled").casefold()) if cell("enabled") else None
+        if problem is None and cell("enabled") and enabled is None:
+            problem = wording.BAD_ENABLED
         if problem is not None:
             tally.add(_FAILED, wording.row_failure(problem))
             return
@@ -135,7 +142,7 @@ class Importer:
         fields: dict[str, str] = {}
         for i, name in enumerate(header):
             fields.setdefault(name.strip(), row[i] if i < len(row) else "")
-        created = writer.upsert(tenant, cell("username"), library, system, fields)
+        created = writer.upsert(tenant, cell("username"), library, system, fields, enabled)
         tally.add(_CREATED if created else _UPDATED)
 
     def _check(self, cell: Callable[[str], str]) -> tuple[str | None, str, str]:

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS users (
     fields        TEXT NOT NULL,
     created_at    TEXT NOT NULL,
     updated_at    TEXT NOT NULL,
+    enabled       INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (tenant, username)
 );
 CREATE TABLE IF NOT EXISTS uploads (
@@ -83,6 +84,7 @@ class UserRecord:
     fields: Mapping[str, str]
     created_at: str
     updated_at: str
+    enabled: bool = True  # an `enabled` column of FALSE deactivates; absent or empty keeps it
 
 
 class UserWriter:
@@ -93,19 +95,21 @@ class UserWriter:
         self._now = utc_now()
 
     def upsert(self, tenant: str, username: str, library_group: str, system_group: str,
-               fields: Mapping[str, str]) -> bool:
-        """Insert or update; True when the user is new to the tenant."""
+               fields: Mapping[str, str], enabled: bool | None = None) -> bool:
+        """Insert or update; True when the user is new to the tenant. ``enabled`` None: as it
+        was (a new user is enabled), as Infiniti leaves a user's state alone unless told."""
         blob = json.dumps(dict(fields), ensure_ascii=False)
         updated = self._conn.execute(
-            "UPDATE users SET library_group=?, system_group=?, fields=?, updated_at=?"
-            " WHERE tenant=? AND username=?",
-            (library_group, system_group, blob, self._now, tenant, username),
+            "UPDATE users SET library_group=?, system_group=?, fields=?, updated_at=?,"
+            " enabled=COALESCE(?, enabled) WHERE tenant=? AND username=?",
+            (library_group, system_group, blob, self._now, enabled, tenant, username),
         ).rowcount
         if updated:
             return False
         self._conn.execute(
-            "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (tenant, username, library_group, system_group, blob, self._now, self._now),
+            "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (tenant, username, library_group, system_group, blob, self._now, self._now,
+             True if enabled is None else enabled),
         )
         return True
 
@@ -119,6 +123,9 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(users)")}
+        if "enabled" not in columns:  # a data dir made by an older emulator
+            self._conn.execute("ALTER TABLE users ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1")
 
     def close(self) -> None:
         with self._lock:
@@ -138,11 +145,11 @@ class Store:
     def users(self, tenant: str = DEFAULT_TENANT) -> list[UserRecord]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT tenant, username, library_group, system_group, fields, created_at, updated_at"
+                "SELECT tenant, username, library_group, system_group, fields, created_at, updated_at, enabled"
                 " FROM users WHERE tenant=? ORDER BY username",
                 (tenant,),
             ).fetchall()
-        return [UserRecord(t, u, lg, sg, json.loads(f), c, up) for t, u, lg, sg, f, c, up in rows]
+        return [UserRecord(t, u, lg, sg, json.loads(f), c, up, bool(e)) for t, u, lg, sg, f, c, up, e in rows]
 
     def add_upload(self, record: UploadRecord, keep: Path | None = None) -> UploadRecord:
         """Persist a record, giving it its sequence number; `keep` is moved to

@@ -26,6 +26,7 @@ SERVER_ERROR = "An unexpected error occurred."
 USER_CREATED = "User Created"
 USER_UPDATED = "User Updated"
 BAD_EMAIL = "Field (emailAddress) is not a well-formed email address"
+BAD_ENABLED = "Field (enabled) must be TRUE or FALSE"
 
 REQUIRED_COLUMNS = ("username", "library-group", "system-group")
 
