@@ -158,7 +158,8 @@ class Roster:
                            "ON CONFLICT (inbox, route) DO UPDATE SET updated = excluded.updated"
                            + (", last_full = excluded.last_full" if whole else ""),
                            (inbox, route, stamp if whole else None, stamp))  # fmt: skip
-                db.executemany("INSERT OR REPLACE INTO users (inbox, route, username, digest, row) VALUES (?, ?, ?, ?, ?)",
+                db.executemany("INSERT OR REPLACE INTO users (inbox, route, username, digest, row)"
+                               " VALUES (?, ?, ?, ?, ?)",
                                ((inbox, route, u, d, r) for u, d, r in confirmed))  # fmt: skip
                 db.executemany("DELETE FROM users WHERE inbox = ? AND route = ? AND username = ?",
                                ((inbox, route, u) for u in forget))  # fmt: skip

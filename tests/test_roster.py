@@ -292,13 +292,13 @@ def test_a_wrong_roster_key_is_one_line_naming_it(tmp_path, emu):
     for key, value, words in (("leavers", '"delete"', "leavers must be one of keep, report, deactivate"),
                               ("change_guard", "1.5", "change_guard must be a fraction"),
                               ("delta", '"yes"', "delta must be true or false"),
-                              ("leaver_values", '{ username = "x" }', "leaver_values cannot set username")):  # fmt: skip
+                              ("leaver_values", '{ username = "x" }', "cannot set username")):  # fmt: skip
         path = write_config(tmp_path, emu)
         path.write_text(path.read_text(encoding="utf-8") + f"{key} = {value}\n", encoding="utf-8")
         process = dropbox_sync_process("--config", str(path), "check")
         err = process.communicate(timeout=60)[1]
         assert process.returncode == 2, err
-        assert f'config.toml: inbox "inbox": {words}' in err, err
+        assert 'config.toml: inbox "inbox": ' in err and words in err, err
 
 
 def test_status_names_the_leavers_the_last_import_reported(tmp_path, emu):
@@ -364,5 +364,6 @@ def test_with_a_mapping_delta_traces_each_row_sent_to_the_export_line(tmp_path, 
     assert [r["username"] for r in sent_csv(filed)] == ["00007", "00008"]
     assert result["dropbox_sync"]["export_rows"] == {"1": {"row": 8, "line": 9, "username": "00007"},
                                                      "2": {"row": 9, "line": 10, "username": "00008"}}  # fmt: skip
-    changed = {item["username"]: (item["row"], item["line"]) for item in result["dropbox_sync"]["changes"]["changed_users"]}
+    listed = result["dropbox_sync"]["changes"]["changed_users"]
+    changed = {item["username"]: (item["row"], item["line"]) for item in listed}
     assert changed == {"00007": (8, 9), "00008": (9, 10)}
