@@ -31,7 +31,7 @@ class HeldFile:
 
     @property
     def original(self) -> str:
-        return archive.display_name(archive.original_name(self.path.name))
+        return archive.display_name(archive.original_of(self.path))
 
 
 
@@ -49,7 +49,7 @@ def status_entries(inbox_path: Path) -> list[dict[str, Any]]:
     entries = []
     for path, reason, _ in files_in(inbox_path):
         since = archive.archived_at(path.name)
-        original = archive.display_name(archive.original_name(path.name))
+        original = archive.display_name(archive.original_of(path))
         entries.append({"file": archive.display_name(path.name), "original": original,
                         "held_since": iso_utc(since) if since else None, "reason": reason,
                         "what_to_do": what_to_do(original)})  # fmt: skip
@@ -77,7 +77,7 @@ def find(cfg: Config, wanted: Sequence[str]) -> tuple[list[HeldFile], list[str]]
     for want in wanted:
         name = Path(want).name
         matches = [i for i in everything if i.path.name == name] or \
-                  [i for i in everything if archive.original_name(i.path.name) == name]  # fmt: skip
+                  [i for i in everything if archive.original_of(i.path) == name]  # fmt: skip
         if not matches:
             problems.append(f"{name}: not found in any held/ folder")
         elif len(matches) > 1:

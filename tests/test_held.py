@@ -123,3 +123,23 @@ def test_the_email_digest_lists_a_held_file_with_what_to_do(tmp_path, emu):
     assert "approve:      dropbox-sync approve users.csv" in body
     assert "discard:      dropbox-sync discard users.csv" in body
     assert "went to failed/" not in body
+
+
+def test_a_long_name_is_approved_and_discarded_by_the_name_it_was_dropped_with(tmp_path, emu):
+    from dropbox_sync import archive
+
+    inbox = tmp_path / "inbox"
+    config_path = write_config(tmp_path, emu, settle_seconds=0, shrink_guard=0.5)
+    name = ("Year 7 students for the autumn term " * 7)[:228] + "users.csv"
+    assert len(name.encode()) > archive.MAX_NAME_BYTES
+    (inbox / name).write_text(BIG, encoding="utf-8")
+    assert run_cli("--config", str(config_path), "once").returncode == 0
+    (inbox / name).write_text(SMALL, encoding="utf-8")
+    assert run_cli("--config", str(config_path), "once").returncode == 0
+    (held,) = archived(inbox, "held")
+    assert held.name != f"{held.name[:16]}_{name}", "the archive name was shortened"
+    (entry,) = json.loads(run_cli("--config", str(config_path), "status", "--json").stdout)["inboxes"][0]["held_files"]
+    assert entry["original"] == name and entry["what_to_do"].endswith(f"dropbox-sync discard {name}")
+    done = run_cli("--config", str(config_path), "discard", name)
+    assert done.returncode == 0, done.stderr
+    assert result_of(archived(inbox, "failed")[0])["dropbox_sync"]["file"] == name
