@@ -274,7 +274,7 @@ def _held_files(inbox: InboxConfig, now: dt.datetime) -> list[dict[str, Any]]:
     for path, reason, _ in held.files_in(inbox.path)[:MAX_HELD]:
         name = path.name
         found.append({
-            "file": archive.display_name(archive.original_name(name)),
+            "file": archive.display_name(archive.original_of(path)),
             "archived_as": archive.display_name(name),
             "since": _moment(archive.archived_at(name), now),
             "why": reason,
