@@ -30,6 +30,9 @@ NOTIFY_FILE = "notify.json"  # what the email notifier must remember across rest
 ROSTER_FILE = "roster.sqlite3"  # what Infiniti confirmed, per inbox and route (roster.py); same companions
 STATE_FILES = (JOURNAL_FILE, *(JOURNAL_FILE + c for c in JOURNAL_COMPANIONS), STATUS_FILE, NOTIFY_FILE,
                ROSTER_FILE, *(ROSTER_FILE + c for c in JOURNAL_COMPANIONS))
+LOCK_DIR = "locks"  # one OS file lock per inbox, with a note of its holder (inboxlock.py)
+# Ours too, by pattern: damaged state files set aside (statefiles.py), the locks and their notes.
+STATE_PATTERNS = ("*.damaged-*", f"{LOCK_DIR}/*.lock", f"{LOCK_DIR}/*.lock.json")
 # The log dir's files: log.DailyFileSink's daily files, launchd's stdout/stderr.
 LOG_PREFIX = "dropbox-sync_"  # + YYYY-MM-DD.log / .jsonl
 LAUNCHD_LOG = "launchd.log"

@@ -270,13 +270,14 @@ def test_remove_data_deletes_our_files_never_the_inbox(tmp_path, monkeypatch) ->
                         f'state_dir = "{tmp_path / "state"}"\nlog_dir = "{tmp_path / "logs"}"\n'
                         f'[[inbox]]\npath = "{inbox}"\nurl = "https://x.example/api/import/users"\n'
                         'username = "u"\npassword = "secret"\n')  # fmt: skip
-    journal = write(tmp_path / "state" / "journal.sqlite3", "")
-    notify_state = write(tmp_path / "state" / "notify.json", "{}")  # the notifier's memory is ours too
+    state = [write(tmp_path / "state" / name, "") for name in
+             ("journal.sqlite3", "notify.json", "journal.sqlite3.damaged-20260101T000000Z",
+              "locks/inbox-0123456789abcdef.lock", "locks/inbox-0123456789abcdef.lock.json")]  # fmt: skip
     day_log = write(tmp_path / "logs" / "dropbox-sync_2026-01-01.log", "")
     other = write(tmp_path / "logs" / "someone-elses.log", "")
     systemd.uninstall(options(tmp_path, remove_data=True))
-    assert not config_path.exists() and not journal.exists() and not day_log.exists()
-    assert not notify_state.exists()
+    assert not config_path.exists() and not day_log.exists()
+    assert not any(p.exists() for p in state) and not (tmp_path / "state").exists()
     assert kept.exists() and other.exists()
 
 

@@ -191,8 +191,8 @@ def test_install_registers_localservice_automatic_with_recovery_and_the_config_p
             {"delays_ms": (10_000, 60_000, 300_000), "reset_seconds": 86_400}) in scm.calls  # fmt: skip
     assert {"set_failure_actions_on_error_exit", "set_unrestricted_sid", "register_event_source"} <= set(scm.names())
     grants = [call[1:] for call in scm.calls if call[0] == "grant"]
-    assert grants == [(tmp_path / "state", "*S-1-5-19", "M", False), (tmp_path / "logs", "*S-1-5-19", "M", True),
-                      (inbox, "*S-1-5-19", "M", True)]  # fmt: skip
+    assert grants == [(tmp_path / "state", "*S-1-5-19", "M", False), (tmp_path / "state" / "locks", "*S-1-5-19", "M", True),
+                      (tmp_path / "logs", "*S-1-5-19", "M", True), (inbox, "*S-1-5-19", "M", True)]  # fmt: skip
     assert "start_service" not in scm.names(), "install alone does not start"
     assert "grant_service_logon_right" not in scm.names(), "LocalService holds the right already"
     assert "does not load yet" in opts.out.getvalue(), "the password variable is only set for the service"

@@ -143,8 +143,9 @@ def remove_data(facts: InstallFacts, say: Callable[[str], None], *, read_from: P
         state = facts.state_dir or paths.state_dir()
         logs = facts.log_dir or paths.log_dir()
         doomed += [state / name for name in paths.STATE_FILES]
+        doomed += [p for pattern in paths.STATE_PATTERNS for p in sorted(state.glob(pattern))]
         doomed += [p for pattern in paths.LOG_PATTERNS for p in sorted(logs.glob(pattern))]
-        folders += [state, logs]
+        folders += [state / paths.LOCK_DIR, state, logs]
     for path in doomed:
         if path.is_file():
             path.unlink()

@@ -284,6 +284,9 @@ def grants_for(facts: InstallFacts, account: str) -> list[tuple[Path, str, bool]
     logs = facts.log_dir or paths.log_dir()
     wanted = [(state, "M", False)]
     wanted += [(state / name, "M", False) for name in paths.STATE_FILES if (state / name).exists()]
+    # Inherited, so a lock file a technician's `once` (an administrator) created first is still
+    # the service's to open: else the service would take it for held by another process.
+    wanted.append((state / paths.LOCK_DIR, "M", True))
     wanted.append((logs, "M", True))
     wanted += [(inbox, "M", True) for inbox in facts.inbox_paths if not is_network_path(inbox)]
     wanted += [(file, "R", False) for file in facts.password_files if not is_network_path(file)]
@@ -292,6 +295,12 @@ def grants_for(facts: InstallFacts, account: str) -> list[tuple[Path, str, bool]
 
 def grant_folders(facts: InstallFacts, account: str, opts: ServiceOptions) -> None:
     who = WELL_KNOWN.get(account.lower(), account)
+    state = facts.state_dir or paths.state_dir()
+    if state.is_dir():
+        try:
+            (state / paths.LOCK_DIR).mkdir(exist_ok=True)  # made now, so it can be granted now
+        except OSError:
+            pass  # the warning below names it
     for path, rights, inherit in grants_for(facts, account):
         if not path.exists():
             opts.say(f"warning: {path} does not exist yet; grant {account} rights on it once it does")
