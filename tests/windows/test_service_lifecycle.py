@@ -333,3 +333,18 @@ def test_install_start_process_stop_uninstall(service: str, site: Path, emulator
 
 def result_of_exists(path: Path) -> bool:
     return path.with_name(path.name + ".result.json").is_file()
+
+
+def test_a_config_error_stops_the_service_with_exit_code_0_so_recovery_leaves_it_stopped(
+    service: str, site: Path, lane_steps
+) -> None:
+    # The SCM runs the recovery actions after a non-crash stop only when dwWin32ExitCode is not 0
+    # (SERVICE_FAILURE_ACTIONS_FLAG): a config error must stop with 0, or it restarts every 10 s.
+    site.write_text(site.read_text(encoding="utf-8") + "colour = 'blue'\n", encoding="utf-8")  # unknown key
+    done = dropbox_sync(site, "service", "install", "--name", service)
+    assert done.returncode == 0 and "does not load yet" in done.stdout, output(done)
+    done = dropbox_sync(site, "service", "start", "--name", service)
+    # Wine starts an automatic service as soon as it is registered; either way it must be stopped now.
+    wait_until(lambda: (scm_status(service) or (0,))[0] == SERVICE_STOPPED, timeout=PROCESS_TIMEOUT)
+    assert scm_status(service) == (SERVICE_STOPPED, 0), "a config error is a clean stop, not a failure"
+    lane_steps(f"a config error: `service start` -> {done.returncode}; the SCM shows STOPPED with exit code 0")
