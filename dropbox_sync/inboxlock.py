@@ -24,10 +24,9 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from dropbox_sync import archive, statefiles
-from dropbox_sync.paths import LOCK_DIR
 from dropbox_sync.errors import StateFileDamaged
+from dropbox_sync.paths import LOCK_DIR
 from dropbox_sync.redact import scrub
-
 
 
 @dataclass(frozen=True)
