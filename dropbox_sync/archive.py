@@ -186,9 +186,14 @@ def original_of(archived: Path) -> str:
     return kept or short
 
 
+# ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION: another program has the file open.
+_WINDOWS_BUSY = (32, 33)
+
+
 def is_busy(exc: OSError) -> bool:
-    """A rename refused because another program holds the file (WinError 32 and kin)."""
-    return isinstance(exc, PermissionError) or exc.errno in (errno.EBUSY, errno.ETXTBSY, errno.EACCES)
+    """A rename refused because another program holds the file: only Windows says so
+    (WinError 32/33). Elsewhere a PermissionError is a real error, never "busy"."""
+    return getattr(exc, "winerror", None) in _WINDOWS_BUSY
 
 
 def marker_path(claimed: Path) -> Path:
@@ -263,12 +268,16 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     # backslashreplace: a file name that is not valid UTF-8 is written as a
     # JSON \udcXX escape instead of failing the whole result.
-    with open(temporary, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # a disk that filled up keeps no half result
+        raise
 
 
 def read_result(claimed: Path) -> dict[str, Any] | None:
@@ -310,6 +319,20 @@ def _move_companions(source: Path, target: Path) -> None:
             os.rename(old, new)
 
 
+def take_back(archived: Path) -> Path:
+    """Move an archived file back into sending/ under the same name, to be sent again
+    (its writer was still writing when it was sent). Its done marker and kept name go
+    with it; its result and sent copy stay where they are: they record that import."""
+    target = folder(archived.parent.parent, SENDING) / archived.name
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, "already in sending/", str(target))
+    os.rename(archived, target)
+    for old, new in ((marker_path(archived), marker_path(target)), (original_path(archived), original_path(target))):
+        if old.exists():
+            os.rename(old, new)
+    return target
+
+
 def approval_marker(claimed: Path) -> Path:
     """Beside a claimed file, says a person approved it past the shrink guard."""
     return claimed.with_name(f".{claimed.name}.approved")
@@ -331,23 +354,35 @@ def approve(inbox: Path, name: str) -> Path:
     return claimed
 
 
-def prune_processed(inbox: Path, keep_days: float, now: dt.datetime) -> list[Path]:
-    """Delete processed/ files (and results) archived more than ``keep_days`` ago.
+def prune_processed(inbox: Path, keep_days: float, now: dt.datetime, *, spare: frozenset[str] = frozenset()) -> list[Path]:
+    """Delete processed/ files (and results) older than ``keep_days`` by every measure we have.
 
-    Only processed/: failed/ and held/ need a person and are never pruned. The
-    age comes from the claim time in the archive name, not the file's mtime
-    (which is the export's own, possibly old, time)."""
+    Only processed/: failed/ and held/ need a person and are never pruned. No
+    single time is trusted: a claim made while the clock was years behind
+    stamps the name years back, and an export keeps its source's old mtime.
+    The youngest of the name's stamp, the file's and its result's mtime and
+    ctime, and the times inside the result decides. ``spare``: names known to
+    be young another way (archived by this process within keep_days of its
+    monotonic clock)."""
     cutoff = now - dt.timedelta(days=keep_days)
     removed = []
     try:
         entries = list(os.scandir(folder(inbox, PROCESSED)))
     except FileNotFoundError:
         return []
+    names = {entry.name for entry in entries}
     for entry in entries:
-        claimed_at = archived_at(entry.name)
-        if entry.name.endswith(RESULT_SUFFIX) or claimed_at is None or claimed_at >= cutoff:
+        name = entry.name
+        if name.endswith(RESULT_SUFFIX):
+            if name[: -len(RESULT_SUFFIX)] in names:
+                continue  # goes with its file
+            path = Path(entry.path).with_name(name[: -len(RESULT_SUFFIX)])  # a result left alone (aftercare)
+        elif is_archived_file(name, names):
+            path = Path(entry.path)
+        else:
+            continue  # a companion: goes with its file
+        if path.name in spare or not _older_than(path, cutoff):
             continue
-        path = Path(entry.path)
         for victim in (result_path(path), original_path(path), sent_path(path), path):
             try:
                 victim.unlink(missing_ok=True)
@@ -355,6 +390,36 @@ def prune_processed(inbox: Path, keep_days: float, now: dt.datetime) -> list[Pat
                 continue
         removed.append(path)
     return removed
+
+
+def _older_than(archived: Path, cutoff: dt.datetime) -> bool:
+    """True only if every time known about an archived file and its result is before ``cutoff``."""
+    stamp = archived_at(archived.name)
+    if stamp is None or stamp >= cutoff:
+        return False  # not named by us, or young by its name
+    for path in (archived, result_path(archived)):
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False  # cannot tell: keep it
+        for seconds in (info.st_mtime, info.st_ctime):
+            if dt.datetime.fromtimestamp(seconds, dt.UTC) >= cutoff:
+                return False
+    try:
+        ours = json.loads(result_path(archived).read_text(encoding="utf-8")).get("dropbox_sync")
+    except (OSError, ValueError, AttributeError):
+        ours = None
+    for key in ("started", "finished"):
+        text = ours.get(key) if isinstance(ours, dict) else None
+        try:
+            moment = dt.datetime.fromisoformat(text) if isinstance(text, str) else None
+        except ValueError:
+            moment = None
+        if moment is not None and moment.astimezone(dt.UTC) >= cutoff:
+            return False
+    return True
 
 
 def archived_at(name: str) -> dt.datetime | None:

@@ -142,7 +142,8 @@ class Pipeline:
     def run(self, stop: threading.Event) -> None:
         """Watch and send until ``stop`` is set; then stop within stop_timeout."""
         by_name = {w.name: w for w in self.workers}
-        watcher = Watcher(self.config.inboxes, lambda name: by_name[name].wake.set())
+        watcher = Watcher(self.config.inboxes, lambda name: by_name[name].wake.set(),
+                          lambda name, event: by_name[name].writes.notice(event))  # fmt: skip
         watcher.start()
         threads = [threading.Thread(target=self._loop, args=(w, stop), name=f"inbox-{w.name}", daemon=True)
                    for w in self.workers]  # fmt: skip

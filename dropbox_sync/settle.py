@@ -35,13 +35,16 @@ class Settler:
         self.clock = clock
         self._tracked: dict[Hashable, _Tracked] = {}
 
-    def observe(self, key: Hashable, observation: Observation) -> bool:
-        """Record what the file looks like now; True once it has settled."""
+    def observe(self, key: Hashable, observation: Observation, *, writing: bool = False) -> bool:
+        """Record what the file looks like now; True once it has settled.
+
+        ``writing``: the OS says a writer still has it open (writers.py); that
+        counts as a change, so settling starts again once the writer is done."""
         now = self.clock()
         tracked = self._tracked.get(key)
-        if tracked is None or tracked.observation != observation:
+        if writing or tracked is None or tracked.observation != observation:
             self._tracked[key] = _Tracked(observation, now)
-            return self.settle_seconds <= 0
+            return self.settle_seconds <= 0 and not writing
         return now - tracked.unchanged_since >= self.settle_seconds
 
     def adopt(self, key: Hashable, observation: Observation) -> None:

@@ -19,7 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loguru import logger
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
@@ -185,15 +197,24 @@ def _mount_fstype(path: Path, mounts: list[tuple[str, str]]) -> str:
 # -- observers -------------------------------------------------------------------
 
 
-class _WakeHandler(FileSystemEventHandler):
-    """Wakes the inbox's worker on any event; never raises (an exception here
-    would kill the observer thread, watchdog #427)."""
+# What we ask observers for. Not opens, reads or attribute changes: our own
+# reads (the lease probe, the upload) would wake the worker in a loop.
+WATCHED_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileDeletedEvent, FileMovedEvent,
+                  DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent]  # fmt: skip
 
-    def __init__(self, wake: Callable[[], None]) -> None:
+
+class _WakeHandler(FileSystemEventHandler):
+    """Tells the inbox's worker of each event and wakes it; never raises (an
+    exception here would kill the observer thread, watchdog #427)."""
+
+    def __init__(self, wake: Callable[[], None], notice: Callable[[FileSystemEvent], None] | None) -> None:
         self._wake = wake
+        self._notice = notice
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
+            if self._notice is not None:
+                self._notice(event)
             self._wake()
         except Exception:  # noqa: BLE001 - must not reach watchdog's thread
             logger.exception("wake-up handler failed")
@@ -202,9 +223,13 @@ class _WakeHandler(FileSystemEventHandler):
 class Watcher:
     """Keeps one watch per inbox alive on a native or a polling observer."""
 
-    def __init__(self, inboxes: Iterable[InboxConfig], wake: Callable[[str], None]) -> None:
+    def __init__(self, inboxes: Iterable[InboxConfig], wake: Callable[[str], None],
+                 notice: Callable[[str, FileSystemEvent], None] | None = None) -> None:  # fmt: skip
+        """``notice(inbox name, event)`` gets the events of observers that report
+        close-writes (inotify), for writers.WriteTracker; ``wake`` gets every one."""
         self._inboxes = list(inboxes)
         self._wake = wake
+        self._notice = notice
         self._lock = threading.Lock()
         self._polling = {i.name: _wants_polling(i) for i in self._inboxes}
         poll_seconds = min((i.poll_seconds for i in self._inboxes if self._polling[i.name]), default=2.0)
@@ -260,8 +285,12 @@ class Watcher:
         if not inbox.path.is_dir():
             return  # the worker logs the missing folder; the next supervise retries
         try:
-            handler = _WakeHandler(lambda name=inbox.name: self._wake(name))
-            self._watches[inbox.name] = observer.schedule(handler, str(inbox.path), recursive=False)
+            notice = None
+            if self._notice is not None and reports_close_writes(observer):
+                notice = lambda event, name=inbox.name: self._notice(name, event)
+            handler = _WakeHandler(lambda name=inbox.name: self._wake(name), notice)
+            self._watches[inbox.name] = observer.schedule(handler, str(inbox.path), recursive=False,
+                                                          event_filter=WATCHED_EVENTS)  # fmt: skip
         except OSError as exc:
             logger.warning('inbox "{}": cannot watch the folder ({}); relying on rescans', inbox.name, exc)
 
@@ -281,6 +310,19 @@ def _native_observer() -> BaseObserver:
         # Wine in tests/windows/test_watchdog_events.py).
         return Observer(timeout=0.1)
     return Observer()
+
+
+def reports_close_writes(observer: BaseObserver) -> bool:
+    """Only inotify says when a writer closes a file (FileClosedEvent)."""
+    if not sys.platform.startswith("linux"):
+        return False  # importing watchdog's inotify module elsewhere raises (ctypes.CDLL(None))
+    from watchdog.utils import UnsupportedLibcError
+
+    try:
+        from watchdog.observers.inotify import InotifyObserver
+    except (ImportError, OSError, UnsupportedLibcError):  # a libc without inotify
+        return False
+    return isinstance(observer, InotifyObserver)
 
 
 def _wants_polling(inbox: InboxConfig) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 from loguru import logger
 
-from dropbox_sync import archive, changes, failed_rows, mapper, preflight, result
+from dropbox_sync import archive, changes, failed_rows, mapper, preflight, result, writers
 from dropbox_sync.backoff import Backoff
 from dropbox_sync.client import ImportClient, Reply, request_deadline
 from dropbox_sync.config import InboxConfig
@@ -37,13 +37,14 @@ from dropbox_sync.outcome import (
 from dropbox_sync.prepare import Rejection, Upload, prepare
 from dropbox_sync.roster import Roster
 from dropbox_sync.settle import Clock, Observation, Settler
-from dropbox_sync.watcher import Candidate, observe
+from dropbox_sync.watcher import Candidate, is_network_path, observe
 
 READ_TIMEOUTS_BEFORE_HOLD = 3
 NOT_READY_RECHECK = 1.0  # seconds before looking again at a file held open by its writer
 MISSING_FOLDER_RECHECK = 5.0
 PRUNE_EVERY = 3600.0  # retention of processed/ is checked hourly
-QUEUE_STATES = (("retrying", "retrying"), ("held", "inbox held"), ("claimed", "settling"))
+QUEUE_STATES = (("retrying", "retrying"), ("held", "inbox held"), ("claimed", "settling"), ("changed", "settling"),
+                (writers.WRITING, "still being written"))  # fmt: skip
 
 
 def utc_now() -> dt.datetime:
@@ -72,6 +73,17 @@ class _RetryState:
     since: float | None = None  # first failure of the current streak
 
 
+@dataclass(frozen=True)
+class _Unrecorded:
+    """A verdict whose result could not be saved yet."""
+
+    original: str
+    outcome: Outcome
+    summary: str
+    result: dict[str, Any]
+    log_line: str  # the summary, with the first failed rows for the log
+
+
 @dataclass
 class InboxWorker:
     inbox: InboxConfig
@@ -80,6 +92,8 @@ class InboxWorker:
     wall: Callable[[], dt.datetime] = utc_now
     rand: Callable[[], float] = random.random
     client_factory: Callable[[InboxConfig], ImportClient] = ImportClient
+    # Asks the OS whether a writer still has a file open (writers.py); a seam for tests.
+    write_probe: Callable[[Path], bool | None] = writers.open_for_writing
     wake: threading.Event = field(default_factory=threading.Event)
     reports: list[FileReport] = field(default_factory=list)
     # Called with every report as it happens (notifications, status); must be quick.
@@ -103,6 +117,17 @@ class InboxWorker:
         self._next_prune = 0.0
         self._filing: set[str] = set()  # sent and reported, the move still blocked
         self._refile_at = 0.0
+        self.aftercare = writers.Aftercare(self.clock)
+        self._unrecorded: dict[str, _Unrecorded] = {}  # claimed name -> a verdict not yet on disk
+        self._held_locally = False  # hold_reason is a fault of this machine, not the server's
+        self._archived_at: dict[str, float] = {}  # processed/ name -> our clock when it went there
+        try:
+            local = not is_network_path(self.inbox.path)  # a lease says nothing of other machines
+        except OSError:
+            local = False
+        self.gate = writers.WriterGate(self.name, self.inbox.path, self.settler, self.clock, self.write_probe,
+                                       probe_enabled=local)  # fmt: skip
+        self.writes = self.gate.writes  # Pipeline.run feeds it the inotify events
 
     @property
     def name(self) -> str:
@@ -138,6 +163,7 @@ class InboxWorker:
             self._recovered = True
         self._reunite_orphan_results()
         self._prune_if_due()
+        self.aftercare.reclaim_moved_on(self.name, observe)
         blocked = self._send_claimed(stop)
         if blocked is not None:
             self._queue_behind_claimed()
@@ -150,6 +176,11 @@ class InboxWorker:
             if outcome in (Outcome.HELD, Outcome.RETRY):
                 self._queue_behind_claimed()
                 return self._seconds_until_retry()
+            if outcome is Outcome.NOT_READY and self._claim_unfinished():
+                # Claimed, then changed (during the claim or the upload): it settles
+                # again and goes first; nothing newer may overtake it (order).
+                self._queue_behind_claimed()
+                return self._next_pass_delay()
         return self._next_pass_delay()
 
     def _queue_behind_claimed(self) -> None:
@@ -167,6 +198,10 @@ class InboxWorker:
         for candidate in waiting:
             self.waiting[candidate.name] = behind
 
+    def _claim_unfinished(self) -> bool:
+        """A claimed file still to be sent (not one sent and only waiting to be moved)."""
+        return any(p.name not in self._filing for p in archive.claimed_files(self.inbox.path))
+
     def _folder_present(self) -> bool:
         present = self.inbox.path.is_dir()
         if not present and not self._folder_missing:
@@ -181,7 +216,11 @@ class InboxWorker:
         if self.inbox.keep_days <= 0 or self.clock() < self._next_prune:
             return
         self._next_prune = self.clock() + PRUNE_EVERY
-        removed = archive.prune_processed(self.inbox.path, self.inbox.keep_days, self.wall())
+        # Young by our own monotonic clock, whatever the wall clock said or says.
+        keep = self.inbox.keep_days * 86400
+        self._archived_at = {n: t for n, t in self._archived_at.items() if self.clock() - t < keep}
+        removed = archive.prune_processed(self.inbox.path, self.inbox.keep_days, self.wall(),
+                                          spare=frozenset(self._archived_at))  # fmt: skip
         if removed:
             logger.info('inbox "{}": removed {} file(s) older than {:g} days from processed/ (keep_days)',
                         self.name, len(removed), self.inbox.keep_days)  # fmt: skip
@@ -209,12 +248,18 @@ class InboxWorker:
                 continue
             if self.clock() < self.retry.due:
                 return self._seconds_until_retry()
+            verdict = self._unrecorded.get(claimed.name)
+            if verdict is not None:
+                if self._record(claimed, verdict) is Outcome.HELD:
+                    return self._seconds_until_retry()
+                continue
             current = observe(claimed)
             if current is None and os.path.lexists(claimed):
                 self._send(claimed)  # a link or special file: prepare rejects it, never read
                 continue
-            if current is None or not self.settler.observe(("claimed", claimed.name), current):
-                self.waiting[claimed.name] = "claimed; sent once unchanged for settle_seconds"
+            self.waiting.pop(claimed.name, None)
+            if current is None or not self._settled(("claimed", claimed.name), claimed, current):
+                self.waiting.setdefault(claimed.name, "claimed; sent once unchanged for settle_seconds")
                 return self._next_pass_delay()
             outcome = self._send(claimed)
             if outcome in (Outcome.HELD, Outcome.RETRY):
@@ -237,6 +282,8 @@ class InboxWorker:
         target = self._file_away(claimed, destination)
         if target is None:
             return
+        if self._held_locally:
+            self._clear_retry()
         if claimed.name in self._filing:
             self._filing.discard(claimed.name)
             logger.info('inbox "{}": {} released; filed in {}/', self.name, claimed.name, destination)
@@ -264,18 +311,25 @@ class InboxWorker:
         self.waiting = {k: v for k, v in self.waiting.items() if k in present or k in claimed}
         ready = []
         for candidate in candidates:
-            if self.settler.observe(candidate.name, candidate.observation):
+            self.waiting.pop(candidate.name, None)
+            if self._settled(candidate.name, self.inbox.path / candidate.name, candidate.observation):
                 ready.append(candidate)
             else:
-                self.waiting[candidate.name] = "settling (still changing, or seen too recently)"
+                self.waiting.setdefault(candidate.name, "settling (still changing, or seen too recently)")
         return ready
+
+    def _settled(self, key: Any, path: Path, observation: Observation) -> bool:
+        settled, why = self.gate.settled(key, path, observation)
+        if why is not None:
+            self.waiting[path.name] = why
+        return settled
 
     def _take(self, candidate: Candidate) -> Outcome:
         """Claim a settled file and send it, unless it changed since the scan."""
         if self.clock() < self._not_ready_until:
             return Outcome.NOT_READY
         current = observe(self.inbox.path / candidate.name)
-        if current is None or not self.settler.observe(candidate.name, current):
+        if current is None or not self._settled(candidate.name, self.inbox.path / candidate.name, current):
             return Outcome.NOT_READY
         try:
             claimed = archive.claim(self.inbox.path, candidate.name, self.wall(), done_marker=self.inbox.done_marker)
@@ -284,6 +338,10 @@ class InboxWorker:
             self.waiting[candidate.name] = str(exc)
             self._not_ready_until = self.clock() + NOT_READY_RECHECK
             return Outcome.NOT_READY
+        except OSError as exc:  # not "busy": permissions, a full disk, a broken share
+            self.waiting[candidate.name] = f"cannot be claimed ({exc.strerror or exc})"
+            return self._local_hold(f"cannot move {archive.display_name(candidate.name)} into "
+                                    f"{archive.folder(self.inbox.path, archive.SENDING)}: {exc.strerror or exc}")
         self.waiting.pop(candidate.name, None)
         self.settler.forget(candidate.name)
         # What settled before the claim must be what we upload (DESIGN §5, Claim):
@@ -359,7 +417,7 @@ class InboxWorker:
         if verdict is Outcome.RETRY:
             return self._transient(claimed, original, started, reason, reply.status, reply.retry_after, False, facts,
                                    foreign=is_foreign(reply))  # fmt: skip
-        if observe(claimed) != before:
+        if observe(claimed) != before or self.gate.still_written(claimed):
             # The writer was still at it: what arrived may be partial. Settle and send again.
             logger.warning('inbox "{}": {} changed during the upload; it will be sent again once it settles',
                            self.name, original)  # fmt: skip
@@ -403,23 +461,53 @@ class InboxWorker:
         data = result.build(body, inbox=self.name, file=original, archived_as=archive.display_name(claimed.name),
                             outcome=outcome.value, stage=stage, endpoint=self.inbox.safe_url, http_status=status,
                             facts=facts, attempts=self.retry.attempts, started=started, finished=finished)  # fmt: skip
-        archive.write_json_atomically(archive.result_path(claimed), data)
         summary = reply.summary if reply else str(body.get("summary", ""))  # one line, however odd
         if outcome is Outcome.FAILED and reply is not None:
             summary_line = summary + failed_rows.for_log(claimed, body.get("details"), facts, self.name)
         else:
             summary_line = summary
+        # The journal first: it is history, and often on another disk than the inbox.
         self._journal(claimed.name, original, started, finished, status, outcome.value, summary, facts)
+        return self._record(claimed, _Unrecorded(original, outcome, summary, data, summary_line))
+
+    def _record(self, claimed: Path, verdict: _Unrecorded) -> Outcome:
+        """Save the result beside the claimed file, then file both away.
+
+        A local error (disk full, permissions) keeps the verdict in memory and
+        holds the inbox with the OS's reason: the reply is never thrown away,
+        so the file is not sent again; saving is retried until it works."""
+        seen = observe(claimed)  # what was sent, for the aftercare watch
+        try:
+            archive.write_json_atomically(archive.result_path(claimed), verdict.result)
+        except OSError as exc:
+            self._unrecorded[claimed.name] = verdict
+            self.waiting[claimed.name] = f"sent; its result cannot be saved ({exc.strerror or exc})"
+            return self._local_hold(f"cannot save the result of {verdict.original} in "
+                                    f"{archive.folder(self.inbox.path, archive.SENDING)}: {exc.strerror or exc}. "
+                                    "It was imported and will not be sent again; saving is retried")  # fmt: skip
+        self._unrecorded.pop(claimed.name, None)
         self.waiting.pop(claimed.name, None)
+        outcome = verdict.outcome
+        self._clear_retry()  # before filing away, which may hold for a local fault of its own
         destination = archive.HELD if outcome is Outcome.GUARDED else outcome.value
         target = self._file_away(claimed, destination)
+        if target is not None:
+            self.aftercare.watch(target, seen)
         log = {Outcome.PROCESSED: logger.success, Outcome.GUARDED: logger.warning}.get(outcome, logger.error)
         where = f"{destination}/{target.name}" if target else f"{destination}/ once released"
-        log('inbox "{}": {} -> {} ({})', self.name, original, where, summary_line)
-        self._report(FileReport(self.name, original, outcome, summary, target))
-        self._clear_retry()
+        log('inbox "{}": {} -> {} ({})', self.name, verdict.original, where, verdict.log_line)
+        self._report(FileReport(self.name, verdict.original, outcome, verdict.summary, target))
         self.settler.forget(("claimed", claimed.name))
         return outcome
+
+    def _local_hold(self, reason: str) -> Outcome:
+        """A fault on this machine (disk full, permissions): the inbox waits, saying why."""
+        if self.hold_reason != reason:
+            logger.error('inbox "{}": HELD: {}', self.name, reason)
+        self.hold_reason = reason
+        self._held_locally = True
+        self.retry.due = self.clock() + self.backoff.next_delay(None)
+        return Outcome.HELD
 
     def _hold(self, claimed: Path, original: str, started: dt.datetime, reason: str,
               status: int | None, facts: dict[str, Any]) -> Outcome:  # fmt: skip
@@ -463,16 +551,21 @@ class InboxWorker:
         try:
             target = archive.archive(claimed, destination)
         except OSError as exc:
-            if not archive.is_busy(exc):
-                raise
-            reason = f"sent; moves to {destination}/ once another program releases it ({exc.strerror})"
-            if self.waiting.get(claimed.name) != reason:
-                logger.info('inbox "{}": {}: {}', self.name, claimed.name, reason)
+            if archive.is_busy(exc):
+                reason = f"sent; moves to {destination}/ once another program releases it ({exc.strerror})"
+                if self.waiting.get(claimed.name) != reason:
+                    logger.info('inbox "{}": {}: {}', self.name, claimed.name, reason)
+            else:  # permissions, a broken share: a person must look; we keep trying
+                reason = f"sent; cannot be moved to {destination}/ ({exc.strerror or exc})"
+                self._local_hold(f"cannot move {archive.display_name(claimed.name)} into {destination}/: "
+                                 f"{exc.strerror or exc}")  # fmt: skip
             self.waiting[claimed.name] = reason
             self._filing.add(claimed.name)
             self._refile_at = self.clock() + NOT_READY_RECHECK
             return None
         self.waiting.pop(claimed.name, None)
+        if destination == archive.PROCESSED and self.inbox.keep_days > 0:
+            self._archived_at[target.name] = self.clock()
         return target
 
     def _report(self, report: FileReport) -> None:
@@ -484,9 +577,12 @@ class InboxWorker:
                 logger.exception('inbox "{}": a report listener failed', self.name)
 
     def _clear_retry(self) -> None:
-        if self.hold_reason is not None:
+        if self._held_locally:
+            logger.info('inbox "{}": the local fault is gone; resuming', self.name)
+        elif self.hold_reason is not None:
             logger.info('inbox "{}": the server accepts uploads again; resuming', self.name)
         self.hold_reason = None
+        self._held_locally = False
         self.retry = _RetryState()
         self.backoff.reset()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import time
 
 import pytest
 
@@ -78,15 +77,31 @@ def test_good_bad_row_and_missing_column_end_in_the_right_folders(tmp_path, emu)
 
 
 def test_a_slowly_written_file_is_uploaded_once_and_complete(tmp_path, emu):
+    # Settling alone (no writer signals: the file is closed after each line, and
+    # the lease probe is off): a line every 0.9 x settle_seconds of the worker's
+    # clock, with a pass after each, is never taken for finished. Fake clock,
+    # real folders and server: no pause in the test, whatever the machine's speed.
+    from tests.test_settle import FakeClock
+
     inbox = tmp_path / "inbox"
+    settle = 2.0
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=settle))
+    clock = FakeClock()
+    worker = InboxWorker(cfg.inboxes[0], clock=clock, write_probe=lambda path: None)
+    stop = threading.Event()
     lines = [good_csv("slow0")] + [f"slow{i},F,L,Year 7,Student,\n" for i in range(1, 21)]
-    with running_service(write_config(tmp_path, emu, settle_seconds=2)):
-        with open(inbox / "slow.csv", "w", encoding="utf-8") as handle:
-            for line in lines:
+    try:
+        for line in lines:
+            with open(inbox / "slow.csv", "a", encoding="utf-8") as handle:
                 handle.write(line)
-                handle.flush()
-                time.sleep(0.5)  # the behaviour under test: a writer that pauses
-        wait_until(lambda: archived(inbox, "processed"), timeout=20)
+            worker.cycle(stop)
+            clock.advance(0.9 * settle)
+            worker.cycle(stop)
+        assert emu.uploads() == [], "still being written: never settled"
+        clock.advance(0.1 * settle)
+        worker.cycle(stop)
+    finally:
+        worker.close()
     assert len(emu.uploads()) == 1
     (done,) = archived(inbox, "processed")
     assert done.read_text(encoding="utf-8") == "".join(lines)
@@ -260,7 +275,9 @@ def test_a_sent_file_another_program_holds_is_filed_once_released(tmp_path, emu,
     def held_twice(claimed, destination):
         if refusals[0] and "scanned" in claimed.name:
             refusals[0] -= 1
-            raise PermissionError(13, "The process cannot access the file because it is being used")
+            refused = PermissionError(13, "The process cannot access the file because it is being used")
+            refused.winerror = 32  # what Windows sets (ERROR_SHARING_VIOLATION); archive.is_busy reads it
+            raise refused
         return real_archive(claimed, destination)
 
     monkeypatch.setattr(archive, "archive", held_twice)

@@ -12,13 +12,22 @@ import threading
 from pathlib import Path
 
 import pytest
+from loguru import logger
 
 from dropbox_sync import config
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.pipeline import Pipeline
 from dropbox_sync.watcher import Watcher, _mount_fstype
 from tests.helpers import wait_until
-from tests.support import PASSWORD, USER, archived, emulator_with_password, good_csv, running_service, write_config
+from tests.support import (
+    PASSWORD,
+    USER,
+    archived,
+    emulator_with_password,
+    good_csv,
+    running_service,
+    write_config,
+)
 
 
 @pytest.fixture
@@ -180,11 +189,24 @@ def test_network_mounts_are_detected_from_the_mount_table():
 
 
 def test_polling_observer_when_asked(tmp_path, emu):
+    # Only the polling observer can bring this file in: it is dropped after the
+    # start-up scan has finished (first.csv is through), the rescan is an hour
+    # away, and the log says the watch is a polling one, not inotify.
     inbox = tmp_path / "inbox"
-    config_path = write_config(tmp_path, emu, observer="polling", poll_seconds=0.2, settle_seconds=0.1)
-    with running_service(config_path):
-        (inbox / "polled.csv").write_text(good_csv("p"), encoding="utf-8")
-        wait_until(lambda: archived(inbox, "processed"))
+    config_path = write_config(tmp_path, emu, observer="polling", poll_seconds=0.2, settle_seconds=0.1,
+                               rescan_seconds=3600)  # fmt: skip
+    (inbox / "first.csv").write_text(good_csv("p0"), encoding="utf-8")
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="INFO", format="{message}", colorize=False)
+    try:
+        with running_service(config_path):
+            wait_until(lambda: archived(inbox, "processed"))
+            (inbox / "polled.csv").write_text(good_csv("p1"), encoding="utf-8")
+            wait_until(lambda: len(archived(inbox, "processed")) == 2)
+    finally:
+        logger.remove(sink)
+    assert [line for line in lines if "(polling observer)" in line], "the watch is a polling one"
+    assert [u.filename for u in emu.uploads()] == ["first.csv", "polled.csv"]
 
 
 def test_kill_9_at_random_moments_loses_nothing_and_repeats_at_most_one_upload_per_kill(tmp_path, emu):

@@ -13,6 +13,7 @@ from dropbox_sync.cli import main
 from dropbox_sync.errors import ConfigError
 from dropbox_sync.journal import Journal
 from dropbox_sync.pipeline import Pipeline
+from dropbox_sync.worker import InboxWorker
 from tests.support import (
     archived,
     emulator_with_password,
@@ -84,18 +85,26 @@ def test_shrink_guard_holds_a_suspiciously_small_file_until_approved(tmp_path, e
 
 
 def test_keep_days_prunes_processed_but_never_failed(tmp_path, emu):
+    # Every time a file has must be old for it to go (tests/test_retention.py has
+    # each measure); the wall clock is a month ahead so that even today's ctime is.
     inbox = tmp_path / "inbox"
-    config_path = write_config(tmp_path, emu, settle_seconds=0, keep_days=7)
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=0, keep_days=7))
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    young = (now - dt.timedelta(days=1)).strftime("%Y%m%dT%H%M%SZ")
     for folder in ("processed", "failed"):
         (inbox / folder).mkdir(parents=True, exist_ok=True)
-        for stamp in ("20200101T000000Z", dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")):
+        for stamp in ("20200101T000000Z", young):
             path = inbox / folder / f"{stamp}_old.csv"
             path.write_text("x", encoding="utf-8")
             archive.result_path(path).write_text("{}", encoding="utf-8")
-    Pipeline(config.load(config_path)).once(threading.Event())
-    assert [p.name[:16] for p in archived(inbox, "processed")] == [dt.datetime.now(dt.UTC).strftime("%Y%m%d")
-                                                                  + p.name[8:16] for p in archived(inbox, "processed")]  # fmt: skip
-    assert len(archived(inbox, "processed")) == 1 and not (inbox / "processed" / "20200101T000000Z_old.csv").exists()
+            for each in (path, archive.result_path(path)):
+                os.utime(each, (1_577_836_800, 1_577_836_800))  # 2020-01-01
+    worker = InboxWorker(cfg.inboxes[0], wall=lambda: now)
+    try:
+        worker.cycle(threading.Event())
+    finally:
+        worker.close()
+    assert [p.name for p in archived(inbox, "processed")] == [f"{young}_old.csv"]
     assert not (inbox / "processed" / "20200101T000000Z_old.csv.result.json").exists()
     assert len(archived(inbox, "failed")) == 2, "failed/ is never pruned"
 

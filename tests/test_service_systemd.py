@@ -63,7 +63,8 @@ RestrictRealtime=yes
 RestrictSUIDSGID=yes
 LockPersonality=yes
 SystemCallArchitectures=native
-CapabilityBoundingSet=
+AmbientCapabilities=CAP_LEASE
+CapabilityBoundingSet=CAP_LEASE
 ReadWritePaths=-/srv/sis/export
 ReadWritePaths="-/srv/office share/staff 100%%"
 

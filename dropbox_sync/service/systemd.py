@@ -121,7 +121,10 @@ def render_unit(settings: UnitSettings) -> str:
         "RestrictSUIDSGID=yes",
         "LockPersonality=yes",
         "SystemCallArchitectures=native",
-        "CapabilityBoundingSet=",
+        # CAP_LEASE alone: the read-lease probe (writers.py) that tells a file still open
+        # for writing, on files another user owns (fcntl(2), F_SETLEASE).
+        "AmbientCapabilities=CAP_LEASE",
+        "CapabilityBoundingSet=CAP_LEASE",
     ]
     # "-": a missing path (an unmounted share) must not stop the unit from starting;
     # the pipeline reports a missing inbox itself and waits for it.
