@@ -354,7 +354,8 @@ def approve(inbox: Path, name: str) -> Path:
     return claimed
 
 
-def prune_processed(inbox: Path, keep_days: float, now: dt.datetime, *, spare: frozenset[str] = frozenset()) -> list[Path]:
+def prune_processed(inbox: Path, keep_days: float, now: dt.datetime, *,
+                    spare: frozenset[str] = frozenset()) -> list[Path]:  # fmt: skip
     """Delete processed/ files (and results) older than ``keep_days`` by every measure we have.
 
     Only processed/: failed/ and held/ need a person and are never pruned. No

@@ -10,6 +10,7 @@ went away, is rebuilt by ``Watcher.supervise`` (watchdog #427, #793, #1065).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import stat
 import sys
@@ -287,7 +288,7 @@ class Watcher:
         try:
             notice = None
             if self._notice is not None and reports_close_writes(observer):
-                notice = lambda event, name=inbox.name: self._notice(name, event)
+                notice = functools.partial(self._notice, inbox.name)
             handler = _WakeHandler(lambda name=inbox.name: self._wake(name), notice)
             self._watches[inbox.name] = observer.schedule(handler, str(inbox.path), recursive=False,
                                                           event_filter=WATCHED_EVENTS)  # fmt: skip
