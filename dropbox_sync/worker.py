@@ -82,6 +82,7 @@ class _Unrecorded:
     summary: str
     result: dict[str, Any]
     log_line: str  # the summary, with the first failed rows for the log
+    learn: Callable[[], None] | None = None  # what the roster memory takes from it, once it is on disk
 
 
 @dataclass
@@ -380,12 +381,15 @@ class InboxWorker:
         """Delta found no change: filed in processed/ with a result of our own, not uploaded."""
         assert upload.changes is not None
         body = {"success": True, "summary": upload.changes.no_changes_summary()}
-        self._remember(upload, body, None)
         facts = {**upload.facts, "sha256": preflight.file_sha256(claimed, max_file_size=self.inbox.max_file_size)}
-        return self._conclude(claimed, original, started, body, None, facts, result.NO_CHANGES, Outcome.PROCESSED)
+        return self._conclude(claimed, original, started, body, None, facts, result.NO_CHANGES, Outcome.PROCESSED,
+                              learn=lambda: self._remember(upload, body, None))  # fmt: skip
 
     def _remember(self, upload: Upload, body: dict[str, Any], sent: Path | None) -> None:
-        """The one place the roster memory learns: what the server confirmed of what was sent."""
+        """The one place the roster memory learns: what the server confirmed of what was sent
+        (``sent``: that CSV; None: nothing was uploaded). Called once the result is on disk, so
+        the memory is never ahead of the results: a crash between the two only means those rows
+        are sent again."""
         try:
             changes.remember(self.roster, self.name, upload.route.safe_url, upload.changes, sent, body, self.wall())
         except Exception:  # noqa: BLE001 - the import happened: a memory problem must never make us send again
@@ -424,9 +428,11 @@ class InboxWorker:
             return Outcome.NOT_READY
         facts["sha256"] = reply.sha256
         facts.update(reply.notes())
-        self._remember(upload, reply.body or {}, upload.path)
         facts.update(self._keep_sent(claimed, upload, reply))
-        return self._conclude(claimed, original, started, reply.body or {}, reply, facts, result.UPLOAD)
+        kept = archive.sent_path(claimed)
+        sent = kept if upload.rewritten and kept.exists() else upload.path
+        return self._conclude(claimed, original, started, reply.body or {}, reply, facts, result.UPLOAD,
+                              learn=lambda: self._remember(upload, reply.body or {}, sent))  # fmt: skip
 
     def _keep_sent(self, claimed: Path, upload: Upload, reply: Reply) -> dict[str, Any]:
         """A mapped upload is kept beside the export (``<archived>.sent.csv``), and each row
@@ -451,8 +457,10 @@ class InboxWorker:
         return self._client
 
     def _conclude(self, claimed: Path, original: str, started: dt.datetime, body: dict[str, Any],
-                  reply: Reply | None, facts: dict[str, Any], stage: str, outcome: Outcome | None = None) -> Outcome:  # fmt: skip
-        """Every final outcome: write the one result, journal it, file the claimed file away."""
+                  reply: Reply | None, facts: dict[str, Any], stage: str, outcome: Outcome | None = None,
+                  learn: Callable[[], None] | None = None) -> Outcome:  # fmt: skip
+        """Every final outcome: write the one result, journal it, file the claimed file away.
+        ``learn``: what the roster memory takes from it, once the result is written."""
         if outcome is None:
             success = reply.success if reply else body.get("success") is True  # "true" as text too
             outcome = Outcome.PROCESSED if success else Outcome.FAILED
@@ -468,7 +476,7 @@ class InboxWorker:
             summary_line = summary
         # The journal first: it is history, and often on another disk than the inbox.
         self._journal(claimed.name, original, started, finished, status, outcome.value, summary, facts)
-        return self._record(claimed, _Unrecorded(original, outcome, summary, data, summary_line))
+        return self._record(claimed, _Unrecorded(original, outcome, summary, data, summary_line, learn))
 
     def _record(self, claimed: Path, verdict: _Unrecorded) -> Outcome:
         """Save the result beside the claimed file, then file both away.
@@ -486,6 +494,8 @@ class InboxWorker:
                                     f"{archive.folder(self.inbox.path, archive.SENDING)}: {exc.strerror or exc}. "
                                     "It was imported and will not be sent again; saving is retried")  # fmt: skip
         self._unrecorded.pop(claimed.name, None)
+        if verdict.learn is not None:
+            verdict.learn()  # never ahead of the result: a crash before this only means rows sent again
         self.waiting.pop(claimed.name, None)
         outcome = verdict.outcome
         self._clear_retry()  # before filing away, which may hold for a local fault of its own
