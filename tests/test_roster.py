@@ -12,7 +12,10 @@ import functools
 import io
 import json
 import threading
+from contextlib import closing
 from pathlib import Path
+
+import pytest
 
 from dropbox_sync import archive, config, paths
 from dropbox_sync.emulator import Emulator
@@ -26,6 +29,7 @@ from tests.support import (
     result_of,
     write_config,
 )
+from tests.test_local_faults import fill, small_disk  # noqa: F401 - a fixture
 
 START = dt.datetime(2026, 11, 2, 1, 0, tzinfo=dt.UTC)
 
@@ -367,3 +371,43 @@ def test_with_a_mapping_delta_traces_each_row_sent_to_the_export_line(tmp_path, 
     listed = result["dropbox_sync"]["changes"]["changed_users"]
     changed = {item["username"]: (item["row"], item["line"]) for item in listed}
     assert changed == {"00007": (8, 9), "00008": (9, 10)}
+
+
+def remembered_row(state_dir: Path, username: str) -> dict[str, str]:
+    import sqlite3
+
+    with closing(sqlite3.connect(state_dir / paths.ROSTER_FILE)) as db:
+        (row,) = db.execute("SELECT row FROM users WHERE username = ?", (username,)).fetchone()
+    return json.loads(row)
+
+
+@pytest.mark.usefixtures("small_disk")
+def test_the_memory_learns_only_once_the_result_is_on_disk(tmp_path, emu):
+    # A full disk (a real one: tmpfs) keeps the reply in memory and holds the inbox; the roster
+    # must not learn from a reply whose result is not saved yet, or a crash then would file
+    # the export again as "no changes" and lose its result.
+    from dropbox_sync.roster import Roster
+    from tests.test_settle import FakeClock
+
+    inbox = tmp_path / "inbox"  # its own 256 KiB tmpfs
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=0, retry_first_seconds=1, retry_max_seconds=8))
+    clock, stop = FakeClock(), threading.Event()
+    worker = InboxWorker(cfg.inboxes[0], clock=clock, roster=Roster(tmp_path / "state" / paths.ROSTER_FILE))
+    archive.ensure_folders(inbox)
+    try:
+        (inbox / "students.csv").write_text(export(range(1, 4)), encoding="utf-8")
+        worker.cycle(stop)
+        assert remembered_row(tmp_path / "state", "s0002")["library-group"] == "Year 7"
+        (inbox / "students.csv").write_text(export(range(1, 4), {2: {"year": 9}}), encoding="utf-8")
+        filler = fill(inbox)
+        for _ in range(2):
+            worker.cycle(stop)
+            clock.advance(10)
+        assert len(emu.uploads()) == 2 and worker.hold_reason is not None
+        assert remembered_row(tmp_path / "state", "s0002")["library-group"] == "Year 7", "not yet"
+        filler.unlink()
+        worker.cycle(stop)
+        assert worker.hold_reason is None
+        assert remembered_row(tmp_path / "state", "s0002")["library-group"] == "Year 9"
+    finally:
+        worker.close()
