@@ -22,7 +22,7 @@ from typing import TextIO
 
 from loguru import logger
 
-from dropbox_sync import paths
+from dropbox_sync import archive, paths
 from dropbox_sync.redact import scrub
 
 CONSOLE_FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}"
@@ -39,6 +39,10 @@ def setup(
 ) -> None:
     """Replace every sink: the console, and a daily file in ``log_dir`` if given."""
     logger.remove()
+    # One record is one line: a file name (or a server's text) holding a line break or an
+    # escape sequence must not forge a log line or repaint a terminal, whichever code logged it.
+    # Only the message: the traceback loguru appends after it keeps its own lines.
+    logger.configure(patcher=_one_line)
     stream = console if console is not None else sys.stderr
     if stream is None:  # pythonw.exe and Windows services have no console at all
         stream = _Nowhere()
@@ -62,6 +66,10 @@ def setup(
         )
     _intercept_stdlib_logging()
     _route_uncaught_exceptions()
+
+
+def _one_line(record) -> None:
+    record["message"] = archive.display_name(record["message"])
 
 
 def _route_uncaught_exceptions() -> None:

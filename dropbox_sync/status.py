@@ -122,7 +122,8 @@ def waiting(inbox: InboxConfig, reasons: dict[str, str], found: Discovery | None
     ``reasons``: what the worker said about each (its snapshot's ``waiting``)."""
     found = _discover(inbox) if found is None else found
     entries = [_waiting_entry(path, reasons) for path in found.claimed + [inbox.path / c.name for c in found.waiting]]
-    marker = {c.name: f"waits for its done marker {c.name}{inbox.done_marker}" for c in found.unfinished}
+    marker = {c.name: f"waits for its done marker {archive.display_name(c.name)}{inbox.done_marker}"
+              for c in found.unfinished}  # fmt: skip
     return entries + [_waiting_entry(inbox.path / name, marker) for name in marker]
 
 
@@ -139,7 +140,7 @@ def _waiting_entry(path: Path, reasons: dict[str, str]) -> dict[str, Any]:
     except OSError:
         waited = None
     where = "sending/" if path.parent.name == archive.SENDING else "inbox"
-    return {"file": path.name, "where": where, "seconds_since_modified": waited,
+    return {"file": archive.display_name(path.name), "where": where, "seconds_since_modified": waited,
             "reason": reasons.get(path.name) or ("claimed, to be sent next" if where == "sending/" else "queued")}
 
 

@@ -1,0 +1,69 @@
+"""Red-team regressions: what a hostile tester broke by driving the CLI as a technician would.
+
+Each test runs the real command in a real process against the real emulator,
+with real folders; see docs/bad-input.md, docs/reliability.md, docs/security.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from dropbox_sync import archive
+from tests.support import archived, good_csv, run_cli, write_config
+
+# A name can hold any byte but "/" and NUL on Linux: line breaks, escape sequences,
+# bytes that are not UTF-8. None of them may forge or break a line of output.
+HOSTILE_NAMES = [b"new\nline.csv", b"ret\rurn.csv", b"ctl\x1b[31mred\x07.csv", b"bad\xff\xfeutf8.csv"]
+LOG_LINE = re.compile(r"^(\d\d:\d\d:\d\d|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d{4}) ")
+
+
+def _drop_hostile(inbox: Path) -> None:
+    for number, name in enumerate(HOSTILE_NAMES):
+        with open(os.fsencode(inbox) + b"/" + name, "wb") as handle:
+            handle.write(good_csv(f"hostile{number}").encode())
+
+
+def _assert_every_line_is_a_log_line(text: str, where: str) -> None:
+    for line in text.splitlines():
+        assert LOG_LINE.match(line), f"{where}: a line that is not a log line (a name forged it): {line!r}"
+        assert "\x1b" not in line and "\x07" not in line, f"{where}: a raw control character: {line!r}"
+
+
+def test_hostile_names_never_forge_a_log_line_nor_break_the_report(tmp_path: Path, emu) -> None:
+    config_path = write_config(tmp_path, emu)
+    inbox = tmp_path / "inbox"
+    _drop_hostile(inbox)
+    done = run_cli("--config", str(config_path), "once")
+    assert done.returncode == 0, done.stderr
+    assert len(archived(inbox, archive.PROCESSED)) == len(HOSTILE_NAMES)
+    assert "cannot write" not in done.stderr, done.stderr
+    _assert_every_line_is_a_log_line(done.stderr, "stderr")
+    for log_file in (tmp_path / "logs").iterdir():
+        _assert_every_line_is_a_log_line(log_file.read_text(encoding="utf-8"), log_file.name)
+
+
+def test_a_waiting_hostile_name_leaves_status_and_the_report_readable(tmp_path: Path, emu) -> None:
+    """Files still waiting (here: a done marker never comes) are listed by status and report.html."""
+    config_path = write_config(tmp_path, emu, done_marker=".done")
+    inbox = tmp_path / "inbox"
+    _drop_hostile(inbox)
+    done = run_cli("--config", str(config_path), "once")
+    assert "cannot write" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    page = (inbox / "report.html").read_text(encoding="utf-8")
+    assert "\x1b" not in page
+    shown = run_cli("--config", str(config_path), "status")
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\r" not in shown.stdout, shown.stdout
+    lines = shown.stdout.splitlines()
+    assert not any(line.startswith("line.csv") for line in lines), shown.stdout  # "new\nline.csv" split in two
+    as_json = run_cli("--config", str(config_path), "status", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    files = [entry["file"] for inbox_status in json.loads(as_json.stdout)["inboxes"]
+             for entry in inbox_status["waiting"]]  # fmt: skip
+    assert len(files) == len(HOSTILE_NAMES), files
+    for name in files:
+        name.encode("utf-8")  # a lone surrogate would make any UTF-8 reader fail
+        assert not any(ord(c) < 0x20 for c in name), name
