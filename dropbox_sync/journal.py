@@ -128,16 +128,28 @@ def is_damage(exc: sqlite3.Error) -> bool:
 
 class Journal:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
         self._opened: tuple[int, int] | None = None  # (device, inode) of the file we have open
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._connect(path)
         except sqlite3.DatabaseError as exc:
             if not is_damage(exc):
-                raise  # cannot open it at all (permissions, a full disk): the host hears why
-            self._db = self._fresh(exc)
+                self._db = self._in_memory(exc)
+            else:
+                self._db = self._fresh(exc)
+        except (sqlite3.Error, OSError) as exc:
+            self._db = self._in_memory(exc)
+
+    def _in_memory(self, problem: Exception) -> sqlite3.Connection:
+        """It cannot be opened at all (a folder in its place, a state folder this account
+        cannot write, a full disk): nothing to set aside, and the journal is history, so
+        the work goes on (uploads, status, history) and the log says why, every start."""
+        logger.error("cannot open the journal {} ({}); this run keeps its history in memory only: `status`, "
+                     "`history` and the shrink guard see nothing from before. Check that {} is a folder this "
+                     "account can write (state_dir in the config)", self.path, problem, self.path.parent)  # fmt: skip
+        return self._connect(":memory:")
 
     def _connect(self, path: Path | str) -> sqlite3.Connection:
         db = sqlite3.connect(path, check_same_thread=False, timeout=10)

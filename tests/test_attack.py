@@ -67,3 +67,21 @@ def test_a_waiting_hostile_name_leaves_status_and_the_report_readable(tmp_path: 
     for name in files:
         name.encode("utf-8")  # a lone surrogate would make any UTF-8 reader fail
         assert not any(ord(c) < 0x20 for c in name), name
+
+
+def test_a_journal_that_cannot_be_opened_loses_no_file_and_prints_no_traceback(tmp_path: Path, emu) -> None:
+    """A folder where journal.sqlite3 should be (or a state folder this account cannot
+    write): sqlite cannot open it at all. Regression: once, status and history died with
+    a traceback. The journal is history: the work goes on, and the log says why."""
+    config_path = write_config(tmp_path, emu)
+    (tmp_path / "state" / "journal.sqlite3").mkdir(parents=True)
+    (tmp_path / "inbox" / "a.csv").write_text(good_csv("journal1"), encoding="utf-8")
+    done = run_cli("--config", str(config_path), "once")
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
+    assert "journal" in done.stderr and "cannot" in done.stderr, done.stderr
+    assert [archive.original_name(p.name) for p in archived(tmp_path / "inbox", archive.PROCESSED)] == ["a.csv"]
+    for command in (["status"], ["status", "--json"], ["history"]):
+        shown = run_cli("--config", str(config_path), *command)
+        assert "Traceback" not in shown.stderr, (command, shown.stderr)
+        assert shown.returncode == 0, (command, shown.stderr)
