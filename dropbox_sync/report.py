@@ -223,7 +223,8 @@ def _moment(moment: dt.datetime | None, now: dt.datetime) -> dict[str, str] | No
 def _last_success(attempt: Attempt | None, now: dt.datetime) -> dict[str, Any] | None:
     if attempt is None:
         return None
-    return {"file": attempt.original, "summary": attempt.summary, "when": _moment(when.parse_iso(attempt.finished), now)}
+    finished = when.parse_iso(attempt.finished)
+    return {"file": attempt.original, "summary": attempt.summary, "when": _moment(finished, now)}
 
 
 def _import(inbox: InboxConfig, entry: HistoryEntry, now: dt.datetime, cache: dict) -> dict[str, Any]:
@@ -333,12 +334,25 @@ def _template():
             _environment = jinja2.Environment(
                 loader=jinja2.PackageLoader("dropbox_sync", "templates"),
                 autoescape=True,
-                finalize=lambda value: scrub(value) if isinstance(value, str) else value,
+                finalize=_shown,
                 undefined=jinja2.StrictUndefined,
                 trim_blocks=True,
                 lstrip_blocks=True,
             )
         return _environment.get_template("report.html")
+
+
+def _shown(value: object) -> object:
+    """Every value as the page shows it: scrubbed of secrets, and valid UTF-8 whatever a
+    name or message held (a name that is not UTF-8 reaches us with surrogates)."""
+    if not isinstance(value, str):
+        return value
+    value = scrub(value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return archive.display_name(value)
+    return value
 
 
 def from_config(cfg: Any, *, journal: Journal | None) -> ReportPages | None:

@@ -22,6 +22,7 @@ from dropbox_sync.config import ConfigError
 from dropbox_sync.journal import Journal
 from dropbox_sync.pipeline import Pipeline
 from dropbox_sync.session import pipeline_session
+from dropbox_sync.worker import InboxSnapshot
 from tests import sis_exports
 from tests.badservers import Scripted, ScriptedServer
 from tests.browser import Dom, dump_dom
@@ -351,3 +352,15 @@ def test_an_idle_watching_page_is_rewritten_now_and_then_so_its_time_shows_the_s
     now[0] += 10 * report.IDLE_REFRESH
     pages.tick()
     assert pages.renders == 3, "a stopped service's page says so once, then stays"
+
+
+def test_a_name_or_reason_that_is_not_utf8_never_stops_the_page(tmp_path, emu):
+    """A reason or name from anywhere (a worker message quoting a raw Linux name) may hold
+    surrogates; the page shows U+FFFD for them instead of failing to be written."""
+    cfg = config.load(write_config(tmp_path, emu))
+    raw = b"caf\xe9.csv".decode("utf-8", "surrogateescape")
+    snapshot = InboxSnapshot("inbox", tmp_path / "inbox", False, f"held because of {raw}", {raw: f"{raw} is open"},
+                             raw, 0.0)  # fmt: skip
+    html = report.render(report.gather(cfg.inboxes[0], snapshot, "watching", None, report.utc_now()))
+    pagefile.write_page(tmp_path / "inbox", "report.html", html)
+    assert "held because of caf\ufffd.csv" in text_of(tmp_path / "inbox")
