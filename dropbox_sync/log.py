@@ -12,6 +12,7 @@ rotation renames the open file, which fails on Windows while another process
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -56,7 +57,8 @@ def setup(
     )
     if log_dir is not None:
         logger.add(
-            DailyFileSink(log_dir, retention_days=retention_days, json_lines=log_format == "json"),
+            DailyFileSink(log_dir, retention_days=retention_days, json_lines=log_format == "json",
+                          fallback=_ScrubbingStream(stream)),
             level=level,
             format=FILE_FORMAT,  # loguru appends "\n{exception}" to a string format itself
             colorize=False,
@@ -142,14 +144,20 @@ class _ScrubbingStream:
 class DailyFileSink:
     """Appends to ``dropbox-sync_YYYY-MM-DD.log``; opens a new file when the date changes."""
 
-    def __init__(self, directory: Path, *, retention_days: int = 30, json_lines: bool = False) -> None:
+    def __init__(self, directory: Path, *, retention_days: int = 30, json_lines: bool = False,
+                 fallback: TextIO | None = None) -> None:
         self.directory = directory
         self.retention_days = retention_days
         self.json_lines = json_lines
+        # Where to say once that the file cannot be written: this sink cannot log about itself
+        # (loguru's handler lock), and loguru's own catch prints the raw record per line.
+        self._fallback = fallback
+        self._problem: str | None = None  # why the last write failed, until one works again
         self._lock = threading.Lock()
         self._day: dt.date | None = None
         self._file: TextIO | None = None
-        directory.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # else the first line's open fails and says why, once
+            directory.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, day: dt.date) -> Path:
         suffix = "jsonl" if self.json_lines else "log"
@@ -159,9 +167,36 @@ class DailyFileSink:
         text = self._render(message)
         day = message.record["time"].date() if hasattr(message, "record") else dt.date.today()
         with self._lock:
-            handle = self._handle_for(day)
-            handle.write(scrub(text))
-            handle.flush()
+            try:
+                handle = self._handle_for(day)
+                handle.write(scrub(text))
+                handle.flush()
+            except OSError as exc:  # a full disk, a vanished or read-only folder: the job goes on
+                self._lost(day, exc)
+                return
+            if self._problem is not None:
+                self._tell(f"the log file {self.path_for(day)} is written again (lines were lost while: "
+                           f"{self._problem})")  # fmt: skip
+                self._problem = None
+
+    def _lost(self, day: dt.date, exc: OSError) -> None:
+        self._close()  # reopened at the next line, which then starts on a fresh buffer
+        problem = exc.strerror or str(exc)
+        if self._problem is None:
+            self._tell(f"cannot write the log file {self.path_for(day)} ({problem}); its lines are lost "
+                       "until it works again (the console still has them)")  # fmt: skip
+        self._problem = problem
+
+    def _tell(self, text: str) -> None:
+        if self._fallback is not None:
+            stamp = dt.datetime.now().strftime("%H:%M:%S")
+            self._fallback.write(f"{stamp} WARNING {archive.display_name(text)}\n")
+
+    def _close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):  # the unflushed tail of a full disk: already reported
+                self._file.close()
+            self._file = None
 
     def _render(self, message) -> str:
         if not self.json_lines or not hasattr(message, "record"):
@@ -179,8 +214,7 @@ class DailyFileSink:
 
     def _handle_for(self, day: dt.date) -> TextIO:
         if self._file is None or day != self._day:
-            if self._file is not None:
-                self._file.close()
+            self._close()
             # backslashreplace: a file name that is not valid UTF-8 must not stop logging.
             self._file = open(self.path_for(day), "a", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
             self._day = day
@@ -203,9 +237,7 @@ class DailyFileSink:
 
     def stop(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            self._close()
 
 
 # watchdog's inotify emitter logs this at ERROR when the observer is stopped

@@ -8,10 +8,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from dropbox_sync import archive
 from tests.support import archived, good_csv, run_cli, write_config
+from tests.test_local_faults import fill
 
 # A name can hold any byte but "/" and NUL on Linux: line breaks, escape sequences,
 # bytes that are not UTF-8. None of them may forge or break a line of output.
@@ -85,3 +90,48 @@ def test_a_journal_that_cannot_be_opened_loses_no_file_and_prints_no_traceback(t
         shown = run_cli("--config", str(config_path), *command)
         assert "Traceback" not in shown.stderr, (command, shown.stderr)
         assert shown.returncode == 0, (command, shown.stderr)
+
+
+@pytest.fixture
+def full_log_disk(tmp_path: Path):
+    """tmp_path/logs (write_config's log_dir) on its own 256 KiB tmpfs, filled up."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs Linux and root")
+    mount_point = tmp_path / "logs"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mount_point)],
+                             check=False, capture_output=True, text=True, timeout=30)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        fill(mount_point)
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False, capture_output=True, timeout=30)
+
+
+def test_a_full_log_disk_costs_one_warning_not_a_dump_per_line(tmp_path: Path, emu, full_log_disk) -> None:
+    """Regression: with the log folder's disk full, loguru printed "Logging error in Loguru
+    Handler", the raw record (message unscrubbed) and two tracebacks for every log line."""
+    config_path = write_config(tmp_path, emu)
+    for number in range(3):
+        (tmp_path / "inbox" / f"f{number}.csv").write_text(good_csv(f"full{number}"), encoding="utf-8")
+    done = run_cli("--config", str(config_path), "once")
+    assert done.returncode == 0, done.stderr
+    assert len(archived(tmp_path / "inbox", archive.PROCESSED)) == 3
+    assert "Logging error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    _assert_every_line_is_a_log_line(done.stderr, "stderr")
+    warnings = [line for line in done.stderr.splitlines() if "cannot write the log file" in line]
+    assert len(warnings) == 1 and "No space left on device" in warnings[0], done.stderr
+
+
+def test_a_log_folder_that_cannot_be_made_costs_one_warning_not_a_traceback(tmp_path: Path, emu) -> None:
+    """Regression: log_dir naming a plain file (or a folder under /proc) ended `once` with a traceback."""
+    config_path = write_config(tmp_path, emu)
+    (tmp_path / "logs").write_text("a plain file where the log folder should be\n", encoding="utf-8")
+    (tmp_path / "inbox" / "a.csv").write_text(good_csv("logdir1"), encoding="utf-8")
+    done = run_cli("--config", str(config_path), "once")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len([line for line in done.stderr.splitlines() if "cannot write the log file" in line]) == 1, done.stderr
+    assert len(archived(tmp_path / "inbox", archive.PROCESSED)) == 1
