@@ -254,7 +254,12 @@ def _compare(changes: Changes, codec: Codec, rows: Iterator[tuple[int, list[str]
                 row = row[: codec.width] + [""] * (codec.width - len(row) + extra)
             writer.writerow(row)
             sent.append(export_row)
-    changes.leavers = [username for username in digests if username not in seen]
+    if number:
+        changes.leavers = [username for username in digests if username not in seen]
+    elif digests:
+        # A header and no rows is what a failed SIS export job leaves: it says nothing about
+        # who left, and must never deactivate the school (Infiniti takes it as a no-op import).
+        changes.note = "the file has no rows: nobody is taken for a leaver"
     changes.sent_rows = number
     return sent
 

@@ -411,3 +411,15 @@ def test_the_memory_learns_only_once_the_result_is_on_disk(tmp_path, emu):
         assert remembered_row(tmp_path / "state", "s0002")["library-group"] == "Year 9"
     finally:
         worker.close()
+
+
+def test_an_export_without_rows_deactivates_nobody(tmp_path, emu):
+    school = School(tmp_path, emu, delta=True, leavers="deactivate")
+    school.night(export(range(1, 6)))
+    filed, result = school.night(HEADER)
+    changes = result["dropbox_sync"]["changes"]
+    assert (filed.parent.name, changes["leavers"], changes["deactivated"]) == ("processed", 0, 0)
+    assert changes["note"] == "the file has no rows: nobody is taken for a leaver"
+    assert all(u.enabled for u in school.users().values())
+    _, result = school.night(export(range(1, 6)))
+    assert result["dropbox_sync"]["changes"]["unchanged"] == 5, "and the memory is kept"
