@@ -31,6 +31,7 @@ from dropbox_sync import __version__
 from dropbox_sync.archive import display_name, open_claimed
 from dropbox_sync.config import InboxConfig, password_of
 from dropbox_sync.errors import HoldError, TransientError
+from dropbox_sync.outcome import NOT_INFINITI
 from dropbox_sync.redact import redact_url, scrub
 from dropbox_sync.reply import MAX_REPLY_BYTES, Reply, read_reply
 from dropbox_sync.tls import client_context
@@ -108,6 +109,12 @@ class ImportClient:
                         raise TransientError(
                             f"{safe_url} did not finish the upload and its reply within {budget:.0f} s "
                             "(connect_timeout + timeout + the file at 32 KiB/s)", read_timeout=True) from exc
+                    if deadline.sent and _unreadable_reply(exc):
+                        # The whole file reached the server, which answered in a way HTTP cannot read
+                        # (a header too big, a broken chunk or encoding): the import may have happened,
+                        # so it counts like any reply that is not Infiniti's: a few tries, then a hold.
+                        raise TransientError(f"{safe_url} answered, but its reply cannot be read ({scrub(str(exc))}) "
+                                             f"({NOT_INFINITI})", foreign=True) from exc
                     raise _translate(exc, safe_url) from exc
         _refuse_redirect(response, safe_url)
         reply = read_reply(response.status_code, content, content_type=response.headers.get("Content-Type", ""),
@@ -124,6 +131,7 @@ class _Deadline:
 
     def __init__(self, seconds: float, sockets: weakref.WeakSet[socket.socket], lock: threading.Lock) -> None:
         self.expired = False
+        self.sent = False  # the whole request, file included, went out
         self._sockets = sockets
         self._lock = lock
         self._timer = threading.Timer(seconds, self._expire)
@@ -139,6 +147,8 @@ class _Deadline:
         self._timer.join()
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event.endswith("send_request_body.complete"):  # httpcore's http11. and http2. events
+            self.sent = True
         if event.endswith(("connect_tcp.complete", "start_tls.complete")):
             sock = info["return_value"].get_extra_info("socket")
             if sock is not None:
@@ -208,6 +218,15 @@ def _refuse_redirect(response: httpx.Response, safe_url: str) -> None:
             "put the final address in 'url'",
             status=response.status_code,
         )
+
+
+# httpcore's words when the connection ends before any byte of a reply: a passing fault
+# (a server restarting), not a reply. Any other protocol error means bytes came back unreadable.
+_NO_REPLY = "Server disconnected without sending a response"
+
+
+def _unreadable_reply(exc: httpx.HTTPError) -> bool:
+    return isinstance(exc, httpx.RemoteProtocolError | httpx.DecodingError) and _NO_REPLY not in str(exc)
 
 
 def _translate(exc: httpx.HTTPError, safe_url: str) -> Exception:

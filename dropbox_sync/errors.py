@@ -83,10 +83,12 @@ class TransientError(TransferError):
         status: int | None = None,
         retry_after: float | None = None,
         read_timeout: bool = False,
+        foreign: bool = False,
     ) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
         self.read_timeout = read_timeout
+        self.foreign = foreign  # the server took the file and answered unreadably: counts towards a hold
 
 
 class FileNotReady(DropboxSyncError):

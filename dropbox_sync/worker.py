@@ -412,7 +412,7 @@ class InboxWorker:
             return self._hold(claimed, original, started, str(exc), exc.status, facts)
         except TransientError as exc:
             return self._transient(claimed, original, started, str(exc), exc.status, exc.retry_after,
-                                   exc.read_timeout, facts)  # fmt: skip
+                                   exc.read_timeout, facts, foreign=exc.foreign)  # fmt: skip
         finally:
             self._beat, self._uploading = self.clock(), None
         verdict, reason = judge(reply)

@@ -135,3 +135,20 @@ def test_a_log_folder_that_cannot_be_made_costs_one_warning_not_a_traceback(tmp_
     assert "Traceback" not in done.stderr, done.stderr
     assert len([line for line in done.stderr.splitlines() if "cannot write the log file" in line]) == 1, done.stderr
     assert len(archived(tmp_path / "inbox", archive.PROCESSED)) == 1
+
+
+def test_a_reply_whose_headers_cannot_be_read_is_foreign_not_unreachable(tmp_path: Path) -> None:
+    """The server took the whole file and answered with a header too big to read (a proxy's
+    cookie monster): h11 says "Receive buffer too long". Regression: that was "cannot reach"
+    (a passing fault), so `run` uploaded the file again after every backoff, for ever."""
+    from dropbox_sync.outcome import FOREIGN_REPLIES_BEFORE_HOLD
+    from tests.badservers import Scripted, ScriptedServer
+    from tests.test_replies import once
+
+    reply = Scripted(body=b'{"success": true, "summary": "ok"}', headers=(("X-Cookie-Monster", "a" * 200_000),))
+    with ScriptedServer(reply) as server:
+        inbox, result = once(tmp_path, server)
+    assert server.stats.requests == FOREIGN_REPLIES_BEFORE_HOLD, "bounded: no re-upload loop"
+    reason = result.held["inbox"]
+    assert "not an Infiniti import reply" in reason and "cannot reach" not in reason, reason
+    assert len(list((inbox / "sending").iterdir())) == 1, "the file waits, claimed, nothing lost"
