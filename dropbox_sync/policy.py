@@ -27,10 +27,12 @@ DEFAULTS: dict[str, Any] = {
     "full_sync_days": 7.0,
     "leavers": KEEP,
     "leaver_values": None,  # None: DEFAULT_LEAVER_VALUES
-    # Off unless set: a guard that holds files would otherwise start holding files on an
-    # upgrade (config.toml recommends 0.2).
-    "change_guard": 0.0,
+    # None: off (0), except with leavers = "deactivate", where it is 0.2: a partial export
+    # dropped on a roster route would otherwise deactivate everyone missing from it. Off by
+    # default otherwise, so an upgrade does not start holding files (config.toml recommends 0.2).
+    "change_guard": None,
 }
+DEACTIVATE_GUARD = 0.2
 KEYS = frozenset(DEFAULTS)
 
 
@@ -68,6 +70,8 @@ def build(values: Mapping[str, Any]) -> RosterPolicy:
     if leavers not in LEAVER_CHOICES:
         raise ConfigError(f"leavers must be one of {', '.join(LEAVER_CHOICES)}")
     guard = merged["change_guard"]
+    if guard is None:
+        guard = DEACTIVATE_GUARD if leavers == DEACTIVATE else 0.0
     if isinstance(guard, bool) or not isinstance(guard, int | float) or not 0 <= guard < 1:
         raise ConfigError("change_guard must be a fraction from 0 (off) to below 1, e.g. 0.2")
     return RosterPolicy(delta, float(days), leavers, _leaver_values(merged["leaver_values"]), float(guard))

@@ -423,3 +423,14 @@ def test_an_export_without_rows_deactivates_nobody(tmp_path, emu):
     assert all(u.enabled for u in school.users().values())
     _, result = school.night(export(range(1, 6)))
     assert result["dropbox_sync"]["changes"]["unchanged"] == 5, "and the memory is kept"
+
+
+def test_deactivate_guards_against_a_partial_export_unless_told_not_to(tmp_path, emu):
+    school = School(tmp_path, emu, leavers="deactivate")  # change_guard not set: 0.2 with deactivate
+    school.night(export(range(1, 11)))
+    filed, result = school.night(export([1, 2, 3]), name="new_students.csv")
+    assert filed.parent.name == "held" and "change_guard = 0.2" in result["summary"]
+    other = tmp_path / "other"
+    other.mkdir()
+    for keys, guard in (({"leavers": "deactivate", "change_guard": 0}, 0), ({"leavers": "report"}, 0)):
+        assert config.load(write_config(other, emu, **keys)).inboxes[0].routes[0].policy.change_guard == guard
