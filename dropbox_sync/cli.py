@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     history = command("history", cmd_history, "past imports, newest first: outcome, users created/updated/failed")
     history.add_argument("--inbox", metavar="NAME", help="only this inbox")
     history.add_argument("--since", metavar="DATE", help="only imports finished since DATE (2026-11-25, local time)")
-    history.add_argument("--limit", type=int, metavar="N", help="at most N entries")
+    history.add_argument("--limit", type=_positive, metavar="N", help="at most N entries")
     history.add_argument("--json", action="store_true", help="print JSON")
     approve = command("approve", cmd_approve, "send a file the shrink guard put in held/ (it goes next)")
     approve.add_argument("files", nargs="+", help="names in an inbox's held/ folder (archived or as dropped)")
@@ -200,9 +200,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     cfg = _load(args, sending=True)
     inbox = _choose_inbox(cfg, args.inbox)
-    path: Path = args.file
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    path = _existing_file(args.file)
     # The pipeline's own preparation (route, encoding, pre-flight); a UTF-8 copy
     # goes to a temporary folder, never beside the user's file.
     with tempfile.TemporaryDirectory(prefix="dropbox-sync-send-") as scratch:
@@ -255,14 +253,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     return run_check(cfg, args.files, online=args.online, out=sys.stdout)
 
 
+_MOST = 1_000_000_000  # SQLite's LIMIT overflows past 2**63; nobody means more than this
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    if not 1 <= value <= _MOST:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {_MOST}, not {text!r}")
     return value
+
+
+def _existing_file(path: Path) -> Path:
+    """FILE of send, preview and diff: a regular file, else a usage error that says what it is."""
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder, not a file")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{path}: is not a regular file (a device, a pipe or a socket)")
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    return path
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -285,9 +297,7 @@ def _file_command(args: argparse.Namespace):
     from dropbox_sync.check import inbox_for
 
     cfg = _load(args)
-    path: Path = args.file
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    path = _existing_file(args.file)
     return cfg, _choose_inbox(cfg, args.inbox) if args.inbox else inbox_for(cfg, path), path
 
 

@@ -152,3 +152,20 @@ def test_a_reply_whose_headers_cannot_be_read_is_foreign_not_unreachable(tmp_pat
     reason = result.held["inbox"]
     assert "not an Infiniti import reply" in reason and "cannot reach" not in reason, reason
     assert len(list((inbox / "sending").iterdir())) == 1, "the file waits, claimed, nothing lost"
+
+
+def test_odd_command_arguments_are_usage_errors_never_a_traceback(tmp_path: Path, emu) -> None:
+    """Regression: `history --limit 99999999999999999999` died with a traceback (SQLite's
+    integer overflow), and a folder or device given as FILE was "no such file"."""
+    config_path = write_config(tmp_path, emu)
+    base = ("--config", str(config_path))
+    for limit in ("99999999999999999999", "-1", "0"):
+        done = run_cli(*base, "history", "--limit", limit)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, (limit, done.stderr)
+        assert "--limit" in done.stderr, done.stderr
+    for command in ("send", "preview", "diff"):
+        for target, words in ((tmp_path / "inbox", "is a folder"), (Path("/dev/null"), "is not a regular file"),
+                              (tmp_path / "nope.csv", "no such file")):  # fmt: skip
+            done = run_cli(*base, command, str(target))
+            assert done.returncode == 2 and "Traceback" not in done.stderr, (command, target, done.stderr)
+            assert words in done.stderr, (command, target, done.stderr)
