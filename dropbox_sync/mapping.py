@@ -21,6 +21,7 @@ route, ``mapper.py`` streams an export through one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -145,8 +146,9 @@ def build(columns: object, values: object) -> ColumnMapping:
     seen: dict[str, str] = {}
     for name, text in columns.items():
         key = f"columns.{name}"
-        if not name.strip():
-            raise TemplateError("names an empty output column", key=key)
+        if not name.strip():  # key=f"columns.{name}" would read "columns. names ..."
+            raise TemplateError(f'has an output column with no name ({json.dumps(name)} = ...): name it as '
+                                "Infiniti's import expects, e.g. username", key="columns")  # fmt: skip
         if fold(name) in seen:
             raise TemplateError(f'repeats column "{seen[fold(name)]}" (names are compared ignoring case)', key=key)
         seen[fold(name)] = name

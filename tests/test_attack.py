@@ -169,3 +169,13 @@ def test_odd_command_arguments_are_usage_errors_never_a_traceback(tmp_path: Path
             done = run_cli(*base, command, str(target))
             assert done.returncode == 2 and "Traceback" not in done.stderr, (command, target, done.stderr)
             assert words in done.stderr, (command, target, done.stderr)
+
+
+def test_an_unnamed_output_column_is_one_clear_config_line(tmp_path: Path, emu) -> None:
+    """Regression: it read 'inbox "inbox": columns. names an empty output column'."""
+    config_path = write_config(tmp_path, emu)
+    with open(config_path, "a", encoding="utf-8") as handle:
+        handle.write('[inbox.columns]\nusername = "{ID}"\n"" = "x"\n')
+    done = run_cli("--config", str(config_path), "check")
+    assert done.returncode == 2, done.stderr
+    assert "columns. " not in done.stderr and 'no name ("" = ...)' in done.stderr, done.stderr
