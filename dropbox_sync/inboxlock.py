@@ -7,7 +7,9 @@ The lock is an OS file lock (``filelock``: ``fcntl.flock`` on POSIX,
 in any way, kill -9 included: there is never a stale lock to clean up. It lives
 in the state dir, never in the inbox, which other people and programs write.
 Beside it, ``<lock>.json`` says who holds it (pid, command line, since when),
-so a second process can tell the technician which one to stop.
+so a second process can tell the technician which one to stop. The notifier
+takes one the same way for ``notify.json``, so only one process mails what is
+queued there.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from dropbox_sync import archive, mail, paths
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.errors import MailError
 from dropbox_sync.mail import SmtpServer
+from dropbox_sync.inboxlock import InboxLock
 from dropbox_sync.notify_settings import NotifySettings
 from dropbox_sync.notify_state import LEAVERS, MAX_FILES, FailedFile, Hold, Note, State
 from dropbox_sync.redact import scrub
@@ -91,14 +92,33 @@ class Notifier:
         self._retry_at: dt.datetime | None = None
         self._retry_delay = RETRY_FIRST
         self.host = socket.gethostname()
-        self.state = State.load(self._path)
+        # notify.json belongs to the process that sends the email: a second one (`once` beside
+        # the service) leaves it alone, or both would mail the same queued failures.
+        self._owner = InboxLock(state_dir, "notify", self._path) if state_dir is not None and self._path else None
+        self._owned = False
+        self.state = State()
         self._saved: dict[str, Any] | None = None
+        self._own()
+
+    def _own(self) -> bool:
+        """Hold notify.json's lock, taking it (and reading the file) as soon as it is free."""
+        if self._owned:
+            return True
+        if self._owner is not None:
+            try:
+                if not self._owner.acquire():
+                    return False
+            except OSError as exc:  # a state dir we may not write: as before locks, and say so
+                logger.warning("notify: cannot lock {} ({}); using it without a lock", self._path, exc)
+        self._owned = True
+        self.state, self._saved = State.load(self._path), None
         started = _iso(self.now())
         for name in self.inboxes:
             self.state.watching_since.setdefault(name, started)
         for episodes in (self.state.holds, self.state.stale_alerted, self.state.watching_since):
             for name in set(episodes) - set(self.inboxes):  # an inbox removed from the config
                 del episodes[name]
+        return True
 
     # called from the inbox workers: quick, never blocks on mail
     def on_report(self, report: FileReport) -> None:
@@ -119,13 +139,22 @@ class Notifier:
         way: the state was saved before sending, so the next run sends what did not go out.
         """
         self._stop.set()
+        abandoned = False
         if self._thread is not None:
             self._thread.join(self.flush_budget)
-            if self._thread.is_alive():
+            abandoned = self._thread.is_alive()
+            if abandoned:
                 logger.warning("notify: the mail server has not answered within {:g} s of stopping; what was "
                                "being sent is kept in {} and goes out at the next start", self.flush_budget,
                                self._path or "memory (no state dir)")  # fmt: skip
             self._thread = None
+        if not self._owned and self.pending:
+            holder = self._owner.holder() if self._owner is not None else None
+            logger.warning("notify: {} failed file(s) of this run were not mailed: another dropbox-sync process "
+                           "({}) sends the email for this state dir; the files are in failed/", self.pending,
+                           holder.describe() if holder else "unknown")  # fmt: skip
+        elif self._owner is not None and not abandoned:
+            self._owner.release()
 
     def _run(self) -> None:
         while True:
@@ -146,6 +175,8 @@ class Notifier:
         ``final`` (at stop) sends the digest without waiting out its window.
         """
         with self._tick_lock:
+            if not self._own():
+                return 0  # another process sends the email; reports wait in the (bounded) queue
             now = self.now()
             self._take_in(now)
             if self.settings.stale_after_hours > 0:

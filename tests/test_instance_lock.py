@@ -96,3 +96,35 @@ def test_the_lock_lives_in_the_state_dir_and_is_released_at_the_end(tmp_path, em
     assert not list((tmp_path / "inbox").glob("*.lock")), "nothing of ours in the shared inbox"
     assert lock.held_elsewhere() is None and lock.acquire(), "released when once ended"
     lock.release()
+
+
+def test_a_second_process_does_not_mail_what_the_service_has_queued(tmp_path, emu):
+    # notify.json belongs to the process that sends the email. Before, a `once` beside the
+    # service loaded the service's queued failures and mailed them at its exit, and the service
+    # mailed them again after its digest window: every failure twice.
+    from tests.test_notify import config_file, notify_table, smtp_server
+
+    with smtp_server() as (server, box):
+        config_path = config_file(tmp_path, notify_table(server.port, digest_minutes=60), emulator=emu)
+        notify_json = tmp_path / "state" / "notify.json"
+
+        def queued() -> list[str]:
+            try:
+                return [f["original"] for f in json.loads(notify_json.read_text(encoding="utf-8"))["failed"]]
+            except (OSError, ValueError, KeyError):
+                return []
+
+        service = dropbox_sync_process("--config", str(config_path), "run")
+        try:
+            (tmp_path / "inbox" / "bad.csv").write_text("username\nx\n", encoding="utf-8")  # goes to failed/
+            wait_until(lambda: queued() == ["bad.csv"], timeout=30)  # the service's digest waits its 60 min
+
+            code, err = finish(dropbox_sync_process("--config", str(config_path), "once"))
+            assert code == 3, err
+            assert box.messages == [], "the other process must not send the service's digest"
+            assert queued() == ["bad.csv"]
+        finally:
+            code, err = finish(service, stop=True)
+        assert code == 0, err
+        (message,) = box.messages  # the service sends it once, at its stop
+        assert "bad.csv" in message.get_content()

@@ -483,11 +483,13 @@ def test_smtp_server_down_is_logged_kept_and_retried(tmp_path, logs):
     assert notifier.tick() == 0 and len([line for line in logs if "not sent" in line]) == 2
     assert "trying again in 2 min" in logs[-1], "the wait grows while the server stays down"
     # A restart keeps what was not sent (notify.json in the state dir).
+    notifier.stop()
     restarted = Notifier(cfg.notify, cfg.inboxes, state_dir=tmp_path / "state", now=clock)
     assert restarted.pending == 1
     with smtp_server(port) as (_, box):
         assert restarted.tick() == 1
     assert "late.csv" in box.body() and restarted.pending == 0
+    restarted.stop()
     assert Notifier(cfg.notify, cfg.inboxes, state_dir=tmp_path / "state", now=clock).pending == 0
 
 
