@@ -40,8 +40,8 @@ from loguru import logger
 from dropbox_sync import archive, mail, paths
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.errors import MailError
-from dropbox_sync.mail import SmtpServer
 from dropbox_sync.inboxlock import InboxLock
+from dropbox_sync.mail import SmtpServer
 from dropbox_sync.notify_settings import NotifySettings
 from dropbox_sync.notify_state import LEAVERS, MAX_FILES, FailedFile, Hold, Note, State
 from dropbox_sync.redact import scrub
