@@ -24,6 +24,7 @@ Three steps, so that reading a config never needs the password:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import stat
@@ -338,6 +339,13 @@ def _optional_dir(raw: Mapping[str, Any], key: str, where: str, base_dir: Path) 
     return path_value(value, base_dir, lambda problem: ConfigError(f"{where}: {key} {problem}")) if value else None
 
 
+# Every wait ends up in a timer or a socket timeout: Windows takes at most ~49 days
+# (threading.TIMEOUT_MAX), and inf or 1e300 overflow everywhere. 11.5 days is past any sane
+# setting; days (keep_days, full_sync_days) stop at a century (timedelta's range is far above).
+MAX_SECONDS = 1_000_000
+MAX_DAYS = 36_500
+
+
 class _Reader:
     """Typed access to one merged inbox table, naming the key on every error."""
 
@@ -361,12 +369,16 @@ class _Reader:
             raise self.fail(key, "must be true or false")
         return value
 
-    def seconds(self, key: str, *, minimum: float = 0.0) -> float:
+    def seconds(self, key: str, *, minimum: float = 0.0, maximum: float = MAX_SECONDS) -> float:
         value = self.values.get(key)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(key, "must be a number of seconds")
+        if math.isnan(value):  # TOML has nan and inf: nan compares false to everything
+            raise self.fail(key, "must be a number, not nan")
         if value < minimum:
             raise self.fail(key, f"must be at least {minimum:g}")
+        if value > maximum:  # inf included
+            raise self.fail(key, f"must be at most {maximum:g}")
         return float(value)
 
     def patterns(self, key: str) -> tuple[str, ...]:
@@ -441,7 +453,7 @@ def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: 
         retry_first_seconds=read.seconds("retry_first_seconds", minimum=0.01),
         retry_max_seconds=read.seconds("retry_max_seconds", minimum=0.1),
         stop_timeout=read.seconds("stop_timeout"),
-        keep_days=read.seconds("keep_days"),
+        keep_days=read.seconds("keep_days", maximum=MAX_DAYS),
         routes=routes,
         shrink_guard=_fraction(read, "shrink_guard"),
         source_encoding=_encoding(read),

@@ -64,7 +64,7 @@ def build(values: Mapping[str, Any]) -> RosterPolicy:
     if not isinstance(delta, bool):
         raise ConfigError("delta must be true or false")
     days = merged["full_sync_days"]
-    if isinstance(days, bool) or not isinstance(days, int | float) or days < 0:
+    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= 36_500:  # nan, inf too
         raise ConfigError("full_sync_days must be a number of days (0 = never send the whole file)")
     leavers = merged["leavers"]
     if leavers not in LEAVER_CHOICES:

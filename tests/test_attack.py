@@ -179,3 +179,21 @@ def test_an_unnamed_output_column_is_one_clear_config_line(tmp_path: Path, emu) 
     done = run_cli("--config", str(config_path), "check")
     assert done.returncode == 2, done.stderr
     assert "columns. " not in done.stderr and 'no name ("" = ...)' in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("setting", ["settle_seconds = nan", "timeout = inf", "connect_timeout = nan",
+                                     "keep_days = nan", "stop_timeout = inf", "retry_first_seconds = -inf",
+                                     "hold_retry_seconds = 1e300", "delta = true\nfull_sync_days = inf",
+                                     "full_sync_days = nan"])  # fmt: skip
+def test_a_duration_that_is_not_a_finite_number_is_a_config_error(tmp_path: Path, emu, setting: str) -> None:
+    """TOML has nan and inf. Regression: they (and 1e300) were taken: `once` with
+    settle_seconds = nan never ended, timeout = inf or keep_days = nan ended each pass in a
+    traceback (OverflowError, ValueError), full_sync_days = inf in the roster's arithmetic."""
+    config_path = write_config(tmp_path, emu)
+    text = config_path.read_text(encoding="utf-8")
+    config_path.write_text(text.replace("settle_seconds = 0.3", setting), encoding="utf-8")
+    (tmp_path / "inbox" / "a.csv").write_text(good_csv("finite1"), encoding="utf-8")
+    done = run_cli("--config", str(config_path), "once")
+    assert done.returncode == 2, done.stderr
+    key = setting.split("\n")[-1].split(" = ")[0]
+    assert key in done.stderr and "Traceback" not in done.stderr, done.stderr
