@@ -51,7 +51,7 @@ MAX_FAILED_ROWS = 20  # per import; the rest are in the result and the failed-ro
 MAX_HELD = 100  # held files listed
 MAX_WAITING = 100  # waiting files listed (a burst of 10,000 is counted, not listed)
 MAX_RESULT_BYTES = 64 * 1024 * 1024  # a result bigger than this is not read for its rows
-FAILED_ROWS_SUFFIX = ".failed-rows.csv"  # beside a partly failed file in failed/
+MAX_CHANGED_NAMES = 10  # usernames named per kind of roster change; the counts are complete
 OUTCOME_TEXT = {"processed": "Imported", "failed": "Failed", "guarded": "Held for approval"}
 
 
@@ -231,12 +231,10 @@ def _import(inbox: InboxConfig, entry: HistoryEntry, now: dt.datetime, cache: di
     folder = entry.folder
     archived = inbox.path / folder / entry.archived_as
     result = archive.result_path(archived)
-    failed_csv = archived.with_name(archived.name + FAILED_ROWS_SUFFIX)
     links = [(label, _href(folder, path.name)) for label, path in
-             (("file", archived), ("result", result), ("failed rows (CSV)", failed_csv)) if _is_file(path)]  # fmt: skip
-    failed_rows, more = ([], 0)
-    if entry.outcome == "failed" and _is_file(result):
-        failed_rows, more = _failed_rows(inbox, archived, result, cache)
+             (("file", archived), ("result", result), ("failed rows (CSV)", archive.failed_rows_path(archived)))
+             if _is_file(path)]  # fmt: skip
+    facts = _result_facts(inbox, archived, result, cache) if _is_file(result) else _Facts()
     return {
         "file": entry.file,
         "archived_as": entry.archived_as,
@@ -248,26 +246,69 @@ def _import(inbox: InboxConfig, entry: HistoryEntry, now: dt.datetime, cache: di
         "updated": entry.updated,
         "failed": entry.failed,
         "links": links,
-        "failed_rows": failed_rows,
-        "more_failed_rows": more,
+        "failed_rows": facts.failed_rows if entry.outcome == "failed" else [],
+        "more_failed_rows": facts.more_failed_rows if entry.outcome == "failed" else 0,
+        "changes": facts.changes,
     }
 
 
-def _failed_rows(inbox: InboxConfig, archived: Path, result: Path, cache: dict) -> tuple[list[rows.FailedRow], int]:
-    """The failed rows of an archived file, read once: archived files do not change."""
+@dataclass(frozen=True)
+class _Facts:
+    """What the page takes from a result file besides the journal's line."""
+
+    failed_rows: list[rows.FailedRow] = field(default_factory=list)
+    more_failed_rows: int = 0
+    changes: list[str] = field(default_factory=list)  # the roster changes, in words
+
+
+def _result_facts(inbox: InboxConfig, archived: Path, result: Path, cache: dict) -> _Facts:
+    """Read an archived file's result once: archived files and their results do not change."""
     try:
         info = os.lstat(result)
     except OSError:
-        return [], 0
+        return _Facts()
     key = (str(result), info.st_size, info.st_mtime_ns)
     if key not in cache:
         data = _read_json(result) if info.st_size <= MAX_RESULT_BYTES else {}
         ours = data.get("dropbox_sync") if isinstance(data.get("dropbox_sync"), dict) else {}
         # Read as the upload read it: transcoded only when it was not UTF-8 (prepare.py).
         encoding = str(ours.get("transcoded_from") or "")
-        cache[key] = rows.failed_rows(data.get("details"), archived, encoding=encoding,
-                                      limit=MAX_FAILED_ROWS, traced=ours.get("export_rows"))  # fmt: skip
+        failed, more = rows.failed_rows(data.get("details"), archived, encoding=encoding,
+                                        limit=MAX_FAILED_ROWS, traced=ours.get("export_rows"))  # fmt: skip
+        cache[key] = _Facts(failed, more, _changes(ours.get("changes")))
     return cache[key]
+
+
+def _changes(changes: object) -> list[str]:
+    """The roster changes of an import (the result's ``changes``, changes.Changes.facts) in words:
+    ``["3 added: ann, bob, cid", "1 changed: dan", "1996 unchanged", "2 leavers (deactivated): eve, fay"]``."""
+    if not isinstance(changes, dict):
+        return []
+
+    def count(key: str) -> int:
+        value = changes.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    def names(key: str) -> list[str]:
+        listed = changes.get(key)
+        listed = listed if isinstance(listed, list) else []
+        return [str(item.get("username", "")) if isinstance(item, dict) else str(item) for item in listed]
+
+    def part(number: int, label: str, listed: list[str]) -> str:
+        shown = listed[:MAX_CHANGED_NAMES]
+        text = f"{number} {label}"
+        if shown:
+            text += ": " + ", ".join(shown) + (", …" if number > len(shown) else "")
+        return text
+
+    leavers = "leaver" if count("leavers") == 1 else "leavers"
+    if count("leavers") and changes.get("deactivated"):
+        leavers += " (deactivated)"
+    words = [part(count("added"), "added", names("added_users")),
+             part(count("changed"), "changed", names("changed_users")),
+             f"{count('unchanged')} unchanged",
+             part(count("leavers"), leavers, names("leaver_users"))]  # fmt: skip
+    return [text for text in words if not text.startswith("0 ")]
 
 
 def _held_files(inbox: InboxConfig, now: dt.datetime) -> list[dict[str, Any]]:

@@ -52,7 +52,7 @@ def main(target: Path) -> None:
             # Links resolve next to the copy as they do in the inbox.
             for folder in ("processed", "failed", "held"):
                 shutil.copytree(inbox / folder, workspace / folder, dirs_exist_ok=True)
-            screenshot(page, target, width=1150, height=1350)
+            screenshot(page, target, width=1150, height=1750)
         finally:
             emulator.stop()
     finally:

@@ -83,10 +83,10 @@ def test_the_page_a_person_sees_after_once(tmp_path, emu):
     assert "No files are waiting." in text
     # Newest first: the <img> file, then the hostile one, then good.csv; names as text.
     assert text.index(IMG_NAME) < text.index(HOSTILE_NAME) < text.index("good.csv")
-    assert f"{HOSTILE_NAME}\n3 users processed. 1 user created. 0 users updated. 2 users failed. | Failed | 1 | 0 | 2" \
-        in text  # fmt: skip
-    assert "good.csv\n2 users processed. 2 users created. 0 users updated. 0 users failed. | Imported | 2 | 0 | 0" \
-        in text  # fmt: skip
+    assert (f"{HOSTILE_NAME}\n3 users processed. 1 user created. 0 users updated. 2 users failed.\n"
+            "Roster changes: 3 added: ok1, O'Brien, pwn; 2 leavers: ann, bob | Failed | 1 | 0 | 2") in text
+    assert ("good.csv\n2 users processed. 2 users created. 0 users updated. 0 users failed.\n"
+            "Roster changes: 2 added: ann, bob | Imported | 2 | 0 | 0") in text
     # The failed rows: Infiniti's row, the spreadsheet line (header 1, blank line counted), username, reason.
     assert "Row | Spreadsheet line | Username | Reason" in text
     assert "| 2 | 3 | O'Brien | Field (emailAddress) is not a well-formed email address." in text
@@ -98,7 +98,7 @@ def test_the_page_a_person_sees_after_once(tmp_path, emu):
     targets = {inbox / urllib.parse.unquote(h) for h in links}
     assert all(t.is_file() for t in targets), targets
     failed_file = archived(inbox, "failed")[0]
-    assert {failed_file, archive.result_path(failed_file)} <= targets
+    assert {failed_file, archive.result_path(failed_file), archive.failed_rows_path(failed_file)} <= targets
     assert {p for p in archived(inbox, "processed")} <= targets
 
 
@@ -364,3 +364,17 @@ def test_a_name_or_reason_that_is_not_utf8_never_stops_the_page(tmp_path, emu):
     html = report.render(report.gather(cfg.inboxes[0], snapshot, "watching", None, report.utc_now()))
     pagefile.write_page(tmp_path / "inbox", "report.html", html)
     assert "held because of caf\ufffd.csv" in text_of(tmp_path / "inbox")
+
+
+def test_each_import_shows_the_roster_changes_it_made(tmp_path, emu):
+    inbox = tmp_path / "inbox"
+    config_path = write_config(tmp_path, emu, leavers="report")
+    (inbox / "monday.csv").write_text(good_csv("ann", "bob", "cid"), encoding="utf-8")
+    once(config_path)
+    tuesday = good_csv("bob", "dan") + "ann,First,Last,Year 8,Student,ann@school.example\n"
+    (inbox / "tuesday.csv").write_text(tuesday, encoding="utf-8")
+    once(config_path)
+    text = Dom(dump_dom(page_of(inbox))).text
+    assert "Roster changes: 1 added: dan; 1 changed: ann; 1 unchanged; 1 leaver: cid" in text
+    assert "Roster changes: 3 added: ann, bob, cid" in text
+    assert text.index("1 added: dan") < text.index("3 added: ann, bob, cid"), "newest first"
