@@ -37,7 +37,7 @@ from typing import Any
 
 from loguru import logger
 
-from dropbox_sync import credentials, mapping, policy
+from dropbox_sync import archive, credentials, mapping, policy
 from dropbox_sync.credentials import ENV, FILE, INLINE, KEYRING, PasswordSource, is_loopback
 from dropbox_sync.errors import ConfigError, TemplateError
 from dropbox_sync.notify_settings import NotifySettings, parse_settings, resolve_settings
@@ -660,3 +660,12 @@ def _reject_duplicates(inboxes: tuple[InboxConfig, ...], where: str) -> None:
                 f'{where}: inbox "{inbox.name}": path is the same folder as inbox "{folders[folder]}"'
             )
         folders[folder] = inbox.name
+    # An inbox inside another's work folder would send again every file the other filed
+    # there (to its own url) and move it out of the other's archive. A plain subfolder of an
+    # inbox is fine: the scan is not recursive.
+    for inbox in inboxes:
+        for other in inboxes:
+            for work in (archive.SENDING, archive.PROCESSED, archive.FAILED, archive.HELD):
+                if inbox is not other and inbox.path.is_relative_to(other.path / work):
+                    raise ConfigError(f'{where}: inbox "{inbox.name}": path is inside {work}/ of inbox '
+                                      f'"{other.name}", where that inbox files what it has sent: {inbox.path}')

@@ -197,3 +197,19 @@ def test_a_duration_that_is_not_a_finite_number_is_a_config_error(tmp_path: Path
     assert done.returncode == 2, done.stderr
     key = setting.split("\n")[-1].split(" = ")[0]
     assert key in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("inside", ["processed", "failed/2026", "held", "sending"])
+def test_an_inbox_inside_another_inboxs_work_folder_is_a_config_error(tmp_path: Path, emu, inside: str) -> None:
+    """Regression: a second inbox pointed at the first one's processed/ uploaded every file
+    the first had imported again (to its own url, perhaps another tenant) and moved them
+    out of the first one's archive."""
+    config_path = write_config(tmp_path, emu)
+    folder = tmp_path / "inbox" / inside
+    folder.mkdir(parents=True)
+    with open(config_path, "a", encoding="utf-8") as handle:
+        handle.write(f'[[inbox]]\nname = "second"\npath = {json.dumps(str(folder))}\n'
+                     f'url = {json.dumps(emu.base_url + "/api/import/users")}\nusername = "u"\npassword = "pass-word"\n')
+    done = run_cli("--config", str(config_path), "check")
+    assert done.returncode == 2, done.stderr
+    assert 'inbox "second"' in done.stderr and f"{inside.split('/')[0]}/" in done.stderr, done.stderr
