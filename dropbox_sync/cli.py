@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -110,7 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     log.setup(level="DEBUG" if args.verbose else "INFO")
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # here, not at exit: a reader gone away is handled below
+        return code
+    except BrokenPipeError:
+        # `dropbox-sync status --json | head -1`: the reader went away; nothing more to tell it.
+        # stdout now goes nowhere, or Python's exit flush would fail again (the Python docs'
+        # "Note on SIGPIPE", signal module).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return FAILED
     except (ConfigError, UsageError) as exc:
         print(f"dropbox-sync: {exc}", file=sys.stderr)
         return USAGE

@@ -209,7 +209,27 @@ def test_an_inbox_inside_another_inboxs_work_folder_is_a_config_error(tmp_path: 
     folder.mkdir(parents=True)
     with open(config_path, "a", encoding="utf-8") as handle:
         handle.write(f'[[inbox]]\nname = "second"\npath = {json.dumps(str(folder))}\n'
-                     f'url = {json.dumps(emu.base_url + "/api/import/users")}\nusername = "u"\npassword = "pass-word"\n')
+                     f'url = {json.dumps(emu.base_url + "/api/import/users")}\n'
+                     'username = "u"\npassword = "pass-word"\n')
     done = run_cli("--config", str(config_path), "check")
     assert done.returncode == 2, done.stderr
     assert 'inbox "second"' in done.stderr and f"{inside.split('/')[0]}/" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("command", [["status", "--json"], ["history", "--json"], ["status"]])
+def test_output_piped_into_a_reader_that_stops_early_is_no_traceback(tmp_path: Path, emu, command) -> None:
+    """`dropbox-sync status --json | head -1`: the reader closes the pipe. Regression: the
+    command ended in a BrokenPipeError traceback."""
+    config_path = write_config(tmp_path, emu)
+    (tmp_path / "inbox" / "a.csv").write_text(good_csv("pipe1"), encoding="utf-8")
+    assert run_cli("--config", str(config_path), "once").returncode == 0
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before the first byte
+    try:
+        done = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), *command],
+                              stdout=writer, stderr=subprocess.PIPE, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+    finally:
+        os.close(writer)
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr
+    assert done.returncode in (0, 1), done.stderr
