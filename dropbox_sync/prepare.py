@@ -1,6 +1,6 @@
 """One file made ready to upload, or the reason it must not be: the one preparation step.
 
-The pipeline (``worker.py``), ``check`` and ``send`` all call ``prepare``, so what
+The pipeline (``transaction.py``), ``check`` and ``send`` all call ``prepare``, so what
 ``check`` promises is what ``run`` does. Its stages, in order:
 
 1. regular file: a link or special file (put in ``sending/`` between scan and claim)
