@@ -18,12 +18,31 @@ import datetime as dt
 import errno
 import json
 import os
-import re
 import stat
-from collections.abc import Container
 from pathlib import Path
 from typing import Any, BinaryIO
 
+# The names live in archive_names.py; callers keep saying archive.result_path and the like.
+from dropbox_sync.archive_names import (  # noqa: F401 - re-exported
+    FAILED_ROWS_SUFFIX,
+    MAX_NAME_BYTES,
+    ORIGINAL_SUFFIX,
+    RESULT_SUFFIX,
+    SENT_SUFFIX,
+    _shorten,
+    approval_marker,
+    archived_at,
+    companions,
+    display_name,
+    export_name,
+    failed_rows_path,
+    is_archived_file,
+    marker_path,
+    original_name,
+    original_path,
+    result_path,
+    sent_path,
+)
 from dropbox_sync.errors import FileNotReady
 
 SENDING = "sending"
@@ -31,16 +50,6 @@ PROCESSED = "processed"
 FAILED = "failed"
 HELD = "held"
 REPORT = "report.html"  # the inbox's page for people (never taken for a dropped file)
-RESULT_SUFFIX = ".result.json"
-SENT_SUFFIX = ".sent.csv"  # <archived name>.sent.csv: the CSV a mapped file was sent as
-ORIGINAL_SUFFIX = ".name"  # .<archive name>.name holds the full name of a shortened one
-FAILED_ROWS_SUFFIX = ".failed-rows.csv"  # beside a partly failed file (failed_rows.py)
-# 20261125T020000Z_name.csv, or 20261125T020000Z-2_name.csv on a clash
-_ARCHIVE_NAME = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?_(?P<original>.+)\Z", re.DOTALL)  # names may hold \n
-# File names are limited to 255 bytes (Linux) or UTF-16 units (Windows). Our
-# longest derived name is ".<stamp>-NNNN_<name>.result.json.tmp": keep the
-# user's part short enough, in UTF-8 bytes, for that to fit everywhere.
-MAX_NAME_BYTES = 255 - len(".") - len("20261125T020000Z-9999_") - len(RESULT_SUFFIX + ".tmp")
 
 
 def folder(inbox: Path, which: str) -> Path:
@@ -52,45 +61,6 @@ def ensure_folders(inbox: Path) -> None:
         (inbox / which).mkdir(exist_ok=True)
 
 
-def original_name(archived: str) -> str:
-    """``20261125T020000Z_students.csv`` -> ``students.csv``."""
-    match = _ARCHIVE_NAME.match(archived)
-    return match.group("original") if match else archived
-
-
-_CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]}
-
-
-def display_name(name: str) -> str:
-    """The name as text for people, logs, results and HTTP.
-
-    A name that is not valid UTF-8 (Linux hands those over as surrogate
-    escapes; NTFS allows lone surrogates) gets U+FFFD, and control characters
-    are shown escaped, so a file name cannot forge a line in the log."""
-    try:
-        raw = name.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        raw = name.encode("utf-8", "surrogatepass")
-    return raw.decode("utf-8", "replace").translate(_CONTROL)
-
-
-def is_archived_file(name: str, siblings: Container[str] | None = None) -> bool:
-    """A dropped file in one of our folders, not its result, not our dot-name companions
-    (done markers, approvals, temporaries), not a sent copy or failed rows beside their
-    file. Give ``siblings`` (the folder's names) where a file must never be missed
-    (sending/, failed/): a ``.sent.csv`` or ``.failed-rows.csv`` is then ours only beside
-    the file it belongs to (or that file's result: ``retry`` moves the file and leaves
-    both), so a user's file of such a name (fixed rows dropped back into the inbox, and
-    archived in turn) is still taken for what it is."""
-    if name.startswith(".") or name.endswith(RESULT_SUFFIX):
-        return False
-    suffix = next((s for s in (SENT_SUFFIX, FAILED_ROWS_SUFFIX) if name.endswith(s)), None)
-    if suffix is None:
-        return True
-    base = name[: -len(suffix)]
-    return siblings is not None and base not in siblings and base + RESULT_SUFFIX not in siblings
-
-
 def listed_files(folder_path: Path) -> list[Path]:
     """The archived files in one of our folders, by name: not results, not companions,
     not folders. Links are listed (never followed) so they can be filed away."""
@@ -100,27 +70,6 @@ def listed_files(folder_path: Path) -> list[Path]:
         return []
     names = {e.name for e in entries}
     return sorted(folder_path / e.name for e in entries if is_archived_file(e.name, names))
-
-
-def result_path(file: Path) -> Path:
-    return file.with_name(file.name + RESULT_SUFFIX)
-
-
-def sent_path(file: Path) -> Path:
-    """Beside a file sent through a column mapping: the CSV that was actually uploaded."""
-    return file.with_name(file.name + SENT_SUFFIX)
-
-
-def failed_rows_path(file: Path) -> Path:
-    return file.with_name(file.name + FAILED_ROWS_SUFFIX)
-
-
-def export_name(name: str) -> str:
-    """The export a dropped-back ``<archived>.failed-rows.csv`` came from (for routing),
-    else ``name``: ``20261125T020000Z_users.csv.failed-rows.csv`` -> ``users.csv``."""
-    if not name.lower().endswith(FAILED_ROWS_SUFFIX):
-        return name
-    return original_name(name[: -len(FAILED_ROWS_SUFFIX)])
 
 
 def claim(inbox: Path, name: str, now: dt.datetime, *, done_marker: str = "") -> Path:
@@ -153,11 +102,6 @@ def claim(inbox: Path, name: str, now: dt.datetime, *, done_marker: str = "") ->
         except OSError:
             pass  # gone or held: the claimed file does not depend on it
     return target
-
-
-def original_path(archived: Path) -> Path:
-    """Beside a file whose archive name was shortened: its full original name."""
-    return archived.with_name(f".{archived.name}{ORIGINAL_SUFFIX}")
 
 
 def _keep_original(target: Path, name: str) -> Path | None:
@@ -196,11 +140,6 @@ def is_busy(exc: OSError) -> bool:
     return getattr(exc, "winerror", None) in _WINDOWS_BUSY
 
 
-def marker_path(claimed: Path) -> Path:
-    """Where a claimed file's done marker waits, then is archived beside it."""
-    return claimed.with_name(f".{claimed.name}.done")
-
-
 def _unique_archive_name(inbox: Path, name: str, now: dt.datetime) -> str:
     stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     base = _shorten(name)
@@ -209,33 +148,6 @@ def _unique_archive_name(inbox: Path, name: str, now: dt.datetime) -> str:
         if not any((inbox / which / candidate).exists() for which in (SENDING, PROCESSED, FAILED, HELD)):
             return candidate
     raise FileNotReady(f"no free archive name for {name} at {stamp}")
-
-
-def _shorten(name: str) -> str:
-    """Cut an over-long name in the middle of its stem, keeping the extension."""
-    # fsencode: a name that is not valid UTF-8 reaches us with surrogates.
-    if len(os.fsencode(name)) <= MAX_NAME_BYTES:
-        return name
-    stem, dot, ext = name.rpartition(".")
-    if not dot or len(ext) > 16:
-        stem, ext = name, ""
-    budget = MAX_NAME_BYTES - len(os.fsencode(ext)) - (1 if ext else 0)
-    cut = os.fsdecode(_whole_characters(os.fsencode(stem)[:budget]))
-    return f"{cut}.{ext}" if ext else cut
-
-
-def _whole_characters(data: bytes) -> bytes:
-    """``data`` less a UTF-8 character the cut split at its end. Every other byte
-    stays (even invalid ones), so a cut name is never more than 3 bytes under
-    its budget: ``original_of`` relies on that."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte < 0x80:
-            return data
-        if byte >= 0xC0:  # the lead byte of the last character
-            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            return data if back >= need else data[:-back]
-    return data
 
 
 def open_claimed(path: Path) -> BinaryIO:
@@ -307,12 +219,6 @@ def archive(claimed: Path, destination: str) -> Path:
     return target
 
 
-def companions(file: Path) -> tuple[Path, Path, Path, Path]:
-    """Our companions of a file, which follow it from folder to folder: its done marker,
-    its kept original name, its sent copy and its refused rows (each only when there is one)."""
-    return marker_path(file), original_path(file), sent_path(file), failed_rows_path(file)
-
-
 def _move_companions(source: Path, target: Path) -> None:
     for old, new in zip(companions(source), companions(target), strict=True):
         if old.exists():
@@ -331,11 +237,6 @@ def take_back(archived: Path) -> Path:
         if old.exists():
             os.rename(old, new)
     return target
-
-
-def approval_marker(claimed: Path) -> Path:
-    """Beside a claimed file, says a person approved it past the shrink guard."""
-    return claimed.with_name(f".{claimed.name}.approved")
 
 
 def approve(inbox: Path, name: str) -> Path:
@@ -421,14 +322,6 @@ def _older_than(archived: Path, cutoff: dt.datetime) -> bool:
         if moment is not None and moment.astimezone(dt.UTC) >= cutoff:
             return False
     return True
-
-
-def archived_at(name: str) -> dt.datetime | None:
-    """When a file was claimed, from its archive name (None if the name is not one of ours)."""
-    try:
-        return dt.datetime.strptime(name[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
-    except ValueError:
-        return None
 
 
 def _free_name(directory: Path, name: str) -> Path:
