@@ -32,7 +32,7 @@ from dropbox_sync.config_values import (
 from dropbox_sync.credentials import ENV, FILE, INLINE, KEYRING
 from dropbox_sync.errors import ConfigError, TemplateError
 from dropbox_sync.notify_settings import parse_settings
-from dropbox_sync.paths import path_value
+from dropbox_sync.paths import control_character, path_value
 
 OBSERVER_KINDS = ("auto", "native", "polling")
 MAX_REPORT_IMPORTS = 1000  # keeps report.html small enough for any browser and share
@@ -142,13 +142,17 @@ def _optional_dir(raw: Mapping[str, Any], key: str, where: str, base_dir: Path) 
 
 def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: str, base_dir: Path,
            warnings: list[str]) -> InboxConfig:  # fmt: skip
-    label = f'inbox "{table["name"]}"' if isinstance(table.get("name"), str) else f"inbox #{index}"
+    named = isinstance(table.get("name"), str)
+    label = f'inbox "{archive.display_name(table["name"])}"' if named else f"inbox #{index}"
     _reject_unknown(table, INBOX_DEFAULTS, f"{where}: {label}")
     read = _Reader(values, f"{where}: {label}", warnings)
     if values.get("path") is None:
         raise read.fail("path", "is missing (the folder to watch)")
     path = _inbox_path(read, base_dir)
     name = read.text("name") if values.get("name") is not None else path.name
+    if control_character(name) is not None:  # shown in logs, status, email subjects, lock names
+        raise read.fail("name", f"holds a control character ({control_character(name)}): "
+                        f"{name.encode('unicode_escape').decode('ascii')}")  # fmt: skip
     routes, url_user, url_password = _routes(read)
     url = routes[0].url
     username = _username(read, url_user)

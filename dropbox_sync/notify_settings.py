@@ -21,7 +21,7 @@ from dropbox_sync import credentials
 from dropbox_sync.credentials import ENV, FILE, INLINE, is_loopback
 from dropbox_sync.errors import ConfigError
 from dropbox_sync.mail import SmtpServer
-from dropbox_sync.paths import path_value
+from dropbox_sync.paths import control_character, path_value
 from dropbox_sync.redact import register_secret
 
 # The SMTP password's sources, in priority order (credentials.parse_source).
@@ -61,6 +61,9 @@ class NotifySettings:
 # -- settings ---------------------------------------------------------------------
 
 
+MOST = 1_000_000  # in each key's unit; timedelta and socket timeouts overflow far above
+
+
 def parse_settings(raw: Any, where: str, base_dir: Path) -> NotifySettings | None:
     """Validate the ``[notify]`` table (None if there is none); ConfigError names the key."""
     if raw is None:
@@ -79,7 +82,7 @@ def parse_settings(raw: Any, where: str, base_dir: Path) -> NotifySettings | Non
     def text(key: str) -> str:
         if not isinstance(values[key], str):
             raise fail(key, "must be text in quotes" if values[key] is not None else "is missing")
-        return values[key].strip()
+        return _one_line(values[key].strip(), fail, key)
 
     def flag(key: str) -> bool:
         if not isinstance(values[key], bool):
@@ -88,8 +91,9 @@ def parse_settings(raw: Any, where: str, base_dir: Path) -> NotifySettings | Non
 
     def number(key: str, unit: str) -> float:
         value = values[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise fail(key, f"must be a number of {unit}, 0 or more")
+        # TOML has nan and inf: a chained comparison refuses both (nan compares false).
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MOST:
+            raise fail(key, f"must be a number of {unit} from 0 to {MOST:,}")
         return float(value)
 
     host = text("smtp_host")
@@ -138,7 +142,17 @@ def resolve_settings(settings: NotifySettings) -> NotifySettings:
     return dataclasses.replace(settings, server=dataclasses.replace(server, password=password))
 
 
+def _one_line(value: str, fail: Callable[[str, str], ConfigError], key: str) -> str:
+    """These values go into email headers, which cannot hold a line break (the email
+    package refuses to build the message: no alert would ever go out)."""
+    bad = control_character(value)
+    if bad is not None:
+        raise fail(key, f"holds a control character ({bad}): {value.encode('unicode_escape').decode('ascii')}")
+    return value
+
+
 def _address(value: str, fail: Callable[[str, str], ConfigError], key: str) -> str:
+    _one_line(value, fail, key)
     _, address = email.utils.parseaddr(value)
     if "@" not in address or any(c.isspace() for c in address):
         raise fail(key, f"is not an email address: {value!r}")

@@ -45,6 +45,13 @@ _CONTROL_NAMES = {"\t": "a tab, from \\t", "\n": "a line break, from \\n", "\r":
                   "\b": "a backspace, from \\b", "\f": "a form feed, from \\f"}  # fmt: skip
 
 
+def control_character(text: str) -> str | None:
+    """The first control character of a config value, named for people ("a line break, from
+    \\n"), or None. Paths, inbox names and email headers refuse them."""
+    bad = next((c for c in text if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    return None if bad is None else _CONTROL_NAMES.get(bad, f"0x{ord(bad):02x}")
+
+
 def path_value(text: str, base_dir: Path, fail: Callable[[str], ConfigError]) -> Path:
     """A path written in the config: ~ and $VARS expanded, relative to the config's folder,
     normalised by its text alone (the config is parsed without touching the disk;
@@ -52,11 +59,10 @@ def path_value(text: str, base_dir: Path, fail: Callable[[str], ConfigError]) ->
 
     A control character is refused: it is what a Windows path in "double quotes"
     becomes ("D:\\temp" holds a tab), and no real folder is named so."""
-    bad = next((c for c in text if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    bad = control_character(text)
     if bad is not None:
         shown = text.encode("unicode_escape").decode("ascii")
-        raise fail(f"holds a control character ({_CONTROL_NAMES.get(bad, f'0x{ord(bad):02x}')}): \"{shown}\"; "
-                   f"{BACKSLASH_HINT}")  # fmt: skip
+        raise fail(f"holds a control character ({bad}): \"{shown}\"; {BACKSLASH_HINT}")
     return Path(os.path.normpath(base_dir / os.path.expandvars(os.path.expanduser(text))))
 
 

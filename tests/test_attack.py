@@ -233,3 +233,35 @@ def test_output_piped_into_a_reader_that_stops_early_is_no_traceback(tmp_path: P
         os.close(writer)
     assert "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr
     assert done.returncode in (0, 1), done.stderr
+
+
+NOTIFY = '[notify]\nsmtp_host = "127.0.0.1"\nsmtp_port = 2525\nstarttls = false\nfrom = "a@school.example"\n'
+
+
+@pytest.mark.parametrize("setting", [
+    'to = ["it@school.example\\r\\nBcc: someone@else.example"]', 'from = "a@school.example\\nX-Evil: 1"',
+    'subject_prefix = "[sync]\\nBcc: x@y.example"', "digest_minutes = nan", "smtp_timeout = inf",
+    "stale_after_hours = inf", "alert_after_minutes = 1e300"])  # fmt: skip
+def test_notify_settings_that_no_email_could_carry_are_config_errors(tmp_path: Path, emu, setting: str) -> None:
+    """Regression: a line break in from, to or subject_prefix was accepted, and every email then
+    failed to build (email's "Header values may not contain linefeed"): no alert ever went out;
+    nan and inf were taken as minutes, hours and seconds (timedelta overflows)."""
+    config_path = write_config(tmp_path, emu)
+    key = setting.split(" = ")[0]
+    notify = "".join(line + "\n" for line in NOTIFY.splitlines() if not line.startswith(f"{key} ="))
+    to = "" if key == "to" else 'to = ["it@school.example"]\n'
+    with open(config_path, "a", encoding="utf-8") as handle:
+        handle.write(notify + to + setting + "\n")
+    done = run_cli("--config", str(config_path), "check")
+    assert done.returncode == 2, done.stderr
+    assert key in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_an_inbox_name_with_a_control_character_is_a_config_error(tmp_path: Path, emu) -> None:
+    """It is printed by check and status, and goes into email subjects and lock file names."""
+    config_path = write_config(tmp_path, emu)
+    text = config_path.read_text(encoding="utf-8").replace('name = "inbox"', 'name = "in\\nbox\\u001b[31m"')
+    config_path.write_text(text, encoding="utf-8")
+    done = run_cli("--config", str(config_path), "check")
+    assert done.returncode == 2, done.stderr
+    assert "name" in done.stderr and "\x1b" not in done.stderr + done.stdout, done.stderr
