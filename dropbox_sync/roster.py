@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,12 +59,26 @@ class Memory:
 
 class Roster:
     """The roster file. ``repair=False`` (preview, diff): only read; a damaged file is
-    reported as no memory and left where it is for the service to set aside."""
+    reported as no memory and left where it is for the service to set aside.
+
+    The service's roster (``repair=True``) keeps one connection per thread (each inbox
+    worker has its own thread) until ``release``: opening one costs a quick_check of the
+    whole file, and closing the last one a WAL checkpoint with its fsync, twice per file
+    when every read and write opened its own. Workers release at the end of each pass, so
+    a file damaged while idle is still found at the next pass, as before."""
 
     def __init__(self, path: Path, *, repair: bool = True) -> None:
         self.path = path
         self.repair = repair
         self.trouble: str | None = None  # why the last read found no memory, beyond "none yet"
+        self._local = threading.local()  # .db: this thread's open connection (repair=True only)
+
+    def release(self) -> None:
+        """Close this thread's connection, if it has one (the next use opens it again)."""
+        db = getattr(self._local, "db", None)
+        self._local.db = None
+        if db is not None:
+            db.close()
 
     def _connect(self, *, create: bool) -> sqlite3.Connection | None:
         if not create and not self.path.exists():
@@ -89,20 +104,26 @@ class Roster:
 
     def _use(self, what: str, action: Callable[[sqlite3.Connection], T], default: T, *, create: bool) -> T:
         """Run ``action``; a roster problem is logged, the damaged file set aside, ``default`` returned."""
-        db = None
+        db = getattr(self._local, "db", None)
+        keep = db is not None or (self.repair and create)  # the thread's connection, open or to open
         try:
-            db = self._connect(create=create)
+            if db is None:
+                db = self._connect(create=create)
+                if keep:
+                    self._local.db = db
             return default if db is None else action(db)
         except sqlite3.Error as exc:
             damaged = isinstance(exc, sqlite3.DatabaseError) and (is_damage(exc) or "quick_check" in str(exc)
                                                                   or "no such table" in str(exc))  # fmt: skip
-            if db is not None:
+            if keep:
+                self.release()
+            elif db is not None:
                 db.close()
-                db = None
+            db = None
             self._trouble(what, exc, damaged)
             return default
         finally:
-            if db is not None:
+            if db is not None and not keep:
                 db.close()
 
     def _trouble(self, what: str, exc: sqlite3.Error, damaged: bool) -> None:

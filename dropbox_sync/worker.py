@@ -140,6 +140,8 @@ class InboxWorker(FileTransaction):
             return self._cycle(stop)
         finally:
             self._beat = self.clock()
+            if self.roster is not None:
+                self.roster.release()  # kept open through the pass: see Roster
 
     def _cycle(self, stop: threading.Event) -> float:
         if not self._folder_present():
