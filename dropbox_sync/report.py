@@ -96,9 +96,13 @@ class ReportPages:
     def on_report(self, report: FileReport) -> None:
         """A pipeline listener: quick, never blocks on I/O."""
         page = self._pages.get(report.inbox)
-        if page is not None:
-            with self._lock:
-                page.due = True
+        if page is None:
+            return
+        with self._lock:
+            already, page.due = page.due, True
+        # A page already due is rewritten when its RENDER_EVERY is up, which the thread
+        # waits for; waking it for every file of a burst only to find that costs a tick each.
+        if not already:
             self._wake.set()
 
     def start(self, pipeline: Any) -> ReportPages:
