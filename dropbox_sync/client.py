@@ -74,8 +74,10 @@ class ImportClient:
         # request's deadline can end it whatever phase it is in.
         self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self._sockets_lock = threading.Lock()
+        self._watchdog = _Watchdog()
 
     def close(self) -> None:
+        self._watchdog.close()
         self._http.close()
 
     def __enter__(self) -> Self:
@@ -100,7 +102,7 @@ class ImportClient:
             files = {"file": (name, stream, "text/csv")}
             budget = request_deadline(self.inbox, os.fstat(raw.fileno()).st_size)
             started = time.monotonic()
-            with _Deadline(budget, self._sockets, self._sockets_lock) as deadline:
+            with _Deadline(budget, self._sockets, self._sockets_lock, self._watchdog) as deadline:
                 try:
                     with self._http.stream("POST", url, files=files, extensions={"trace": deadline.trace}) as response:
                         content, truncated = _read_capped(response)
@@ -124,27 +126,27 @@ class ImportClient:
 
 
 class _Deadline:
-    """Ends a request that outlives its budget by shutting its socket down from a timer
-    thread: a blocked read or write then fails at once, in any phase (headers, body,
-    a trickled reply). Sockets are learnt from httpcore's documented ``trace`` request
-    extension (connection.connect_tcp / start_tls events carry the network stream)."""
+    """Ends a request that outlives its budget by shutting its socket down from the
+    client's watchdog thread: a blocked read or write then fails at once, in any phase
+    (headers, body, a trickled reply). Sockets are learnt from httpcore's documented
+    ``trace`` request extension (connection.connect_tcp / start_tls events carry the
+    network stream)."""
 
-    def __init__(self, seconds: float, sockets: weakref.WeakSet[socket.socket], lock: threading.Lock) -> None:
+    def __init__(self, seconds: float, sockets: weakref.WeakSet[socket.socket], lock: threading.Lock,
+                 watchdog: _Watchdog) -> None:  # fmt: skip
         self.expired = False
         self.sent = False  # the whole request, file included, went out
+        self.seconds = seconds
         self._sockets = sockets
         self._lock = lock
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.name = "upload-deadline"
-        self._timer.daemon = True
+        self._watchdog = watchdog
 
     def __enter__(self) -> Self:
-        self._timer.start()
+        self._watchdog.arm(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
-        self._timer.join()
+        self._watchdog.disarm(self)  # returns only once an expiry under way has finished
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
         if event.endswith("send_request_body.complete"):  # httpcore's http11. and http2. events
@@ -155,7 +157,7 @@ class _Deadline:
                 with self._lock:
                     self._sockets.add(sock)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         self.expired = True
         with self._lock:
             sockets = list(self._sockets)
@@ -166,6 +168,64 @@ class _Deadline:
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass  # already closed
+
+
+class _Watchdog:
+    """The thread that expires a client's request deadlines. One thread serves a batch of
+    uploads (a thread started and joined per request cost more than the rest of our
+    per-file work); it ends once no request has been armed for ``LINGER`` seconds, or
+    when the client closes, so an idle client holds no thread."""
+
+    LINGER = 0.1
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: _Deadline | None = None
+        self._due = 0.0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def arm(self, deadline: _Deadline) -> None:
+        with self._cond:
+            self._armed, self._due = deadline, time.monotonic() + deadline.seconds
+            if self._thread is None:
+                self._closed = False
+                self._thread = threading.Thread(target=self._run, name="upload-deadline", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def disarm(self, deadline: _Deadline) -> None:
+        with self._cond:  # expire() runs holding it: after this, none is under way
+            if self._armed is deadline:
+                self._armed = None
+                self._cond.notify()  # from waiting for this deadline to lingering
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        with self._cond:
+            try:
+                while not self._closed:
+                    if self._armed is None:
+                        idle_since = time.monotonic()
+                        self._cond.wait(self.LINGER)
+                        if self._armed is None and time.monotonic() - idle_since >= self.LINGER:
+                            return
+                        continue
+                    left = self._due - time.monotonic()
+                    if left > 0:
+                        self._cond.wait(left)
+                        continue
+                    armed, self._armed = self._armed, None
+                    armed.expire()
+            finally:
+                self._thread = None
 
 
 def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
