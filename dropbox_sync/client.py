@@ -173,32 +173,34 @@ class _Deadline:
 class _Watchdog:
     """The thread that expires a client's request deadlines. One thread serves a batch of
     uploads (a thread started and joined per request cost more than the rest of our
-    per-file work); it ends once no request has been armed for ``LINGER`` seconds, or
-    when the client closes, so an idle client holds no thread."""
+    per-file work). Arming and disarming only set fields: the thread looks every ``TICK``
+    seconds (a deadline is at least 2 s: connect_timeout and timeout are >= 1), so a burst
+    of files does not wake it twice per file. It ends once nothing has been armed for a
+    ``TICK``, or when the client closes, so an idle client holds no thread."""
 
-    LINGER = 0.1
+    TICK = 0.1
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._armed: _Deadline | None = None
         self._due = 0.0
+        self._last_armed = 0.0
         self._thread: threading.Thread | None = None
         self._closed = False
 
     def arm(self, deadline: _Deadline) -> None:
         with self._cond:
-            self._armed, self._due = deadline, time.monotonic() + deadline.seconds
+            self._last_armed = time.monotonic()
+            self._armed, self._due = deadline, self._last_armed + deadline.seconds
             if self._thread is None:
                 self._closed = False
                 self._thread = threading.Thread(target=self._run, name="upload-deadline", daemon=True)
                 self._thread.start()
-            self._cond.notify()
 
     def disarm(self, deadline: _Deadline) -> None:
         with self._cond:  # expire() runs holding it: after this, none is under way
             if self._armed is deadline:
                 self._armed = None
-                self._cond.notify()  # from waiting for this deadline to lingering
 
     def close(self) -> None:
         with self._cond:
@@ -212,18 +214,14 @@ class _Watchdog:
         with self._cond:
             try:
                 while not self._closed:
-                    if self._armed is None:
-                        idle_since = time.monotonic()
-                        self._cond.wait(self.LINGER)
-                        if self._armed is None and time.monotonic() - idle_since >= self.LINGER:
-                            return
-                        continue
-                    left = self._due - time.monotonic()
-                    if left > 0:
-                        self._cond.wait(left)
-                        continue
-                    armed, self._armed = self._armed, None
-                    armed.expire()
+                    now = time.monotonic()
+                    if self._armed is not None and now >= self._due:
+                        armed, self._armed = self._armed, None
+                        armed.expire()
+                    elif self._armed is None and now - self._last_armed >= self.TICK:
+                        return
+                    else:
+                        self._cond.wait(self.TICK)
             finally:
                 self._thread = None
 
