@@ -64,12 +64,22 @@ def read_toml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found (create one with 'dropbox-sync init')") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: {_not_utf8(exc)}; save it as UTF-8 (in Notepad: Save as, Encoding UTF-8)") from None
+    except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name}: not valid TOML: {exc}{_backslash_hint(text, str(exc))}") from None
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    data = bytes(exc.object)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "is saved as UTF-16 (Notepad's \"Unicode\")"
+    line = data.count(b"\n", 0, exc.start) + 1
+    return f"is not UTF-8: line {line} has byte 0x{data[exc.start]:02x} (saved as \"ANSI\"?)"
 
 
 _TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)")

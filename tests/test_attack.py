@@ -265,3 +265,19 @@ def test_an_inbox_name_with_a_control_character_is_a_config_error(tmp_path: Path
     done = run_cli("--config", str(config_path), "check")
     assert done.returncode == 2, done.stderr
     assert "name" in done.stderr and "\x1b" not in done.stderr + done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "cp1252"])
+def test_a_config_saved_in_another_encoding_says_how_to_save_it(tmp_path: Path, emu, encoding: str) -> None:
+    """Notepad's "Unicode" is UTF-16; "ANSI" is cp1252 (here with an é in a comment).
+    Regression: "cannot read config file: 'utf-8' codec can't decode byte 0xff in position 0"."""
+    config_path = write_config(tmp_path, emu)
+    text = "# élèves\n" + config_path.read_text(encoding="utf-8")
+    config_path.write_bytes(text.encode(encoding))
+    done = run_cli("--config", str(config_path), "check")
+    assert done.returncode == 2, done.stderr
+    assert "codec" not in done.stderr and "UTF-8" in done.stderr, done.stderr
+    if encoding == "utf-16":
+        assert "UTF-16" in done.stderr, done.stderr
+    else:
+        assert "line 1" in done.stderr, done.stderr
