@@ -4,6 +4,10 @@ Exit codes (``once``, ``send``, ``check``): 0 all good; 1 some file failed;
 2 usage or config error; 3 some inbox was not worked to the end: a file is held and
 still waiting, or the inbox folder is missing. ``service ACTION``: 1 when the action
 failed (``ServiceError``).
+
+Here: the parser, ``main`` and the commands that send (``run``, ``once``, ``send``,
+``check``, ``demo``, ``emulator``); the commands that send nothing are in
+``cli_offline.py``, what they all share (exit codes, config, journal) in ``cli_support.py``.
 """
 
 from __future__ import annotations
@@ -17,10 +21,33 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dropbox_sync import __version__, example, paths
+from dropbox_sync.cli_offline import (
+    cmd_approve,
+    cmd_diff,
+    cmd_discard,
+    cmd_history,
+    cmd_init,
+    cmd_preview,
+    cmd_retry,
+    cmd_set_password,
+    cmd_status,
+)
+from dropbox_sync.cli_support import (
+    FAILED,
+    HELD,
+    OK,
+    USAGE,
+    _choose_inbox,
+    _config_path,
+    _existing_file,
+    _load,
+    _logger,
+    _positive,
+    _start_file_logging,
+)
 from dropbox_sync.errors import ConfigError, DropboxSyncError, ServiceError, UsageError
 from dropbox_sync.shutdown import stop_on_signals
 
-OK, FAILED, USAGE, HELD = 0, 1, 2, 3
 EXAMPLE_CONFIG = example.EXAMPLE
 
 
@@ -134,44 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-# -- shared set-up -----------------------------------------------------------------
-
-
-def _logger():
-    from loguru import logger
-
-    return logger
-
-
-def _config_path(args: argparse.Namespace) -> Path:
-    return args.config if args.config is not None else paths.default_config_path()
-
-
-def _load(args: argparse.Namespace, *, sending: bool = False):
-    """The config; with the passwords read only for a command that sends (``sending``):
-    the others work where the password cannot be read."""
-    from dropbox_sync import config
-
-    cfg = config.load(_config_path(args))
-    return config.resolve_secrets(cfg) if sending else cfg
-
-
-def _start_file_logging(args: argparse.Namespace, cfg) -> None:
-    from dropbox_sync import log
-
-    log.setup_from_config(cfg, verbose=args.verbose)
-
-
-def _state_dir(cfg) -> Path:
-    return cfg.state_dir or paths.state_dir()
-
-
-def _journal(cfg):
-    from dropbox_sync.journal import Journal
-
-    return Journal(_state_dir(cfg) / paths.JOURNAL_FILE)
-
-
 # -- commands ---------------------------------------------------------------------
 
 
@@ -246,236 +235,11 @@ def _progress_bar(size: int):
     return ProgressBar(size, sys.stderr)
 
 
-def _choose_inbox(cfg, name: str | None):
-    if name is None:
-        return cfg.inboxes[0]
-    for inbox in cfg.inboxes:
-        if inbox.name == name:
-            return inbox
-    raise UsageError(f'no inbox named "{name}" (have: {", ".join(i.name for i in cfg.inboxes)})')
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     from dropbox_sync.check import run_check
 
     cfg = _load(args, sending=args.online)
     return run_check(cfg, args.files, online=args.online, out=sys.stdout)
-
-
-_MOST = 1_000_000_000  # SQLite's LIMIT overflows past 2**63; nobody means more than this
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= _MOST:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {_MOST}, not {text!r}")
-    return value
-
-
-def _existing_file(path: Path) -> Path:
-    """FILE of send, preview and diff: a regular file, else a usage error that says what it is."""
-    if path.is_dir():
-        raise UsageError(f"{path}: is a folder, not a file")
-    if path.exists() and not path.is_file():
-        raise UsageError(f"{path}: is not a regular file (a device, a pipe or a socket)")
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    return path
-
-
-def cmd_preview(args: argparse.Namespace) -> int:
-    from dropbox_sync.preview import run_preview
-
-    cfg, inbox, path = _file_command(args)
-    return run_preview(inbox, path, rows=args.rows, out=sys.stdout, roster=_roster(cfg))
-
-
-def cmd_diff(args: argparse.Namespace) -> int:
-    from dropbox_sync.diff import run_diff
-
-    cfg, inbox, path = _file_command(args)
-    return run_diff(inbox, path, _roster(cfg), out=sys.stdout)
-
-
-def _file_command(args: argparse.Namespace):
-    """(config, inbox, file) of a command reading one FILE as an inbox would (--inbox, else the
-    inbox whose folder holds it, else the first)."""
-    from dropbox_sync.check import inbox_for
-
-    cfg = _load(args)
-    path = _existing_file(args.file)
-    return cfg, _choose_inbox(cfg, args.inbox) if args.inbox else inbox_for(cfg, path), path
-
-
-def _roster(cfg):
-    """The roster memory, read-only: a command that sends nothing changes nothing."""
-    from dropbox_sync.roster import Roster
-
-    return Roster(_state_dir(cfg) / paths.ROSTER_FILE, repair=False)
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from dropbox_sync import status
-
-    cfg = _load(args)
-    journal = _existing_journal(cfg)
-    try:
-        data = status.gather(cfg, _state_dir(cfg), journal)
-    finally:
-        if journal is not None:
-            journal.close()
-    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else status.render_text(data))
-    return OK
-
-
-def cmd_history(args: argparse.Namespace) -> int:
-    from dropbox_sync import history
-
-    cfg = _load(args)
-    inbox = _choose_inbox(cfg, args.inbox).name if args.inbox is not None else None
-    since = history.parse_since(args.since) if args.since is not None else None
-    entries = []
-    journal = _existing_journal(cfg)
-    if journal is not None:
-        try:
-            entries = journal.history(inbox=inbox, since=since, limit=args.limit)
-        finally:
-            journal.close()
-    if args.json:
-        print(json.dumps(history.as_json(entries, cfg), indent=2, ensure_ascii=False))
-    else:
-        print(history.render_text(entries, cfg))
-    return OK
-
-
-def _existing_journal(cfg):
-    """The journal if one was ever written (a reading command must not create one), else None."""
-    return _journal(cfg) if (_state_dir(cfg) / paths.JOURNAL_FILE).exists() else None
-
-
-def cmd_approve(args: argparse.Namespace) -> int:
-    from dropbox_sync import archive, held
-
-    cfg = _load(args)
-    found, problems = held.find(cfg, args.files)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    refused = 0
-    journal = _existing_journal(cfg)
-    try:
-        for item in found:
-            newer = held.newer_import(journal, item)
-            if newer is not None and not args.force:
-                print(f"{item.inbox.name}: {item.path.name} NOT approved: {newer.original} was dropped after it "
-                      f"and imported ({newer.finished}); sending this older file would overwrite that newer "
-                      f"data. If you are sure: dropbox-sync approve --force {item.original}", file=sys.stderr)
-                refused += 1
-                continue
-            try:
-                archive.approve(item.inbox.path, item.path.name)
-            except OSError as exc:
-                print(f"{item.path.name}: not approved: {exc.strerror or exc}", file=sys.stderr)
-                refused += 1
-                continue
-            if newer is not None:
-                print(f"{item.inbox.name}: warning: {item.path.name} is older than {newer.original}, imported "
-                      f"{newer.finished}; it will overwrite that newer data (--force)", file=sys.stderr)  # fmt: skip
-            print(f"{item.inbox.name}: {item.path.name} approved; it is sent next")
-    finally:
-        if journal is not None:
-            journal.close()
-    return FAILED if problems or refused else OK
-
-
-def cmd_discard(args: argparse.Namespace) -> int:
-    import datetime as dt
-
-    from dropbox_sync import held
-
-    cfg = _load(args)
-    found, problems = held.find(cfg, args.files)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    journal = _existing_journal(cfg)
-    try:
-        for item in found:
-            try:
-                target = held.discard(item, journal, now=dt.datetime.now(dt.UTC))
-            except OSError as exc:
-                print(f"{item.path.name}: not discarded: {exc.strerror or exc}", file=sys.stderr)
-                problems.append(item.path.name)
-                continue
-            print(f"{item.inbox.name}: {item.path.name} discarded; filed as {target}")
-    finally:
-        if journal is not None:
-            journal.close()
-    return FAILED if problems else OK
-
-
-def cmd_retry(args: argparse.Namespace) -> int:
-    from dropbox_sync.retry import retry_failed
-
-    cfg = _load(args)
-    moved, problems = retry_failed(cfg, args.files)
-    for original, inbox in moved:
-        print(f"{inbox.name}: {original} moved back into {inbox.path}")
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if not moved and not problems:
-        print("nothing in failed/ to retry")
-    return FAILED if problems else OK
-
-
-def cmd_set_password(args: argparse.Namespace) -> int:
-    from dropbox_sync.credentials import keyring_entry
-
-    # Loading reads no password, so the config loads before the password exists; the
-    # inbox's name and username are the ones the service will look the password up by.
-    inbox = _choose_inbox(_load(args), args.inbox)
-    username = inbox.username
-    password = _read_new_password(args.stdin)
-    try:
-        import keyring
-        import keyring.errors
-    except ImportError:
-        raise UsageError("the keyring extra is not installed: pip install 'dropbox-sync[keyring]'") from None
-    try:
-        keyring.set_password(*keyring_entry(inbox.name, username), password)
-    except keyring.errors.KeyringError as exc:
-        raise UsageError(f"the OS keyring refused the password: {exc}") from None
-    print(f'stored the password of {username} for inbox "{inbox.name}" in the OS keyring')
-    return OK
-
-
-def _read_new_password(from_stdin: bool) -> str:
-    import getpass
-
-    if from_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != password:
-            raise UsageError("the two passwords differ; nothing stored")
-    if len(password) < 3:
-        raise UsageError("the password is empty or too short; nothing stored")
-    return password
-
-
-def cmd_init(args: argparse.Namespace) -> int:
-    target = _config_path(args)
-    if target.exists() and not args.force:
-        raise UsageError(f"{target} already exists (use --force to overwrite)")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(example.example_text(), encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
-    print(f"wrote {target}")
-    print(example.next_step(args.config))
-    return OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
