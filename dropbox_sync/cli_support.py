@@ -102,5 +102,14 @@ def _roster(cfg):
 
 
 def _existing_journal(cfg):
-    """The journal if one was ever written (a reading command must not create one), else None."""
-    return _journal(cfg) if (_state_dir(cfg) / paths.JOURNAL_FILE).exists() else None
+    """The journal if one was ever written (a reading command must not create one), else None;
+    None too, said once, if it cannot be opened at all: status must show the folders anyway."""
+    from dropbox_sync.errors import StateUnavailable
+
+    if not (_state_dir(cfg) / paths.JOURNAL_FILE).exists():
+        return None
+    try:
+        return _journal(cfg)
+    except StateUnavailable as exc:
+        _logger().error("{}; shown without the history", exc)
+        return None

@@ -16,6 +16,9 @@
     │   └── JournalDamaged           SQLite's quick_check found damage it did not raise on
     │                                itself; also a sqlite3.DatabaseError, so the journal's
     │                                one damage test (journal.is_damage) sees it (journal.py)
+    ├── StateUnavailable             the journal cannot be opened at all (a folder in its
+    │                                place, no permission, a disk not there): a start
+    │                                failure; a reading command goes on without history
     ├── TranscodeError               the file is not valid in its source_encoding; the
     │                                file goes to failed/ (prepare.py)
     ├── MailError                    the SMTP server did not take the messages; the
@@ -101,6 +104,10 @@ class StateFileDamaged(DropboxSyncError):
 
 class JournalDamaged(StateFileDamaged, sqlite3.DatabaseError):
     """quick_check found damage SQLite did not raise on by itself."""
+
+
+class StateUnavailable(DropboxSyncError):
+    """The journal cannot be opened at all; unlike damage, nothing can be set aside (journal.py)."""
 
 
 class TranscodeError(DropboxSyncError):

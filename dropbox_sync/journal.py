@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from loguru import logger
 
 from dropbox_sync import paths, statefiles
-from dropbox_sync.errors import JournalDamaged
+from dropbox_sync.errors import JournalDamaged, StateUnavailable
 
 T = TypeVar("T")
 DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
@@ -131,6 +131,14 @@ def is_damage(exc: sqlite3.Error) -> bool:
     return isinstance(exc, JournalDamaged) or (code is not None and code & 0xFF in DAMAGE_CODES)
 
 
+def _unavailable(path: Path, problem: Exception) -> StateUnavailable:
+    """Cannot be opened at all: nothing to set aside. The service fails to start (its host
+    retries: a disk not mounted yet); `status` and `history` go on without history."""
+    reason = getattr(problem, "strerror", None) or problem
+    return StateUnavailable(f"cannot open the journal {path} ({reason}): check that {path.parent} is a folder "
+                            "this account can write (state_dir in the config)")  # fmt: skip
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -141,20 +149,10 @@ class Journal:
             self._db = self._connect(path)
         except sqlite3.DatabaseError as exc:
             if not is_damage(exc):
-                self._db = self._in_memory(exc)
-            else:
-                self._db = self._fresh(exc)
+                raise _unavailable(path, exc) from exc
+            self._db = self._fresh(exc)
         except (sqlite3.Error, OSError) as exc:
-            self._db = self._in_memory(exc)
-
-    def _in_memory(self, problem: Exception) -> sqlite3.Connection:
-        """It cannot be opened at all (a folder in its place, a state folder this account
-        cannot write, a full disk): nothing to set aside, and the journal is history, so
-        the work goes on (uploads, status, history) and the log says why, every start."""
-        logger.error("cannot open the journal {} ({}); this run keeps its history in memory only: `status`, "
-                     "`history` and the shrink guard see nothing from before. Check that {} is a folder this "
-                     "account can write (state_dir in the config)", self.path, problem, self.path.parent)  # fmt: skip
-        return self._connect(":memory:")
+            raise _unavailable(path, exc) from exc
 
     def _connect(self, path: Path | str) -> sqlite3.Connection:
         db = sqlite3.connect(path, check_same_thread=False, timeout=10)

@@ -77,19 +77,21 @@ def test_a_waiting_hostile_name_leaves_status_and_the_report_readable(tmp_path: 
 def test_a_journal_that_cannot_be_opened_loses_no_file_and_prints_no_traceback(tmp_path: Path, emu) -> None:
     """A folder where journal.sqlite3 should be (or a state folder this account cannot
     write): sqlite cannot open it at all. Regression: once, status and history died with
-    a traceback. The journal is history: the work goes on, and the log says why."""
+    a traceback. Now `once` refuses to start with the reason (as the service does, whose
+    host retries later: a disk not mounted yet), touching nothing; status and history go on."""
     config_path = write_config(tmp_path, emu)
     (tmp_path / "state" / "journal.sqlite3").mkdir(parents=True)
     (tmp_path / "inbox" / "a.csv").write_text(good_csv("journal1"), encoding="utf-8")
     done = run_cli("--config", str(config_path), "once")
     assert "Traceback" not in done.stderr, done.stderr
-    assert done.returncode == 0, done.stderr
-    assert "journal" in done.stderr and "cannot" in done.stderr, done.stderr
-    assert [archive.original_name(p.name) for p in archived(tmp_path / "inbox", archive.PROCESSED)] == ["a.csv"]
+    assert done.returncode == 3, done.stderr
+    assert "cannot open the journal" in done.stderr and "state_dir" in done.stderr, done.stderr
+    assert (tmp_path / "inbox" / "a.csv").exists() and emu.uploads() == []
     for command in (["status"], ["status", "--json"], ["history"]):
         shown = run_cli("--config", str(config_path), *command)
         assert "Traceback" not in shown.stderr, (command, shown.stderr)
         assert shown.returncode == 0, (command, shown.stderr)
+        assert "cannot open the journal" in shown.stderr, (command, shown.stderr)
 
 
 @pytest.fixture
