@@ -83,7 +83,7 @@ def find(cfg: Config, wanted: Sequence[str]) -> tuple[list[HeldFile], list[str]]
         elif len(matches) > 1:
             listed = ", ".join(i.path.name for i in matches)
             problems.append(f"{name}: {len(matches)} held files have this name ({listed}); give the one you mean")
-        else:
+        elif matches[0] not in found:  # named twice (by both its names, say): dealt with once
             found.append(matches[0])
     return found, problems
 

@@ -283,3 +283,15 @@ def test_a_config_saved_in_another_encoding_says_how_to_save_it(tmp_path: Path, 
         assert "UTF-16" in done.stderr, done.stderr
     else:
         assert "line 1" in done.stderr, done.stderr
+
+
+def test_a_held_file_named_twice_is_approved_once_without_a_puzzling_error(tmp_path: Path, emu) -> None:
+    """Regression: `approve big.csv big.csv` approved it, then printed
+    "20261202T045158Z_big.csv: not approved: 20261202T045158Z_big.csv" and exited 1."""
+    from tests.test_held import held_setup
+
+    config_path, _inbox, held_path = held_setup(tmp_path, emu)
+    done = run_cli("--config", str(config_path), "approve", held_path.name, archive.original_name(held_path.name))
+    assert done.returncode == 0, done.stderr
+    assert "not approved" not in done.stderr, done.stderr
+    assert done.stdout.count("approved; it is sent next") == 1, done.stdout
