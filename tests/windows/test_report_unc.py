@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from winpipeline import PASSWORD, archived, csv_bytes, good_row, write_config
 
-from dropbox_sync import archive, config
+from dropbox_sync import archive, config, pagefile
 from dropbox_sync.session import pipeline_session
 
 
@@ -90,5 +90,5 @@ def test_the_page_is_written_into_an_inbox_on_a_unc_path(tmp_path: Path, unc_fol
     assert page.hrefs and all(not h.startswith(("/", "\\")) and ":" not in h for h in page.hrefs)
     targets = {inbox / urllib.parse.unquote(h) for h in page.hrefs}
     assert {filed, archive.result_path(filed)} <= targets and all(t.is_file() for t in targets)
-    leftovers = [p.name for p in inbox.iterdir() if p.name.startswith(".report.html.")]
-    assert leftovers == [], "the temporary was renamed over the page"
+    pages = [p.name for p in inbox.iterdir() if pagefile.is_page_file(p.name, "report.html")]
+    assert pages == ["report.html"], "the temporary was renamed over the page"
