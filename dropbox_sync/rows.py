@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dropbox_sync import archive
+from dropbox_sync.redact import scrub
 
 ROW_SUCCESS = ("user created", "user updated")  # Infiniti lists every row once one fails
 _TWICE = re.compile(r"(?P<problem>.+?)\.? User failed to import: (?P=problem)\.?\s*", re.DOTALL)
@@ -78,8 +79,12 @@ def _line(trace: dict[str, Any]) -> int | None:
 
 
 def tidy_reason(reason: str) -> str:
-    """Infiniti states a row's problem twice ("X. User failed to import: X. "): once is enough for people."""
-    reason = reason.strip()
+    """Infiniti states a row's problem twice ("X. User failed to import: X. "): once is enough for people.
+
+    Scrubbed here, the one door of a server's row text to people (failed-rows CSV, emails,
+    report, demo): a reply may quote the password back, and the failed-rows file is written
+    by a CSV writer, outside the result and log scrubbing."""
+    reason = scrub(reason.strip())
     twice = _TWICE.fullmatch(reason)
     return f"{twice.group('problem')}." if twice else reason
 

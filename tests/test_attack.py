@@ -295,3 +295,21 @@ def test_a_held_file_named_twice_is_approved_once_without_a_puzzling_error(tmp_p
     assert done.returncode == 0, done.stderr
     assert "not approved" not in done.stderr, done.stderr
     assert done.stdout.count("approved; it is sent next") == 1, done.stdout
+
+
+def test_a_row_reason_quoting_the_password_never_reaches_the_failed_rows_file(tmp_path: Path) -> None:
+    """A server (or a proxy's error page in its place) quoting the password in a row's reason.
+    Regression: <archived>.failed-rows.csv, which office staff open and mail around, held it."""
+    from tests.badservers import Scripted, ScriptedServer
+    from tests.support import PASSWORD
+    from tests.test_replies import once
+
+    body = json.dumps({"success": False, "summary": "1 user processed. 1 user failed.",
+                       "details": {"1": f"Field (password) is not {PASSWORD}. User failed to import."}})  # fmt: skip
+    with ScriptedServer(Scripted(body=body.encode())) as server:
+        inbox, _result = once(tmp_path, server)
+    (failed,) = [p for p in archived(inbox, archive.FAILED)]
+    rows = failed.with_name(failed.name + archive.FAILED_ROWS_SUFFIX)
+    assert rows.exists(), list(failed.parent.iterdir())
+    text = rows.read_text(encoding="utf-8-sig")
+    assert "Field (password) is not" in text and PASSWORD not in text, text
