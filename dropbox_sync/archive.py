@@ -10,17 +10,25 @@ file is always whole in exactly one place. The archive name is chosen at claim
 time (UTC timestamp + original name, a counter on clash) and kept through
 sending/ into processed/ or failed/; results are written to a temporary name,
 flushed and renamed into place, so a crash never leaves half a result.
+
+Every operation inside the work folders goes through ``workdirs`` (handles
+that never follow a link, folders checked to be ours): this module decides
+where things go; workdirs.py touches the disk; archive_names.py names them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import json
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from dropbox_sync import workdirs
 
 # The names live in archive_names.py; callers keep saying archive.result_path and the like.
 from dropbox_sync.archive_names import (  # noqa: F401 - re-exported
@@ -44,11 +52,10 @@ from dropbox_sync.archive_names import (  # noqa: F401 - re-exported
     sent_path,
 )
 from dropbox_sync.errors import FileNotReady
+from dropbox_sync.settle import Observation
+from dropbox_sync.workdirs import FAILED, HELD, PROCESSED, SENDING, Folder, WorkFolders
 
-SENDING = "sending"
-PROCESSED = "processed"
-FAILED = "failed"
-HELD = "held"
+__all__ = ["FAILED", "HELD", "PROCESSED", "SENDING"]  # the folder names live in workdirs
 REPORT = "report.html"  # the inbox's page for people (never taken for a dropped file)
 
 
@@ -57,19 +64,44 @@ def folder(inbox: Path, which: str) -> Path:
 
 
 def ensure_folders(inbox: Path) -> None:
-    for which in (SENDING, PROCESSED, FAILED):
-        (inbox / which).mkdir(exist_ok=True)
+    """Make sending/, processed/, failed/ and check all four (``UnsafeFolder`` if one is not ours)."""
+    workdirs.check_inbox(inbox)
 
 
-def listed_files(folder_path: Path) -> list[Path]:
-    """The archived files in one of our folders, by name: not results, not companions,
-    not folders. Links are listed (never followed) so they can be filed away."""
+def _folders_of(claimed: Path, *, strict: bool = True):
+    """The opened inbox of a file in one of its work folders (``inbox/which/name``)."""
+    return workdirs.inbox_folders(claimed.parent.parent, strict=strict)
+
+
+def listed_files(folder_path: Path, *, strict: bool = False) -> list[Path]:
+    """The archived files in one of our folders (``inbox/failed`` and the like), by name:
+    not results, not companions, not folders. Links are listed (never followed) so they
+    can be filed away. Through the folder's own handle (workdirs.py): a folder that is a
+    link raises ``UnsafeFolder``; ``strict`` (the service) also wants it ours."""
     try:
-        entries = [e for e in os.scandir(folder_path) if not e.is_dir(follow_symlinks=False)]
+        with workdirs.inbox_folders(folder_path.parent, strict=strict) as folders:
+            directory = folders.optional(folder_path.name)
+            names = directory.names() if directory is not None else []
+            return sorted(folder_path / name for name in _listed(directory, names))
     except FileNotFoundError:
+        return []  # no inbox folder (an unmounted share), or no such work folder yet
+
+
+def _listed(directory: Folder | None, names: list[str]) -> list[str]:
+    if directory is None:
         return []
-    names = {e.name for e in entries}
-    return sorted(folder_path / e.name for e in entries if is_archived_file(e.name, names))
+    siblings = set(names)
+    found = []
+    for name in names:
+        if not is_archived_file(name, siblings):
+            continue
+        try:
+            if stat.S_ISDIR(directory.lstat(name).st_mode):
+                continue
+        except FileNotFoundError:
+            continue
+        found.append(name)
+    return found
 
 
 def claim(inbox: Path, name: str, now: dt.datetime, *, done_marker: str = "") -> Path:
@@ -78,41 +110,38 @@ def claim(inbox: Path, name: str, now: dt.datetime, *, done_marker: str = "") ->
     With a done marker (``x.csv.done``), the marker is taken along as a
     dot-name beside the claimed file: left in the inbox, it would make the
     next ``x.csv`` look finished before it is written."""
-    source = inbox / name
-    target = folder(inbox, SENDING) / _unique_archive_name(inbox, name, now)
-    # A shortened archive name loses part of the original (say "...groups.csv"),
-    # which routing and results need: keep it beside the file, written before
-    # the rename so the claimed file never exists without it.
-    keeper = _keep_original(target, name)
-    try:
-        os.rename(source, target)
-    except OSError as exc:
-        if keeper is not None:
-            keeper.unlink(missing_ok=True)
-        if isinstance(exc, FileNotFoundError):
-            raise FileNotReady(f"{name} vanished before it could be claimed") from None
-        if is_busy(exc):
-            # Windows: WinError 32, the writer (or an antivirus scanner) still
-            # has it open. That only means "not ready yet" (DESIGN §8.7).
-            raise FileNotReady(f"{name} is open in another program ({exc.strerror})") from None
-        raise
-    if done_marker:
+    with workdirs.inbox_folders(inbox) as folders:
+        sending = folders.get(SENDING, create=True)
+        archived = _unique_archive_name(folders, name, now)
+        # A shortened archive name loses part of the original (say "...groups.csv"),
+        # which routing and results need: keep it beside the file, written before
+        # the rename so the claimed file never exists without it.
+        keeper = None
+        if original_name(archived) != name:
+            keeper = _original_name_file(archived)
+            sending.write_atomically(keeper, os.fsencode(name))  # surrogates (undecodable names) round-trip
         try:
-            os.rename(inbox / (name + done_marker), marker_path(target))
-        except OSError:
-            pass  # gone or held: the claimed file does not depend on it
-    return target
+            folders.inbox.rename(name, sending, archived)
+        except OSError as exc:
+            if keeper is not None:
+                sending.unlink(keeper, missing_ok=True)
+            if isinstance(exc, FileNotFoundError):
+                raise FileNotReady(f"{name} vanished before it could be claimed") from None
+            if is_busy(exc):
+                # Windows: WinError 32, the writer (or an antivirus scanner) still
+                # has it open. That only means "not ready yet" (DESIGN §8.7).
+                raise FileNotReady(f"{name} is open in another program ({exc.strerror})") from None
+            raise
+        if done_marker:
+            try:
+                folders.inbox.rename(name + done_marker, sending, _marker_name(archived))
+            except OSError:
+                pass  # gone or held: the claimed file does not depend on it
+    return inbox / SENDING / archived
 
 
-def _keep_original(target: Path, name: str) -> Path | None:
-    if original_name(target.name) == name:
-        return None
-    keeper = original_path(target)
-    with open(keeper, "wb") as handle:
-        handle.write(os.fsencode(name))  # surrogates (undecodable names) round-trip
-        handle.flush()
-        os.fsync(handle.fileno())
-    return keeper
+def _original_name_file(archived: str) -> str:
+    return f".{archived}{ORIGINAL_SUFFIX}"
 
 
 def original_of(archived: Path) -> str:
@@ -123,8 +152,8 @@ def original_of(archived: Path) -> str:
     if len(os.fsencode(short)) < MAX_NAME_BYTES - 3:
         return short
     try:
-        with open(original_path(archived), "rb") as handle:
-            kept = os.fsdecode(handle.read(4096))
+        with _folder_of(archived) as folder:
+            kept = os.fsdecode(folder.read_bytes(_original_name_file(archived.name))[:4096])
     except OSError:
         return short  # lost (a crash before it reached the disk): the short name is all we have
     return kept or short
@@ -140,121 +169,197 @@ def is_busy(exc: OSError) -> bool:
     return getattr(exc, "winerror", None) in _WINDOWS_BUSY
 
 
-def _unique_archive_name(inbox: Path, name: str, now: dt.datetime) -> str:
+def _marker_name(archived: str) -> str:
+    return f".{archived}.done"
+
+
+def _approval_name(archived: str) -> str:
+    return f".{archived}.approved"
+
+
+def _result_name(archived: str) -> str:
+    return archived + RESULT_SUFFIX
+
+
+def _unique_archive_name(folders: WorkFolders, name: str, now: dt.datetime) -> str:
     stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     base = _shorten(name)
+    existing = [f for f in (folders.optional(which) for which in (SENDING, PROCESSED, FAILED, HELD)) if f is not None]
     for counter in range(1, 10_000):
         candidate = f"{stamp}_{base}" if counter == 1 else f"{stamp}-{counter}_{base}"
-        if not any((inbox / which / candidate).exists() for which in (SENDING, PROCESSED, FAILED, HELD)):
+        if not any(f.exists(candidate) for f in existing):
             return candidate
     raise FileNotReady(f"no free archive name for {name} at {stamp}")
 
 
+@contextlib.contextmanager
+def _folder_of(path: Path) -> Iterator[Folder]:
+    """The folder holding ``path``, opened: a work folder (``inbox/sending/x``,
+    ``inbox/failed/x``...) through its no-follow handle relative to the inbox, so a
+    work folder swapped for a link is refused (workdirs.py); any other folder (a
+    state or scratch folder the administrator or the program chose) as it is.
+
+    Ownership is the service's to check, once per pass (``ensure_folders``), not
+    here: a person's command reading a folder they happen to call failed/ is fine."""
+    if path.parent.name in workdirs.WORK_FOLDERS:
+        with workdirs.work_folder(path.parent.parent, path.parent.name, strict=False) as folder:
+            yield folder
+    else:
+        with workdirs.open_trusted(path.parent) as folder:
+            yield folder
+
+
 def open_claimed(path: Path) -> BinaryIO:
-    """Open a claimed file for reading without following a link.
+    """Open a regular file for reading without following a link (``_folder_of``).
 
     The scan only takes regular files, but a link could be put in place
     between the scan and the claim; O_NOFOLLOW makes that fail instead of
-    reading (and uploading) whatever the link points at."""
+    reading (and uploading) whatever the link points at, and a FIFO is refused
+    rather than waited on."""
+    with _folder_of(path) as folder:
+        return folder.open_read(path.name)
+
+
+open_untrusted = open_claimed  # a file people may have put in our folders: the same rules
+
+
+def open_nofollow(path: Path) -> BinaryIO:
+    """Open a file a person named (``send``, ``check``) for reading, not following a final link."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     return os.fdopen(os.open(path, flags), "rb")
 
 
-def open_untrusted(path: Path) -> BinaryIO:
-    """Open a file people may have put in our folders, only if it is a regular file.
+def lstat_claimed(path: Path) -> os.stat_result:
+    """The entry itself (never what a link points at)."""
+    with _folder_of(path) as folder:
+        return folder.lstat(path.name)
 
-    No link is followed, and a FIFO or device cannot block or feed us:
-    O_NONBLOCK makes opening a FIFO return at once, and anything that is not a
-    regular file is refused with an OSError."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
-    if getattr(os, "O_NONBLOCK", 0):  # POSIX only; Windows has no FIFOs in folders
-        os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
+
+def observe_claimed(path: Path) -> Observation | None:
+    """Size and mtime of a regular file; None if it is gone or not a regular file."""
+    try:
+        info = lstat_claimed(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return Observation(info.st_size, info.st_mtime_ns)
+
+
+def exists_claimed(path: Path) -> bool:
+    """The entry exists, whatever it is (a link too)."""
+    with _folder_of(path) as folder:
+        return folder.exists(path.name)
+
+
+def create_temporary(beside: Path, label: str) -> tuple[Path, BinaryIO]:
+    """A new temporary of unpredictable name, made O_EXCL without following a link, in
+    the folder of ``beside``; a dot-name ending .tmp, swept at start if a crash leaves it."""
+    with _folder_of(beside) as folder:
+        name, handle = folder.create_temporary(label)
+    return beside.with_name(name), handle
+
+
+def rename_claimed(path: Path, new_name: str) -> None:
+    """Give an entry another name in the same folder (replacing one: a link is replaced,
+    never written through)."""
+    with _folder_of(path) as folder:
+        folder.replace(path.name, new_name)
+
+
+def discard(path: Path) -> None:
+    """Remove one of our temporaries."""
+    with _folder_of(path) as folder:
+        folder.unlink(path.name, missing_ok=True)
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    # dumps, then one write: json.dump with an indent writes each of a result's hundreds of
-    # tokens through the text layer separately, costing more than the fsync.
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    try:
-        # backslashreplace: a file name that is not valid UTF-8 is written as a
-        # JSON \udcXX escape instead of failing the whole result.
-        with open(temporary, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)  # a disk that filled up keeps no half result
-        raise
+    """A JSON file written whole or not at all, scrubbed of secrets (``Folder.write_json``):
+    a result in a work folder, or a state file (status.json, notify.json)."""
+    with _folder_of(path) as folder:
+        folder.write_json(path.name, data)
 
 
 def read_result(claimed: Path) -> dict[str, Any] | None:
     """The saved result of a claimed file, if a complete one exists."""
-    try:
-        data = json.loads(result_path(claimed).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    with _folder_of(claimed) as folder:
+        try:
+            data = json.loads(folder.read_bytes(_result_name(claimed.name)))
+        except (OSError, ValueError):
+            return None
     return data if isinstance(data, dict) else None
 
 
 def archive(claimed: Path, destination: str) -> Path:
-    """Move a claimed file, then its result, into processed/ or failed/."""
-    target_dir = claimed.parent.parent / destination
-    target_dir.mkdir(exist_ok=True)
-    target = _free_name(target_dir, claimed.name)
-    # The failed rows go first: were the file to go first and a crash to follow, the
-    # rows left in sending/ without their file would look like a file to send.
-    if failed_rows_path(claimed).exists():
-        os.rename(failed_rows_path(claimed), failed_rows_path(target))
-    os.rename(claimed, target)
-    result = result_path(claimed)
-    if result.exists():
-        os.rename(result, result_path(target))
-    approval_marker(claimed).unlink(missing_ok=True)
-    _move_companions(claimed, target)
-    return target
+    """Move a claimed file, then its result, into processed/, failed/ or held/."""
+    with _folders_of(claimed) as folders:
+        source = folders.get(claimed.parent.name)
+        target_dir = folders.get(destination, create=True)
+        target = _free_name(target_dir, claimed.name)
+        # The failed rows go first: were the file to go first and a crash to follow, the
+        # rows left in sending/ without their file would look like a file to send.
+        rows = claimed.name + FAILED_ROWS_SUFFIX
+        if source.exists(rows):
+            source.rename(rows, target_dir, target + FAILED_ROWS_SUFFIX)
+        source.rename(claimed.name, target_dir, target)
+        if source.exists(_result_name(claimed.name)):
+            source.rename(_result_name(claimed.name), target_dir, _result_name(target))
+        source.unlink(_approval_name(claimed.name), missing_ok=True)
+        _move_companions(source, claimed.name, target_dir, target)
+    return claimed.parent.parent / destination / target
 
 
-def _move_companions(source: Path, target: Path) -> None:
-    for old, new in zip(companions(source), companions(target), strict=True):
-        if old.exists():
-            os.rename(old, new)
+def _companion_names(name: str) -> tuple[str, str, str, str]:
+    """Our companions of a file, which follow it from folder to folder: its done marker, its
+    kept original name, its sent copy and its refused rows (each only when there is one)."""
+    return _marker_name(name), _original_name_file(name), name + SENT_SUFFIX, name + FAILED_ROWS_SUFFIX
+
+
+def _move_companions(source: Folder, name: str, target: Folder, new_name: str) -> None:
+    for old, new in zip(_companion_names(name), _companion_names(new_name), strict=True):
+        if source.exists(old):
+            source.rename(old, target, new)
 
 
 def take_back(archived: Path) -> Path:
     """Move an archived file back into sending/ under the same name, to be sent again
     (its writer was still writing when it was sent). Its done marker and kept name go
     with it; its result and sent copy stay where they are: they record that import."""
-    target = folder(archived.parent.parent, SENDING) / archived.name
-    if os.path.lexists(target):
-        raise FileExistsError(errno.EEXIST, "already in sending/", str(target))
-    os.rename(archived, target)
-    for old, new in ((marker_path(archived), marker_path(target)), (original_path(archived), original_path(target))):
-        if old.exists():
-            os.rename(old, new)
+    with _folders_of(archived) as folders:
+        source = folders.get(archived.parent.name)
+        sending = folders.get(SENDING, create=True)
+        target = archived.parent.parent / SENDING / archived.name
+        if sending.exists(archived.name):
+            raise FileExistsError(errno.EEXIST, "already in sending/", str(target))
+        source.rename(archived.name, sending, archived.name)
+        for companion in _companion_names(archived.name)[:2]:  # the done marker and the kept name
+            if source.exists(companion):
+                source.rename(companion, sending, companion)
     return target
 
 
+def is_approved(claimed: Path) -> bool:
+    return exists_claimed(approval_marker(claimed))
+
+
 def approve(inbox: Path, name: str) -> Path:
-    """Move a file from held/ back to sending/, marked as approved; it goes next."""
-    held = folder(inbox, HELD) / name
-    if not held.is_file():
-        raise FileNotFoundError(name)
-    claimed = folder(inbox, SENDING) / name
-    if claimed.exists():
-        raise FileExistsError(name)
-    approval_marker(claimed).write_text("approved\n", encoding="utf-8")
-    os.rename(held, claimed)
-    _move_companions(held, claimed)
-    # The held result said "waiting for approval"; the upload writes the real one.
-    result_path(held).unlink(missing_ok=True)
-    return claimed
+    """Move a file from held/ back to sending/, marked as approved; it goes next.
+
+    Run by a person (``dropbox-sync approve``), perhaps as another account than
+    the service: links are refused as always, ownership is the service's to check."""
+    with workdirs.inbox_folders(inbox, strict=False) as folders:
+        held = folders.optional(HELD)
+        if held is None or not held.is_regular(name):
+            raise FileNotFoundError(name)
+        sending = folders.get(SENDING, create=True)
+        if sending.exists(name):
+            raise FileExistsError(name)
+        sending.write_atomically(_approval_name(name), b"approved\n")
+        held.rename(name, sending, name)
+        _move_companions(held, name, sending, name)
+        # The held result said "waiting for approval"; the upload writes the real one.
+        held.unlink(_result_name(name), missing_ok=True)
+    return inbox / SENDING / name
 
 
 def prune_processed(inbox: Path, keep_days: float, now: dt.datetime, *,
@@ -267,43 +372,39 @@ def prune_processed(inbox: Path, keep_days: float, now: dt.datetime, *,
     The youngest of the name's stamp, the file's and its result's mtime and
     ctime, and the times inside the result decides. ``spare``: names known to
     be young another way (archived by this process within keep_days of its
-    monotonic clock)."""
+    monotonic clock). Through processed/'s own handle: a processed/ swapped for
+    a link is never pruned into (workdirs.py)."""
     cutoff = now - dt.timedelta(days=keep_days)
     removed = []
-    try:
-        entries = list(os.scandir(folder(inbox, PROCESSED)))
-    except FileNotFoundError:
-        return []
-    names = {entry.name for entry in entries}
-    for entry in entries:
-        name = entry.name
-        if name.endswith(RESULT_SUFFIX):
-            if name[: -len(RESULT_SUFFIX)] in names:
-                continue  # goes with its file
-            path = Path(entry.path).with_name(name[: -len(RESULT_SUFFIX)])  # a result left alone (aftercare)
-        elif is_archived_file(name, names):
-            path = Path(entry.path)
-        else:
-            continue  # a companion: goes with its file
-        if path.name in spare or not _older_than(path, cutoff):
-            continue
-        for victim in (result_path(path), original_path(path), sent_path(path), path):
-            try:
-                victim.unlink(missing_ok=True)
-            except OSError:
+    with workdirs.inbox_folders(inbox) as folders:
+        processed = folders.optional(PROCESSED)
+        names = set(processed.names()) if processed is not None else set()
+        for name in sorted(names):
+            if name.endswith(RESULT_SUFFIX):
+                if name[: -len(RESULT_SUFFIX)] in names:
+                    continue  # goes with its file
+                name = name[: -len(RESULT_SUFFIX)]  # a result left alone (aftercare)
+            elif not is_archived_file(name, names):
+                continue  # a companion: goes with its file
+            if name in spare or not _older_than(processed, name, cutoff):
                 continue
-        removed.append(path)
+            for victim in (_result_name(name), _original_name_file(name), name + SENT_SUFFIX, name):
+                try:
+                    processed.unlink(victim, missing_ok=True)
+                except OSError:
+                    continue
+            removed.append(inbox / PROCESSED / name)
     return removed
 
 
-def _older_than(archived: Path, cutoff: dt.datetime) -> bool:
+def _older_than(folder: Folder, name: str, cutoff: dt.datetime) -> bool:
     """True only if every time known about an archived file and its result is before ``cutoff``."""
-    stamp = archived_at(archived.name)
+    stamp = archived_at(name)
     if stamp is None or stamp >= cutoff:
         return False  # not named by us, or young by its name
-    for path in (archived, result_path(archived)):
+    for entry in (name, _result_name(name)):
         try:
-            info = os.lstat(path)
+            info = folder.lstat(entry)
         except FileNotFoundError:
             continue
         except OSError:
@@ -312,7 +413,7 @@ def _older_than(archived: Path, cutoff: dt.datetime) -> bool:
             if dt.datetime.fromtimestamp(seconds, dt.UTC) >= cutoff:
                 return False
     try:
-        ours = json.loads(result_path(archived).read_text(encoding="utf-8")).get("dropbox_sync")
+        ours = json.loads(folder.read_bytes(_result_name(name))).get("dropbox_sync")
     except (OSError, ValueError, AttributeError):
         ours = None
     for key in ("started", "finished"):
@@ -326,52 +427,52 @@ def _older_than(archived: Path, cutoff: dt.datetime) -> bool:
     return True
 
 
-def _free_name(directory: Path, name: str) -> Path:
+def _free_name(directory: Folder, name: str) -> str:
     """``name`` in ``directory``, or with a higher counter if taken: never overwrite."""
-    candidate = directory / name
-    if not candidate.exists() and not result_path(candidate).exists():
-        return candidate
+    if not directory.exists(name) and not directory.exists(_result_name(name)):
+        return name
     original = original_name(name)
     prefix = name[: len(name) - len(original)].rstrip("_").split("-")[0]
     for counter in range(2, 10_000):
-        candidate = directory / f"{prefix}-{counter}_{original}"
-        if not candidate.exists() and not result_path(candidate).exists():
+        candidate = f"{prefix}-{counter}_{original}"
+        if not directory.exists(candidate) and not directory.exists(_result_name(candidate)):
             return candidate
-    raise OSError(f"no free name for {name} in {directory}")
+    raise OSError(f"no free name for {name} in {directory.path}")
 
 
-def claimed_files(inbox: Path) -> list[Path]:
+def claimed_files(inbox: Path, *, strict: bool = True) -> list[Path]:
     """Files in sending/ (oldest claim first), not counting results or temporaries."""
-    return listed_files(folder(inbox, SENDING))
+    return listed_files(inbox / SENDING, strict=strict)
 
 
 def remove_stale_temporaries(inbox: Path) -> list[Path]:
-    """Delete half-written results a crash left in sending/ (ours, never user files)."""
+    """Delete half-written results and UTF-8 copies a crash left in sending/
+    (ours, never user files: dot-names ending .tmp), and a kept original name
+    whose claim never happened (a crash before the rename)."""
     removed = []
-    sending = folder(inbox, SENDING)
-    # Half-written results and UTF-8 copies (transcode.py): all dot-names ending .tmp;
-    # and a kept original name whose claim never happened (a crash before the rename).
-    stale = list(sending.glob(".*.tmp"))
-    stale += [p for p in sending.glob(f".*{ORIGINAL_SUFFIX}")
-              if not (sending / p.name[1: -len(ORIGINAL_SUFFIX)]).exists()]  # fmt: skip
-    for path in stale:
-        try:
-            path.unlink()
-            removed.append(path)
-        except OSError:
-            pass
+    with workdirs.inbox_folders(inbox) as folders:
+        sending = folders.optional(SENDING)
+        names = set(sending.names()) if sending is not None else set()
+        for name in sorted(names):
+            temporary = name.startswith(".") and name.endswith(workdirs.TEMPORARY_SUFFIX)
+            unclaimed = name.startswith(".") and name.endswith(ORIGINAL_SUFFIX) and \
+                name[1: -len(ORIGINAL_SUFFIX)] not in names
+            if temporary or unclaimed:
+                try:
+                    sending.unlink(name)
+                    removed.append(inbox / SENDING / name)
+                except OSError:
+                    pass
     return removed
 
 
 def orphan_results(inbox: Path) -> list[Path]:
     """Results in sending/ whose file was already archived (a crash between the two renames)."""
-    sending = folder(inbox, SENDING)
-    try:
-        names = {entry.name for entry in os.scandir(sending)}
-    except FileNotFoundError:
-        return []
+    with workdirs.inbox_folders(inbox) as folders:
+        sending = folders.optional(SENDING)
+        names = set(sending.names()) if sending is not None else set()
     return [
-        sending / name
+        inbox / SENDING / name
         for name in sorted(names)
         if name.endswith(RESULT_SUFFIX) and name[: -len(RESULT_SUFFIX)] not in names
     ]
@@ -380,9 +481,11 @@ def orphan_results(inbox: Path) -> list[Path]:
 def reunite_orphan_result(result: Path) -> Path | None:
     """Put an orphan result beside its archived file; None if the file is nowhere."""
     file_name = result.name[: -len(RESULT_SUFFIX)]
-    for destination in (PROCESSED, FAILED):
-        archived = result.parent.parent / destination / file_name
-        if archived.exists() and not result_path(archived).exists():
-            os.rename(result, result_path(archived))
-            return archived
+    with _folders_of(result) as folders:
+        sending = folders.get(SENDING)
+        for destination in (PROCESSED, FAILED):
+            directory = folders.optional(destination)
+            if directory is not None and directory.exists(file_name) and not directory.exists(result.name):
+                sending.rename(result.name, directory, result.name)
+                return result.parent.parent / destination / file_name
     return None

@@ -47,6 +47,7 @@ from dropbox_sync.cli_support import (
 )
 from dropbox_sync.errors import ConfigError, DropboxSyncError, ServiceError, UsageError
 from dropbox_sync.shutdown import stop_on_signals
+from dropbox_sync.redact import ScrubbingStream
 
 EXAMPLE_CONFIG = example.EXAMPLE
 
@@ -122,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every byte any command prints goes through the scrubbing layer (redact.py).
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (s if s is None or isinstance(s, ScrubbingStream) else ScrubbingStream(s) for s in saved)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -21,7 +21,7 @@ from dropbox_sync.cli_support import (
     _roster,
     _state_dir,
 )
-from dropbox_sync.errors import UsageError
+from dropbox_sync.errors import UnsafeFolder, UsageError
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -92,8 +92,8 @@ def cmd_approve(args: argparse.Namespace) -> int:
                 continue
             try:
                 archive.approve(item.inbox.path, item.path.name)
-            except OSError as exc:
-                print(f"{item.path.name}: not approved: {exc.strerror or exc}", file=sys.stderr)
+            except (OSError, UnsafeFolder) as exc:
+                print(f"{item.path.name}: not approved: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
                 refused += 1
                 continue
             if newer is not None:

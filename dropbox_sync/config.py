@@ -44,7 +44,7 @@ from dropbox_sync.config_parse import INBOX_DEFAULTS, _reject_duplicates, _where
 from dropbox_sync.errors import ConfigError
 from dropbox_sync.notify_settings import resolve_settings
 from dropbox_sync.paths import BACKSLASH_HINT
-from dropbox_sync.redact import Secret
+from dropbox_sync.redact import Secret, register_basic_auth
 
 # The public names of the three steps and their objects (they live in config_model.py
 # and config_parse.py; callers keep importing them from here).
@@ -169,13 +169,15 @@ def resolve_secrets(cfg: Config) -> Config:
 
 def password_of(inbox: InboxConfig) -> Secret:
     """The inbox's password: as resolved by ``resolve_secrets``, else read now (ConfigError names the key)."""
-    return inbox.password if inbox.password is not None else credentials.resolve(inbox.password_source)
+    secret = inbox.password if inbox.password is not None else credentials.resolve(inbox.password_source)
+    register_basic_auth(inbox.username, secret.reveal())  # the Authorization header's token is a secret too
+    return secret
 
 
 def _register_proxy_password(proxy: str) -> None:
-    password = urllib.parse.urlsplit(proxy).password
-    if password:
-        Secret(urllib.parse.unquote(password))  # scrubbed from logs from now on
+    parts = urllib.parse.urlsplit(proxy)
+    if parts.password:  # scrubbed from logs from now on, and the proxy's Basic token with it
+        register_basic_auth(urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password))
 
 
 def _warn_if_readable_by_others(path: Path, where: str) -> None:

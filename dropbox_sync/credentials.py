@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,7 @@ def resolve(source: PasswordSource) -> Secret:
     elif source.kind == ENV:
         value = os.environ.get(source.value, "")
         if not value:
-            raise source.fail(f"names environment variable {source.value}, which is not set")
+            raise source.fail(_unset_variable(source.value))
     elif source.kind == FILE:
         try:
             value = Path(source.value).read_text(encoding="utf-8-sig").strip("\r\n")
@@ -109,6 +110,21 @@ def resolve(source: PasswordSource) -> Secret:
     if len(value) < MIN_LENGTH:
         raise source.fail(f"gives a password shorter than {MIN_LENGTH} characters")
     return Secret(value)  # registered with the scrubber before anything can print it
+
+
+_VARIABLE_NAME = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
+
+
+def _unset_variable(variable: str) -> str:
+    """Why password_env gave nothing, without echoing what may be the password itself."""
+    if _VARIABLE_NAME.match(variable):
+        return f"names environment variable {variable}, which is not set"
+    # Not a conventional variable name: quite possibly the password itself put in
+    # the wrong key. Never repeat it, and scrub it from everything from now on.
+    Secret(variable)
+    return ("names an environment variable that is not set (the value is not shown: it does not look like a "
+            "variable name such as DROPBOX_SYNC_PASSWORD; if it is the password itself, put the password in "
+            "that variable, or use password_file)")  # fmt: skip
 
 
 def _from_keyring(source: PasswordSource) -> str:

@@ -43,11 +43,13 @@ class Discovery:
         return bool(self.claimed or self.waiting)
 
 
-def discover(inbox: InboxConfig) -> Discovery:
+def discover(inbox: InboxConfig, *, strict: bool = True) -> Discovery:
     """What of ``inbox`` is ours, in sending order, and what is skipped with the reason.
 
-    Raises OSError when the folder cannot be listed (missing, unreadable)."""
-    claimed = archive.claimed_files(inbox.path)
+    Raises OSError when the folder cannot be listed (missing, unreadable), and
+    ``UnsafeFolder`` when sending/ is a link, a file or (``strict``, the service)
+    not ours: see workdirs.py."""
+    claimed = archive.claimed_files(inbox.path, strict=strict)
     candidates, ignored, unfinished = scan(inbox)
     routed: list[tuple[int, Candidate]] = []
     skipped = [item for item in ignored if not is_reserved(item.name, inbox)]

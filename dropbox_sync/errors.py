@@ -23,6 +23,8 @@
     │                                file goes to failed/ (prepare.py)
     ├── MailError                    the SMTP server did not take the messages; the
     │                                notifier keeps them and tries later (mail.py)
+    ├── UnsafeFolder                 a work folder (sending/, processed/, failed/, held/)
+    │                                is a link, not a folder, or not ours; the inbox holds
     ├── ServiceError                 an OS service action failed (service/; exit code 1)
     │   ├── Win32Error               a Windows API call failed (service/_win32api.py)
     │   └── ServiceFailed            raised out of SvcRun so the SCM records an error
@@ -116,6 +118,10 @@ class TranscodeError(DropboxSyncError):
 
 class MailError(DropboxSyncError):
     """The messages could not be handed to the SMTP server; try again later."""
+
+
+class UnsafeFolder(DropboxSyncError):
+    """A work folder cannot be trusted (workdirs.py); nothing goes through it."""
 
 
 class ServiceError(DropboxSyncError):

@@ -17,13 +17,14 @@ import codecs
 import csv
 import io
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from loguru import logger
 
+from dropbox_sync import archive
 from dropbox_sync.archive import display_name, failed_rows_path, open_claimed
 from dropbox_sync.rows import failed_details, row_number, tidy_reason
 
@@ -68,7 +69,22 @@ def write_beside(export: Path, details: Any, *, source_encoding: str = "",
     encoding = text_encoding(source_encoding)
     newline = _line_ending(export)
     target = failed_rows_path(export)
-    temporary = target.with_name(f".{target.name}.tmp")
+    written: list[FailedRow] = []
+    # An unpredictable name made O_EXCL through the folder's handle (archive.create_temporary):
+    # sending/ is shared ground, a link planted at a guessable name is never written through.
+    temporary, raw = archive.create_temporary(export, ".failed-rows")
+    try:
+        with raw:
+            written = _write_rows(export, raw, encoding, newline, reasons, by_export)
+        archive.rename_claimed(temporary, target.name)
+    except BaseException:
+        archive.discard(temporary)
+        raise
+    return written
+
+
+def _write_rows(export: Path, raw: BinaryIO, encoding: str, newline: str, reasons: Mapping[int, str],
+                by_export: Mapping[int, int] | None) -> list[FailedRow]:  # fmt: skip
     written: list[FailedRow] = []
     with _open_text(export, encoding) as source:
         records = csv.reader(source)
@@ -77,7 +93,7 @@ def write_beside(export: Path, details: Any, *, source_encoding: str = "",
         # Excel opens UTF-8 as its legacy code page without a BOM; any other
         # encoding is written back as the export came, so the fixed file takes
         # the same path as the export did.
-        with open(temporary, "w", encoding=encoding, errors="replace", newline="") as sink:
+        with io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="") as sink:
             writer = csv.writer(sink, lineterminator=newline)
             writer.writerow([header[i] for i in keep] + [ERROR_COLUMN])
             number = 0  # rows that are not blank: the server's numbering without a mapping
@@ -93,7 +109,6 @@ def write_beside(export: Path, details: Any, *, source_encoding: str = "",
                     written.append(FailedRow(server, line, reasons[server]))
             sink.flush()
             os.fsync(sink.fileno())
-    os.replace(temporary, target)
     return written
 
 
@@ -130,10 +145,11 @@ def for_log(export: Path, details: Any, facts: Mapping[str, Any], inbox: str) ->
     return f" Failed: {first}{more}"  # after the server's summary, which ends with a full stop
 
 
-def without_error_column(source: Path, target: Path) -> bool:
-    """Copy a UTF-8 upload source without its ``import_error`` column; False (and no copy)
-    when the header has none, which costs only reading the header. Every row is kept,
-    blank ones too, so row numbers stay those of the export."""
+def without_error_column(source: Path, open_target: Callable[[], BinaryIO]) -> bool:
+    """Copy a UTF-8 upload source without its ``import_error`` column into the file
+    ``open_target()`` makes; False (and no copy made) when the header has none, which
+    costs only reading the header. Every row is kept, blank ones too, so row numbers
+    stay those of the export."""
     newline = _line_ending(source)
     with _open_text(source, "utf-8-sig") as text:
         records = csv.reader(text)
@@ -141,7 +157,7 @@ def without_error_column(source: Path, target: Path) -> bool:
         drop = {i for i, name in enumerate(header) if name.strip().lower() == ERROR_COLUMN}
         if not drop:
             return False
-        with open(target, "w", encoding="utf-8", newline="") as sink:
+        with io.TextIOWrapper(open_target(), encoding="utf-8", newline="") as sink:
             writer = csv.writer(sink, lineterminator=newline)
             writer.writerows([[]] * (header_line - 1))
             writer.writerow([cell for i, cell in enumerate(header) if i not in drop])

@@ -16,7 +16,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ from loguru import logger
 
 from dropbox_sync import paths, statefiles
 from dropbox_sync.errors import JournalDamaged, StateUnavailable
+from dropbox_sync.redact import scrub
 
 T = TypeVar("T")
 DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
@@ -221,6 +222,8 @@ class Journal:
                 return default
 
     def record(self, attempt: Attempt) -> None:
+        # Scrubbed like every byte we write: a summary may quote the password back.
+        attempt = Attempt(*(scrub(v) if isinstance(v, str) else v for v in astuple(attempt)))
         values = (attempt.inbox, attempt.file, attempt.original, attempt.sha256, attempt.bytes, attempt.started,
                   attempt.finished, attempt.status, attempt.outcome, attempt.summary, attempt.route, attempt.rows)
 

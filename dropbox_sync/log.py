@@ -24,7 +24,7 @@ from typing import TextIO
 from loguru import logger
 
 from dropbox_sync import archive, paths
-from dropbox_sync.redact import scrub
+from dropbox_sync.redact import ScrubbingStream, scrub, scrub_data
 
 CONSOLE_FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}"
 FILE_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS ZZ} {level: <7} [{thread.name}] {message}"
@@ -48,7 +48,7 @@ def setup(
     if stream is None:  # pythonw.exe and Windows services have no console at all
         stream = _Nowhere()
     logger.add(
-        _ScrubbingStream(stream),
+        ScrubbingStream(stream),
         level=level,
         format=CONSOLE_FORMAT,
         colorize=_is_terminal(stream),
@@ -121,26 +121,6 @@ class _Nowhere:
         return False
 
 
-class _ScrubbingStream:
-    """A loguru sink that scrubs secrets before writing to a text stream."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-
-    def write(self, message: str) -> None:
-        try:
-            self.stream.write(scrub(message))
-        except (OSError, ValueError):
-            # A closed console (service, detached session) must not stop the job.
-            pass
-
-    def flush(self) -> None:
-        try:
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
-
-
 class DailyFileSink:
     """Appends to ``dropbox-sync_YYYY-MM-DD.log``; opens a new file when the date changes."""
 
@@ -210,7 +190,9 @@ class DailyFileSink:
         }
         if record["exception"] is not None:
             entry["exception"] = str(message).split("\n", 1)[-1].strip()
-        return json.dumps(entry, ensure_ascii=False) + "\n"
+        # Scrubbed BEFORE encoding: json.dumps escapes a '"' or '\' in a password,
+        # and the escaped form would slip past a scrub of the encoded line.
+        return json.dumps(scrub_data(entry), ensure_ascii=False) + "\n"
 
     def _handle_for(self, day: dt.date) -> TextIO:
         if self._file is None or day != self._day:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from dropbox_sync.archive import open_claimed
 from dropbox_sync.mapping import (
@@ -185,16 +185,20 @@ def _map_body(mapping: ColumnMapping, reader: Any, sink: io.TextIOBase | None, r
                                    " (the server will refuse those rows)")  # fmt: skip
 
 
-def map_file(mapping: ColumnMapping, source: Path, target: Path) -> MapResult:
+def map_file(mapping: ColumnMapping, source: Path, target: Path, *, sink: BinaryIO | None = None) -> MapResult:
     """Map the UTF-8 export at ``source`` (a BOM is fine) into a new UTF-8 CSV at ``target``.
 
-    The source is opened without following links (archive.open_claimed). On a problem,
-    ``target`` is removed: nothing half-mapped is ever uploaded."""
+    The source is opened without following links (``archive.open_claimed``); ``sink``,
+    when given, is ``target`` already opened (the worker creates it through sending/'s
+    handle, ``archive.create_temporary``). On a problem, ``target`` is removed:
+    nothing half-mapped is ever uploaded (the worker's own temporaries are removed by
+    ``prepare``, through the folder's handle)."""
+    binary = sink if sink is not None else open(target, "wb", buffering=_BUFFER)  # noqa: SIM115 - closed below
     with open_claimed(source) as raw, \
          io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text, \
-         open(target, "w", encoding="utf-8", newline="", buffering=_BUFFER) as sink:  # fmt: skip
-        result = map_rows(mapping, text, sink)
-    if result.problem is not None:
+         io.TextIOWrapper(binary, encoding="utf-8", newline="") as out:  # fmt: skip
+        result = map_rows(mapping, text, out)
+    if result.problem is not None and sink is None:
         target.unlink(missing_ok=True)
     return result
 

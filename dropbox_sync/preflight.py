@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,16 +45,16 @@ def inspect(path: Path, *, max_file_size: int, digest: bool = True,
     (``digest=False`` when the upload will hash the bytes as they go out). With a
     column ``mapping``, the header must have the columns its templates read instead
     of Infiniti's own (the mapping makes those)."""
-    size = path.stat().st_size
-    if size > max_file_size:
-        problem = (
-            f"File is {_human(size)}, over the limit of {_human(max_file_size)} "
-            "(max_file_size). Split the export or raise the limit."
-        )
-        return Inspection(size, None, problem)
-    hasher = hashlib.sha256() if digest else None
-    lines = _LineCounter()
     with open_claimed(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > max_file_size:
+            problem = (
+                f"File is {_human(size)}, over the limit of {_human(max_file_size)} "
+                "(max_file_size). Split the export or raise the limit."
+            )
+            return Inspection(size, None, problem)
+        hasher = hashlib.sha256() if digest else None
+        lines = _LineCounter()
         problem = _check_text(handle, hasher, lines)
         not_utf8 = problem is not None
         handle.seek(0)
@@ -70,9 +71,9 @@ def file_sha256(path: Path, *, max_file_size: int) -> str | None:
     """The file's digest for a result; None for a file too big to read, or unreadable."""
     digest = hashlib.sha256()
     try:
-        if path.stat().st_size > max_file_size:
-            return None
         with open_claimed(path) as handle:
+            if os.fstat(handle.fileno()).st_size > max_file_size:
+                return None
             while chunk := handle.read(CHUNK):
                 digest.update(chunk)
     except OSError:

@@ -22,6 +22,9 @@ The pipeline (``transaction.py``), ``check`` and ``send`` all call ``prepare``, 
 8. change guard: a file that would change or deactivate more than ``change_guard`` of
    the roster waits in held/.
 
+Every read, stat and temporary of a claimed file goes through its work folder's
+handle (``archive.open_claimed`` and kin, workdirs.py): sending/ is shared ground.
+
 The caller uploads ``Upload.path`` and then calls ``Upload.discard()`` (the worker
 first keeps a mapped upload as ``<archived>.sent.csv``: ``Upload.keep_sent``).
 """
@@ -31,12 +34,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
-import os
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from dropbox_sync import (
     archive,
@@ -105,7 +107,7 @@ class Upload:
         if not self.rewritten:
             return None
         target = archive.sent_path(claimed)
-        os.replace(self.path, target)
+        archive.rename_claimed(self.path, target.name)
         return target
 
     @property
@@ -158,7 +160,7 @@ def prepare(inbox: InboxConfig, path: Path, name: str | None = None, *, scratch:
     name = path.name if name is None else name
     original = archive.display_name(name)
     try:
-        info = os.lstat(path)
+        info = archive.lstat_claimed(path)  # through sending/'s handle for a claimed file
     except OSError as exc:
         return Rejection(f"File cannot be read: {exc.strerror or exc}.", PREFLIGHT, {})
     if not stat.S_ISREG(info.st_mode):
@@ -228,17 +230,16 @@ def _mapped(inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | None
     this writes is UTF-8 with Infiniti's required columns by construction
     (``mapping.build`` insists on them), so it is not read a third time."""
     assert upload.route.mapping is not None
-    # A dot name ending .tmp: never taken for a claimed file, tidied after a crash.
-    target = (scratch or path.parent) / f".{path.name}.mapped.tmp"
-    temporaries.append(target)
     try:
-        mapped = mapper.map_file(upload.route.mapping, upload.path, target)
+        target, sink = _temporary(path, scratch, ".mapped")
+        temporaries.append(target)
+        mapped = mapper.map_file(upload.route.mapping, upload.path, target, sink=sink)
     except OSError as exc:
         return Rejection(f"File cannot be mapped: {exc.strerror or exc}.", PREFLIGHT,
                          {**upload.facts, "sha256": _sha256(inbox, path)})  # fmt: skip
     if mapped.problem is not None:
         return Rejection(mapped.problem, PREFLIGHT, {**upload.facts, "sha256": _sha256(inbox, path)})
-    return dataclasses.replace(upload, path=target, size=target.stat().st_size, rows=mapped.rows_sent,
+    return dataclasses.replace(upload, path=target, size=archive.lstat_claimed(target).st_size, rows=mapped.rows_sent,
                                warnings=(*upload.warnings, *mapped.warnings), mapped=mapped,
                                temporaries=tuple(temporaries))  # fmt: skip
 
@@ -247,15 +248,23 @@ def _without_error_column(upload: Upload, path: Path, scratch: Path | None, temp
     """Stage 3b: a column ``import_error`` (a fixed failed-rows file dropped back) is never
     sent. Read only after the pre-flight passed, so never a huge or binary file; checking
     a file without one costs reading its header."""
-    stripped = (scratch or path.parent) / f".{path.name}.upload.tmp"  # a dot .tmp: tidied after a crash
+    made: list[Path] = []
+
+    def open_target() -> BinaryIO:
+        target, sink = _temporary(path, scratch, ".upload")
+        made.append(target)
+        return sink
+
     try:
-        if not failed_rows.without_error_column(upload.path, stripped):
-            return upload
+        kept = failed_rows.without_error_column(upload.path, open_target)
     except (OSError, UnicodeError, csv.Error):
-        stripped.unlink(missing_ok=True)
-        return upload  # valid UTF-8 text but an odd CSV: the server's to judge, as sent
-    temporaries.append(stripped)
-    return dataclasses.replace(upload, path=stripped, size=stripped.stat().st_size, temporaries=tuple(temporaries))
+        kept = False  # valid UTF-8 text but an odd CSV: the server's to judge, as sent
+    if not kept:
+        _remove(made)
+        return upload
+    temporaries.extend(made)
+    return dataclasses.replace(upload, path=made[0], size=archive.lstat_claimed(made[0]).st_size,
+                               temporaries=tuple(temporaries))  # fmt: skip
 
 
 def _changes(inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | None, temporaries: list[Path],
@@ -263,7 +272,8 @@ def _changes(inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | Non
     """Stage 6: the upload against the route's roster memory; only the rows to send, with delta."""
     if upload.rows > changes.MAX_ROWS:
         return upload
-    target = (scratch or path.parent) / f".{path.name}.changes.tmp"  # tidied after a crash like the others
+    target, sink = _temporary(path, scratch, ".changes")  # tidied after a crash like the others
+    sink.close()  # changes.plan writes it by name: a fresh file of ours, of a name nobody could guess
     temporaries.append(target)
     route = upload.route
     try:
@@ -272,15 +282,15 @@ def _changes(inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | Non
     except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
         # Sending the file as it is stays right (the server reads it its own way and says
         # what it refused); only the memory learns nothing from it.
-        target.unlink(missing_ok=True)
+        archive.discard(target)
         warning = f"not compared with the roster memory ({exc}); sent as it is"
         return dataclasses.replace(upload, warnings=(*upload.warnings, warning))
     if found is None:
-        target.unlink(missing_ok=True)
+        archive.discard(target)
         return upload
     if not found.rewritten:
         return dataclasses.replace(upload, changes=found)
-    return dataclasses.replace(upload, path=target, size=target.stat().st_size, changes=found,
+    return dataclasses.replace(upload, path=target, size=archive.lstat_claimed(target).st_size, changes=found,
                                temporaries=tuple(temporaries))  # fmt: skip
 
 
@@ -313,6 +323,13 @@ def _sha256(inbox: InboxConfig, path: Path) -> str | None:
     return preflight.file_sha256(path, max_file_size=inbox.max_file_size)
 
 
+def _temporary(path: Path, scratch: Path | None, label: str) -> tuple[Path, BinaryIO]:
+    """A new temporary of unpredictable name, made O_EXCL without following a link, beside
+    ``path`` (in sending/, through its handle) or in ``scratch``: a dot-name ending .tmp,
+    never taken for a dropped file, tidied after a crash (archive.create_temporary)."""
+    return archive.create_temporary(scratch / path.name if scratch is not None else path, label)
+
+
 def _remove(temporaries: Iterable[Path]) -> None:
     for temporary in temporaries:
-        temporary.unlink(missing_ok=True)
+        archive.discard(temporary)

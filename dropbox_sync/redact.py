@@ -1,15 +1,30 @@
-"""Keeping secrets out of everything we print or write.
+"""Keeping secrets out of every byte the product writes: the one scrubbing layer.
 
 Passwords are wrapped in ``Secret`` (its repr is ``***``) and registered here
-when the config is loaded; ``scrub`` then blanks any registered secret in any
-text, which the log sinks, result files and error messages all go through.
-URLs are shown without their ``user:password@`` part by ``redact_url``.
+as soon as they are read, before anything parses a URL that may hold one;
+``scrub`` then blanks every registered secret, in every form it can take on
+the way out (raw, URL-encoded, form-encoded, JSON-escaped, HTML-escaped, and
+the Basic Auth token), in any text. Everything we write goes through it:
+
+- log sinks, every format (log.py), including tracebacks;
+- stdout and stderr of every command (cli.py wraps both streams);
+- results, status.json, notify.json and report pages (``workdirs.Folder``
+  writes them, scrubbing the data with ``scrub_data`` before encoding);
+- the journal (journal.py) and emails (mail.py).
+
+URLs are shown without their ``user:password@`` part by ``redact_url``, which
+works on the text itself, so even a URL Python cannot parse loses them.
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import json
+import re
 import threading
 import urllib.parse
+from typing import Any
 
 MASK = "***"
 
@@ -42,14 +57,27 @@ class Secret:
 
 
 def register_secret(value: str) -> None:
-    """Remember a secret so ``scrub`` removes it wherever it turns up."""
+    """Remember a secret so ``scrub`` removes it, in every encoded form, wherever it turns up."""
     # Very short secrets would blank ordinary words; a 1-2 character password
     # is refused by config validation anyway.
     if value and len(value) >= 3:
+        forms = {
+            value,
+            urllib.parse.quote(value, safe=""),  # inside URLs (httpx, curl)
+            urllib.parse.quote(value),
+            urllib.parse.quote_plus(value),  # form-encoded
+            json.dumps(value)[1:-1],  # inside JSON, e.g. a server reply quoting it
+            json.dumps(value, ensure_ascii=False)[1:-1],
+            html.escape(value),  # a report page
+        }
         with _lock:
-            _secrets.add(value)
-            # httpx and curl show the password percent-encoded inside URLs.
-            _secrets.add(urllib.parse.quote(value, safe=""))
+            _secrets.update(form for form in forms if len(form) >= 3)
+
+
+def register_basic_auth(username: str, password: str) -> None:
+    """The ``Authorization: Basic`` token of a user and password is a secret too."""
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    register_secret(token)
 
 
 def scrub(text: str) -> str:
@@ -62,13 +90,80 @@ def scrub(text: str) -> str:
     return text
 
 
+def scrub_data(data: Any) -> Any:
+    """JSON-like data with every string (keys too) scrubbed: scrub BEFORE encoding,
+    so no escaping can hide a secret from ``scrub``."""
+    if isinstance(data, str):
+        return scrub(data)
+    if isinstance(data, dict):
+        return {scrub_data(key): scrub_data(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [scrub_data(item) for item in data]
+    return data
+
+
+class ScrubbingStream:
+    """A text stream that scrubs everything written to it (stdout, stderr, log consoles).
+
+    A closed or broken stream (a service without a console, ``| head``) must
+    not stop the job: write errors are swallowed."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            self.stream.write(scrub(text))
+        except (OSError, ValueError):
+            pass
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream.isatty()
+        except (AttributeError, OSError, ValueError):
+            return False
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, buffer...
+        return getattr(self.stream, name)
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _userinfo_span(url: str) -> tuple[int, int] | None:
+    """Where ``user:password`` sits in ``scheme://user:password@host/...``, found in
+    the text itself: no parsing that a stray ``[`` or a bad port could break.
+
+    People write passwords unencoded, a ``/`` included, which ends the authority
+    for RFC 3986; so the last ``@`` before any ``?`` or ``#`` counts, unless what
+    precedes it is plainly a host (no ``user:`` before the first ``/``, or a port)."""
+    scheme = _SCHEME.match(url)
+    if not scheme:
+        return None
+    start = scheme.end()
+    stop = min((i for i in (url.find("?", start), url.find("#", start)) if i >= 0), default=len(url))
+    at = url.rfind("@", start, stop)
+    if at < 0:
+        return None
+    userinfo = url[start:at]
+    if "/" in userinfo:
+        _, colon, secret = userinfo.split("/", 1)[0].partition(":")
+        if not colon or not secret or secret.isdigit():
+            return None  # host[:port]/path with an @ in the path
+    return start, at
+
+
 def redact_url(url: str) -> str:
-    """``https://user:pw@host/x`` -> ``https://host/x`` (query kept)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        if "@" not in parts.netloc:
-            return scrub(url)
-        netloc = parts.netloc.rpartition("@")[2]
-        return scrub(urllib.parse.urlunsplit(parts._replace(netloc=netloc)))
-    except ValueError:
-        return scrub(url)
+    """``https://user:pw@host/x`` -> ``https://host/x`` (query kept), also for a URL
+    that does not parse (a stray ``[``, a bad port): the credentials go first."""
+    span = _userinfo_span(url)
+    if span is not None:
+        url = url[: span[0]] + url[span[1] + 1:]
+    return scrub(url)

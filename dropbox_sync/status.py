@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from dropbox_sync import __version__, archive, held, paths, statefiles, when
+from dropbox_sync import __version__, archive, held, paths, statefiles, when, workdirs
 from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.discover import Discovery, discover
-from dropbox_sync.errors import StateFileDamaged
+from dropbox_sync.errors import StateFileDamaged, UnsafeFolder
 from dropbox_sync.inboxlock import InboxLock
 from dropbox_sync.journal import Attempt, Journal
+from dropbox_sync.watcher import observe
 
 if TYPE_CHECKING:  # pipeline imports this module to write status.json
     from dropbox_sync.worker import InboxSnapshot
@@ -102,10 +103,19 @@ def gather(cfg: Config, state_dir: Path, journal: Journal | None) -> dict[str, A
 def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal | None, today: str) -> dict:
     status: dict[str, Any] = {"name": inbox.name, "path": str(inbox.path), "url": inbox.safe_url,
                               "held": reported.get("held"), "folder_missing": not inbox.path.is_dir()}  # fmt: skip
+    try:
+        workdirs.check_inbox(inbox.path, create=False, strict=False)
+    except UnsafeFolder as exc:  # a work folder is a link or a file: say so even before the service does
+        status["held"] = status["held"] or str(exc)
+    except OSError:
+        pass  # missing or unlistable: folder_missing says so
     found = _discover(inbox)
     status["waiting"] = waiting(inbox, reported.get("waiting", {}), found)
     status["not_sent"] = [{"file": archive.display_name(item.name), "reason": item.reason} for item in found.skipped]
-    status["held_files"] = held.status_entries(inbox.path)
+    try:
+        status["held_files"] = held.status_entries(inbox.path)
+    except UnsafeFolder:
+        status["held_files"] = []  # held/ is a link or a file: "held" says so
     status["failed_files"] = _count_files(inbox.path / archive.FAILED)
     if journal is not None:
         last_success = journal.last(inbox.name, "processed")
@@ -129,17 +139,18 @@ def waiting(inbox: InboxConfig, reasons: dict[str, str], found: Discovery | None
 
 def _discover(inbox: InboxConfig) -> Discovery:
     try:
-        return discover(inbox)
-    except OSError:
-        return Discovery()  # missing or unlistable: folder_missing says so
+        return discover(inbox, strict=False)  # perhaps run as another account than the service
+    except (OSError, UnsafeFolder):
+        return Discovery()  # missing, unlistable or a link: folder_missing or held says so
 
 
 def _waiting_entry(path: Path, reasons: dict[str, str]) -> dict[str, Any]:
-    try:
-        waited = max(0.0, _now().timestamp() - path.stat().st_mtime)
-    except OSError:
-        waited = None
     where = "sending/" if path.parent.name == archive.SENDING else "inbox"
+    try:
+        seen = archive.observe_claimed(path) if where == "sending/" else observe(path)
+    except (OSError, UnsafeFolder):
+        seen = None
+    waited = max(0.0, _now().timestamp() - seen.mtime_ns / 1e9) if seen else None
     return {"file": archive.display_name(path.name), "where": where, "seconds_since_modified": waited,
             "reason": reasons.get(path.name) or ("claimed, to be sent next" if where == "sending/" else "queued")}
 
@@ -147,7 +158,7 @@ def _waiting_entry(path: Path, reasons: dict[str, str]) -> dict[str, Any]:
 def _count_files(folder: Path) -> int:
     try:
         return sum(1 for path in archive.listed_files(folder) if path.is_file())
-    except OSError:
+    except (OSError, UnsafeFolder):
         return 0
 
 

@@ -11,7 +11,6 @@ hold means for the inbox, is the scheduler's job (``worker.py``).
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,8 +112,8 @@ class FileTransaction:
         # What settled before the claim must be what we upload (DESIGN §5, Claim):
         # seed the claimed key so only a change after the claim restarts settling.
         self.settler.adopt(("claimed", claimed.name), current)
-        after = observe(claimed)
-        if after is None and os.path.lexists(claimed):
+        after = archive.observe_claimed(claimed)
+        if after is None and archive.exists_claimed(claimed):
             return self._send(claimed)  # swapped for a link between scan and claim: prepare rejects it
         if after != current:
             self.waiting[claimed.name] = "changed while being claimed; waiting for it to settle"
@@ -125,9 +124,9 @@ class FileTransaction:
         name = archive.original_of(claimed)  # routes match the name as dropped, never a shortened one
         original = archive.display_name(name)
         started = self.wall()
-        before = observe(claimed)
+        before = archive.observe_claimed(claimed)
         prepared = prepare(self.inbox, claimed, name, last_rows=self._last_rows,
-                           approved=archive.approval_marker(claimed).exists(), roster=self.roster,
+                           approved=archive.is_approved(claimed), roster=self.roster,
                            now=started)  # fmt: skip
         if isinstance(prepared, Rejection):
             outcome = Outcome.GUARDED if prepared.held else Outcome.FAILED
@@ -184,7 +183,7 @@ class FileTransaction:
         if verdict is Outcome.RETRY:
             return self._transient(claimed, original, started, reason, reply.status, reply.retry_after, False, facts,
                                    foreign=is_foreign(reply))  # fmt: skip
-        if observe(claimed) != before or self.gate.still_written(claimed):
+        if archive.observe_claimed(claimed) != before or self.gate.still_written(claimed):
             # The writer was still at it: what arrived may be partial. Settle and send again.
             logger.warning('inbox "{}": {} changed during the upload; it will be sent again once it settles',
                            self.name, original)  # fmt: skip
@@ -247,7 +246,7 @@ class FileTransaction:
         A local error (disk full, permissions) keeps the verdict in memory and
         holds the inbox with the OS's reason: the reply is never thrown away,
         so the file is not sent again; saving is retried until it works."""
-        seen = observe(claimed)  # what was sent, for the aftercare watch
+        seen = archive.observe_claimed(claimed)  # what was sent, for the aftercare watch
         try:
             archive.write_json_atomically(archive.result_path(claimed), verdict.result)
         except OSError as exc:

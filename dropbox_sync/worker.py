@@ -10,7 +10,6 @@ record -> archive) of ``transaction.py``.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 import threading
 import time
@@ -26,6 +25,7 @@ from dropbox_sync.backoff import Backoff
 from dropbox_sync.client import ImportClient
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.discover import discover
+from dropbox_sync.errors import UnsafeFolder
 from dropbox_sync.journal import Journal
 from dropbox_sync.outcome import (
     FOREIGN_REPLIES_BEFORE_HOLD,
@@ -115,6 +115,7 @@ class InboxWorker(FileTransaction):
         self.gate = writers.WriterGate(self.name, self.inbox.path, self.settler, self.clock, self.write_probe,
                                        probe_enabled=local)  # fmt: skip
         self.writes = self.gate.writes  # Pipeline.run feeds it the inotify events
+        self._unsafe_folder = False  # held because a work folder is a link, a file, or not ours
 
     @property
     def name(self) -> str:
@@ -138,15 +139,28 @@ class InboxWorker(FileTransaction):
         self._beat = self.clock()
         try:
             return self._cycle(stop)
+        except UnsafeFolder as exc:
+            return self._hold_unsafe_folder(str(exc))
         finally:
             self._beat = self.clock()
             if self.roster is not None:
                 self.roster.release()  # kept open through the pass: see Roster
 
+    def _hold_unsafe_folder(self, reason: str) -> float:
+        """A work folder cannot be trusted (workdirs.py): nothing moves until a person fixes it."""
+        if self.hold_reason != reason:
+            logger.error('inbox "{}": HELD: {}', self.name, reason)
+        self.hold_reason = reason
+        self._unsafe_folder = True
+        return MISSING_FOLDER_RECHECK
+
     def _cycle(self, stop: threading.Event) -> float:
         if not self._folder_present():
             return MISSING_FOLDER_RECHECK
-        archive.ensure_folders(self.inbox.path)
+        archive.ensure_folders(self.inbox.path)  # UnsafeFolder: see cycle
+        if self._unsafe_folder:
+            logger.info('inbox "{}": its work folders are real folders of ours again; resuming', self.name)
+            self.hold_reason, self._unsafe_folder = None, False
         if not self._recovered:
             archive.remove_stale_temporaries(self.inbox.path)  # only at start: none are ours yet
             self._recovered = True
@@ -230,8 +244,8 @@ class InboxWorker(FileTransaction):
                 if self._record(claimed, verdict) is Outcome.HELD:
                     return self._seconds_until_retry()
                 continue
-            current = observe(claimed)
-            if current is None and os.path.lexists(claimed):
+            current = archive.observe_claimed(claimed)
+            if current is None and archive.exists_claimed(claimed):
                 self._send(claimed)  # a link or special file: prepare rejects it, never read
                 continue
             self.waiting.pop(claimed.name, None)
@@ -350,8 +364,8 @@ class InboxWorker(FileTransaction):
         """Anything claimed, or anything in the inbox still to send (for ``once``)."""
         try:
             return discover(self.inbox).has_work
-        except OSError:
-            return False  # missing or unlistable: nothing this pass can do
+        except (OSError, UnsafeFolder):
+            return False  # missing, unlistable or held: nothing this pass can do
 
     def close(self) -> None:
         if self._client is not None:

@@ -351,5 +351,7 @@ def log_event(level: str, message: str) -> None:
 
     write = {"info": servicemanager.LogInfoMsg, "warning": servicemanager.LogWarningMsg,
              "error": servicemanager.LogErrorMsg}[level]  # fmt: skip
+    from dropbox_sync.redact import scrub
+
     with contextlib.suppress(Exception):  # the Event Log being full must not stop the service
-        write(message)
+        write(scrub(message))

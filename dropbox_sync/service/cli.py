@@ -41,8 +41,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                          help=r"Windows: the account to run as (default NT AUTHORITY\LocalService; use "
                               r"DOMAIN\user or a managed DOMAIN\name$ for network shares). Linux/macOS: the "
                               "user (default dropbox-sync on Linux, root on macOS)")  # fmt: skip
-    install.add_argument("--password", metavar="PASSWORD",
-                         help="Windows: the password of --account, or - to read it from standard input")
+    install.add_argument("--password", metavar="-",
+                         help="Windows: '-' reads the password of --account from standard input (without it "
+                              "you are asked); never the password itself: command lines are seen by others")  # fmt: skip
     install.add_argument("--start", action="store_true", help="also start the service now")
     install.add_argument("--no-grant", dest="grant", action="store_false",
                          help="do not give the account rights on the inbox, state and log folders")
@@ -72,6 +73,7 @@ def command(args: argparse.Namespace) -> int:
     from dropbox_sync.service.chooser import backend
 
     config_path = (args.config if args.config is not None else paths.default_config_path()).absolute()
+    _refuse_password_on_the_command_line(getattr(args, "password", None))
     if args.service_action == "run":
         return _run_as_host(config_path, args)
     opts = ServiceOptions(
@@ -87,6 +89,19 @@ def command(args: argparse.Namespace) -> int:
     )
     # A ServiceError goes up to cli.main, the one place that maps errors to exit codes (1).
     return int(getattr(backend(), args.service_action)(opts) or 0)
+
+
+def _refuse_password_on_the_command_line(password: str | None) -> None:
+    """A password in argv is in the process list and the shell history: refuse it, unshown."""
+    if password in (None, "-"):
+        return
+    from dropbox_sync.errors import UsageError
+    from dropbox_sync.redact import register_secret
+
+    register_secret(password)  # whatever prints it from now on prints ***
+    raise UsageError("service install: --password takes only '-' (the password then comes from standard "
+                     "input); leave it out to be asked. The password itself is never taken on the command "
+                     "line, where other users and the shell history would see it: nothing was installed.")
 
 
 def _run_as_host(config_path: Path, args: argparse.Namespace) -> int:

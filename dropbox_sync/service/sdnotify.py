@@ -17,6 +17,8 @@ from collections.abc import Mapping
 
 from loguru import logger
 
+from dropbox_sync.redact import scrub
+
 
 class Notifier:
     """Sends sd_notify messages; does nothing when not started by systemd."""
@@ -38,7 +40,7 @@ class Notifier:
         """Send ``KEY=VALUE`` lines as one datagram; True if it was delivered."""
         if self.address is None:
             return False
-        message = "\n".join(a.replace("\n", " ") for a in assignments).encode("utf-8")
+        message = scrub("\n".join(a.replace("\n", " ") for a in assignments)).encode("utf-8")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
                 sock.sendto(message, self.address)

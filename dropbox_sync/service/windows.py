@@ -194,12 +194,10 @@ def _password_for(account: str, password: str | None) -> str | None:
         return None
     if password == "-":
         return sys.stdin.readline().rstrip("\r\n")
-    if password is None:
-        if not sys.stdin or not sys.stdin.isatty():
-            raise ServiceError(f"--password is required for the account {account} (or '--password -' to "
-                               "read it from standard input)")  # fmt: skip
-        return getpass.getpass(f"password for {account}: ")
-    return password
+    if not sys.stdin or not sys.stdin.isatty():
+        raise ServiceError(f"--password is required for the account {account}: '--password -' reads it from "
+                           "standard input; from a terminal, leave it out to be asked")  # fmt: skip
+    return getpass.getpass(f"password for {account}: ")
 
 
 def _register(name: str, exe: Path, account: str, password: str | None, opts: ServiceOptions) -> None:

@@ -1,0 +1,341 @@
+"""The inbox's work folders, reached only through handles that never follow a link.
+
+An inbox is shared ground: office staff, the SIS export account, sometimes a
+whole staff group can write to it, while the service runs as root, LocalService
+or a service account. Whoever can write to the inbox can also rename, remove or
+replace ``sending/``, ``processed/``, ``failed/`` and ``held/`` (with a link to
+another school's archive, to the folder holding the config, or with a plain
+file). So every operation inside a work folder goes through a ``Folder``:
+
+- POSIX: the inbox is opened once (``O_DIRECTORY``; its configured path is the
+  administrator's), each work folder relative to it with
+  ``O_DIRECTORY | O_NOFOLLOW`` and checked to be owned by the service's own
+  account; then every open, stat, rename and unlink uses the ``dir_fd=`` forms,
+  so a folder swapped after the check is never reached through its name.
+- Windows (no ``dir_fd``): a work folder that is a reparse point (symlink or
+  junction) is refused, checked each time a folder is opened.
+
+A work folder that is a link, not a folder, or not ours raises ``UnsafeFolder``:
+the worker holds the inbox with that message, and nothing is moved, read or
+written through it. Temporary files get unpredictable names and are created
+with ``O_CREAT | O_EXCL | O_NOFOLLOW``: a link planted at a guessed name can
+neither be written through nor truncate what it points at.
+
+This is the one place for these rules: archive.py, transcode.py, retry and
+the report page use it; other code never touches a work folder by path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Self
+
+from dropbox_sync.errors import UnsafeFolder
+from dropbox_sync.redact import scrub_data
+
+SENDING = "sending"
+PROCESSED = "processed"
+FAILED = "failed"
+HELD = "held"
+WORK_FOLDERS = (SENDING, PROCESSED, FAILED, HELD)
+CREATED_AT_START = (SENDING, PROCESSED, FAILED)  # held/ only when the shrink guard needs it
+TEMPORARY_SUFFIX = ".tmp"
+
+# Where the OS has them (Linux, macOS, BSD); the Windows branch checks reparse points instead.
+HANDLES = os.name == "posix" and {os.open, os.stat, os.rename, os.unlink, os.mkdir} <= os.supports_dir_fd
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_BINARY = getattr(os, "O_BINARY", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # POSIX only; Windows has no FIFOs in folders
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_REPARSE_POINT = getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0x400)
+
+
+class Folder:
+    """An open folder: its operations take plain names (never paths) inside it."""
+
+    def __init__(self, path: Path, fd: int | None) -> None:
+        self.path = path  # for messages, and the Windows branch
+        self.fd = fd
+
+    # -- reading ----------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return os.listdir(self.fd if self.fd is not None else self.path)
+
+    def lstat(self, name: str) -> os.stat_result:
+        """The entry itself, never what a link points at."""
+        if self.fd is not None:
+            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        return os.lstat(self.path / name)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.lstat(name)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def is_regular(self, name: str) -> bool:
+        try:
+            return stat.S_ISREG(self.lstat(name).st_mode)
+        except OSError:
+            return False
+
+    def open_read(self, name: str) -> BinaryIO:
+        """A regular file for reading; a link fails (ELOOP) instead of being followed, and
+        anything else that is not a regular file is refused: O_NONBLOCK makes opening a
+        FIFO return at once rather than wait for a writer."""
+        fd = self._open(name, os.O_RDONLY | _NONBLOCK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file", str(self.path / name))
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.open_read(name) as handle:
+            return handle.read()
+
+    # -- writing ----------------------------------------------------------------
+
+    def create_temporary(self, label: str = "") -> tuple[str, BinaryIO]:
+        """A new file under an unpredictable dot-name ending ``.tmp`` (swept after a crash)."""
+        name = f".{secrets.token_hex(12)}{label}{TEMPORARY_SUFFIX}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        return name, os.fdopen(self._open(name, flags, 0o666), "wb")
+
+    def write_atomically(self, name: str, data: bytes) -> None:
+        """Write ``name`` whole or not at all: temporary file, fsync, rename over."""
+        temporary, handle = self.create_temporary()
+        try:
+            with handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self.replace(temporary, name)
+        except BaseException:
+            self.unlink(temporary, missing_ok=True)
+            raise
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        """A JSON file, scrubbed of every registered secret before it is encoded."""
+        text = json.dumps(scrub_data(data), indent=2, ensure_ascii=False) + "\n"
+        # backslashreplace: a file name that is not valid UTF-8 is kept as an
+        # escape instead of failing the whole result.
+        self.write_atomically(name, text.encode("utf-8", "backslashreplace"))
+
+    def replace(self, name: str, new_name: str) -> None:
+        """Rename within this folder, replacing whatever entry holds ``new_name`` (a link is
+        replaced, never written through)."""
+        self._rename(name, self, new_name, replace=True)
+
+    def rename(self, name: str, target: Folder, new_name: str) -> None:
+        """Move an entry (a link is moved as a link) into ``target``; never overwrites."""
+        self._rename(name, target, new_name, replace=False)
+
+    def unlink(self, name: str, *, missing_ok: bool = False) -> None:
+        try:
+            if self.fd is not None:
+                os.unlink(name, dir_fd=self.fd)
+            else:
+                os.unlink(self.path / name)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------
+
+    def _open(self, name: str, flags: int, mode: int = 0o777) -> int:
+        flags |= _NOFOLLOW | _BINARY | _CLOEXEC
+        if self.fd is not None:
+            return os.open(name, flags, mode, dir_fd=self.fd)
+        return os.open(self.path / name, flags, mode)
+
+    def _rename(self, name: str, target: Folder, new_name: str, *, replace: bool) -> None:
+        if self.fd is not None and target.fd is not None:
+            # POSIX rename replaces silently: callers pick free names in folders
+            # only this account can write to (the ownership check).
+            os.rename(name, new_name, src_dir_fd=self.fd, dst_dir_fd=target.fd)
+        elif replace:
+            os.replace(self.path / name, target.path / new_name)
+        else:
+            os.rename(self.path / name, target.path / new_name)  # Windows: refuses to overwrite
+
+
+def open_trusted(path: Path) -> Folder:
+    """A folder whose path the administrator configured (an inbox, the state folder).
+
+    Links in that path are the administrator's own and are followed; what is
+    inside is reached through the handle."""
+    if not HANDLES:
+        if not path.is_dir():
+            missing = not path.exists()
+            raise (FileNotFoundError if missing else NotADirectoryError)(f"{path} is {'missing' if missing else 'not a folder'}")
+        return Folder(path, None)
+    return Folder(path, os.open(path, os.O_RDONLY | _DIRECTORY | _CLOEXEC))
+
+
+def open_work_folder(inbox: Folder, which: str, *, create: bool = False, strict: bool = True) -> Folder:
+    """``inbox/which`` if it is a real folder of ours; ``UnsafeFolder`` if not.
+
+    FileNotFoundError when it does not exist and ``create`` is false. ``strict``
+    (the service) also requires it to be owned by this account or root: a
+    folder someone else made may hold their links at names we are about to use.
+    A person's command (approve, retry, status), perhaps run as another account
+    than the service, passes ``strict=False``: links are refused all the same."""
+    path = inbox.path / which
+    if create:
+        try:
+            if inbox.fd is not None:
+                os.mkdir(which, dir_fd=inbox.fd)
+            else:
+                os.mkdir(path)
+        except FileExistsError:
+            pass  # checked below, whatever it is
+    if inbox.fd is None:
+        return _windows_work_folder(path)
+    try:
+        fd = os.open(which, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=inbox.fd)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        raise UnsafeFolder(_refusal(inbox, which)) from None
+    folder = Folder(path, fd)
+    info = os.fstat(fd)
+    if not stat.S_ISDIR(info.st_mode):  # where the OS has no O_DIRECTORY
+        folder.close()
+        raise UnsafeFolder(_not_a_folder_message(path))
+    owner = info.st_uid
+    if strict and owner not in (os.geteuid(), 0):  # root-owned: made by an administrator, not an attacker
+        folder.close()
+        raise UnsafeFolder(
+            f"{path} belongs to {_user(owner)}, not to {_user(os.geteuid())}, the account this service runs as: "
+            f"someone who can write to the inbox may have replaced it. The inbox is held; nothing is moved, read "
+            f"or written through it. Check what is in it, then remove it (the service makes a new one) or give "
+            f"it back: chown {_user(os.geteuid())} {path}"
+        )
+    return folder
+
+
+def _windows_work_folder(path: Path) -> Folder:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise UnsafeFolder(f"{path} cannot be examined ({exc.strerror}); the inbox is held") from None
+    if getattr(info, "st_file_attributes", 0) & _REPARSE_POINT or stat.S_ISLNK(info.st_mode):
+        raise UnsafeFolder(_link_message(path))
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeFolder(_not_a_folder_message(path))
+    return Folder(path, None)
+
+
+def _refusal(inbox: Folder, which: str) -> str:
+    """Why opening a work folder without following links failed."""
+    path = inbox.path / which
+    try:
+        mode = inbox.lstat(which).st_mode
+    except OSError as exc:
+        return f"{path} cannot be opened ({exc.strerror}); the inbox is held"
+    if stat.S_ISLNK(mode):
+        return _link_message(path)
+    if not stat.S_ISDIR(mode):
+        return _not_a_folder_message(path)
+    return f"{path} cannot be opened; the inbox is held"
+
+
+def _link_message(path: Path) -> str:
+    return (f"{path} is a link (or junction), not a folder: it could lead anywhere, so the inbox is held; "
+            f"nothing is moved, read or written through it. Remove the link; the service makes a real "
+            f"{path.name} folder and carries on")  # fmt: skip
+
+
+def _not_a_folder_message(path: Path) -> str:
+    return (f"{path} is a file, not a folder: the service needs that name for its {path.name}/ folder, so the "
+            f"inbox is held. Rename or move that file (it is not uploaded); the service then makes the folder")  # fmt: skip
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+@contextlib.contextmanager
+def work_folder(inbox_path: Path, which: str, *, create: bool = False, strict: bool = True) -> Iterator[Folder]:
+    """One work folder of an inbox, opened safely for the duration of a ``with``."""
+    with open_trusted(inbox_path) as inbox, open_work_folder(inbox, which, create=create, strict=strict) as folder:
+        yield folder
+
+
+@contextlib.contextmanager
+def inbox_folders(inbox_path: Path, *, strict: bool = True) -> Iterator[WorkFolders]:
+    """The inbox and its work folders, each opened on first use, all closed after."""
+    with open_trusted(inbox_path) as inbox:
+        folders = WorkFolders(inbox, strict=strict)
+        try:
+            yield folders
+        finally:
+            folders.close()
+
+
+class WorkFolders:
+    """An opened inbox and the work folders used so far (see ``inbox_folders``)."""
+
+    def __init__(self, inbox: Folder, *, strict: bool = True) -> None:
+        self.inbox = inbox
+        self.strict = strict
+        self._open: dict[str, Folder] = {}
+
+    def get(self, which: str, *, create: bool = False) -> Folder:
+        if which not in self._open:
+            self._open[which] = open_work_folder(self.inbox, which, create=create, strict=self.strict)
+        return self._open[which]
+
+    def optional(self, which: str) -> Folder | None:
+        """The folder, or None if it does not exist (UnsafeFolder still if it is not ours)."""
+        try:
+            return self.get(which)
+        except FileNotFoundError:
+            return None
+
+    def close(self) -> None:
+        for folder in self._open.values():
+            folder.close()
+        self._open.clear()
+
+
+def check_inbox(inbox_path: Path, *, create: bool = True, strict: bool = True) -> None:
+    """Make the work folders that must exist and check all four; ``UnsafeFolder`` if any
+    is a link, not a folder, or (``strict``, POSIX) not owned by this account or root.
+    The worker runs it before each pass; ``status`` without ``create`` or ``strict``."""
+    with inbox_folders(inbox_path, strict=strict) as folders:
+        for which in WORK_FOLDERS:
+            if create and which in CREATED_AT_START:
+                folders.get(which, create=True)
+            else:
+                folders.optional(which)
