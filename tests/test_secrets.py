@@ -8,6 +8,7 @@ encoded, and as the base64 Basic Auth token).
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 import urllib.parse
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.quoting_server import QuotingServer
 from tests.support import PASSWORD, USER, emulator_with_password, good_csv, write_config
 
 FORMS = [PASSWORD, urllib.parse.quote(PASSWORD, safe=""),
@@ -118,3 +120,107 @@ raise RuntimeError("main saw " + secret.reveal())
     assert "thread saw ***" in result.stderr and "main saw ***" in result.stderr
     assert_no_secret(result.stdout + result.stderr, "a crash traceback")
     assert_no_secret(everything_written(tmp_path), "the log file of a crash")
+
+
+# -- every encoded form, every output (issue 12) ------------------------------------
+
+# A quote, a backslash, a space and a slash: its raw, URL-encoded, form-encoded and
+# JSON-escaped forms all differ, so each must be scrubbed in its own right.
+ODD_PASSWORD = 'Tr1"cky\\Pa55 w0rd/7f3a'
+
+
+def all_forms(user: str, password: str) -> list[str]:
+    return sorted({password, urllib.parse.quote(password, safe=""), urllib.parse.quote(password),
+                   urllib.parse.quote_plus(password), json.dumps(password)[1:-1],
+                   json.dumps(password, ensure_ascii=False)[1:-1],
+                   base64.b64encode(f"{user}:{password}".encode()).decode()})  # fmt: skip
+
+
+def assert_no_form(data: str | bytes, forms: list[str], where: str) -> None:
+    data = data.encode() if isinstance(data, str) else data
+    for form in forms:
+        assert form.encode() not in data, f"{form!r} leaked into {where}"
+
+
+def without_nulls(path: Path) -> Path:
+    """write_config writes None as null, which is no TOML: drop those keys."""
+    text = path.read_text(encoding="utf-8")
+    path.write_text("\n".join(l for l in text.splitlines() if not l.endswith("= null")) + "\n", encoding="utf-8")
+    return path
+
+
+def run_full(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dropbox_sync", *args], capture_output=True, text=True,
+                          timeout=120, input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+                          check=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_reply_quoting_the_password_leaves_it_in_no_file_and_no_stream(tmp_path, log_format):
+    """Results, journal, status.json, `status` (text and JSON), `send`, `check --online`,
+    and the log in both formats: scrubbed before encoding, in every form."""
+    forms = all_forms(USER, ODD_PASSWORD)
+    with QuotingServer(tmp_path) as server:
+        fake = type("Fake", (), {"base_url": "", "ca_file": server.ca_file})()
+        path = write_config(tmp_path, fake, url=server.url, password=ODD_PASSWORD)
+        path.write_text(f'log_format = "{log_format}"\n' + path.read_text(encoding="utf-8"), encoding="utf-8")
+        inbox = tmp_path / "inbox"
+        (inbox / "a.csv").write_text(good_csv("a"), encoding="utf-8")
+        outputs = [run_full("--config", str(path), "once")]
+        assert outputs[-1].returncode == 1, outputs[-1].stderr
+        (failed,) = (inbox / "failed").glob("*_a.csv")
+        result = json.loads((inbox / "failed" / (failed.name + ".result.json")).read_text(encoding="utf-8"))
+        assert result["summary"] == f"Login {USER}:*** refused (Authorization: Basic ***)"
+        outputs.append(run_full("--config", str(path), "status"))
+        outputs.append(run_full("--config", str(path), "status", "--json"))
+        outputs.append(run_full("--config", str(path), "send", str(failed)))
+        assert "refused" in outputs[-1].stdout
+        outputs.append(run_full("--config", str(path), "check", "--online"))
+    for number, output in enumerate(outputs):
+        assert_no_form(output.stdout + output.stderr, forms, f"the output of command {number}")
+    assert_no_form(everything_written(tmp_path), forms, "a file (result, journal, status.json, logs)")
+    logs = list((tmp_path / "logs").glob("*.jsonl" if log_format == "json" else "*.log"))
+    assert logs and b"refused" in logs[0].read_bytes(), "the reply did reach the log"
+
+
+def test_config_and_command_line_mistakes_never_echo_the_password(tmp_path, emu):
+    forms = all_forms(USER, ODD_PASSWORD)
+    outputs = []
+    # A URL with credentials that Python cannot parse (a stray "["), as url and as proxy.
+    for key in ("url", "proxy"):
+        path = write_config(tmp_path, emu, **{key: f"https://{USER}:{urllib.parse.quote(ODD_PASSWORD)}@[127.0.0.1/x"})
+        outputs.append(run_full("--config", str(path), "once"))
+        assert outputs[-1].returncode == 2 and "not a valid URL" in outputs[-1].stderr
+    # The password itself put in password_env.
+    path = without_nulls(write_config(tmp_path, emu, password=None, password_env=ODD_PASSWORD))
+    outputs.append(run_full("--config", str(path), "check"))
+    assert outputs[-1].returncode == 2 and "the value is not shown" in outputs[-1].stderr
+    # The password on the service install command line: refused, never echoed.
+    outputs.append(run_full("--config", str(path), "service", "install", "--password", ODD_PASSWORD,
+                            "--destdir", str(tmp_path / "staged")))  # fmt: skip
+    assert outputs[-1].returncode == 2 and "--password takes only '-'" in outputs[-1].stderr
+    assert not (tmp_path / "staged").exists()
+    for number, output in enumerate(outputs):
+        assert "Traceback" not in output.stderr
+        assert_no_form(output.stdout + output.stderr, forms, f"the output of command {number}")
+    assert_no_form(everything_written(tmp_path), forms, "a file")
+
+
+def test_the_config_folder_behind_a_swapped_sending_folder_leaks_nothing(tmp_path, emu):
+    """Issue 12: sending/ replaced by a link to the folder of config.toml and the password
+    file used to file both into failed/, the password quoted in a result."""
+    secret_dir = tmp_path / "etc"
+    secret_dir.mkdir()
+    (secret_dir / "password.txt").write_text(PASSWORD + "\n", encoding="utf-8")
+    path = without_nulls(write_config(tmp_path, emu, password=None, password_file=str(secret_dir / "password.txt")))
+    inbox = tmp_path / "inbox"
+    assert run_full("--config", str(path), "once").returncode == 0
+    (inbox / "sending").rmdir()
+    (inbox / "sending").symlink_to(secret_dir)
+    done = run_full("--config", str(path), "once")
+    assert done.returncode == 3 and "is a link" in done.stderr
+    assert (secret_dir / "password.txt").read_text(encoding="utf-8") == PASSWORD + "\n"
+    assert_no_secret(done.stdout + done.stderr, "the output of once")
+    assert_no_secret(b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()
+                              and secret_dir not in p.parents and "emulator" not in p.parts
+                              and p.name != "config.toml"), "a file")  # fmt: skip
