@@ -289,6 +289,8 @@ def _changes(inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | Non
         archive.discard(target)
         return upload
     if not found.rewritten:
+        archive.discard(target)  # made empty beforehand, never written
+        temporaries.remove(target)
         return dataclasses.replace(upload, changes=found)
     return dataclasses.replace(upload, path=target, size=archive.lstat_claimed(target).st_size, changes=found,
                                temporaries=tuple(temporaries))  # fmt: skip
