@@ -58,7 +58,7 @@ def setup(
     if log_dir is not None:
         logger.add(
             DailyFileSink(log_dir, retention_days=retention_days, json_lines=log_format == "json",
-                          fallback=_ScrubbingStream(stream)),
+                          fallback=ScrubbingStream(stream)),
             level=level,
             format=FILE_FORMAT,  # loguru appends "\n{exception}" to a string format itself
             colorize=False,
