@@ -46,8 +46,8 @@ from dropbox_sync.cli_support import (
     _start_file_logging,
 )
 from dropbox_sync.errors import ConfigError, DropboxSyncError, ServiceError, UsageError
-from dropbox_sync.shutdown import stop_on_signals
 from dropbox_sync.redact import ScrubbingStream
+from dropbox_sync.shutdown import stop_on_signals
 
 EXAMPLE_CONFIG = example.EXAMPLE
 

@@ -189,8 +189,9 @@ def open_trusted(path: Path) -> Folder:
     inside is reached through the handle."""
     if not HANDLES:
         if not path.is_dir():
-            missing = not path.exists()
-            raise (FileNotFoundError if missing else NotADirectoryError)(f"{path} is {'missing' if missing else 'not a folder'}")
+            if not path.exists():
+                raise FileNotFoundError(f"{path} is missing")
+            raise NotADirectoryError(f"{path} is not a folder")
         return Folder(path, None)
     return Folder(path, os.open(path, os.O_RDONLY | _DIRECTORY | _CLOEXEC))
 
@@ -272,8 +273,9 @@ def _link_message(path: Path) -> str:
 
 
 def _not_a_folder_message(path: Path) -> str:
-    return (f"{path} is a file, not a folder: the service needs that name for its {path.name}/ folder, so the "
-            f"inbox is held. Rename or move that file (it is not uploaded); the service then makes the folder")  # fmt: skip
+    return (f"{path} is a file, not a folder: the service needs that name for its {path.name}/ folder, so "
+            f"the inbox is held. Rename or move that file (it is not uploaded); the service then makes the "
+            f"folder")  # fmt: skip
 
 
 def _user(uid: int) -> str:

@@ -79,8 +79,9 @@ def setup_school(shared: Path, emu, tmp_path: Path, **overrides) -> tuple[Path, 
 
 
 def once(config_path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                          check=False)  # fmt: skip
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes | str]]:

@@ -42,8 +42,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                               r"DOMAIN\user or a managed DOMAIN\name$ for network shares). Linux/macOS: the "
                               "user (default dropbox-sync on Linux, root on macOS)")  # fmt: skip
     install.add_argument("--password", metavar="-",
-                         help="Windows: '-' reads the password of --account from standard input (without it "
-                              "you are asked); never the password itself: command lines are seen by others")  # fmt: skip
+                         help="Windows: '-' reads the password of --account from standard input (without "
+                              "it you are asked); never the password itself: others see command lines")  # fmt: skip
     install.add_argument("--start", action="store_true", help="also start the service now")
     install.add_argument("--no-grant", dest="grant", action="store_false",
                          help="do not give the account rights on the inbox, state and log folders")
