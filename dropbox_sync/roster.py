@@ -61,22 +61,28 @@ class Roster:
     """The roster file. ``repair=False`` (preview, diff): only read; a damaged file is
     reported as no memory and left where it is for the service to set aside.
 
-    The service's roster (``repair=True``) keeps one connection per thread (each inbox
-    worker has its own thread) until ``release``: opening one costs a quick_check of the
-    whole file, and closing the last one a WAL checkpoint with its fsync, twice per file
-    when every read and write opened its own. Workers release at the end of each pass, so
-    a file damaged while idle is still found at the next pass, as before."""
+    The service's roster (``repair=True``) keeps one connection open, shared by the inbox
+    workers under a lock, until ``release``: opening one costs a quick_check of the whole
+    file, and closing the last one a WAL checkpoint with its fsync, twice per file when every
+    read and write opened its own. Workers release it at the end of each pass, so a file
+    damaged while idle is still found at the next pass; one connection, not one per inbox
+    thread, keeps 100 inboxes' memory flat.
+    """
 
     def __init__(self, path: Path, *, repair: bool = True) -> None:
         self.path = path
         self.repair = repair
         self.trouble: str | None = None  # why the last read found no memory, beyond "none yet"
-        self._local = threading.local()  # .db: this thread's open connection (repair=True only)
+        self._lock = threading.Lock()  # one use at a time of the kept connection
+        self._db: sqlite3.Connection | None = None  # the kept connection (repair=True only)
 
     def release(self) -> None:
-        """Close this thread's connection, if it has one (the next use opens it again)."""
-        db = getattr(self._local, "db", None)
-        self._local.db = None
+        """Close the kept connection, if open (the next use opens it again)."""
+        with self._lock:
+            self._close_kept()
+
+    def _close_kept(self) -> None:
+        db, self._db = self._db, None
         if db is not None:
             db.close()
 
@@ -86,7 +92,8 @@ class Roster:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Read-only by URI (as_uri: a Windows drive path, or a '?' or '#' in a folder name, stay a path).
         where = self.path if create else f"{self.path.absolute().as_uri()}?mode=ro"
-        db = sqlite3.connect(where, uri=not create, timeout=10)
+        # check_same_thread=False: the kept connection serves every inbox thread, one at a time.
+        db = sqlite3.connect(where, uri=not create, timeout=10, check_same_thread=False)
         try:
             if create:
                 db.execute("PRAGMA journal_mode=WAL")
@@ -104,27 +111,28 @@ class Roster:
 
     def _use(self, what: str, action: Callable[[sqlite3.Connection], T], default: T, *, create: bool) -> T:
         """Run ``action``; a roster problem is logged, the damaged file set aside, ``default`` returned."""
-        db = getattr(self._local, "db", None)
-        keep = db is not None or (self.repair and create)  # the thread's connection, open or to open
-        try:
-            if db is None:
-                db = self._connect(create=create)
+        with self._lock:
+            db = self._db
+            keep = db is not None or (self.repair and create)  # the kept connection, open or to open
+            try:
+                if db is None:
+                    db = self._connect(create=create)
+                    if keep:
+                        self._db = db
+                return default if db is None else action(db)
+            except sqlite3.Error as exc:
+                damaged = isinstance(exc, sqlite3.DatabaseError) and (is_damage(exc) or "quick_check" in str(exc)
+                                                                      or "no such table" in str(exc))  # fmt: skip
                 if keep:
-                    self._local.db = db
-            return default if db is None else action(db)
-        except sqlite3.Error as exc:
-            damaged = isinstance(exc, sqlite3.DatabaseError) and (is_damage(exc) or "quick_check" in str(exc)
-                                                                  or "no such table" in str(exc))  # fmt: skip
-            if keep:
-                self.release()
-            elif db is not None:
-                db.close()
-            db = None
-            self._trouble(what, exc, damaged)
-            return default
-        finally:
-            if db is not None and not keep:
-                db.close()
+                    self._close_kept()
+                elif db is not None:
+                    db.close()
+                db = None
+                self._trouble(what, exc, damaged)
+                return default
+            finally:
+                if db is not None and not keep:
+                    db.close()
 
     def _trouble(self, what: str, exc: sqlite3.Error, damaged: bool) -> None:
         if not damaged:
