@@ -11,7 +11,7 @@ Rendering is Jinja2 with autoescaping on, so every value that came from a
 file name, a file or the server is text, never markup; every value also goes
 through ``redact.scrub`` (the environment's ``finalize``) so a server reply
 quoting the password cannot put it on the page. The page is written through
-``pagefile.write_page`` (temporary + fsync + rename, no link followed).
+``pagefile.write_page`` (workdirs' rules: temporary + fsync + rename, no link followed).
 
 A burst of 10,000 files must not mean 10,000 rewrites: each page is rewritten
 at most once per ``RENDER_EVERY`` seconds while files keep finishing, and

@@ -263,3 +263,16 @@ def test_a_swap_while_the_service_is_stopped_holds_at_restart_and_resumes_once_f
     assert snapshot(victim) == before
     assert len(emu.uploads()) == 2 and (inbox / "third.csv").is_file()
     assert archive.original_name(archived(inbox, "processed")[-1].name) == "second.csv"
+
+
+def test_a_link_planted_at_report_html_is_replaced_never_written_through(tmp_path, shared, emu):
+    config_path, inbox = setup_school(shared, emu, tmp_path)
+    precious = shared / "precious.txt"  # root's, outside the inbox
+    precious.write_text("root's own file\n", encoding="utf-8")
+    as_nobody("ln", "-s", str(precious), str(inbox / "report.html"))
+    (inbox / "a.csv").write_text(good_csv("a"), encoding="utf-8")
+    done = once(config_path)
+    assert done.returncode == 0, done.stderr
+    assert precious.read_text(encoding="utf-8") == "root's own file\n"
+    page = inbox / "report.html"
+    assert not page.is_symlink() and "a.csv" in page.read_text(encoding="utf-8")
