@@ -19,6 +19,7 @@ from typing import Any
 
 from dropbox_sync import __version__, archive
 from dropbox_sync.config import Config, InboxConfig
+from dropbox_sync.errors import UnsafeFolder
 from dropbox_sync.journal import Attempt, Journal, iso_utc
 
 
@@ -47,13 +48,23 @@ def held_files(inbox: InboxConfig) -> list[HeldFile]:
 def status_entries(inbox_path: Path) -> list[dict[str, Any]]:
     """The held files of one inbox for status, status.json and the digest."""
     entries = []
-    for path, reason, _ in files_in(inbox_path):
+    for path, reason, _ in shown_files(inbox_path):
         since = archive.archived_at(path.name)
         original = archive.display_name(archive.original_of(path))
         entries.append({"file": archive.display_name(path.name), "original": original,
                         "held_since": iso_utc(since) if since else None, "reason": reason,
                         "what_to_do": what_to_do(original)})  # fmt: skip
     return entries
+
+
+def shown_files(inbox_path: Path) -> list[tuple[Path, str, str]]:
+    """``files_in`` for status, status.json and report.html: none when held/ is a link or a
+    file, which holds the inbox with its own reason; one bad folder must not stop the
+    status of every inbox, nor the page that says why."""
+    try:
+        return files_in(inbox_path)
+    except UnsafeFolder:
+        return []
 
 
 def files_in(inbox_path: Path) -> list[tuple[Path, str, str]]:

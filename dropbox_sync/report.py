@@ -317,7 +317,7 @@ def _changes(changes: object) -> list[str]:
 
 def _held_files(inbox: InboxConfig, now: dt.datetime) -> list[dict[str, Any]]:
     found = []
-    for path, reason, _ in held.files_in(inbox.path)[:MAX_HELD]:
+    for path, reason, _ in held.shown_files(inbox.path)[:MAX_HELD]:
         name = path.name
         found.append({
             "file": archive.display_name(archive.original_of(path)),

@@ -112,10 +112,7 @@ def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal
     found = _discover(inbox)
     status["waiting"] = waiting(inbox, reported.get("waiting", {}), found)
     status["not_sent"] = [{"file": archive.display_name(item.name), "reason": item.reason} for item in found.skipped]
-    try:
-        status["held_files"] = held.status_entries(inbox.path)
-    except UnsafeFolder:
-        status["held_files"] = []  # held/ is a link or a file: "held" says so
+    status["held_files"] = held.status_entries(inbox.path)  # none if held/ is a link or a file: "held" says so
     status["failed_files"] = _count_files(inbox.path / archive.FAILED)
     if journal is not None:
         last_success = journal.last(inbox.name, "processed")

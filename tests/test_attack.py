@@ -313,3 +313,20 @@ def test_a_row_reason_quoting_the_password_never_reaches_the_failed_rows_file(tm
     assert rows.exists(), list(failed.parent.iterdir())
     text = rows.read_text(encoding="utf-8-sig")
     assert "Field (password) is not" in text and PASSWORD not in text, text
+
+
+def test_a_plain_file_named_held_leaves_status_json_and_the_page_written(tmp_path: Path, emu) -> None:
+    """held/ replaced by a plain file holds that inbox (issue 11 item 11). Regression: listing
+    held files raised for it, so status.json (every inbox's, for monitoring) and that inbox's
+    report.html were no longer written: a running service looked silent."""
+    config_path = write_config(tmp_path, emu, inboxes=2)
+    (tmp_path / "inbox" / "held").write_text("not a folder\n", encoding="utf-8")
+    (tmp_path / "inbox2" / "b.csv").write_text(good_csv("held2"), encoding="utf-8")
+    done = run_cli("--config", str(config_path), "once")
+    assert "cannot write" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    data = json.loads((tmp_path / "state" / "status.json").read_text(encoding="utf-8"))
+    assert "held is a file" in data["inboxes"]["inbox"]["held"], data
+    assert data["inboxes"]["inbox"]["held_files"] == []
+    page = (tmp_path / "inbox" / "report.html").read_text(encoding="utf-8")
+    assert "held is a file" in page
