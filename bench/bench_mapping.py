@@ -71,7 +71,8 @@ READ_ONLY = textwrap.dedent("""
 MAP = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    from dropbox_sync import mapper, mapping
+    from dropbox_sync.pipeline import mapper
+    from dropbox_sync.config import mapping
     spec = mapping.build(json.loads(sys.argv[3]), json.loads(sys.argv[4]))
     started = time.process_time()
     result = mapper.map_file(spec, Path(sys.argv[1]), Path(sys.argv[2]))

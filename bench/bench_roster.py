@@ -60,8 +60,9 @@ IMPORT = textwrap.dedent("""
 REMEMBER = textwrap.dedent("""
     import datetime as dt, sys
     from pathlib import Path
-    from dropbox_sync import changes, config, paths
-    from dropbox_sync.roster import Roster
+    from dropbox_sync.roster import changes
+    from dropbox_sync import config, paths
+    from dropbox_sync.roster.memory import Roster
     cfg = config.load(Path(sys.argv[1]))
     inbox = cfg.inboxes[0]
     roster = Roster(cfg.state_dir / paths.ROSTER_FILE)
@@ -73,8 +74,9 @@ REMEMBER = textwrap.dedent("""
 PLAN = textwrap.dedent("""
     import datetime as dt, sys, time
     from pathlib import Path
-    from dropbox_sync import changes, config, paths
-    from dropbox_sync.roster import Roster
+    from dropbox_sync.roster import changes
+    from dropbox_sync import config, paths
+    from dropbox_sync.roster.memory import Roster
     cfg = config.load(Path(sys.argv[1]))
     inbox = cfg.inboxes[0]
     roster = Roster(cfg.state_dir / paths.ROSTER_FILE, repair=False)

@@ -77,7 +77,7 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def warm_bytecode() -> None:
     """Import everything the product and the ceiling client use once, filling the cache."""
-    code = ("import dropbox_sync.cli, dropbox_sync.pipeline, dropbox_sync.check, dropbox_sync.demo, "
+    code = ("import dropbox_sync.cli, dropbox_sync.pipeline.runner, dropbox_sync.commands.check, dropbox_sync.commands.demo, "
             "dropbox_sync.emulator, dropbox_sync.emulator.cli, httpx, watchdog.observers, "
             "watchdog.observers.polling, trustme, truststore, python_multipart, sqlite3, json, csv")
     subprocess.run([PYTHON, "-c", code], env=child_env(), check=True, stdin=subprocess.DEVNULL)

@@ -7,7 +7,7 @@ failed (``ServiceError``).
 
 Here: the parser, ``main`` and the commands that send (``run``, ``once``, ``send``,
 ``check``, ``demo``, ``emulator``); the commands that send nothing are in
-``cli_offline.py``, what they all share (exit codes, config, journal) in ``cli_support.py``.
+``commands/offline.py``, what they all share (exit codes, config, journal) in ``commands/support.py``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dropbox_sync import __version__, example, paths
-from dropbox_sync.cli_offline import (
+from dropbox_sync import __version__, paths
+from dropbox_sync.config import example
+from dropbox_sync.commands.offline import (
     cmd_approve,
     cmd_diff,
     cmd_discard,
@@ -32,7 +33,7 @@ from dropbox_sync.cli_offline import (
     cmd_set_password,
     cmd_status,
 )
-from dropbox_sync.cli_support import (
+from dropbox_sync.commands.support import (
     FAILED,
     HELD,
     OK,
@@ -204,8 +205,8 @@ def cmd_once(args: argparse.Namespace) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     import tempfile
 
-    from dropbox_sync.client import ImportClient
-    from dropbox_sync.prepare import Rejection, prepare
+    from dropbox_sync.pipeline.client import ImportClient
+    from dropbox_sync.pipeline.prepare import Rejection, prepare
 
     cfg = _load(args, sending=True)
     inbox = _choose_inbox(cfg, args.inbox)
@@ -247,14 +248,14 @@ def _progress_bar(size: int):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from dropbox_sync.check import run_check
+    from dropbox_sync.commands.check import run_check
 
     cfg = _load(args, sending=args.online)
     return run_check(cfg, args.files, online=args.online, out=sys.stdout)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dropbox_sync.demo import run_demo
+    from dropbox_sync.commands.demo import run_demo
 
     return run_demo(keep=not args.clean, out=sys.stdout)
 

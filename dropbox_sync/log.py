@@ -23,7 +23,8 @@ from typing import TextIO
 
 from loguru import logger
 
-from dropbox_sync import archive, paths
+from dropbox_sync.pipeline import archive
+from dropbox_sync import paths
 from dropbox_sync.redact import ScrubbingStream, scrub, scrub_data
 
 CONSOLE_FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}"

@@ -39,9 +39,10 @@ class Session:
     """One pipeline and its companions, started in order; ``close`` stops them in order."""
 
     def __init__(self, cfg: Config, *, pipeline_factory: Callable[..., object] | None = None) -> None:
-        from dropbox_sync import notify, report
-        from dropbox_sync.journal import Journal
-        from dropbox_sync.pipeline import Pipeline
+        from dropbox_sync.notify import notifier
+        from dropbox_sync.report import page
+        from dropbox_sync.state.journal import Journal
+        from dropbox_sync.pipeline.runner import Pipeline
 
         cfg = resolve_secrets(cfg)
         state_dir = cfg.state_dir or paths.state_dir()
@@ -49,8 +50,8 @@ class Session:
         self.notifier = self.pages = None
         self._closed = False
         try:
-            self.notifier = notify.from_config(cfg, journal=self.journal, state_dir=state_dir)
-            self.pages = report.from_config(cfg, journal=self.journal)
+            self.notifier = notifier.from_config(cfg, journal=self.journal, state_dir=state_dir)
+            self.pages = page.from_config(cfg, journal=self.journal)
             listeners = [hears.on_report for hears in (self.notifier, self.pages) if hears is not None]
             self.pipeline = (pipeline_factory or Pipeline)(cfg, journal=self.journal, state_dir=state_dir,
                                                            listeners=listeners)  # fmt: skip

@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dropbox_sync import archive, config
+from dropbox_sync.pipeline import archive
+from dropbox_sync import config
 from dropbox_sync.emulator import Emulator
-from dropbox_sync.journal import Journal
-from dropbox_sync.pipeline import Pipeline
+from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline.runner import Pipeline
 
 PASSWORD = "Tr1cky-Pa55word-7f3a"  # distinctive, so a grep can prove it never leaks
 USER = "autoimport"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync import archive
+from dropbox_sync.pipeline import archive
 from tests.support import archived, good_csv, run_cli, write_config
 from tests.test_local_faults import fill
 
@@ -143,7 +143,7 @@ def test_a_reply_whose_headers_cannot_be_read_is_foreign_not_unreachable(tmp_pat
     """The server took the whole file and answered with a header too big to read (a proxy's
     cookie monster): h11 says "Receive buffer too long". Regression: that was "cannot reach"
     (a passing fault), so `run` uploaded the file again after every backoff, for ever."""
-    from dropbox_sync.outcome import FOREIGN_REPLIES_BEFORE_HOLD
+    from dropbox_sync.pipeline.outcome import FOREIGN_REPLIES_BEFORE_HOLD
     from tests.badservers import Scripted, ScriptedServer
     from tests.test_replies import once
 

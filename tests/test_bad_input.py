@@ -31,10 +31,11 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from dropbox_sync import archive, config
+from dropbox_sync.pipeline import archive
+from dropbox_sync import config
 from dropbox_sync.emulator.store import UploadRecord
-from dropbox_sync.journal import Journal
-from dropbox_sync.worker import InboxWorker
+from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline.worker import InboxWorker
 from tests import corpus
 from tests.corpus import FAILED, GONE, IGNORED, PROCESSED, Case
 from tests.helpers import wait_until

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from dropbox_sync.cli import main
-from dropbox_sync.journal import Attempt, Journal
-from dropbox_sync.notify import Notifier
+from dropbox_sync.state.journal import Attempt, Journal
+from dropbox_sync.notify.notifier import Notifier
 from dropbox_sync.paths import NOTIFY_FILE
 from tests.helpers import wait_until
 from tests.support import (

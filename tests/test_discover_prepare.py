@@ -14,9 +14,10 @@ import threading
 
 import pytest
 
-from dropbox_sync import archive, config
+from dropbox_sync.pipeline import archive
+from dropbox_sync import config
 from dropbox_sync.cli import main
-from dropbox_sync.pipeline import Pipeline
+from dropbox_sync.pipeline.runner import Pipeline
 from tests.support import (
     archived,
     emulator_with_password,

@@ -6,7 +6,7 @@ import codecs
 import csv
 import io
 
-from dropbox_sync import archive
+from dropbox_sync.pipeline import archive
 from dropbox_sync.cli import main
 from dropbox_sync.emulator import wording
 from tests.support import archived, good_csv, result_of, run_cli, with_routes, write_config
@@ -160,7 +160,7 @@ def test_with_a_column_mapping_the_failed_rows_are_the_exports_rows(tmp_path, em
 
 def test_odd_row_numbers_in_a_reply_are_skipped_not_raised(tmp_path):
     """A reply is untrusted: '²' passes str.isdigit() and then int() raises; 5,000 digits too."""
-    from dropbox_sync import failed_rows
+    from dropbox_sync.pipeline import failed_rows
 
     export = tmp_path / "x.csv"
     export.write_text(good_csv("a", "b"), encoding="utf-8")

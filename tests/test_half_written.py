@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from dropbox_sync import archive, config
+from dropbox_sync.pipeline import archive
+from dropbox_sync import config
 from dropbox_sync.emulator.importer import Importer
-from dropbox_sync.pipeline import Pipeline
-from dropbox_sync.worker import InboxWorker
+from dropbox_sync.pipeline.runner import Pipeline
+from dropbox_sync.pipeline.worker import InboxWorker
 from tests.helpers import wait_until
 from tests.support import (
     archived,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from dropbox_sync import config
-from dropbox_sync.journal import Journal
-from dropbox_sync.notify import Notifier
+from dropbox_sync.state.journal import Journal
+from dropbox_sync.notify.notifier import Notifier
 from tests.helpers import wait_until
 from tests.support import archived, good_csv, result_of, run_cli, write_config
 from tests.test_notify import FakeClock, notify_table, service, smtp_server
@@ -126,7 +126,7 @@ def test_the_email_digest_lists_a_held_file_with_what_to_do(tmp_path, emu):
 
 
 def test_a_long_name_is_approved_and_discarded_by_the_name_it_was_dropped_with(tmp_path, emu):
-    from dropbox_sync import archive
+    from dropbox_sync.pipeline import archive
 
     inbox = tmp_path / "inbox"
     config_path = write_config(tmp_path, emu, settle_seconds=0, shrink_guard=0.5)

@@ -7,7 +7,7 @@ import json
 import os
 
 from dropbox_sync.cli import main
-from dropbox_sync.journal import Attempt, Journal, summary_counts
+from dropbox_sync.state.journal import Attempt, Journal, summary_counts
 from tests.support import HEADER, good_csv, run_cli, write_config
 
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync import archive, config
-from dropbox_sync.journal import Journal
-from dropbox_sync.worker import InboxWorker
+from dropbox_sync.pipeline import archive
+from dropbox_sync import config
+from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline.worker import InboxWorker
 from tests.support import (
     archived,
     good_csv,

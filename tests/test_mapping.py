@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync import archive, config, mapper
+from dropbox_sync.pipeline import archive, mapper
+from dropbox_sync import config
 from dropbox_sync.errors import ConfigError, TemplateError
-from dropbox_sync.mapping import Column, build, parse_template
+from dropbox_sync.config.mapping import Column, build, parse_template
 
 # -- templates ---------------------------------------------------------------------
 
@@ -292,7 +293,7 @@ def test_a_user_file_named_like_a_sent_copy_is_still_sent(tmp_path):
 def test_retry_drops_the_old_sent_copy_and_prune_removes_it_with_its_file(tmp_path):
     import datetime as dt
 
-    from dropbox_sync.retry import retry_failed
+    from dropbox_sync.commands.retry import retry_failed
 
     cfg = parse(tmp_path)
     inbox = cfg.inboxes[0].path

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dropbox_sync import archive
+from dropbox_sync.pipeline import archive
 from tests import sis_exports
 from tests.helpers import wait_until
 from tests.support import (

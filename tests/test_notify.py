@@ -26,14 +26,16 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from loguru import logger
 
-from dropbox_sync import archive, config, notify
+from dropbox_sync.pipeline import archive
+from dropbox_sync import config
+from dropbox_sync.notify import notifier as notify
 from dropbox_sync.cli import main
 from dropbox_sync.errors import ConfigError
-from dropbox_sync.journal import Attempt, Journal
-from dropbox_sync.notify import Notifier
-from dropbox_sync.notify_state import MAX_FILES
-from dropbox_sync.outcome import FileReport, Outcome
-from dropbox_sync.pipeline import Pipeline
+from dropbox_sync.state.journal import Attempt, Journal
+from dropbox_sync.notify.notifier import Notifier
+from dropbox_sync.notify.notify_state import MAX_FILES
+from dropbox_sync.pipeline.outcome import FileReport, Outcome
+from dropbox_sync.pipeline.runner import Pipeline
 from tests.helpers import wait_until
 from tests.support import (
     HEADER,

@@ -13,8 +13,9 @@ import signal
 import threading
 from typing import Any
 
-from dropbox_sync import notify, paths
-from dropbox_sync.notify import Notifier
+from dropbox_sync.notify import notifier as notify
+from dropbox_sync import paths
+from dropbox_sync.notify.notifier import Notifier
 from dropbox_sync.service.core import STOP_MARGIN
 from tests.helpers import wait_until
 from tests.support import dropbox_sync_process, finish

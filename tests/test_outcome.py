@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from dropbox_sync.client import Reply
-from dropbox_sync.outcome import Outcome, judge
-from dropbox_sync.reply import MAX_RETRY_AFTER, parse_retry_after, read_reply
+from dropbox_sync.pipeline.client import Reply
+from dropbox_sync.pipeline.outcome import Outcome, judge
+from dropbox_sync.pipeline.reply import MAX_RETRY_AFTER, parse_retry_after, read_reply
 
 
 def reply(status: int, body: dict | None, text: str = "") -> Reply:
@@ -88,7 +88,7 @@ def test_reading_a_reply_never_raises(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in reading")
 
-    monkeypatch.setattr("dropbox_sync.reply._decode", broken)  # stands in for any bug: none is known
+    monkeypatch.setattr("dropbox_sync.pipeline.reply._decode", broken)  # stands in for any bug: none is known
     got = read_reply(200, b'{"success": true}')
     assert got.success is None and got.problem == "the reply could not be read (RuntimeError)"
     assert judge(got)[0] is Outcome.RETRY

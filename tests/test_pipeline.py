@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from dropbox_sync import config
-from dropbox_sync.pipeline import Pipeline
-from dropbox_sync.worker import InboxWorker
+from dropbox_sync.pipeline.runner import Pipeline
+from dropbox_sync.pipeline.worker import InboxWorker
 from tests.helpers import wait_until
 from tests.support import (
     HEADER,
@@ -266,7 +266,7 @@ def test_a_sent_file_another_program_holds_is_filed_once_released(tmp_path, emu,
     # Windows refuses to rename a file an antivirus scanner or backup agent has
     # open (WinError 32); Linux never does, so the refusal is faked here for two
     # passes. The real one is proven under Wine (tests/windows/test_claim_while_held.py).
-    from dropbox_sync import archive
+    from dropbox_sync.pipeline import archive
 
     inbox = tmp_path / "inbox"
     cfg = config.load(write_config(tmp_path, emu, settle_seconds=0))

@@ -16,8 +16,8 @@ from loguru import logger
 
 from dropbox_sync import config
 from dropbox_sync.config import InboxConfig
-from dropbox_sync.pipeline import Pipeline
-from dropbox_sync.watcher import Watcher, _mount_fstype
+from dropbox_sync.pipeline.runner import Pipeline
+from dropbox_sync.pipeline.watcher import Watcher, _mount_fstype
 from tests.helpers import wait_until
 from tests.support import (
     PASSWORD,

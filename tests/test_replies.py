@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from dropbox_sync import config
-from dropbox_sync.outcome import FOREIGN_REPLIES_BEFORE_HOLD
-from dropbox_sync.pipeline import Pipeline
-from dropbox_sync.rows import failed_rows, row_number
+from dropbox_sync.pipeline.outcome import FOREIGN_REPLIES_BEFORE_HOLD
+from dropbox_sync.pipeline.runner import Pipeline
+from dropbox_sync.pipeline.rows import failed_rows, row_number
 from tests.badservers import Scripted, ScriptedServer, json_bytes
 from tests.support import archived, good_csv, write_config
 

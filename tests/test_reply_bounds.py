@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from dropbox_sync import config
-from dropbox_sync.client import ImportClient, request_deadline
+from dropbox_sync.pipeline.client import ImportClient, request_deadline
 from dropbox_sync.errors import TransientError
-from dropbox_sync.pipeline import Pipeline
-from dropbox_sync.reply import MAX_REPLY_BYTES
-from dropbox_sync.worker import InboxWorker
+from dropbox_sync.pipeline.runner import Pipeline
+from dropbox_sync.pipeline.reply import MAX_REPLY_BYTES
+from dropbox_sync.pipeline.worker import InboxWorker
 from tests.badservers import HandshakeDropper, Scripted, ScriptedServer
 from tests.helpers import wait_until
 from tests.support import (

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync import archive, config, pagefile, report
+from dropbox_sync.pipeline import archive
+from dropbox_sync import config
+from dropbox_sync.report import pagefile, page as report
 from dropbox_sync.config import ConfigError
-from dropbox_sync.journal import Journal
-from dropbox_sync.pipeline import Pipeline
+from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.session import pipeline_session
-from dropbox_sync.worker import InboxSnapshot
+from dropbox_sync.pipeline.worker import InboxSnapshot
 from tests import sis_exports
 from tests.badservers import Scripted, ScriptedServer
 from tests.browser import Dom, dump_dom

@@ -12,8 +12,9 @@ import os
 import threading
 from pathlib import Path
 
-from dropbox_sync import archive, config
-from dropbox_sync.worker import PRUNE_EVERY, InboxWorker
+from dropbox_sync.pipeline import archive
+from dropbox_sync import config
+from dropbox_sync.pipeline.worker import PRUNE_EVERY, InboxWorker
 from tests.support import archived, good_csv, write_config
 from tests.test_settle import FakeClock
 

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync import archive, config, paths
+from dropbox_sync.pipeline import archive
+from dropbox_sync import config, paths
 from dropbox_sync.emulator import Emulator
-from dropbox_sync.journal import Journal
-from dropbox_sync.pipeline import Pipeline
-from dropbox_sync.worker import InboxWorker
+from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline.runner import Pipeline
+from dropbox_sync.pipeline.worker import InboxWorker
 from tests.support import (
     HEADER,
     archived,
@@ -386,7 +387,7 @@ def test_the_memory_learns_only_once_the_result_is_on_disk(tmp_path, emu):
     # A full disk (a real one: tmpfs) keeps the reply in memory and holds the inbox; the roster
     # must not learn from a reply whose result is not saved yet, or a crash then would file
     # the export again as "no changes" and lose its result.
-    from dropbox_sync.roster import Roster
+    from dropbox_sync.roster.memory import Roster
     from tests.test_settle import FakeClock
 
     inbox = tmp_path / "inbox"  # its own 256 KiB tmpfs

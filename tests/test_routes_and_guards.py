@@ -8,12 +8,13 @@ import threading
 
 import pytest
 
-from dropbox_sync import archive, config
+from dropbox_sync.pipeline import archive
+from dropbox_sync import config
 from dropbox_sync.cli import main
 from dropbox_sync.errors import ConfigError
-from dropbox_sync.journal import Journal
-from dropbox_sync.pipeline import Pipeline
-from dropbox_sync.worker import InboxWorker
+from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline.runner import Pipeline
+from dropbox_sync.pipeline.worker import InboxWorker
 from tests.support import (
     archived,
     emulator_with_password,
@@ -137,7 +138,7 @@ def test_a_file_not_in_the_source_encoding_fails_with_the_offset(tmp_path, emu):
 
 def test_journal_keeps_rows_per_route(tmp_path):
     journal = Journal(tmp_path / "j.sqlite3")
-    from dropbox_sync.journal import Attempt
+    from dropbox_sync.state.journal import Attempt
 
     journal.record(Attempt("i", "f", "f", None, 1, "t", "t", 200, "processed", "ok", "https://h/u", 12))
     journal.record(Attempt("i", "g", "g", None, 1, "t", "t", 200, "failed", "no", "https://h/u", 1))

@@ -11,7 +11,7 @@ import pytest
 
 from dropbox_sync import config
 from dropbox_sync.errors import ConfigError
-from dropbox_sync.pipeline import Pipeline
+from dropbox_sync.pipeline.runner import Pipeline
 from tests.proxy import ConnectProxy
 from tests.support import PASSWORD, USER, archived, emulator_with_password, good_csv, write_config
 

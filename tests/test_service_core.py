@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync import archive, log
-from dropbox_sync import pipeline as pipeline_module
-from dropbox_sync.pipeline import InboxSnapshot, InboxWorker, Pipeline
+from dropbox_sync.pipeline import archive
+from dropbox_sync import log
+from dropbox_sync.pipeline import runner as pipeline_module
+from dropbox_sync.pipeline.runner import InboxSnapshot, InboxWorker, Pipeline
 from dropbox_sync.service.core import (
     DiscardStream,
     Reporter,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dropbox_sync.backoff import Backoff
-from dropbox_sync.settle import Observation, Settler
+from dropbox_sync.pipeline.backoff import Backoff
+from dropbox_sync.pipeline.settle import Observation, Settler
 
 
 class FakeClock:

@@ -7,7 +7,8 @@ import tomllib
 
 import pytest
 
-from dropbox_sync import config, example
+from dropbox_sync import config
+from dropbox_sync.config import example
 from tests.support import run_cli
 
 HINT = 'in "double quotes" a backslash starts an escape'

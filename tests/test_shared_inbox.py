@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync import archive
+from dropbox_sync.pipeline import archive
 from tests.helpers import wait_until
 from tests.support import (
     PASSWORD,
@@ -184,7 +184,7 @@ def test_temporaries_have_unpredictable_names_and_never_follow_a_link(tmp_path, 
     assert once(config_path).returncode == 0
     victim = shared / "victim.txt"
     victim.write_text("precious\n", encoding="utf-8")
-    from dropbox_sync import workdirs
+    from dropbox_sync.pipeline import workdirs
 
     with workdirs.work_folder(inbox, "sending") as sending:
         names = {sending.create_temporary(".utf8")[0] for _ in range(3)}

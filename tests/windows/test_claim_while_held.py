@@ -27,7 +27,7 @@ from winpipeline import (
     write_config,
 )
 
-from dropbox_sync import archive
+from dropbox_sync.pipeline import archive
 
 HELD_REASON = "is open in another program"
 

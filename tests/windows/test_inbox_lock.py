@@ -1,4 +1,4 @@
-"""One process per inbox, under a Windows Python (DESIGN 9; dropbox_sync/inboxlock.py).
+"""One process per inbox, under a Windows Python (DESIGN 9; dropbox_sync/pipeline/inboxlock.py).
 
 On Windows the lock is ``msvcrt.locking`` on a file in the state dir (through
 ``filelock``). This proves, with separate Windows processes, that a second one
@@ -13,12 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dropbox_sync.inboxlock import InboxLock
+from dropbox_sync.pipeline.inboxlock import InboxLock
 
 HOLDER = """
 import sys
 from pathlib import Path
-from dropbox_sync.inboxlock import InboxLock
+from dropbox_sync.pipeline.inboxlock import InboxLock
 lock = InboxLock(Path(sys.argv[1]), "inbox", Path(sys.argv[2]))
 assert lock.acquire()
 print("held", flush=True)

@@ -33,7 +33,7 @@ from winpipeline import (
     write_config,
 )
 
-from dropbox_sync import watcher
+from dropbox_sync.pipeline import watcher
 
 
 def status_mode(path: Path) -> str:

@@ -30,7 +30,8 @@ from winpipeline import (
     write_config,
 )
 
-from dropbox_sync import archive, config, paths, watcher
+from dropbox_sync.pipeline import archive, watcher
+from dropbox_sync import config, paths
 from dropbox_sync.service import plan
 
 NON_ASCII = "\u00c9l\u00e8ves_\u00f1_\u65e5\u672c.csv"  # "Élèves_ñ_日本.csv", composed (NFC)

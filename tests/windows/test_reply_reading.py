@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from dropbox_sync.reply import read_reply
+from dropbox_sync.pipeline.reply import read_reply
 
 DEEP = 100_000
 

@@ -18,7 +18,7 @@ from winhelpers import wait_until
 from winpipeline import csv_bytes, good_row, write_config
 
 from dropbox_sync import config
-from dropbox_sync.client import ImportClient
+from dropbox_sync.pipeline.client import ImportClient
 from dropbox_sync.errors import TransientError
 
 REPLY_BODY = 5_000  # bytes, one every 20 ms: 100 s if nothing cut it off

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from winpipeline import csv_bytes, good_row, write_config
 
-from dropbox_sync import config, workdirs
+from dropbox_sync import config
+from dropbox_sync.pipeline import workdirs
 from dropbox_sync.errors import UnsafeFolder
-from dropbox_sync.pipeline import Pipeline
+from dropbox_sync.pipeline.runner import Pipeline
 
 
 def make_junction(link: Path, target: Path) -> None:

@@ -19,9 +19,10 @@ from typing import Any
 
 from loguru import logger
 
-from dropbox_sync import archive, config
-from dropbox_sync.journal import Journal
-from dropbox_sync.pipeline import Pipeline
+from dropbox_sync.pipeline import archive
+from dropbox_sync import config
+from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline.runner import Pipeline
 
 USER = "autoimport"
 PASSWORD = "Lane-Pa55word-9c1e"  # distinctive, so a search can prove it never leaks

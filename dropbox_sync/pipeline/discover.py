@@ -1,0 +1,74 @@
+"""Which files of an inbox are ours, and in what order: the one answer for every command.
+
+``run`` and ``once`` (the worker), ``check``, ``status`` all ask ``discover``,
+so they cannot disagree: a file they list as ours is one the pipeline will
+send; a file it skips is reported with the reason, never left "settling".
+
+Ours, in sending order: first the files already claimed (``sending/``, oldest
+claim first), then the inbox's regular files that match ``include`` and not
+``exclude``, are finished (their done marker is there, in done-marker mode) and
+match a route; by route in config order (users before groups), then oldest
+first. Never ours: our own folders and files in the inbox (``sending/``,
+``processed/``, ``failed/``, ``held/``, ``report.html``, our temporaries),
+whatever the patterns say.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dropbox_sync.pipeline import archive, routes
+from dropbox_sync.config import InboxConfig
+from dropbox_sync.report.pagefile import is_page_file
+from dropbox_sync.pipeline.watcher import Candidate, Ignored, scan
+
+NO_ROUTE = "matches no route of this inbox; left in place, not uploaded"
+# Our own names in an inbox (compared ignoring case: Windows and macOS do).
+RESERVED = frozenset(n.lower() for n in (archive.SENDING, archive.PROCESSED, archive.FAILED, archive.HELD,
+                                         archive.REPORT))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """One look at an inbox."""
+
+    claimed: list[Path] = field(default_factory=list)  # in sending/, to be finished first
+    waiting: list[Candidate] = field(default_factory=list)  # in the inbox, in sending order
+    skipped: list[Ignored] = field(default_factory=list)  # matched the patterns, not sent, and why
+    unfinished: list[Candidate] = field(default_factory=list)  # done-marker mode: no marker yet (not work)
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.claimed or self.waiting)
+
+
+def discover(inbox: InboxConfig, *, strict: bool = True) -> Discovery:
+    """What of ``inbox`` is ours, in sending order, and what is skipped with the reason.
+
+    Raises OSError when the folder cannot be listed (missing, unreadable), and
+    ``UnsafeFolder`` when sending/ is a link, a file or (``strict``, the service)
+    not ours: see workdirs.py."""
+    claimed = archive.claimed_files(inbox.path, strict=strict)
+    candidates, ignored, unfinished = scan(inbox)
+    routed: list[tuple[int, Candidate]] = []
+    skipped = [item for item in ignored if not is_reserved(item.name, inbox)]
+    for candidate in candidates:
+        if is_reserved(candidate.name, inbox):
+            continue
+        found = routes.route_for(inbox, candidate.name)
+        if found is None:
+            skipped.append(Ignored(candidate.name, NO_ROUTE))
+        else:
+            routed.append((found[0], candidate))
+    routed.sort(key=lambda pair: (pair[0], pair[1].order_key))
+    unfinished = [c for c in unfinished if not is_reserved(c.name) and routes.route_for(inbox, c.name)]
+    return Discovery(claimed, [candidate for _, candidate in routed], skipped, unfinished)
+
+
+def is_reserved(name: str, inbox: InboxConfig | None = None) -> bool:
+    """One of our own names in an inbox, or a temporary of ours (``.x.tmp``); with ``inbox``,
+    also its report page under the name the config gives it (``report = "..."``)."""
+    if inbox is not None and is_page_file(name, inbox.report):
+        return True
+    return name.lower() in RESERVED or (name.startswith(".") and name.endswith(".tmp"))

@@ -1,0 +1,2 @@
+"""report.html: the page in each inbox that tells office staff what became of their files.
+"""
