@@ -38,15 +38,31 @@ def product_rate(work: c.Path, files: int) -> tuple[float, str | None]:
         emu.stop()
 
 
-def emulator_rate(work: c.Path, emu: c.EmulatorProcess, clients: int, per_client: int,
-                  tiny: c.Path) -> tuple[float, str | None]:
+def emulator_rate(
+    work: c.Path, emu: c.EmulatorProcess, clients: int, per_client: int, tiny: c.Path
+) -> tuple[float, str | None]:
     outs = [work / f"c{clients}-{n}.json" for n in range(clients)]
     procs = []
     for out in outs:
         with open(out, "wb") as handle:
-            procs.append(c.spawn([c.PYTHON, str(c.BENCH_DIR / "ceiling_client.py"), emu.users_url, str(emu.ca_file),
-                                  c.USER, c.PASSWORD, str(tiny), "--repeat", str(per_client),
-                                  "--max-seconds", "60"], stdout=handle))
+            procs.append(
+                c.spawn(
+                    [
+                        c.PYTHON,
+                        str(c.BENCH_DIR / "ceiling_client.py"),
+                        emu.users_url,
+                        str(emu.ca_file),
+                        c.USER,
+                        c.PASSWORD,
+                        str(tiny),
+                        "--repeat",
+                        str(per_client),
+                        "--max-seconds",
+                        "60",
+                    ],
+                    stdout=handle,
+                )
+            )
     deadline = time.monotonic() + 90
     for proc in procs:
         try:
@@ -83,8 +99,12 @@ def main() -> int:
             for clients in counts:
                 rate, problem = emulator_rate(work, emu, clients, args.requests, tiny)
                 rates[clients] = rate
-                report.add(f"emulator: tiny uploads, {clients} keep-alive client process(es)", "-",
-                           f"{rate:.0f} requests/s", None)
+                report.add(
+                    f"emulator: tiny uploads, {clients} keep-alive client process(es)",
+                    "-",
+                    f"{rate:.0f} requests/s",
+                    None,
+                )
                 if problem:
                     problems.append(problem)
         finally:

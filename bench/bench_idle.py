@@ -24,8 +24,16 @@ def idle_cpu(work: c.Path, kind: str, inboxes: int, seconds: float) -> tuple[flo
     base = work / kind
     folders = [base / f"inbox{n}" for n in range(inboxes)]
     fake = c.EmulatorProcess(base, None, "https://127.0.0.1:9", base / "none.pem")  # type: ignore[arg-type]
-    config = c.write_config(base / "config.toml", fake, folders, ca_bundle="", observer=kind,
-                            settle_seconds=5, rescan_seconds=60, poll_seconds=2)
+    config = c.write_config(
+        base / "config.toml",
+        fake,
+        folders,
+        ca_bundle="",
+        observer=kind,
+        settle_seconds=5,
+        rescan_seconds=60,
+        poll_seconds=2,
+    )
     running = c.start_run(config, base / "run.log", inboxes)
     try:
         time.sleep(3)  # start-up scans and the first supervision pass are not idling
@@ -54,8 +62,12 @@ def main() -> int:
         for kind in kinds:
             percent, rss, problem = idle_cpu(work, kind, args.inboxes, args.seconds)
             goal = "< 0.5 %" if kind == "native" else "-"
-            report.add(f"{kind}: CPU over {args.seconds:.0f} s, {args.inboxes} idle inboxes", goal,
-                       f"{percent:.3f} % of one core", percent < 0.5 if kind == "native" else None)
+            report.add(
+                f"{kind}: CPU over {args.seconds:.0f} s, {args.inboxes} idle inboxes",
+                goal,
+                f"{percent:.3f} % of one core",
+                percent < 0.5 if kind == "native" else None,
+            )
             report.add(f"{kind}: peak RSS", "-", f"{rss / 1024:.1f} MB", None)
             if problem:
                 problems.append(problem)

@@ -119,9 +119,23 @@ def run_curl(work: c.Path, big: c.Path, n: int) -> Sample:
     size = big.stat().st_size
     try:
         with BodyWatch(emu, size) as watch:
-            done = c.run_measured(["curl", "-sS", "--cacert", str(emu.ca_file), "-u", f"{c.USER}:{c.PASSWORD}",
-                                   "-F", f"file=@{big}", "-o", "/dev/null", emu.users_url],
-                                  timeout=TIMEOUT, env={"PATH": "/usr/bin:/bin"})
+            done = c.run_measured(
+                [
+                    "curl",
+                    "-sS",
+                    "--cacert",
+                    str(emu.ca_file),
+                    "-u",
+                    f"{c.USER}:{c.PASSWORD}",
+                    "-F",
+                    f"file=@{big}",
+                    "-o",
+                    "/dev/null",
+                    emu.users_url,
+                ],
+                timeout=TIMEOUT,
+                env={"PATH": "/usr/bin:/bin"},
+            )
         return _finish("curl", emu, done, watch, size)
     finally:
         emu.stop()
@@ -134,9 +148,13 @@ def run_send(work: c.Path, big: c.Path, n: int, pythonpath: str | None = None) -
     try:
         config = c.write_config(base / "config.toml", emu, [base / "inbox"], max_file_size="4GB")
         with BodyWatch(emu, size) as watch, open(base / "send.out", "wb") as out:
-            done = c.run_measured(c.product_cmd("--config", str(config), "send", str(big)), timeout=TIMEOUT,
-                                  stdout=out, stderr=subprocess.STDOUT,
-                                  env=c.child_env({"PYTHONPATH": pythonpath}) if pythonpath else None)
+            done = c.run_measured(
+                c.product_cmd("--config", str(config), "send", str(big)),
+                timeout=TIMEOUT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=c.child_env({"PYTHONPATH": pythonpath}) if pythonpath else None,
+            )
         return _finish("send", emu, done, watch, size)
     finally:
         emu.stop()
@@ -152,9 +170,13 @@ def run_once(work: c.Path, big: c.Path, n: int, pythonpath: str | None = None) -
         big.rename(inbox / big.name)  # same file system: the very same bytes, no copy
         try:
             with BodyWatch(emu, size) as watch, open(base / "once.out", "wb") as out:
-                done = c.run_measured(c.product_cmd("--config", str(config), "once"), timeout=TIMEOUT,
-                                      stdout=out, stderr=subprocess.STDOUT,
-                                      env=c.child_env({"PYTHONPATH": pythonpath}) if pythonpath else None)
+                done = c.run_measured(
+                    c.product_cmd("--config", str(config), "once"),
+                    timeout=TIMEOUT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=c.child_env({"PYTHONPATH": pythonpath}) if pythonpath else None,
+                )
             reached_processed = c.archived(inbox, "processed") == 1
         finally:
             for path in inbox.glob("**/*big.csv"):
@@ -173,8 +195,9 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--dir", default="/tmp", help="where to make the big file (needs ~3x its size free)")
-    parser.add_argument("--patched", metavar="DIR",
-                        help="also run send and once with PYTHONPATH=DIR (a patched copy of dropbox_sync)")
+    parser.add_argument(
+        "--patched", metavar="DIR", help="also run send and once with PYTHONPATH=DIR (a patched copy of dropbox_sync)"
+    )
     args = parser.parse_args()
     size = args.size_mb * MB
     free = shutil.disk_usage(args.dir).free
@@ -185,56 +208,93 @@ def main() -> int:
         big = work / "big.csv"
         started = time.perf_counter()
         make_big_csv(big, size)
-        report.note(f"{size / MB:.0f} MiB file made in {time.perf_counter() - started:.1f} s in {args.dir} "
-                    f"({free / MB / 1024:.0f} GiB free before); deleted after")
+        report.note(
+            f"{size / MB:.0f} MiB file made in {time.perf_counter() - started:.1f} s in {args.dir} "
+            f"({free / MB / 1024:.0f} GiB free before); deleted after"
+        )
         samples: dict[str, list[Sample]] = {"curl": [], "send": [], "once": [], "send'": [], "once'": []}
         runners: list[tuple[str, c.Any]] = [("curl", run_curl), ("send", run_send), ("once", run_once)]
         if args.patched:
-            runners += [("send'", lambda *a: run_send(*a, pythonpath=args.patched)),
-                        ("once'", lambda *a: run_once(*a, pythonpath=args.patched))]
+            runners += [
+                ("send'", lambda *a: run_send(*a, pythonpath=args.patched)),
+                ("once'", lambda *a: run_once(*a, pythonpath=args.patched)),
+            ]
         for n in range(args.rounds):
-            for name, runner in runners[n % len(runners):] + runners[:n % len(runners)]:
+            for name, runner in runners[n % len(runners) :] + runners[: n % len(runners)]:
                 sample = runner(work, big, n)
                 samples[name].append(sample)
-                print(f"round {n + 1}: {name:5s} start->file at server {sample.part('transfer'):6.2f} s, "
-                      f"command {sample.part('total'):6.2f} s, peak RSS {sample.part('rss'):6.1f} MB"
-                      f"{'  PROBLEM: ' + sample.problem if sample.problem else ''}", flush=True)
+                print(
+                    f"round {n + 1}: {name:5s} start->file at server {sample.part('transfer'):6.2f} s, "
+                    f"command {sample.part('total'):6.2f} s, peak RSS {sample.part('rss'):6.1f} MB"
+                    f"{'  PROBLEM: ' + sample.problem if sample.problem else ''}",
+                    flush=True,
+                )
 
         def med(name: str, what: str) -> float:
             return c.median([s.part(what) for s in samples[name]])
 
         rate = lambda s: f"{size / MB / s:.0f} MiB/s"  # noqa: E731
         for name in ("curl", "send", "once"):
-            report.add(f"{name}: start -> whole file at the server", "-",
-                       f"{med(name, 'transfer'):.2f} s ({rate(med(name, 'transfer'))})", None)
+            report.add(
+                f"{name}: start -> whole file at the server",
+                "-",
+                f"{med(name, 'transfer'):.2f} s ({rate(med(name, 'transfer'))})",
+                None,
+            )
         for name in ("send", "once"):
-            report.add(f"{name}: of which start + pre-flight (-> request arrives)", "-",
-                       f"{med(name, 'before'):.2f} s", None)
-            report.add(f"{name}: of which upload only (request arrives -> file at server)", "-",
-                       f"{med(name, 'upload'):.2f} s ({rate(med(name, 'upload'))})", None)
-        report.add("curl: upload only (request arrives -> file at server)", "-",
-                   f"{med('curl', 'upload'):.2f} s ({rate(med('curl', 'upload'))})", None)
+            report.add(
+                f"{name}: of which start + pre-flight (-> request arrives)", "-", f"{med(name, 'before'):.2f} s", None
+            )
+            report.add(
+                f"{name}: of which upload only (request arrives -> file at server)",
+                "-",
+                f"{med(name, 'upload'):.2f} s ({rate(med(name, 'upload'))})",
+                None,
+            )
+        report.add(
+            "curl: upload only (request arrives -> file at server)",
+            "-",
+            f"{med('curl', 'upload'):.2f} s ({rate(med('curl', 'upload'))})",
+            None,
+        )
         ratio = med("curl", "transfer") / med("send", "transfer")
-        report.add("send speed vs curl (start -> file at server, incl. pre-flight)", ">= 0.8x", f"{ratio:.2f}x",
-                   ratio >= 0.8)
-        report.add("send speed vs curl, upload only", "-", f"{med('curl', 'upload') / med('send', 'upload'):.2f}x",
-                   None)
-        report.add("once speed vs curl (start -> file at server)", "-",
-                   f"{med('curl', 'transfer') / med('once', 'transfer'):.2f}x", None)
-        report.add("whole command incl. server import: curl / send / once", "-",
-                   " / ".join(f"{med(k, 'total'):.2f} s" for k in ("curl", "send", "once")), None)
+        report.add(
+            "send speed vs curl (start -> file at server, incl. pre-flight)", ">= 0.8x", f"{ratio:.2f}x", ratio >= 0.8
+        )
+        report.add(
+            "send speed vs curl, upload only", "-", f"{med('curl', 'upload') / med('send', 'upload'):.2f}x", None
+        )
+        report.add(
+            "once speed vs curl (start -> file at server)",
+            "-",
+            f"{med('curl', 'transfer') / med('once', 'transfer'):.2f}x",
+            None,
+        )
+        report.add(
+            "whole command incl. server import: curl / send / once",
+            "-",
+            " / ".join(f"{med(k, 'total'):.2f} s" for k in ("curl", "send", "once")),
+            None,
+        )
         for name in ("send", "once"):
             rss = med(name, "rss")
             report.add(f"{name}: peak RSS", "<= 64 MB", f"{rss:.1f} MB", rss <= 64)
         report.add("curl: peak RSS", "-", f"{med('curl', 'rss'):.1f} MB", None)
-        report.add("client CPU user+sys (whole command): curl / send / once", "-",
-                   " / ".join(f"{med(k, 'cpu'):.2f} s" for k in ("curl", "send", "once")), None)
+        report.add(
+            "client CPU user+sys (whole command): curl / send / once",
+            "-",
+            " / ".join(f"{med(k, 'cpu'):.2f} s" for k in ("curl", "send", "once")),
+            None,
+        )
         if args.patched:
             for name in ("send'", "once'"):
-                report.add(f"{name} (PYTHONPATH={args.patched}): start -> file at server", "-",
-                           f"{med(name, 'transfer'):.2f} s, {med('curl', 'transfer') / med(name, 'transfer'):.2f}x "
-                           f"curl; pre-flight part {med(name, 'before'):.2f} s; peak RSS {med(name, 'rss'):.1f} MB",
-                           None)
+                report.add(
+                    f"{name} (PYTHONPATH={args.patched}): start -> file at server",
+                    "-",
+                    f"{med(name, 'transfer'):.2f} s, {med('curl', 'transfer') / med(name, 'transfer'):.2f}x "
+                    f"curl; pre-flight part {med(name, 'before'):.2f} s; peak RSS {med(name, 'rss'):.1f} MB",
+                    None,
+                )
         problems = [s.problem for ss in samples.values() for s in ss if s.problem]
         report.add("every upload complete and accepted", "all", "all" if not problems else "NO", not problems)
         for problem in problems:

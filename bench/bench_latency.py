@@ -23,12 +23,14 @@ import common as c
 SAMPLE_TIMEOUT = 15.0
 
 
-def measure(work: c.Path, emu: c.EmulatorProcess, kind: str, samples: int, settle: float,
-            poll: float) -> tuple[list[float], list[str]]:
+def measure(
+    work: c.Path, emu: c.EmulatorProcess, kind: str, samples: int, settle: float, poll: float
+) -> tuple[list[float], list[str]]:
     base = work / kind
     inbox = base / "inbox"
-    config = c.write_config(base / "config.toml", emu, [inbox], settle_seconds=settle, observer=kind,
-                            poll_seconds=poll, rescan_seconds=60)
+    config = c.write_config(
+        base / "config.toml", emu, [inbox], settle_seconds=settle, observer=kind, poll_seconds=poll, rescan_seconds=60
+    )
     running = c.start_run(config, base / "run.log", 1)
     overheads: list[float] = []
     problems: list[str] = []
@@ -40,7 +42,7 @@ def measure(work: c.Path, emu: c.EmulatorProcess, kind: str, samples: int, settl
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write(c.csv_text(number, 20, tag=kind[0]))
             closed = time.time()
-            arrived = c.wait_for(lambda: emu.upload_count() > before, SAMPLE_TIMEOUT, 0.005)
+            arrived = c.wait_for(lambda: emu.upload_count() > before, SAMPLE_TIMEOUT, 0.005)  # noqa: B023 (waited for here)
             if not arrived:
                 problems.append(f"{kind}: sample {number} not uploaded within {SAMPLE_TIMEOUT:.0f} s")
                 break
@@ -48,7 +50,7 @@ def measure(work: c.Path, emu: c.EmulatorProcess, kind: str, samples: int, settl
             overheads.append(c.iso_to_epoch(record["received_at"]) - closed - settle)
             # Let it be archived before the next file, then a random gap so samples
             # do not all fall at the same phase of the poll interval.
-            c.wait_for(lambda: c.archived(inbox, "processed") > number, SAMPLE_TIMEOUT, 0.01)
+            c.wait_for(lambda: c.archived(inbox, "processed") > number, SAMPLE_TIMEOUT, 0.01)  # noqa: B023 (waited for here)
             time.sleep(0.2 + rng.random() * poll)
     finally:
         code = running.stop()
@@ -74,15 +76,25 @@ def main() -> int:
                 report.add(f"{kind}: median overhead beyond settle", f"<= {goal * 1000:.0f} ms", "no samples", False)
                 continue
             med = c.median(overheads)
-            report.add(f"{kind}: median overhead beyond settle ({len(overheads)} samples)",
-                       f"<= {goal * 1000:.0f} ms", f"{med * 1000:.0f} ms", med <= goal)
-            report.add(f"{kind}: min / max overhead", "-",
-                       f"{min(overheads) * 1000:.0f} / {max(overheads) * 1000:.0f} ms", None)
+            report.add(
+                f"{kind}: median overhead beyond settle ({len(overheads)} samples)",
+                f"<= {goal * 1000:.0f} ms",
+                f"{med * 1000:.0f} ms",
+                med <= goal,
+            )
+            report.add(
+                f"{kind}: min / max overhead",
+                "-",
+                f"{min(overheads) * 1000:.0f} / {max(overheads) * 1000:.0f} ms",
+                None,
+            )
         report.add("every sample uploaded", "all", "all" if not problems else "NO", not problems)
         for problem in problems:
             report.note(problem)
-        report.note(f"settle_seconds = {args.settle:g}, poll_seconds = {args.poll:g}, rescan_seconds = 60; "
-                    "arrival = emulator's received_at (ms resolution), close = writer's time.time()")
+        report.note(
+            f"settle_seconds = {args.settle:g}, poll_seconds = {args.poll:g}, rescan_seconds = 60; "
+            "arrival = emulator's received_at (ms resolution), close = writer's time.time()"
+        )
         return c.finish(report)
 
 

@@ -41,8 +41,9 @@ def tass_rows(start: int, count: int) -> str:
     lines = []
     for n in range(start, start + count):
         year = 7 + n % 6
-        lines.append(f"{n:07d},First{n},Surname{n},Pref{n},{year:02d},PC{n % 40},{'ABCDEF'[n % 6]},"
-                     f"s{n:07d}@school.example\r\n")  # fmt: skip
+        lines.append(
+            f"{n:07d},First{n},Surname{n},Pref{n},{year:02d},PC{n % 40},{'ABCDEF'[n % 6]},s{n:07d}@school.example\r\n"
+        )
     return "".join(lines)
 
 
@@ -84,8 +85,9 @@ MAP = textwrap.dedent("""
 def run_child(code: str, *args: str) -> tuple[c.Finished, float]:
     """The child's kernel figures, and the CPU seconds it measured around its work."""
     with open(c.temp_dir("child") / "out", "w+", encoding="utf-8") as out:
-        done = c.run_measured([c.PYTHON, "-c", code, *args], timeout=TIMEOUT, env=c.child_env(),
-                              stdout=out, stderr=None)  # fmt: skip
+        done = c.run_measured(
+            [c.PYTHON, "-c", code, *args], timeout=TIMEOUT, env=c.child_env(), stdout=out, stderr=None
+        )
         out.seek(0)
         text = out.read()
     if done.returncode != 0:
@@ -111,10 +113,11 @@ def main() -> int:
         maps = [run_child(MAP, str(export), str(mapped), *mapping_args)[1] for _ in range(args.rounds)]
         base, cost = min(reads) * per, min(maps) * per
         report.add("csv.reader alone, per 100,000 rows (CPU)", "baseline", c.fmt_s(base), None)
-        report.add("map_file, per 100,000 rows (CPU)", "info", f"{c.fmt_s(cost)} ({cost / base:.1f}x csv alone)",
-                   None)  # fmt: skip
-        report.note(f"{args.rows:,} rows, {export.stat().st_size / MB:.1f} MiB; best of {args.rounds} child "
-                    "processes, each timing its own work (CPU)")  # fmt: skip
+        report.add("map_file, per 100,000 rows (CPU)", "info", f"{c.fmt_s(cost)} ({cost / base:.1f}x csv alone)", None)
+        report.note(
+            f"{args.rows:,} rows, {export.stat().st_size / MB:.1f} MiB; best of {args.rounds} child "
+            "processes, each timing its own work (CPU)"
+        )
 
         big, out = work / "big.csv", work / "big-mapped.csv"
         rows = make_export(big, size=args.size_mb * MB)
@@ -122,8 +125,9 @@ def main() -> int:
         done, _ = run_child(MAP, str(big), str(out), *mapping_args)
         out.unlink(missing_ok=True)
         rss = done.maxrss_kb / 1024
-        report.add(f"map_file peak RSS, {args.size_mb} MiB export", f"<= {GOAL_RSS_MB} MB", f"{rss:.1f} MB",
-                   rss <= GOAL_RSS_MB)  # fmt: skip
+        report.add(
+            f"map_file peak RSS, {args.size_mb} MiB export", f"<= {GOAL_RSS_MB} MB", f"{rss:.1f} MB", rss <= GOAL_RSS_MB
+        )
         report.add(f"map_file time, {args.size_mb} MiB export", "info", c.fmt_s(done.seconds), None)
         _preview(report, work, big, args.size_mb)
     return c.finish(report)
@@ -134,22 +138,35 @@ def _preview(report: c.Report, work: c.Path, big: c.Path, size_mb: int) -> None:
     inbox = work / "inbox"
     inbox.mkdir()
     config = work / "config.toml"
-    lines = [f"state_dir = {c.toml_value(str(work / 'state'))}", "[[inbox]]", 'name = "students"',
-             f"path = {c.toml_value(str(inbox))}", 'url = "https://127.0.0.1:9/api/import/users"',
-             'username = "autoimport"', f"password = {c.toml_value(c.PASSWORD)}", 'max_file_size = "4GB"',
-             "[inbox.columns]", *[f'"{k}" = {c.toml_value(v)}' for k, v in TASS_MAPPING.items()],
-             "[inbox.values.library-group]",
-             *[f'"{k}" = {c.toml_value(v)}' for k, v in TASS_VALUES["library-group"].items()]]  # fmt: skip
+    lines = [
+        f"state_dir = {c.toml_value(str(work / 'state'))}",
+        "[[inbox]]",
+        'name = "students"',
+        f"path = {c.toml_value(str(inbox))}",
+        'url = "https://127.0.0.1:9/api/import/users"',
+        'username = "autoimport"',
+        f"password = {c.toml_value(c.PASSWORD)}",
+        'max_file_size = "4GB"',
+        "[inbox.columns]",
+        *[f'"{k}" = {c.toml_value(v)}' for k, v in TASS_MAPPING.items()],
+        "[inbox.values.library-group]",
+        *[f'"{k}" = {c.toml_value(v)}' for k, v in TASS_VALUES["library-group"].items()],
+    ]
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
     config.chmod(0o600)
-    done = c.run_measured(c.product_cmd("--config", str(config), "preview", str(big), "--rows", "3"),
-                          timeout=TIMEOUT, env=c.child_env())  # fmt: skip
+    done = c.run_measured(
+        c.product_cmd("--config", str(config), "preview", str(big), "--rows", "3"), timeout=TIMEOUT, env=c.child_env()
+    )
     if done.returncode != 0:
         report.add("dropbox-sync preview", "exit 0", f"exit {done.returncode}", False)
         return
     rss = done.maxrss_kb / 1024
-    report.add(f"dropbox-sync preview peak RSS, {size_mb} MiB export", f"<= {GOAL_RSS_MB} MB", f"{rss:.1f} MB",
-               rss <= GOAL_RSS_MB)  # fmt: skip
+    report.add(
+        f"dropbox-sync preview peak RSS, {size_mb} MiB export",
+        f"<= {GOAL_RSS_MB} MB",
+        f"{rss:.1f} MB",
+        rss <= GOAL_RSS_MB,
+    )
     report.add(f"dropbox-sync preview time, {size_mb} MiB export", "info", c.fmt_s(done.seconds), None)
 
 

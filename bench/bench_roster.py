@@ -89,8 +89,9 @@ PLAN = textwrap.dedent("""
 
 def child(code: str, *args: str) -> tuple[c.Finished, str]:
     with open(c.temp_dir("child") / "out", "w+", encoding="utf-8") as out:
-        done = c.run_measured([c.PYTHON, "-c", code, *args], timeout=TIMEOUT, env=c.child_env(), stdout=out,
-                              stderr=None)  # fmt: skip
+        done = c.run_measured(
+            [c.PYTHON, "-c", code, *args], timeout=TIMEOUT, env=c.child_env(), stdout=out, stderr=None
+        )
         out.seek(0)
         text = out.read()
     if done.returncode != 0:
@@ -114,15 +115,23 @@ def delta_nights(report: c.Report, work: c.Path, students: int, changed: int, ro
         results = sorted((inbox / "processed").glob("*.result.json"))
         night2_result = json.loads(results[-1].read_text(encoding="utf-8"))["dropbox_sync"]
         facts = night2_result["changes"]
-        report.add(f"night 2: rows sent / rows changed ({students:,} students)", "equal",
-                   f"{facts['sent_rows']} / {changed}", facts["sent_rows"] == changed)  # fmt: skip
+        report.add(
+            f"night 2: rows sent / rows changed ({students:,} students)",
+            "equal",
+            f"{facts['sent_rows']} / {changed}",
+            facts["sent_rows"] == changed,
+        )
         sent = next((inbox / "processed").glob("*.sent.csv"))
         (work / "night2.csv").write_text(night2, encoding="utf-8")
         _, text = child(IMPORT, str(work / "importer"), str(work / "night2.csv"), str(sent), str(rounds))
         whole, delta = (float(x) for x in text.split())
         report.add(f"emulator import, whole export of {students:,} rows", "baseline", c.fmt_s(whole), None)
-        report.add(f"emulator import, the {facts['sent_rows']} rows delta sent", f">= {GOAL_RATIO:g}x lower",
-                   f"{c.fmt_s(delta)} ({whole / delta:.0f}x lower)", whole / delta >= GOAL_RATIO)  # fmt: skip
+        report.add(
+            f"emulator import, the {facts['sent_rows']} rows delta sent",
+            f">= {GOAL_RATIO:g}x lower",
+            f"{c.fmt_s(delta)} ({whole / delta:.0f}x lower)",
+            whole / delta >= GOAL_RATIO,
+        )
         report.note(f"uploads the emulator received: {emulator.upload_count()} (night 1 whole, night 2 changes)")
     finally:
         emulator.stop()
@@ -133,10 +142,22 @@ def big_diff(report: c.Report, work: c.Path, rows: int) -> None:
     inbox = big / "inbox"
     inbox.mkdir(parents=True)
     config = big / "config.toml"
-    config.write_text("\n".join([f"state_dir = {c.toml_value(str(big / 'state'))}", "[[inbox]]", 'name = "students"',
-                                 f"path = {c.toml_value(str(inbox))}", 'url = "https://127.0.0.1:9/api/import/users"',
-                                 'username = "autoimport"', f"password = {c.toml_value(c.PASSWORD)}",
-                                 "delta = true"]) + "\n", encoding="utf-8")  # fmt: skip
+    config.write_text(
+        "\n".join(
+            [
+                f"state_dir = {c.toml_value(str(big / 'state'))}",
+                "[[inbox]]",
+                'name = "students"',
+                f"path = {c.toml_value(str(inbox))}",
+                'url = "https://127.0.0.1:9/api/import/users"',
+                'username = "autoimport"',
+                f"password = {c.toml_value(c.PASSWORD)}",
+                "delta = true",
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     config.chmod(0o600)
     first, tonight = big / "first.csv", big / "tonight.csv"
     first.write_text(export(rows), encoding="utf-8")
@@ -144,11 +165,16 @@ def big_diff(report: c.Report, work: c.Path, rows: int) -> None:
     child(REMEMBER, str(config), str(first), str(big / "scratch.tmp"))
     _, text = child(PLAN, str(config), str(tonight), str(big / "scratch.tmp"))
     cpu, changed = text.split()
-    done = c.run_measured(c.product_cmd("--config", str(config), "diff", str(tonight)), timeout=TIMEOUT,
-                          env=c.child_env())  # fmt: skip
+    done = c.run_measured(
+        c.product_cmd("--config", str(config), "diff", str(tonight)), timeout=TIMEOUT, env=c.child_env()
+    )
     ok = done.returncode == 0 and int(changed) == rows // 100
-    report.add(f"dropbox-sync diff, {rows:,} rows against {rows:,} remembered (wall)", f"< {GOAL_SECONDS:g} s",
-               c.fmt_s(done.seconds), ok and done.seconds < GOAL_SECONDS)  # fmt: skip
+    report.add(
+        f"dropbox-sync diff, {rows:,} rows against {rows:,} remembered (wall)",
+        f"< {GOAL_SECONDS:g} s",
+        c.fmt_s(done.seconds),
+        ok and done.seconds < GOAL_SECONDS,
+    )
     rss = done.maxrss_kb / 1024
     report.add("dropbox-sync diff peak RSS", f"< {GOAL_MB:g} MB", f"{rss:.1f} MB", ok and rss < GOAL_MB)
     report.add("changes.plan alone (CPU)", "info", c.fmt_s(float(cpu)), None)

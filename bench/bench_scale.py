@@ -64,13 +64,22 @@ def many_inboxes(report: c.Report, work: Path, inboxes: int, per_inbox: int, tim
         processed = sum(c.archived(f, "processed") for f in folders)
         failed = sum(c.archived(f, "failed") for f in folders)
         rss = c.peak_rss_kb(running.proc.pid)
-        report.add(f"(i) {inboxes} inboxes x {per_inbox} files: processed", f"all {total}",
-                   f"{processed} (failed {failed})", processed == total and failed == 0)
-        report.add(f"(i) peak RSS (VmHWM), {threads} threads when ready", "<= 150 MB",
-                   f"{rss / 1024:.1f} MB (at ready {rss_ready / 1024:.1f} MB)", rss <= 150 * 1024)
+        report.add(
+            f"(i) {inboxes} inboxes x {per_inbox} files: processed",
+            f"all {total}",
+            f"{processed} (failed {failed})",
+            processed == total and failed == 0,
+        )
+        report.add(
+            f"(i) peak RSS (VmHWM), {threads} threads when ready",
+            "<= 150 MB",
+            f"{rss / 1024:.1f} MB (at ready {rss_ready / 1024:.1f} MB)",
+            rss <= 150 * 1024,
+        )
         if done:
-            report.add("(i) first drop -> all archived", "-", f"{seconds:.1f} s ({total / seconds:.0f} uploads/s)",
-                       None)
+            report.add(
+                "(i) first drop -> all archived", "-", f"{seconds:.1f} s ({total / seconds:.0f} uploads/s)", None
+            )
         else:
             problems.append(f"(i) only {processed}/{total} processed after {timeout:.0f} s")
     finally:
@@ -85,8 +94,9 @@ def burst(report: c.Report, work: Path, count: int, timeout: float, pause: bool)
     base = work / "burst"
     emu = c.start_emulator(base)
     inbox = base / "inbox"
-    config = c.write_config(base / "config.toml", emu, [inbox], settle_seconds=SETTLE, observer="native",
-                            rescan_seconds=60)
+    config = c.write_config(
+        base / "config.toml", emu, [inbox], settle_seconds=SETTLE, observer="native", rescan_seconds=60
+    )
     running = c.start_run(config, base / "run.log", 1)
     problems: list[str] = []
     try:
@@ -108,18 +118,33 @@ def burst(report: c.Report, work: Path, count: int, timeout: float, pause: bool)
         left = pending(inbox) + pending(inbox / "sending") if (inbox / "sending").is_dir() else pending(inbox)
         uploads = emu.upload_count()
         overflow = "overflow" in running.log().lower()
-        report.add(f"(ii) {count} files at once: processed", f"all {count}",
-                   f"{processed} (failed {failed}, left {left}, uploads {uploads})",
-                   processed == count and failed == 0 and left == 0 and uploads == count)
-        report.add("(ii) inotify queue overflowed (logged by watchdog)", "-",
-                   f"{'yes' if overflow else 'no'} (max_queued_events "
-                   f"{Path('/proc/sys/fs/inotify/max_queued_events').read_text().strip()})", None)
-        report.add("(ii) writing the files took" + (" (product paused meanwhile)" if pause else ""), "-",
-                   f"{written:.1f} s", None)
+        report.add(
+            f"(ii) {count} files at once: processed",
+            f"all {count}",
+            f"{processed} (failed {failed}, left {left}, uploads {uploads})",
+            processed == count and failed == 0 and left == 0 and uploads == count,
+        )
+        report.add(
+            "(ii) inotify queue overflowed (logged by watchdog)",
+            "-",
+            f"{'yes' if overflow else 'no'} (max_queued_events "
+            f"{Path('/proc/sys/fs/inotify/max_queued_events').read_text().strip()})",
+            None,
+        )
+        report.add(
+            "(ii) writing the files took" + (" (product paused meanwhile)" if pause else ""),
+            "-",
+            f"{written:.1f} s",
+            None,
+        )
         if first and done:
             rate = (count - 1) / max(seconds - first_at, 1e-9)
-            report.add("(ii) first write -> all archived", "-",
-                       f"{seconds:.1f} s (first archived at {first_at:.1f} s; {rate:.0f} uploads/s after)", None)
+            report.add(
+                "(ii) first write -> all archived",
+                "-",
+                f"{seconds:.1f} s (first archived at {first_at:.1f} s; {rate:.0f} uploads/s after)",
+                None,
+            )
         else:
             problems.append(f"(ii) only {processed}/{count} processed after {timeout:.0f} s")
         report.add("(ii) peak RSS (VmHWM)", "-", f"{rss / 1024:.1f} MB", None)
@@ -137,8 +162,12 @@ def main() -> int:
     parser.add_argument("--per-inbox", type=int, default=10)
     parser.add_argument("--burst", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=200.0, help="per part, seconds")
-    parser.add_argument("--no-pause", dest="pause", action="store_false",
-                        help="do not SIGSTOP the product while the burst is written (overflow then unlikely)")
+    parser.add_argument(
+        "--no-pause",
+        dest="pause",
+        action="store_false",
+        help="do not SIGSTOP the product while the burst is written (overflow then unlikely)",
+    )
     args = parser.parse_args()
     with c.bench("5 scale", 120 + 2 * (args.timeout + 60)) as (report, work):
         problems = many_inboxes(report, work, args.inboxes, args.per_inbox, args.timeout)

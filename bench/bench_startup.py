@@ -33,8 +33,14 @@ def median_ms(cmd: list[str], runs: int, env: dict[str, str] | None = None) -> t
 
 def heaviest_imports(limit: int = 8) -> list[tuple[int, str]]:
     """(cumulative microseconds, module) of the top-level imports of ``dropbox-sync --help``."""
-    result = subprocess.run([c.PYTHON, "-X", "importtime", "-m", "dropbox_sync", "--help"], env=c.child_env(),
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [c.PYTHON, "-X", "importtime", "-m", "dropbox_sync", "--help"],
+        env=c.child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     rows = []
     for line in result.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
@@ -58,14 +64,20 @@ def main() -> int:
         help_ms, problem = median_ms(c.product_cmd("--help"), args.runs)
         bare_ms, _ = median_ms([c.PYTHON, "-c", "pass"], args.runs)
         dev_ms, _ = median_ms(c.product_cmd("--help"), max(3, args.runs // 3), env=dict(os.environ))
-        report.add(f"dropbox-sync --help, median of {args.runs} (bytecode cached)", "<= 300 ms",
-                   f"{help_ms:.0f} ms", help_ms <= 300 and problem is None)
+        report.add(
+            f"dropbox-sync --help, median of {args.runs} (bytecode cached)",
+            "<= 300 ms",
+            f"{help_ms:.0f} ms",
+            help_ms <= 300 and problem is None,
+        )
         report.add("python -c pass (interpreter alone)", "-", f"{bare_ms:.0f} ms", None)
         cached = "off" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "on"
         report.add(f"--help in this shell's own env (bytecode writing {cached})", "-", f"{dev_ms:.0f} ms", None)
         heavy = heaviest_imports()
-        report.note("heaviest imports (python -X importtime, cumulative): "
-                    + ", ".join(f"{name} {us / 1000:.0f} ms" for us, name in heavy))
+        report.note(
+            "heaviest imports (python -X importtime, cumulative): "
+            + ", ".join(f"{name} {us / 1000:.0f} ms" for us, name in heavy)
+        )
         if problem:
             report.note(problem)
         return c.finish(report)

@@ -60,8 +60,9 @@ def fresh_inbox(base: c.Path, src: c.Path) -> c.Path:
     return inbox
 
 
-def variant_once(work: c.Path, src: c.Path, n: int, files: int, rows: int,
-                 pythonpath: str | None = None) -> tuple[float, c.Finished, str | None]:
+def variant_once(
+    work: c.Path, src: c.Path, n: int, files: int, rows: int, pythonpath: str | None = None
+) -> tuple[float, c.Finished, str | None]:
     base = work / (f"once{n}" if pythonpath is None else f"patched{n}")
     emu = c.start_emulator(base)
     try:
@@ -69,12 +70,19 @@ def variant_once(work: c.Path, src: c.Path, n: int, files: int, rows: int,
         config = c.write_config(base / "config.toml", emu, [inbox], settle_seconds=0.1)
         env = c.child_env({"PYTHONPATH": pythonpath}) if pythonpath else None
         with open(base / "once.log", "wb") as log:
-            done = c.run_measured(c.product_cmd("--config", str(config), "once"), timeout=TIMEOUT,
-                                  stdout=log, stderr=subprocess.STDOUT, env=env)
+            done = c.run_measured(
+                c.product_cmd("--config", str(config), "once"),
+                timeout=TIMEOUT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         problem = None
         if done.returncode != 0 or c.archived(inbox, "processed") != files:
-            problem = (f"once: exit {done.returncode}, {c.archived(inbox, 'processed')}/{files} processed; "
-                       f"see {base / 'once.log'}")
+            problem = (
+                f"once: exit {done.returncode}, {c.archived(inbox, 'processed')}/{files} processed; "
+                f"see {base / 'once.log'}"
+            )
         return done.seconds, done, problem or check_emulator(emu, files, rows, "once")
     finally:
         emu.stop()
@@ -86,11 +94,15 @@ def variant_curl(work: c.Path, src: c.Path, n: int, files: int, rows: int) -> tu
     try:
         script = base / "curl-loop.sh"
         script.write_text(CURL_LOOP)
-        env = {"PATH": "/usr/bin:/bin", "SRC": str(src), "CA": str(emu.ca_file),
-               "CREDS": f"{c.USER}:{c.PASSWORD}", "URL": emu.users_url}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "SRC": str(src),
+            "CA": str(emu.ca_file),
+            "CREDS": f"{c.USER}:{c.PASSWORD}",
+            "URL": emu.users_url,
+        }
         with open(base / "codes.txt", "wb") as out:
-            done = c.run_measured(["bash", str(script)], timeout=TIMEOUT, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT)
+            done = c.run_measured(["bash", str(script)], timeout=TIMEOUT, env=env, stdout=out, stderr=subprocess.STDOUT)
         codes = (base / "codes.txt").read_text().split()
         problem = None
         if done.returncode != 0 or codes.count("200") != files:
@@ -100,13 +112,25 @@ def variant_curl(work: c.Path, src: c.Path, n: int, files: int, rows: int) -> tu
         emu.stop()
 
 
-def run_ceiling(base: c.Path, emu: c.EmulatorProcess, files: int, label: str,
-                args: list[str]) -> tuple[c.Finished, str | None]:
+def run_ceiling(
+    base: c.Path, emu: c.EmulatorProcess, files: int, label: str, args: list[str]
+) -> tuple[c.Finished, str | None]:
     """ceiling_client.py with ``args`` (files, or --durable INBOX) against ``emu``."""
     out_path = base / "ceiling.json"
     with open(out_path, "wb") as out:
-        done = c.run_measured([c.PYTHON, str(c.BENCH_DIR / "ceiling_client.py"), emu.users_url,
-                               str(emu.ca_file), c.USER, c.PASSWORD, *args], timeout=TIMEOUT, stdout=out)
+        done = c.run_measured(
+            [
+                c.PYTHON,
+                str(c.BENCH_DIR / "ceiling_client.py"),
+                emu.users_url,
+                str(emu.ca_file),
+                c.USER,
+                c.PASSWORD,
+                *args,
+            ],
+            timeout=TIMEOUT,
+            stdout=out,
+        )
     try:
         result = json.loads(out_path.read_text())
     except ValueError:
@@ -145,19 +169,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="repeat the variants (order rotated each round); report medians")
-    parser.add_argument("--patched", metavar="DIR",
-                        help="also time `once` with PYTHONPATH=DIR (a patched copy of dropbox_sync) in every round")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="repeat the variants (order rotated each round); report medians"
+    )
+    parser.add_argument(
+        "--patched",
+        metavar="DIR",
+        help="also time `once` with PYTHONPATH=DIR (a patched copy of dropbox_sync) in every round",
+    )
     parser.add_argument("--no-curl", action="store_true", help="skip (b), the curl loop (the slowest variant)")
     args = parser.parse_args()
-    variants = [("curl", variant_curl), ("ceiling", variant_ceiling), ("durable", variant_durable),
-                ("once", variant_once)]
+    variants = [
+        ("curl", variant_curl),
+        ("ceiling", variant_ceiling),
+        ("durable", variant_durable),
+        ("once", variant_once),
+    ]
     if args.no_curl:
         variants = variants[1:]
     if args.patched:
+
         def variant_patched(*a: c.Any) -> tuple[float, c.Finished, str | None]:
             return variant_once(*a, pythonpath=args.patched)
+
         variants.append(("patched", variant_patched))
     deadline = 60 + args.rounds * len(variants) * TIMEOUT
     with c.bench("1 throughput", deadline) as (report, work):
@@ -171,10 +205,13 @@ def main() -> int:
         for n in range(args.rounds):
             loads.append(os.getloadavg()[0])
             # Rotate the order so no variant always runs first (cold caches) or last.
-            for name, variant in variants[n % len(variants):] + variants[:n % len(variants)]:
+            for name, variant in variants[n % len(variants) :] + variants[: n % len(variants)]:
                 seconds, done, problem = variant(work, src, n, args.files, args.rows)
-                print(f"round {n + 1}: {name:8s} {seconds:7.2f} s  ({args.files / seconds:6.1f} files/s)"
-                      f"{'  PROBLEM: ' + problem if problem else ''}", flush=True)
+                print(
+                    f"round {n + 1}: {name:8s} {seconds:7.2f} s  ({args.files / seconds:6.1f} files/s)"
+                    f"{'  PROBLEM: ' + problem if problem else ''}",
+                    flush=True,
+                )
                 times[name].append(seconds)
                 if problem:
                     problems.append(problem)
@@ -188,43 +225,75 @@ def main() -> int:
 
         rate = lambda s: f"{args.files / s:.0f} files/s"  # noqa: E731
         spread = lambda xs: f" (rounds: {', '.join(f'{x:.2f}' for x in xs)})" if len(xs) > 1 else ""  # noqa: E731
-        labels = {"once": "(a) dropbox-sync once", "curl": "(b) curl loop (vendor)",
-                  "ceiling": "(c) bare ceiling: httpx keep-alive loop", "durable": "(d) durable ceiling: (c) + claim, "
-                  "fsynced result, archive"}
+        labels = {
+            "once": "(a) dropbox-sync once",
+            "curl": "(b) curl loop (vendor)",
+            "ceiling": "(c) bare ceiling: httpx keep-alive loop",
+            "durable": "(d) durable ceiling: (c) + claim, fsynced result, archive",
+        }
         for name, label in labels.items():
             if name in times:
                 report.add(label, "-", f"{c.median(times[name]):.2f} s, {rate(c.median(times[name]))}", None)
-        report.add("(c) bare ceiling, loop only (no start-up)", "-",
-                   f"{c.median(ceiling_loop):.2f} s, {rate(c.median(ceiling_loop))}", None)
+        report.add(
+            "(c) bare ceiling, loop only (no start-up)",
+            "-",
+            f"{c.median(ceiling_loop):.2f} s, {rate(c.median(ceiling_loop))}",
+            None,
+        )
         if "curl" in times:
             vs_curl = ratio("once", "curl")
-            report.add("speed (a) vs (b) = t(b)/t(a), median of rounds", ">= 2.0x",
-                       f"{c.median(vs_curl):.2f}x{spread(vs_curl)}", c.median(vs_curl) >= 2.0)
+            report.add(
+                "speed (a) vs (b) = t(b)/t(a), median of rounds",
+                ">= 2.0x",
+                f"{c.median(vs_curl):.2f}x{spread(vs_curl)}",
+                c.median(vs_curl) >= 2.0,
+            )
         vs_durable = ratio("once", "durable")
-        report.add("speed (a) vs (d) = t(d)/t(a), median of rounds", ">= 0.9x",
-                   f"{c.median(vs_durable):.2f}x{spread(vs_durable)}", c.median(vs_durable) >= 0.9)
+        report.add(
+            "speed (a) vs (d) = t(d)/t(a), median of rounds",
+            ">= 0.9x",
+            f"{c.median(vs_durable):.2f}x{spread(vs_durable)}",
+            c.median(vs_durable) >= 0.9,
+        )
         vs_ceiling = ratio("once", "ceiling")
-        report.add("speed (a) vs (c) = t(c)/t(a), median of rounds", "-",
-                   f"{c.median(vs_ceiling):.2f}x{spread(vs_ceiling)}", None)
+        report.add(
+            "speed (a) vs (c) = t(c)/t(a), median of rounds",
+            "-",
+            f"{c.median(vs_ceiling):.2f}x{spread(vs_ceiling)}",
+            None,
+        )
         durable_cost = ratio("durable", "ceiling")
-        report.add("speed (d) vs (c): what durability costs", "-",
-                   f"{c.median(durable_cost):.2f}x{spread(durable_cost)}", None)
+        report.add(
+            "speed (d) vs (c): what durability costs", "-", f"{c.median(durable_cost):.2f}x{spread(durable_cost)}", None
+        )
         if args.patched:
             patched = c.median(times["patched"])
             vs_patched = ratio("patched", "durable")
             report.add(f"(a') once with PYTHONPATH={args.patched}", "-", f"{patched:.2f} s, {rate(patched)}", None)
-            report.add("speed (a') vs (d), median of rounds", "(0.9x)",
-                       f"{c.median(vs_patched):.2f}x{spread(vs_patched)}", None)
-            report.add("speed (a') vs (a) = t(a)/t(a'), median", "-", f"{c.median(ratio('patched', 'once')):.2f}x",
-                       None)
-        report.add("client CPU user+sys: " + " / ".join(name for name in times), "-",
-                   " / ".join(f"{c.median(cpu[name]):.2f} s" for name in times), None)
-        report.add("every file uploaded and archived, all variants", "all", "all" if not problems else "NO",
-                   not problems)
+            report.add(
+                "speed (a') vs (d), median of rounds",
+                "(0.9x)",
+                f"{c.median(vs_patched):.2f}x{spread(vs_patched)}",
+                None,
+            )
+            report.add(
+                "speed (a') vs (a) = t(a)/t(a'), median", "-", f"{c.median(ratio('patched', 'once')):.2f}x", None
+            )
+        report.add(
+            "client CPU user+sys: " + " / ".join(name for name in times),
+            "-",
+            " / ".join(f"{c.median(cpu[name]):.2f} s" for name in times),
+            None,
+        )
+        report.add(
+            "every file uploaded and archived, all variants", "all", "all" if not problems else "NO", not problems
+        )
         for problem in problems:
             report.note(problem)
-        report.note(f"{args.files} files x {args.rows} rows, {args.rounds} round(s); median per variant; "
-                    "each variant on a fresh emulator process over TLS on 127.0.0.1")
+        report.note(
+            f"{args.files} files x {args.rows} rows, {args.rounds} round(s); median per variant; "
+            "each variant on a fresh emulator process over TLS on 127.0.0.1"
+        )
         report.note("load average (1 min) at the start of each round: " + ", ".join(f"{x:.2f}" for x in loads))
         return c.finish(report)
 

@@ -34,8 +34,9 @@ from collections import Counter
 import httpx
 
 
-def post_all(url: str, ca: str, auth: tuple[str, str], files: list[str], counter: Counter, lock: threading.Lock,
-             deadline: float) -> None:
+def post_all(
+    url: str, ca: str, auth: tuple[str, str], files: list[str], counter: Counter, lock: threading.Lock, deadline: float
+) -> None:
     context = ssl.create_default_context(cafile=ca)
     with httpx.Client(verify=context, auth=httpx.BasicAuth(*auth), timeout=60) as client:
         for path in files:
@@ -104,17 +105,28 @@ def main() -> int:
     elif args.clients == 1:
         post_all(args.url, args.ca, auth, work, counter, lock, deadline)
     else:
-        threads = [threading.Thread(target=post_all, args=(args.url, args.ca, auth, work, counter, lock, deadline))
-                   for _ in range(args.clients)]
+        threads = [
+            threading.Thread(target=post_all, args=(args.url, args.ca, auth, work, counter, lock, deadline))
+            for _ in range(args.clients)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
     seconds = time.perf_counter() - started
     ok = counter.pop("ok", 0)
-    print(json.dumps({"loop_seconds": seconds, "start": started_epoch, "end": started_epoch + seconds,
-                      "requests": sum(counter.values()), "ok": ok,
-                      "statuses": {str(k): v for k, v in counter.items()}}))
+    print(
+        json.dumps(
+            {
+                "loop_seconds": seconds,
+                "start": started_epoch,
+                "end": started_epoch + seconds,
+                "requests": sum(counter.values()),
+                "ok": ok,
+                "statuses": {str(k): v for k, v in counter.items()},
+            }
+        )
+    )
     return 0
 
 

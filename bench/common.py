@@ -77,12 +77,16 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def warm_bytecode() -> None:
     """Import everything the product and the ceiling client use once, filling the cache."""
-    code = ("import dropbox_sync.cli, dropbox_sync.pipeline.runner, dropbox_sync.commands.check, dropbox_sync.commands.demo, "
-            "dropbox_sync.emulator, dropbox_sync.emulator.cli, httpx, watchdog.observers, "
-            "watchdog.observers.polling, trustme, truststore, python_multipart, sqlite3, json, csv")
+    code = (
+        "import dropbox_sync.cli, dropbox_sync.pipeline.runner, dropbox_sync.commands.check, "
+        "dropbox_sync.commands.demo, "
+        "dropbox_sync.emulator, dropbox_sync.emulator.cli, httpx, watchdog.observers, "
+        "watchdog.observers.polling, trustme, truststore, python_multipart, sqlite3, json, csv"
+    )
     subprocess.run([PYTHON, "-c", code], env=child_env(), check=True, stdin=subprocess.DEVNULL)
-    subprocess.run(product_cmd("--help"), env=child_env(), check=True, stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        product_cmd("--help"), env=child_env(), check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
 
 
 def spawn(cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen:
@@ -139,8 +143,11 @@ def hard_deadline(seconds: float, name: str) -> None:
     """After ``seconds`` kill every child, remove temp folders and exit 3, whatever is running."""
 
     def fire() -> None:
-        print(f"\n{name}: HARD DEADLINE of {seconds:.0f} s reached; killing children and exiting",
-              file=sys.stderr, flush=True)
+        print(
+            f"\n{name}: HARD DEADLINE of {seconds:.0f} s reached; killing children and exiting",
+            file=sys.stderr,
+            flush=True,
+        )
         cleanup()
         os._exit(3)
 
@@ -168,9 +175,15 @@ class Finished:
         return self.started_epoch + self.seconds
 
 
-def run_measured(cmd: Sequence[str], *, timeout: float, env: dict[str, str] | None = None,
-                 stdout: Any = subprocess.DEVNULL, stderr: Any = subprocess.DEVNULL,
-                 cwd: str | Path | None = None) -> Finished:
+def run_measured(
+    cmd: Sequence[str],
+    *,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    stdout: Any = subprocess.DEVNULL,
+    stderr: Any = subprocess.DEVNULL,
+    cwd: str | Path | None = None,
+) -> Finished:
     """Run a child to its end; wall time, peak RSS and CPU from the kernel (wait4)."""
     epoch = time.time()
     started = time.perf_counter()
@@ -212,7 +225,7 @@ def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.0
 def cpu_ticks(pid: int) -> int:
     """utime + stime of a live process (all its threads), in clock ticks."""
     text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2:].split()
+    fields = text[text.rindex(")") + 2 :].split()
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
 
 
@@ -282,9 +295,20 @@ def start_emulator(base: Path, name: str = "emulator", *, extra: Sequence[str] =
     state_dir = Path(tempfile.mkdtemp(prefix=f"{base.name}-{name}-", dir=emulator_root()))
     out_path = base / f"{name}.out"
     with open(out_path, "wb") as out:
-        proc = spawn(product_cmd("emulator", "--port", "0", "--state-dir", str(state_dir),
-                                 "--account", f"{USER}:{PASSWORD}:admin", *extra),
-                     stdout=out, stderr=subprocess.STDOUT)
+        proc = spawn(
+            product_cmd(
+                "emulator",
+                "--port",
+                "0",
+                "--state-dir",
+                str(state_dir),
+                "--account",
+                f"{USER}:{PASSWORD}:admin",
+                *extra,
+            ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
     def banner() -> tuple[str, str] | None:
         text = out_path.read_text(errors="replace")
@@ -329,8 +353,10 @@ def toml_value(value: Any) -> str:
 
 def write_config(path: Path, emulator: EmulatorProcess, inboxes: Sequence[Path], **overrides: Any) -> Path:
     """A product config with one [[inbox]] per folder, all pointing at ``emulator``."""
-    lines = [f"state_dir = {toml_value(str(path.parent / 'state'))}",
-             f"log_dir = {toml_value(str(path.parent / 'logs'))}"]
+    lines = [
+        f"state_dir = {toml_value(str(path.parent / 'state'))}",
+        f"log_dir = {toml_value(str(path.parent / 'logs'))}",
+    ]
     for folder in inboxes:
         folder.mkdir(parents=True, exist_ok=True)
         values = {
@@ -406,8 +432,12 @@ class Report:
         target = os.environ.get("DSBENCH_RESULTS")
         if not target:
             return
-        record = {"name": self.name, "seconds": round(time.perf_counter() - self.started, 1),
-                  "rows": [r.__dict__ for r in self.rows], "notes": self.notes}
+        record = {
+            "name": self.name,
+            "seconds": round(time.perf_counter() - self.started, 1),
+            "rows": [r.__dict__ for r in self.rows],
+            "notes": self.notes,
+        }
         with open(target, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 

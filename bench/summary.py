@@ -1,6 +1,6 @@
 """Print the results run_all collected (JSON lines from common.Report.save) as one table.
 
-    python bench/summary.py RESULTS.jsonl [--markdown]
+python bench/summary.py RESULTS.jsonl [--markdown]
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ def main() -> int:
     for path in paths:
         with open(path, encoding="utf-8") as handle:
             records += [json.loads(line) for line in handle if line.strip()]
-    rows = [(r["name"], row["figure"], row["goal"], row["measured"], row["verdict"])
-            for r in records for row in r["rows"]]
+    rows = [
+        (r["name"], row["figure"], row["goal"], row["measured"], row["verdict"]) for r in records for row in r["rows"]
+    ]
     headers = ("benchmark", "figure", "goal", "measured", "verdict")
     if markdown:
         print("| " + " | ".join(headers) + " |")

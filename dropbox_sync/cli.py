@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dropbox_sync import __version__, paths
-from dropbox_sync.config import example
 from dropbox_sync.commands.offline import (
     cmd_approve,
     cmd_diff,
@@ -46,6 +45,7 @@ from dropbox_sync.commands.support import (
     _positive,
     _start_file_logging,
 )
+from dropbox_sync.config import example
 from dropbox_sync.errors import ConfigError, DropboxSyncError, ServiceError, UsageError
 from dropbox_sync.redact import ScrubbingStream
 from dropbox_sync.shutdown import stop_on_signals
@@ -59,8 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Upload CSV files dropped into inbox folders to Infiniti's non-interactive import.",
     )
     parser.add_argument("--version", action="version", version=f"dropbox-sync {__version__}")
-    parser.add_argument("--config", type=Path, metavar="PATH",
-                        help=f"config file (default: ${paths.CONFIG_ENV}, else the site config dir)")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help=f"config file (default: ${paths.CONFIG_ENV}, else the site config dir)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log DEBUG details")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -76,19 +80,31 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--inbox", help="use this inbox's URL and credentials (default: the first)")
     check = command("check", cmd_check, "validate the config and pre-flight CSV files without uploading")
     check.add_argument("files", nargs="*", type=Path, help="files to check (default: those waiting in the inboxes)")
-    check.add_argument("--online", action="store_true",
-                       help="also prove URL, TLS and credentials by posting an empty CSV (a no-op import)")  # fmt: skip
-    preview = command("preview", cmd_preview, "show a file as Infiniti would receive it (encoding, column "
-                      "mapping) and every problem found; sends nothing")  # fmt: skip
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also prove URL, TLS and credentials by posting an empty CSV (a no-op import)",
+    )
+    preview = command(
+        "preview",
+        cmd_preview,
+        "show a file as Infiniti would receive it (encoding, column mapping) and every problem found; sends nothing",
+    )
     preview.add_argument("file", type=Path)
-    preview.add_argument("--inbox", help="read it as this inbox would (default: the inbox whose folder holds it, "
-                         "else the first)")  # fmt: skip
+    preview.add_argument(
+        "--inbox", help="read it as this inbox would (default: the inbox whose folder holds it, else the first)"
+    )
     preview.add_argument("--rows", type=_positive, default=10, metavar="N", help="rows to show (default %(default)s)")
-    diff = command("diff", cmd_diff, "what a file would change in Infiniti against the roster memory: added, "
-                   "changed (old and new values), unchanged, leavers; sends nothing")  # fmt: skip
+    diff = command(
+        "diff",
+        cmd_diff,
+        "what a file would change in Infiniti against the roster memory: added, "
+        "changed (old and new values), unchanged, leavers; sends nothing",
+    )
     diff.add_argument("file", type=Path)
-    diff.add_argument("--inbox", help="read it as this inbox would (default: the inbox whose folder holds it, "
-                      "else the first)")  # fmt: skip
+    diff.add_argument(
+        "--inbox", help="read it as this inbox would (default: the inbox whose folder holds it, else the first)"
+    )
     status = command("status", cmd_status, "per inbox: waiting and held files and why, last success and failure")
     status.add_argument("--json", action="store_true", help="print JSON for monitoring tools")
     history = command("history", cmd_history, "past imports, newest first: outcome, users created/updated/failed")
@@ -98,14 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true", help="print JSON")
     approve = command("approve", cmd_approve, "send a file the shrink guard put in held/ (it goes next)")
     approve.add_argument("files", nargs="+", help="names in an inbox's held/ folder (archived or as dropped)")
-    approve.add_argument("--force", action="store_true",
-                         help="approve even though a newer file of the same import was imported since")  # fmt: skip
+    approve.add_argument(
+        "--force", action="store_true", help="approve even though a newer file of the same import was imported since"
+    )
     discard = command("discard", cmd_discard, "file a held file in failed/ without sending it")
     discard.add_argument("files", nargs="+", help="names in an inbox's held/ folder (archived or as dropped)")
     retry = command("retry", cmd_retry, "move files from failed/ back into their inbox to be sent again")
     retry.add_argument("files", nargs="*", help="archived names or paths (default: every file in failed/)")
-    set_password = command("set-password", cmd_set_password,
-                           "store an inbox's password in the OS keyring (for password_keyring = true)")  # fmt: skip
+    set_password = command(
+        "set-password", cmd_set_password, "store an inbox's password in the OS keyring (for password_keyring = true)"
+    )
     set_password.add_argument("inbox", help="the inbox name from the config")
     set_password.add_argument("--stdin", action="store_true", help="read the password from standard input")
     init = command("init", cmd_init, "write a commented config file to start from")
@@ -118,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     configure_parser(emulator)
     from dropbox_sync.service import cli as service_cli  # light: backends and pywin32 load per action
 
-    service_cli.configure_parser(command("service", service_cli.command,
-                                         "run as an OS service: install, uninstall, start, stop, status"))
+    service_cli.configure_parser(
+        command("service", service_cli.command, "run as an OS service: install, uninstall, start, stop, status")
+    )
     return parser
 
 

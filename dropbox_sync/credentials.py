@@ -58,9 +58,16 @@ def keyring_entry(inbox_name: str, username: str) -> tuple[str, str]:
     return f"{KEYRING_SERVICE}/{inbox_name}", username
 
 
-def parse_source(values: Mapping[str, Any], keys: Mapping[str, str], where: str, base_dir: Path, *,
-                 url_password: str | None = None, keyring_name: str = "",
-                 username: str = "") -> PasswordSource | None:  # fmt: skip
+def parse_source(
+    values: Mapping[str, Any],
+    keys: Mapping[str, str],
+    where: str,
+    base_dir: Path,
+    *,
+    url_password: str | None = None,
+    keyring_name: str = "",
+    username: str = "",
+) -> PasswordSource | None:
     """The one password source among ``keys`` (kind -> config key, in priority order), or None.
 
     Pure: checks the form only (one source, text where text is due); nothing is read.
@@ -122,9 +129,11 @@ def _unset_variable(variable: str) -> str:
     # Not a conventional variable name: quite possibly the password itself put in
     # the wrong key. Never repeat it, and scrub it from everything from now on.
     Secret(variable)
-    return ("names an environment variable that is not set (the value is not shown: it does not look like a "
-            "variable name such as DROPBOX_SYNC_PASSWORD; if it is the password itself, put the password in "
-            "that variable, or use password_file)")  # fmt: skip
+    return (
+        "names an environment variable that is not set (the value is not shown: it does not look like a "
+        "variable name such as DROPBOX_SYNC_PASSWORD; if it is the password itself, put the password in "
+        "that variable, or use password_file)"
+    )
 
 
 def _from_keyring(source: PasswordSource) -> str:
@@ -138,8 +147,9 @@ def _from_keyring(source: PasswordSource) -> str:
     except keyring.errors.KeyringError as exc:
         raise source.fail(f"the OS keyring cannot be read: {exc}") from None
     if not value:
-        raise source.fail(f"no password stored: run 'dropbox-sync set-password {source.value}' "
-                          "as the account the service runs as")  # fmt: skip
+        raise source.fail(
+            f"no password stored: run 'dropbox-sync set-password {source.value}' as the account the service runs as"
+        )
     return value
 
 

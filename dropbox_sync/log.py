@@ -23,8 +23,8 @@ from typing import TextIO
 
 from loguru import logger
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import paths
+from dropbox_sync.pipeline import archive
 from dropbox_sync.redact import ScrubbingStream, scrub, scrub_data
 
 CONSOLE_FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}"
@@ -58,8 +58,12 @@ def setup(
     )
     if log_dir is not None:
         logger.add(
-            DailyFileSink(log_dir, retention_days=retention_days, json_lines=log_format == "json",
-                          fallback=ScrubbingStream(stream)),
+            DailyFileSink(
+                log_dir,
+                retention_days=retention_days,
+                json_lines=log_format == "json",
+                fallback=ScrubbingStream(stream),
+            ),
             level=level,
             format=FILE_FORMAT,  # loguru appends "\n{exception}" to a string format itself
             colorize=False,
@@ -90,7 +94,8 @@ def _route_uncaught_exceptions() -> None:
             return
         name = info.thread.name if info.thread else "?"
         logger.opt(exception=(info.exc_type, info.exc_value, info.exc_traceback)).critical(
-            "unexpected error in thread {}", name)  # fmt: skip
+            "unexpected error in thread {}", name
+        )
 
     sys.excepthook = main_hook
     threading.excepthook = thread_hook
@@ -99,8 +104,9 @@ def _route_uncaught_exceptions() -> None:
 def setup_from_config(config, *, verbose: bool = False, console: TextIO | None = None) -> Path:
     """Console plus daily files in the configured (or site) log dir; returns that dir."""
     directory = config.log_dir or paths.log_dir()
-    setup(level="DEBUG" if verbose else config.log_level, log_dir=directory, log_format=config.log_format,
-          console=console)  # fmt: skip
+    setup(
+        level="DEBUG" if verbose else config.log_level, log_dir=directory, log_format=config.log_format, console=console
+    )
     return directory
 
 
@@ -125,8 +131,9 @@ class _Nowhere:
 class DailyFileSink:
     """Appends to ``dropbox-sync_YYYY-MM-DD.log``; opens a new file when the date changes."""
 
-    def __init__(self, directory: Path, *, retention_days: int = 30, json_lines: bool = False,
-                 fallback: TextIO | None = None) -> None:
+    def __init__(
+        self, directory: Path, *, retention_days: int = 30, json_lines: bool = False, fallback: TextIO | None = None
+    ) -> None:
         self.directory = directory
         self.retention_days = retention_days
         self.json_lines = json_lines
@@ -156,16 +163,19 @@ class DailyFileSink:
                 self._lost(day, exc)
                 return
             if self._problem is not None:
-                self._tell(f"the log file {self.path_for(day)} is written again (lines were lost while: "
-                           f"{self._problem})")  # fmt: skip
+                self._tell(
+                    f"the log file {self.path_for(day)} is written again (lines were lost while: {self._problem})"
+                )
                 self._problem = None
 
     def _lost(self, day: dt.date, exc: OSError) -> None:
         self._close()  # reopened at the next line, which then starts on a fresh buffer
         problem = exc.strerror or str(exc)
         if self._problem is None:
-            self._tell(f"cannot write the log file {self.path_for(day)} ({problem}); its lines are lost "
-                       "until it works again (the console still has them)")  # fmt: skip
+            self._tell(
+                f"cannot write the log file {self.path_for(day)} ({problem}); its lines are lost "
+                "until it works again (the console still has them)"
+            )
         self._problem = problem
 
     def _tell(self, text: str) -> None:

@@ -28,8 +28,14 @@ JOURNAL_COMPANIONS = ("-wal", "-shm")  # SQLite's own, beside the journal (suffi
 STATUS_FILE = "status.json"  # the running service's view, for `status` and monitoring
 NOTIFY_FILE = "notify.json"  # what the email notifier must remember across restarts
 ROSTER_FILE = "roster.sqlite3"  # what Infiniti confirmed, per inbox and route (roster.py); same companions
-STATE_FILES = (JOURNAL_FILE, *(JOURNAL_FILE + c for c in JOURNAL_COMPANIONS), STATUS_FILE, NOTIFY_FILE,
-               ROSTER_FILE, *(ROSTER_FILE + c for c in JOURNAL_COMPANIONS))
+STATE_FILES = (
+    JOURNAL_FILE,
+    *(JOURNAL_FILE + c for c in JOURNAL_COMPANIONS),
+    STATUS_FILE,
+    NOTIFY_FILE,
+    ROSTER_FILE,
+    *(ROSTER_FILE + c for c in JOURNAL_COMPANIONS),
+)
 LOCK_DIR = "locks"  # one OS file lock per inbox, with a note of its holder (inboxlock.py)
 # Ours too, by pattern: damaged state files set aside (statefiles.py), the locks and their notes.
 STATE_PATTERNS = ("*.damaged-*", f"{LOCK_DIR}/*.lock", f"{LOCK_DIR}/*.lock.json")
@@ -39,10 +45,17 @@ LAUNCHD_LOG = "launchd.log"
 LOG_PATTERNS = (f"{LOG_PREFIX}*.log", f"{LOG_PREFIX}*.jsonl", LAUNCHD_LOG)
 
 
-BACKSLASH_HINT = ('in "double quotes" a backslash starts an escape (\\t is a tab): write Windows paths with '
-                  "forward slashes (\"D:/SIS/export\") or in single quotes ('D:\\SIS\\export')")  # fmt: skip
-_CONTROL_NAMES = {"\t": "a tab, from \\t", "\n": "a line break, from \\n", "\r": "a carriage return, from \\r",
-                  "\b": "a backspace, from \\b", "\f": "a form feed, from \\f"}  # fmt: skip
+BACKSLASH_HINT = (
+    'in "double quotes" a backslash starts an escape (\\t is a tab): write Windows paths with '
+    "forward slashes (\"D:/SIS/export\") or in single quotes ('D:\\SIS\\export')"
+)
+_CONTROL_NAMES = {
+    "\t": "a tab, from \\t",
+    "\n": "a line break, from \\n",
+    "\r": "a carriage return, from \\r",
+    "\b": "a backspace, from \\b",
+    "\f": "a form feed, from \\f",
+}
 
 
 def control_character(text: str) -> str | None:
@@ -62,7 +75,7 @@ def path_value(text: str, base_dir: Path, fail: Callable[[str], ConfigError]) ->
     bad = control_character(text)
     if bad is not None:
         shown = text.encode("unicode_escape").decode("ascii")
-        raise fail(f"holds a control character ({bad}): \"{shown}\"; {BACKSLASH_HINT}")
+        raise fail(f'holds a control character ({bad}): "{shown}"; {BACKSLASH_HINT}')
     return Path(os.path.normpath(base_dir / os.path.expandvars(os.path.expanduser(text))))
 
 

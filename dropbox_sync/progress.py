@@ -31,8 +31,10 @@ class ProgressBar:
         share = min(1.0, self.sent / self.total)
         filled = int(share * WIDTH)
         rate = self.sent / max(now - self.started, 1e-6)
-        return (f"[{'#' * filled}{'.' * (WIDTH - filled)}] {share:4.0%} "
-                f"{self.sent / 1e6:,.1f}/{self.total / 1e6:,.1f} MB {rate / 1e6:,.1f} MB/s")  # fmt: skip
+        return (
+            f"[{'#' * filled}{'.' * (WIDTH - filled)}] {share:4.0%} "
+            f"{self.sent / 1e6:,.1f}/{self.total / 1e6:,.1f} MB {rate / 1e6:,.1f} MB/s"
+        )
 
     def finish(self) -> None:
         self.stream.write("\n")

@@ -165,5 +165,5 @@ def redact_url(url: str) -> str:
     that does not parse (a stray ``[``, a bad port): the credentials go first."""
     span = _userinfo_span(url)
     if span is not None:
-        url = url[: span[0]] + url[span[1] + 1:]
+        url = url[: span[0]] + url[span[1] + 1 :]
     return scrub(url)

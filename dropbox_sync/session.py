@@ -40,9 +40,9 @@ class Session:
 
     def __init__(self, cfg: Config, *, pipeline_factory: Callable[..., object] | None = None) -> None:
         from dropbox_sync.notify import notifier
+        from dropbox_sync.pipeline.runner import Pipeline
         from dropbox_sync.report import page
         from dropbox_sync.state.journal import Journal
-        from dropbox_sync.pipeline.runner import Pipeline
 
         cfg = resolve_secrets(cfg)
         state_dir = cfg.state_dir or paths.state_dir()
@@ -53,8 +53,9 @@ class Session:
             self.notifier = notifier.from_config(cfg, journal=self.journal, state_dir=state_dir)
             self.pages = page.from_config(cfg, journal=self.journal)
             listeners = [hears.on_report for hears in (self.notifier, self.pages) if hears is not None]
-            self.pipeline = (pipeline_factory or Pipeline)(cfg, journal=self.journal, state_dir=state_dir,
-                                                           listeners=listeners)  # fmt: skip
+            self.pipeline = (pipeline_factory or Pipeline)(
+                cfg, journal=self.journal, state_dir=state_dir, listeners=listeners
+            )
             if self.pages is not None:
                 self.pages.start(self.pipeline)
         except BaseException:

@@ -59,7 +59,7 @@ class _Handler(socketserver.BaseRequestHandler):
             for chunk, slow in ((head, reply.trickle_headers), *((c, True) for c in body)):
                 if reply.trickle and slow:
                     for index in range(len(chunk)):
-                        self.request.sendall(chunk[index:index + 1])
+                        self.request.sendall(chunk[index : index + 1])
                         sent += 1
                         if self.server.stopping.wait(reply.trickle):
                             return
@@ -97,7 +97,6 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 class ScriptedServer(BackgroundServer):
-
     def __init__(self, *replies: Scripted) -> None:
         super().__init__(_Handler, "scripted-server")
         self.replies = list(replies)
@@ -120,15 +119,14 @@ class ScriptedServer(BackgroundServer):
     @staticmethod
     def render(reply: Scripted) -> tuple[bytes, Iterable[bytes]]:
         """The status line and headers, and the body's chunks."""
-        length = reply.length if reply.length is not None else (
-            len(reply.body) if isinstance(reply.body, bytes) else None)  # fmt: skip
-        lines = [f"HTTP/1.1 {reply.status} Scripted", "Connection: close",
-                 *(f"{k}: {v}" for k, v in reply.headers)]  # fmt: skip
+        length = (
+            reply.length if reply.length is not None else (len(reply.body) if isinstance(reply.body, bytes) else None)
+        )
+        lines = [f"HTTP/1.1 {reply.status} Scripted", "Connection: close", *(f"{k}: {v}" for k, v in reply.headers)]
         if length is not None:
             lines.append(f"Content-Length: {length}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return head, ([reply.body] if isinstance(reply.body, bytes) else reply.body())
-
 
 
 class _Dropper(socketserver.BaseRequestHandler):

@@ -14,8 +14,15 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_TIMEOUT = 90  # seconds for one headless run on a loaded 2-core machine
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def chromium() -> str:
@@ -30,9 +37,14 @@ def chromium() -> str:
 def _run(page: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     try:
-        return subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", *extra, page.resolve().as_uri()],
-                              capture_output=True, text=True, timeout=BROWSER_TIMEOUT, stdin=subprocess.DEVNULL,
-                              check=True)  # fmt: skip
+        return subprocess.run(
+            [chromium(), *FLAGS, f"--user-data-dir={profile}", *extra, page.resolve().as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=BROWSER_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            check=True,
+        )
     finally:
         shutil.rmtree(profile, ignore_errors=True)
 

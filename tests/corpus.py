@@ -85,10 +85,16 @@ def _make_xlsx_named_csv(inbox: Path, outside: Path) -> Case:
         book.writestr("xl/worksheets/sheet1.xml", "<worksheet>" + "<row/>" * 50 + "</worksheet>")
     data = buffer.getvalue()
     _write(inbox, "roster-from-excel.csv", data)
-    return Case("xlsx_named_csv", "roster-from-excel.csv", "an .xlsx workbook (a ZIP) saved under a .csv name",
-                FAILED, "never sent; the result says it is a workbook and how to save it as CSV",
-                summary="File is an Excel workbook, not a CSV: in Excel use Save As, CSV UTF-8",
-                stage="preflight", data=data)  # fmt: skip
+    return Case(
+        "xlsx_named_csv",
+        "roster-from-excel.csv",
+        "an .xlsx workbook (a ZIP) saved under a .csv name",
+        FAILED,
+        "never sent; the result says it is a workbook and how to save it as CSV",
+        summary="File is an Excel workbook, not a CSV: in Excel use Save As, CSV UTF-8",
+        stage="preflight",
+        data=data,
+    )
 
 
 def _make_random_bytes(inbox: Path, outside: Path) -> Case:
@@ -96,35 +102,63 @@ def _make_random_bytes(inbox: Path, outside: Path) -> Case:
 
     data = random.Random(20261125).randbytes(700)
     _write(inbox, "junk.csv", data)
-    return Case("random_bytes", "junk.csv", "700 seeded random bytes named .csv", FAILED,
-                "binary junk is never sent; the summary names the first bad byte",
-                summary="File is not", stage="preflight", data=data)  # fmt: skip
+    return Case(
+        "random_bytes",
+        "junk.csv",
+        "700 seeded random bytes named .csv",
+        FAILED,
+        "binary junk is never sent; the summary names the first bad byte",
+        summary="File is not",
+        stage="preflight",
+        data=data,
+    )
 
 
 def _make_latin1(inbox: Path, outside: Path) -> Case:
     data = (HEADER + "eleve1,Élodie,Lefèvre,Year 7,Student,\n").encode("cp1252")
     _write(inbox, "latin1.csv", data)
-    return Case("latin1", "latin1.csv", "a Windows-1252 (ANSI) export with accented names", FAILED,
-                "the server needs UTF-8; accents would be mangled, so the file is stopped and the "
-                "summary names the line and shows the text around the offending byte",
-                summary='File is not valid UTF-8: line 2 has a character saved in another encoding (byte 0xc9, '
-                        'shown as \ufffd) here: "eleve1,\ufffdlodie,Lef\ufffdvre', stage="preflight", data=data)  # fmt: skip
+    return Case(
+        "latin1",
+        "latin1.csv",
+        "a Windows-1252 (ANSI) export with accented names",
+        FAILED,
+        "the server needs UTF-8; accents would be mangled, so the file is stopped and the "
+        "summary names the line and shows the text around the offending byte",
+        summary="File is not valid UTF-8: line 2 has a character saved in another encoding (byte 0xc9, "
+        'shown as \ufffd) here: "eleve1,\ufffdlodie,Lef\ufffdvre',
+        stage="preflight",
+        data=data,
+    )
 
 
 def _make_truncated_utf8(inbox: Path, outside: Path) -> Case:
     data = _csv("trunc1") + "Zoë".encode()[:-1]  # cut in the middle of 'ë'
     _write(inbox, "cut-short.csv", data)
-    return Case("truncated_utf8", "cut-short.csv", "a UTF-8 file cut off in the middle of a two-byte character",
-                FAILED, "a file that ends mid-character was cut short (copy interrupted); not sent",
-                summary="ends in the middle of a character", stage="preflight", data=data)  # fmt: skip
+    return Case(
+        "truncated_utf8",
+        "cut-short.csv",
+        "a UTF-8 file cut off in the middle of a two-byte character",
+        FAILED,
+        "a file that ends mid-character was cut short (copy interrupted); not sent",
+        summary="ends in the middle of a character",
+        stage="preflight",
+        data=data,
+    )
 
 
 def _make_utf16(inbox: Path, outside: Path) -> Case:
     data = codecs.BOM_UTF16_LE + good_csv("wide1").encode("utf-16-le")
     _write(inbox, "unicode-text.csv", data)
-    return Case("utf16_bom", "unicode-text.csv", "UTF-16LE with BOM (Excel 'Unicode Text' renamed .csv)",
-                FAILED, "the server needs UTF-8; the summary says how to save as CSV UTF-8",
-                summary="File is UTF-16 text; Infiniti needs UTF-8", stage="preflight", data=data)  # fmt: skip
+    return Case(
+        "utf16_bom",
+        "unicode-text.csv",
+        "UTF-16LE with BOM (Excel 'Unicode Text' renamed .csv)",
+        FAILED,
+        "the server needs UTF-8; the summary says how to save as CSV UTF-8",
+        summary="File is UTF-16 text; Infiniti needs UTF-8",
+        stage="preflight",
+        data=data,
+    )
 
 
 # -- not the right CSV ---------------------------------------------------------------
@@ -133,36 +167,61 @@ def _make_utf16(inbox: Path, outside: Path) -> Case:
 def _make_missing_columns(inbox: Path, outside: Path) -> Case:
     data = b"username,firstName,lastName\nnocol1,A,B\n"
     _write(inbox, "no-groups.csv", data)
-    return Case("missing_columns", "no-groups.csv", "header without library-group and system-group", FAILED,
-                "the server would reject the whole file; stopped before upload with the missing names",
-                summary="Missing required column(s): library-group, system-group.", stage="preflight",
-                data=data)  # fmt: skip
+    return Case(
+        "missing_columns",
+        "no-groups.csv",
+        "header without library-group and system-group",
+        FAILED,
+        "the server would reject the whole file; stopped before upload with the missing names",
+        summary="Missing required column(s): library-group, system-group.",
+        stage="preflight",
+        data=data,
+    )
 
 
 def _make_semicolons(inbox: Path, outside: Path) -> Case:
     data = _csv("semi1").replace(b",", b";")
     _write(inbox, "excel-fr.csv", data)
-    return Case("semicolons", "excel-fr.csv", "';'-separated (Excel in a French/German locale)", FAILED,
-                "one big column to the server; the summary says Infiniti needs commas",
-                summary="The header is separated by ';': Infiniti needs commas.", stage="preflight",
-                data=data)  # fmt: skip
+    return Case(
+        "semicolons",
+        "excel-fr.csv",
+        "';'-separated (Excel in a French/German locale)",
+        FAILED,
+        "one big column to the server; the summary says Infiniti needs commas",
+        summary="The header is separated by ';': Infiniti needs commas.",
+        stage="preflight",
+        data=data,
+    )
 
 
 def _make_tabs(inbox: Path, outside: Path) -> Case:
     data = _csv("tab1").replace(b",", b"\t")
     _write(inbox, "tab-separated.csv", data)
-    return Case("tabs", "tab-separated.csv", "tab-separated text named .csv", FAILED,
-                "one big column to the server; the summary lists the missing columns and the header seen",
-                summary="Missing required column(s): username, library-group, system-group.",
-                stage="preflight", data=data)  # fmt: skip
+    return Case(
+        "tabs",
+        "tab-separated.csv",
+        "tab-separated text named .csv",
+        FAILED,
+        "one big column to the server; the summary lists the missing columns and the header seen",
+        summary="Missing required column(s): username, library-group, system-group.",
+        stage="preflight",
+        data=data,
+    )
 
 
 def _make_unknown_group(inbox: Path, outside: Path) -> Case:
     data = (HEADER + "grp1,A,B,Year 13,Student,\n").encode()
     _write(inbox, "unknown-group.csv", data)
-    return Case("unknown_group", "unknown-group.csv", "a row whose library-group does not exist in Infiniti",
-                FAILED, "only the server knows its groups: sent, and its row-by-row reply kept in failed/",
-                summary="1 user failed", stage="upload", data=data)  # fmt: skip
+    return Case(
+        "unknown_group",
+        "unknown-group.csv",
+        "a row whose library-group does not exist in Infiniti",
+        FAILED,
+        "only the server knows its groups: sent, and its row-by-row reply kept in failed/",
+        summary="1 user failed",
+        stage="upload",
+        data=data,
+    )
 
 
 def _make_over_limit(inbox: Path, outside: Path) -> Case:
@@ -170,18 +229,32 @@ def _make_over_limit(inbox: Path, outside: Path) -> Case:
     data = _csv(*usernames)
     assert len(data) > MAX_FILE_BYTES
     _write(inbox, "too-big.csv", data)
-    return Case("over_limit", "too-big.csv", f"{len(data)} bytes of valid CSV, max_file_size {MAX_FILE_SIZE}",
-                FAILED, "over max_file_size: not sent; the summary gives both sizes and the remedy",
-                summary="over the limit of 1.0 KB (max_file_size)", stage="preflight", data=data)  # fmt: skip
+    return Case(
+        "over_limit",
+        "too-big.csv",
+        f"{len(data)} bytes of valid CSV, max_file_size {MAX_FILE_SIZE}",
+        FAILED,
+        "over max_file_size: not sent; the summary gives both sizes and the remedy",
+        summary="over the limit of 1.0 KB (max_file_size)",
+        stage="preflight",
+        data=data,
+    )
 
 
 def _make_sparse_gigabyte(inbox: Path, outside: Path) -> Case:
     path = inbox / "whole-district.csv"
     with open(path, "wb") as handle:
         handle.truncate(SPARSE_SIZE)  # sparse: no blocks written, no disk used
-    return Case("sparse_1gb", "whole-district.csv", "a 1 GiB sparse file (truncate), never written", FAILED,
-                "the size check comes before any read: failed/ at once, memory flat, not a byte read",
-                summary="File is 1.1 GB, over the limit", stage="preflight", never_read=True)  # fmt: skip
+    return Case(
+        "sparse_1gb",
+        "whole-district.csv",
+        "a 1 GiB sparse file (truncate), never written",
+        FAILED,
+        "the size check comes before any read: failed/ at once, memory flat, not a byte read",
+        summary="File is 1.1 GB, over the limit",
+        stage="preflight",
+        never_read=True,
+    )
 
 
 # -- legal but unusual ---------------------------------------------------------------
@@ -190,77 +263,145 @@ def _make_sparse_gigabyte(inbox: Path, outside: Path) -> Case:
 def _make_header_only(inbox: Path, outside: Path) -> Case:
     data = HEADER.encode()
     _write(inbox, "header-only.csv", data)
-    return Case("header_only", "header-only.csv", "the header line and no rows", PROCESSED,
-                "a legal import of 0 users (nothing changed since the last export)",
-                summary="0 users processed", data=data)  # fmt: skip
+    return Case(
+        "header_only",
+        "header-only.csv",
+        "the header line and no rows",
+        PROCESSED,
+        "a legal import of 0 users (nothing changed since the last export)",
+        summary="0 users processed",
+        data=data,
+    )
 
 
 def _make_zero_bytes(inbox: Path, outside: Path) -> Case:
     _write(inbox, "empty.csv", b"")
-    return Case("zero_bytes", "empty.csv", "a zero-byte file", PROCESSED,
-                "the vendor documents an empty CSV as a legal no-op (incremental imports)",
-                summary="0 users processed", data=b"")  # fmt: skip
+    return Case(
+        "zero_bytes",
+        "empty.csv",
+        "a zero-byte file",
+        PROCESSED,
+        "the vendor documents an empty CSV as a legal no-op (incremental imports)",
+        summary="0 users processed",
+        data=b"",
+    )
 
 
 def _make_bom_only(inbox: Path, outside: Path) -> Case:
     data = codecs.BOM_UTF8
     _write(inbox, "empty-excel.csv", data)
-    return Case("bom_only", "empty-excel.csv", "just a UTF-8 BOM (Excel 'CSV UTF-8' of an empty sheet)",
-                PROCESSED, "an empty CSV with a BOM is still an empty CSV, which is legal; the server "
-                "reads it as 0 users", summary="0 users processed", data=data)  # fmt: skip
+    return Case(
+        "bom_only",
+        "empty-excel.csv",
+        "just a UTF-8 BOM (Excel 'CSV UTF-8' of an empty sheet)",
+        PROCESSED,
+        "an empty CSV with a BOM is still an empty CSV, which is legal; the server reads it as 0 users",
+        summary="0 users processed",
+        data=data,
+    )
 
 
 def _make_utf8_bom(inbox: Path, outside: Path) -> Case:
     data = codecs.BOM_UTF8 + _csv("bom1", "bom2")
     _write(inbox, "excel-utf8.csv", data)
-    return Case("utf8_bom", "excel-utf8.csv", "UTF-8 with BOM (Excel 'CSV UTF-8')", PROCESSED,
-                "legal; uploaded byte for byte, BOM included, and the header still found",
-                summary="2 users processed", data=data, server_users=("bom1", "bom2"))  # fmt: skip
+    return Case(
+        "utf8_bom",
+        "excel-utf8.csv",
+        "UTF-8 with BOM (Excel 'CSV UTF-8')",
+        PROCESSED,
+        "legal; uploaded byte for byte, BOM included, and the header still found",
+        summary="2 users processed",
+        data=data,
+        server_users=("bom1", "bom2"),
+    )
 
 
 def _make_crlf(inbox: Path, outside: Path) -> Case:
     data = _csv("crlf1", line_end="\r\n")
     _write(inbox, "windows-lines.csv", data)
-    return Case("crlf", "windows-lines.csv", "CRLF line endings", PROCESSED, "legal; bytes sent unchanged",
-                summary="1 user processed", data=data, server_users=("crlf1",))  # fmt: skip
+    return Case(
+        "crlf",
+        "windows-lines.csv",
+        "CRLF line endings",
+        PROCESSED,
+        "legal; bytes sent unchanged",
+        summary="1 user processed",
+        data=data,
+        server_users=("crlf1",),
+    )
 
 
 def _make_cr_only(inbox: Path, outside: Path) -> Case:
     data = _csv("cr1", line_end="\r")
     _write(inbox, "old-mac.csv", data)
-    return Case("cr_only", "old-mac.csv", "CR-only line endings (Excel 'CSV (Macintosh)')", PROCESSED,
-                "legal CSV; bytes sent unchanged", summary="1 user processed", data=data,
-                server_users=("cr1",))  # fmt: skip
+    return Case(
+        "cr_only",
+        "old-mac.csv",
+        "CR-only line endings (Excel 'CSV (Macintosh)')",
+        PROCESSED,
+        "legal CSV; bytes sent unchanged",
+        summary="1 user processed",
+        data=data,
+        server_users=("cr1",),
+    )
 
 
 def _make_leading_zeros(inbox: Path, outside: Path) -> Case:
     data = (HEADER + "00123,Zero,Lead,Year 7,Student,\n0000,All,Zeros,Year 8,Student,\n").encode()
     _write(inbox, "zeros.csv", data)
-    return Case("leading_zeros", "zeros.csv", "usernames 00123 and 0000", PROCESSED,
-                "the bytes are sent as they are, so 00123 reaches Infiniti as 00123, not 123",
-                summary="2 users processed", data=data, server_users=("00123", "0000"))  # fmt: skip
+    return Case(
+        "leading_zeros",
+        "zeros.csv",
+        "usernames 00123 and 0000",
+        PROCESSED,
+        "the bytes are sent as they are, so 00123 reaches Infiniti as 00123, not 123",
+        summary="2 users processed",
+        data=data,
+        server_users=("00123", "0000"),
+    )
 
 
 def _make_uppercase_extension(inbox: Path, outside: Path) -> Case:
     data = _csv("upper1")
     _write(inbox, "STUDENTS.CSV", data)
-    return Case("uppercase_ext", "STUDENTS.CSV", "extension .CSV", PROCESSED,
-                "name patterns match case-insensitively on every OS", summary="1 user processed",
-                data=data, server_users=("upper1",))  # fmt: skip
+    return Case(
+        "uppercase_ext",
+        "STUDENTS.CSV",
+        "extension .CSV",
+        PROCESSED,
+        "name patterns match case-insensitively on every OS",
+        summary="1 user processed",
+        data=data,
+        server_users=("upper1",),
+    )
 
 
 def _make_unicode_name(inbox: Path, outside: Path) -> Case:
     data = _csv("uni1")
     _write(inbox, "Élèves_ñ_日本.csv", data)
-    return Case("unicode_name", "Élèves_ñ_日本.csv", "a name with accents, ñ and CJK", PROCESSED,
-                "names are just names", summary="1 user processed", data=data)  # fmt: skip
+    return Case(
+        "unicode_name",
+        "Élèves_ñ_日本.csv",
+        "a name with accents, ñ and CJK",
+        PROCESSED,
+        "names are just names",
+        summary="1 user processed",
+        data=data,
+    )
 
 
 def _make_symbol_name(inbox: Path, outside: Path) -> Case:
     data = _csv("sym1")
     _write(inbox, "Class 7B #2 100% & more.csv", data)
-    return Case("symbol_name", "Class 7B #2 100% & more.csv", "a name with spaces, #, % and &", PROCESSED,
-                "names are never put in a URL or a shell", summary="1 user processed", data=data)  # fmt: skip
+    return Case(
+        "symbol_name",
+        "Class 7B #2 100% & more.csv",
+        "a name with spaces, #, % and &",
+        PROCESSED,
+        "names are never put in a URL or a shell",
+        summary="1 user processed",
+        data=data,
+    )
 
 
 # -- not a regular file --------------------------------------------------------------
@@ -269,9 +410,14 @@ def _make_symbol_name(inbox: Path, outside: Path) -> Case:
 def _make_folder(inbox: Path, outside: Path) -> Case:
     (inbox / "x.csv").mkdir()
     (inbox / "x.csv" / "inside.csv").write_bytes(_csv("nested1"))
-    return Case("folder_named_csv", "x.csv", "a folder named x.csv holding a CSV", IGNORED,
-                "folders are not uploaded, and inboxes are not recursive; warned once",
-                log="ignoring x.csv: it is a folder, not a file")  # fmt: skip
+    return Case(
+        "folder_named_csv",
+        "x.csv",
+        "a folder named x.csv holding a CSV",
+        IGNORED,
+        "folders are not uploaded, and inboxes are not recursive; warned once",
+        log="ignoring x.csv: it is a folder, not a file",
+    )
 
 
 def _make_link_outside(inbox: Path, outside: Path) -> Case | None:
@@ -282,18 +428,30 @@ def _make_link_outside(inbox: Path, outside: Path) -> Case | None:
         (inbox / "payroll-link.csv").symlink_to(target)
     except OSError:  # Windows without the symlink privilege
         return None
-    return Case("symlink_outside", "payroll-link.csv", "a symlink to a CSV outside the inbox", IGNORED,
-                "a link could expose any file the service can read; never followed, never uploaded, "
-                "its target untouched", log="ignoring payroll-link.csv: it is a link",
-                target=target, target_data=target_data)  # fmt: skip
+    return Case(
+        "symlink_outside",
+        "payroll-link.csv",
+        "a symlink to a CSV outside the inbox",
+        IGNORED,
+        "a link could expose any file the service can read; never followed, never uploaded, its target untouched",
+        log="ignoring payroll-link.csv: it is a link",
+        target=target,
+        target_data=target_data,
+    )
 
 
 def _make_linked_target(inbox: Path, outside: Path) -> Case:
     data = _csv("linked1")
     _write(inbox, "linked-target.csv", data)
-    return Case("linked_target", "linked-target.csv", "a plain CSV that a symlink in the inbox points at",
-                PROCESSED, "uploaded once, as itself, not a second time through the link",
-                summary="1 user processed", data=data)  # fmt: skip
+    return Case(
+        "linked_target",
+        "linked-target.csv",
+        "a plain CSV that a symlink in the inbox points at",
+        PROCESSED,
+        "uploaded once, as itself, not a second time through the link",
+        summary="1 user processed",
+        data=data,
+    )
 
 
 def _make_link_inside(inbox: Path, outside: Path) -> Case | None:
@@ -301,18 +459,28 @@ def _make_link_inside(inbox: Path, outside: Path) -> Case | None:
         (inbox / "alias.csv").symlink_to("linked-target.csv")  # relative: inside the inbox
     except OSError:
         return None
-    return Case("symlink_inside", "alias.csv", "a symlink to linked-target.csv in the same inbox", IGNORED,
-                "links are never followed, even to a file that is itself uploaded",
-                log="ignoring alias.csv: it is a link")  # fmt: skip
+    return Case(
+        "symlink_inside",
+        "alias.csv",
+        "a symlink to linked-target.csv in the same inbox",
+        IGNORED,
+        "links are never followed, even to a file that is itself uploaded",
+        log="ignoring alias.csv: it is a link",
+    )
 
 
 def _make_fifo(inbox: Path, outside: Path) -> Case | None:
     if not hasattr(os, "mkfifo"):
         return None
     os.mkfifo(inbox / "pipe.csv")
-    return Case("fifo", "pipe.csv", "a named pipe (FIFO) named pipe.csv", IGNORED,
-                "opening a FIFO would block the inbox forever; it is never opened",
-                log="ignoring pipe.csv: it is not a regular file")  # fmt: skip
+    return Case(
+        "fifo",
+        "pipe.csv",
+        "a named pipe (FIFO) named pipe.csv",
+        IGNORED,
+        "opening a FIFO would block the inbox forever; it is never opened",
+        log="ignoring pipe.csv: it is not a regular file",
+    )
 
 
 def _make_vanishing(inbox: Path, outside: Path) -> Case:
@@ -334,9 +502,14 @@ def _make_vanishing(inbox: Path, outside: Path) -> Case:
             wait_until(grow_until_seen, timeout=10, interval=0.05)
         (folder / name).unlink()
 
-    return Case("deleted_while_settling", name, "written, seen by the pipeline, deleted before it settled",
-                GONE, "its writer took it back: nothing uploaded, no error, nothing to archive",
-                during=write_then_delete)  # fmt: skip
+    return Case(
+        "deleted_while_settling",
+        name,
+        "written, seen by the pipeline, deleted before it settled",
+        GONE,
+        "its writer took it back: nothing uploaded, no error, nothing to archive",
+        during=write_then_delete,
+    )
 
 
 # -- names that are not ours ------------------------------------------------------------
@@ -351,15 +524,26 @@ def _silent(name: str, case_id: str, made: str, why: str) -> Callable[[Path, Pat
     return make
 
 
-_make_excel_lock = _silent("~$x.csv", "excel_lock", "Excel's lock file ~$x.csv",
-                           "exclude '~$*': Excel keeps it while x.csv is open; silent, it is not an export")
-_make_thumbs = _silent("Thumbs.db", "thumbs_db", "Windows Explorer's Thumbs.db",
-                       "not *.csv, and system litter; silent")
+_make_excel_lock = _silent(
+    "~$x.csv",
+    "excel_lock",
+    "Excel's lock file ~$x.csv",
+    "exclude '~$*': Excel keeps it while x.csv is open; silent, it is not an export",
+)
+_make_thumbs = _silent("Thumbs.db", "thumbs_db", "Windows Explorer's Thumbs.db", "not *.csv, and system litter; silent")
 _make_desktop_ini = _silent("desktop.ini", "desktop_ini", "Windows desktop.ini", "not *.csv; silent")
-_make_tmp = _silent("x.csv.tmp", "tmp_suffix", "a writer's temporary x.csv.tmp",
-                    "exclude '*.tmp': a file still being written under a temporary name; silent")
-_make_hidden = _silent(".hidden.csv", "hidden", "a dot-file .hidden.csv",
-                       "exclude '.*': hidden and temporary files (rsync, editors); silent")
+_make_tmp = _silent(
+    "x.csv.tmp",
+    "tmp_suffix",
+    "a writer's temporary x.csv.tmp",
+    "exclude '*.tmp': a file still being written under a temporary name; silent",
+)
+_make_hidden = _silent(
+    ".hidden.csv",
+    "hidden",
+    "a dot-file .hidden.csv",
+    "exclude '.*': hidden and temporary files (rsync, editors); silent",
+)
 
 
 # -- names the file system may choke on (last: see the module docstring) ------------------
@@ -371,9 +555,15 @@ def _make_long_name(inbox: Path, outside: Path) -> Case:
     assert 235 <= len(name.encode()) <= 240
     data = _csv("long1")
     _write(inbox, name, data)
-    return Case("long_name", name, f"a {len(name)}-character ASCII name", PROCESSED,
-                "legal on every OS; the archive name is shortened to fit with its timestamp and result",
-                summary="1 user processed", data=data)  # fmt: skip
+    return Case(
+        "long_name",
+        name,
+        f"a {len(name)}-character ASCII name",
+        PROCESSED,
+        "legal on every OS; the archive name is shortened to fit with its timestamp and result",
+        summary="1 user processed",
+        data=data,
+    )
 
 
 def _make_long_cjk_name(inbox: Path, outside: Path) -> Case:
@@ -382,9 +572,15 @@ def _make_long_cjk_name(inbox: Path, outside: Path) -> Case:
     assert len(name) < 100 and 240 < len(name.encode()) <= 255
     data = _csv("cjk1")
     _write(inbox, name, data)
-    return Case("long_cjk_name", name, f"a {len(name)}-character Japanese name ({len(name.encode())} bytes)",
-                PROCESSED, "Linux counts the 255 limit in bytes: the archive name is cut to fit in bytes",
-                summary="1 user processed", data=data)  # fmt: skip
+    return Case(
+        "long_cjk_name",
+        name,
+        f"a {len(name)}-character Japanese name ({len(name.encode())} bytes)",
+        PROCESSED,
+        "Linux counts the 255 limit in bytes: the archive name is cut to fit in bytes",
+        summary="1 user processed",
+        data=data,
+    )
 
 
 def _make_newline_name(inbox: Path, outside: Path) -> Case | None:
@@ -393,9 +589,15 @@ def _make_newline_name(inbox: Path, outside: Path) -> Case | None:
     name = "class list\n7B.csv"
     data = _csv("newline1")
     _write(inbox, name, data)
-    return Case("newline_name", name, "a name with a line break in it (possible on Linux and macOS)", PROCESSED,
-                "names are just names; the result still names the file as dropped",
-                summary="1 user processed", data=data)  # fmt: skip
+    return Case(
+        "newline_name",
+        name,
+        "a name with a line break in it (possible on Linux and macOS)",
+        PROCESSED,
+        "names are just names; the result still names the file as dropped",
+        summary="1 user processed",
+        data=data,
+    )
 
 
 def _make_non_utf8_name(inbox: Path, outside: Path) -> Case | None:
@@ -406,9 +608,15 @@ def _make_non_utf8_name(inbox: Path, outside: Path) -> Case | None:
     name = os.fsdecode(b"\xe9l\xe8ves-latin1-name.csv")
     data = _csv("latin1name1")
     _write(inbox, name, data)
-    return Case("non_utf8_name", name, "a file name in Latin-1 bytes (not valid UTF-8), Linux only", PROCESSED,
-                "the contents are fine; the name is shown with replacement characters but never "
-                "stops the file", summary="1 user processed", data=data)  # fmt: skip
+    return Case(
+        "non_utf8_name",
+        name,
+        "a file name in Latin-1 bytes (not valid UTF-8), Linux only",
+        PROCESSED,
+        "the contents are fine; the name is shown with replacement characters but never stops the file",
+        summary="1 user processed",
+        data=data,
+    )
 
 
 def unreadable_supported() -> bool:
@@ -421,9 +629,16 @@ def make_unreadable(inbox: Path, outside: Path) -> Case:
     data = _csv("secret1")
     path = _write(inbox, "locked.csv", data)
     path.chmod(0)
-    return Case("unreadable", "locked.csv", "a file with mode 000 (readable by nobody but root)", FAILED,
-                "it cannot be checked or sent; failed/ with the OS's reason, fixable and retryable",
-                summary="File cannot be read: Permission denied", stage="preflight", data=data)  # fmt: skip
+    return Case(
+        "unreadable",
+        "locked.csv",
+        "a file with mode 000 (readable by nobody but root)",
+        FAILED,
+        "it cannot be checked or sent; failed/ with the OS's reason, fixable and retryable",
+        summary="File cannot be read: Permission denied",
+        stage="preflight",
+        data=data,
+    )
 
 
 def _make_unreadable(inbox: Path, outside: Path) -> Case | None:

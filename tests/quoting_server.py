@@ -26,11 +26,13 @@ class _Quoter(BaseHTTPRequestHandler):
         self.rfile.read(length)
         token = (self.headers.get("Authorization") or "").removeprefix("Basic ")
         user, _, password = base64.b64decode(token).decode("utf-8", "replace").partition(":")
-        body = json.dumps({
-            "success": False,
-            "summary": f"Login {user}:{password} refused (Authorization: Basic {token})",
-            "details": [{"row": 1, "message": f"password {password!r} is wrong"}],
-        }).encode()
+        body = json.dumps(
+            {
+                "success": False,
+                "summary": f"Login {user}:{password} refused (Authorization: Basic {token})",
+                "details": [{"row": 1, "message": f"password {password!r} is wrong"}],
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -22,13 +22,18 @@ from tests.browser import screenshot
 from tests.helpers import wait_until
 from tests.support import HEADER, emulator_with_password, running, write_config
 
-STUDENTS = HEADER + "".join(f"s10{n:02},Pupil,{name},Year 7,Student,s10{n:02}@school.example\n"
-                            for n, name in enumerate(["Nguyen", "O'Brien", "Müller", "Okafor", "Silva", "Kowalski",
-                                                      "Haddad", "Tanaka", "Novak", "Moreau"]))  # fmt: skip
-STAFF = HEADER + ("t2001,Grace,Hopper,Staff,Teacher,grace.hopper@school.example\n"
-                  "t2002,Alan,Turing,Staff,Teacher,alan.turing(at)school.example\n"
-                  "t2003,Ada,Lovelace,Staff,Teacher,ada@school.example\n"
-                  "t2004,Kath,Johnson,Year 13,Teacher,kath@school.example\n")  # fmt: skip
+STUDENTS = HEADER + "".join(
+    f"s10{n:02},Pupil,{name},Year 7,Student,s10{n:02}@school.example\n"
+    for n, name in enumerate(
+        ["Nguyen", "O'Brien", "Müller", "Okafor", "Silva", "Kowalski", "Haddad", "Tanaka", "Novak", "Moreau"]
+    )
+)
+STAFF = HEADER + (
+    "t2001,Grace,Hopper,Staff,Teacher,grace.hopper@school.example\n"
+    "t2002,Alan,Turing,Staff,Teacher,alan.turing(at)school.example\n"
+    "t2003,Ada,Lovelace,Staff,Teacher,ada@school.example\n"
+    "t2004,Kath,Johnson,Year 13,Teacher,kath@school.example\n"
+)
 
 
 def main(target: Path) -> None:
@@ -41,9 +46,12 @@ def main(target: Path) -> None:
             config_path = write_config(workspace, emulator, shrink_guard=0.5, name="students")
             inbox = workspace / "inbox"
             with pipeline_session(config.load(config_path)) as pipeline, running(pipeline):
-                for name, text in (("staff.csv", STAFF), ("students-monday.csv", STUDENTS),
-                                   ("students-tuesday.csv", STUDENTS),
-                                   ("students-wednesday.csv", HEADER + STUDENTS.splitlines(True)[1])):  # fmt: skip
+                for name, text in (
+                    ("staff.csv", STAFF),
+                    ("students-monday.csv", STUDENTS),
+                    ("students-tuesday.csv", STUDENTS),
+                    ("students-wednesday.csv", HEADER + STUDENTS.splitlines(True)[1]),
+                ):
                     (inbox / name).write_text(text, encoding="utf-8")
                     wait_until(lambda n=name: not (inbox / n).exists(), timeout=30)
                 wait_until(lambda: "Files held for approval" in (inbox / "report.html").read_text("utf-8"), timeout=30)

@@ -50,11 +50,16 @@ def tass() -> Sample:
         "0000007,Anna,Lee,Anna,10,PC10A,10A,",
     ]
     expected = {
-        "0009069": {"library": "Year 7", "firstName": "Zoë", "lastName": "Müller", "formClass": "7A",
-                    "emailAddress": "zoe.muller@school.example"},
+        "0009069": {
+            "library": "Year 7",
+            "firstName": "Zoë",
+            "lastName": "Müller",
+            "formClass": "7A",
+            "emailAddress": "zoe.muller@school.example",
+        },
         "0009070": {"library": "Year 12", "firstName": "Seán", "lastName": "O’Brien", "formClass": "12C"},
         "0000007": {"library": "Year 10", "firstName": "Anna", "emailAddress": ""},
-    }  # fmt: skip
+    }
     return Sample("students.csv", _csv(lines, encoding="cp1252"), expected, refused={"0012345": 4})
 
 
@@ -62,7 +67,7 @@ def synergetic() -> Sample:
     lines = [
         "StudentID,GivenName,Preferred,MiddleName,FamilyName,YearLevel,HomeClass",
         "20231,Mia,Mimi,Rose,Nguyễn,7,7 Blue",
-        "20232,Liam,,James,\"Smith, Jr\",11,11 Gold",
+        '20232,Liam,,James,"Smith, Jr",11,11 Gold',
         "20233,Ava,,,Brown,13,Alumni",  # no "Year 13" library group: Infiniti refuses the row
     ]
     expected = {
@@ -91,8 +96,11 @@ def seqta() -> Sample:
 
 def maze(*, without: str | None = None) -> Sample:
     header = ["ST.ENROLMENT_NUM", "ST.SURNAME", "ST.GIVEN_NAME", "ST.YR_LEVEL", "ST.CLASS"]
-    rows = [["004417", "TAYLOR", "GRACE", "08", "B"], ["004418", "NGATA", "WIREMU", "12", "A"],
-            ["004419", "SMITH", "EMMA", "07", "C"]]  # fmt: skip
+    rows = [
+        ["004417", "TAYLOR", "GRACE", "08", "B"],
+        ["004418", "NGATA", "WIREMU", "12", "A"],
+        ["004419", "SMITH", "EMMA", "07", "C"],
+    ]
     if without is not None:
         drop = header.index(without)
         header = [h for i, h in enumerate(header) if i != drop]

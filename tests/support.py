@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import config
 from dropbox_sync.emulator import Emulator
-from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.runner import Pipeline
+from dropbox_sync.state.journal import Journal
 
 PASSWORD = "Tr1cky-Pa55word-7f3a"  # distinctive, so a grep can prove it never leaks
 USER = "autoimport"
@@ -33,8 +33,7 @@ def toml_value(value: Any) -> str:
 
 def write_config(tmp_path: Path, emulator: Emulator, *, inboxes: int = 1, **overrides: Any) -> Path:
     """A config file with ``inboxes`` inboxes (tmp_path/inbox, inbox2, ...) pointing at the emulator."""
-    lines = [f"state_dir = {toml_value(str(tmp_path / 'state'))}",
-             f"log_dir = {toml_value(str(tmp_path / 'logs'))}"]  # fmt: skip
+    lines = [f"state_dir = {toml_value(str(tmp_path / 'state'))}", f"log_dir = {toml_value(str(tmp_path / 'logs'))}"]
     for number in range(1, inboxes + 1):
         folder = tmp_path / ("inbox" if number == 1 else f"inbox{number}")
         folder.mkdir(exist_ok=True)
@@ -62,16 +61,27 @@ def with_routes(config_path: Path, emu: Emulator) -> None:
     """Replace the inbox's url by two routes: users first, then groups of tenant school1."""
     text = config_path.read_text(encoding="utf-8")
     lines = [line for line in text.splitlines() if not line.startswith("url =")]
-    lines += ["[[inbox.route]]", 'match = "users*.csv"', f"url = {toml_value(emu.base_url + '/api/import/users')}",
-              "[[inbox.route]]", 'match = ["*groups*.csv"]',
-              f"url = {toml_value(emu.base_url + '/api/import/userGroups?tenantId=school1')}"]  # fmt: skip
+    lines += [
+        "[[inbox.route]]",
+        'match = "users*.csv"',
+        f"url = {toml_value(emu.base_url + '/api/import/users')}",
+        "[[inbox.route]]",
+        'match = ["*groups*.csv"]',
+        f"url = {toml_value(emu.base_url + '/api/import/userGroups?tenantId=school1')}",
+    ]
     config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """``dropbox-sync ARGS`` as a real process, to its end (the words people read: stdout, stderr, exit code)."""
-    return subprocess.run([sys.executable, "-m", "dropbox_sync", *args], check=False, capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def emulator_with_password(tmp_path: Path, **kwargs: Any) -> Emulator:
@@ -115,8 +125,13 @@ def running(pipeline: Pipeline) -> Iterator[Pipeline]:
 
 def dropbox_sync_process(*args: str) -> subprocess.Popen:
     """``dropbox-sync ARGS`` in a real process of this venv (text stdout/stderr, no stdin)."""
-    return subprocess.Popen([sys.executable, "-m", "dropbox_sync", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "dropbox_sync", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def finish(process: subprocess.Popen, *, stop: bool = False) -> tuple[int, str]:

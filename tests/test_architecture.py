@@ -141,8 +141,9 @@ def test_only_log_adds_loguru_sinks() -> None:
 
 def exception_names() -> set[str]:
     """Every class errors.py defines, plus the builtin exception names."""
-    builtin = {name for name, value in vars(builtins).items()
-               if isinstance(value, type) and issubclass(value, BaseException)}  # fmt: skip
+    builtin = {
+        name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
+    }
     ours = {node.name for node in ast.walk(TREES["dropbox_sync.errors"]) if isinstance(node, ast.ClassDef)}
     return builtin | ours
 
@@ -173,16 +174,19 @@ def test_state_file_names_are_spelled_once_in_paths_py() -> None:
         for name, tree in TREES.items()
         if name != "dropbox_sync.paths"
         for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str)
-        and node.value.startswith(STATE_FILE_NAMES) and not any(c.isspace() for c in node.value)
-    )  # fmt: skip
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.startswith(STATE_FILE_NAMES)
+        and not any(c.isspace() for c in node.value)
+    )
     assert not spelled, f"state and log file names belong in paths.py: {spelled}"
 
 
 def test_the_rules_see_what_they_guard() -> None:
     """The rules are only worth something if they find the real uses (no vacuous pass)."""
     assert "dropbox_sync.config" in our_imports("dropbox_sync.cli") or any(
-        "dropbox_sync.config" in our_imports(name) for name in MODULES)  # fmt: skip
+        "dropbox_sync.config" in our_imports(name) for name in MODULES
+    )
     assert any(target == "httpx" for target, _ in imported("dropbox_sync.pipeline.client"))
     assert any(target == "tomllib" for target, _ in imported("dropbox_sync.config"))
     assert "dropbox_sync.emulator.handler" in our_imports("dropbox_sync.emulator.server")

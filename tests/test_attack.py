@@ -66,8 +66,9 @@ def test_a_waiting_hostile_name_leaves_status_and_the_report_readable(tmp_path: 
     assert not any(line.startswith("line.csv") for line in lines), shown.stdout  # "new\nline.csv" split in two
     as_json = run_cli("--config", str(config_path), "status", "--json")
     assert as_json.returncode == 0, as_json.stderr
-    files = [entry["file"] for inbox_status in json.loads(as_json.stdout)["inboxes"]
-             for entry in inbox_status["waiting"]]  # fmt: skip
+    files = [
+        entry["file"] for inbox_status in json.loads(as_json.stdout)["inboxes"] for entry in inbox_status["waiting"]
+    ]
     assert len(files) == len(HOSTILE_NAMES), files
     for name in files:
         name.encode("utf-8")  # a lone surrogate would make any UTF-8 reader fail
@@ -101,8 +102,13 @@ def full_log_disk(tmp_path: Path):
         pytest.skip("mounting a tmpfs needs Linux and root")
     mount_point = tmp_path / "logs"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mount_point)],
-                             check=False, capture_output=True, text=True, timeout=30)  # fmt: skip
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mount_point)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -166,8 +172,11 @@ def test_odd_command_arguments_are_usage_errors_never_a_traceback(tmp_path: Path
         assert done.returncode == 2 and "Traceback" not in done.stderr, (limit, done.stderr)
         assert "--limit" in done.stderr, done.stderr
     for command in ("send", "preview", "diff"):
-        for target, words in ((tmp_path / "inbox", "is a folder"), (Path("/dev/null"), "is not a regular file"),
-                              (tmp_path / "nope.csv", "no such file")):  # fmt: skip
+        for target, words in (
+            (tmp_path / "inbox", "is a folder"),
+            (Path("/dev/null"), "is not a regular file"),
+            (tmp_path / "nope.csv", "no such file"),
+        ):
             done = run_cli(*base, command, str(target))
             assert done.returncode == 2 and "Traceback" not in done.stderr, (command, target, done.stderr)
             assert words in done.stderr, (command, target, done.stderr)
@@ -183,10 +192,20 @@ def test_an_unnamed_output_column_is_one_clear_config_line(tmp_path: Path, emu) 
     assert "columns. " not in done.stderr and 'no name ("" = ...)' in done.stderr, done.stderr
 
 
-@pytest.mark.parametrize("setting", ["settle_seconds = nan", "timeout = inf", "connect_timeout = nan",
-                                     "keep_days = nan", "stop_timeout = inf", "retry_first_seconds = -inf",
-                                     "hold_retry_seconds = 1e300", "delta = true\nfull_sync_days = inf",
-                                     "full_sync_days = nan"])  # fmt: skip
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "settle_seconds = nan",
+        "timeout = inf",
+        "connect_timeout = nan",
+        "keep_days = nan",
+        "stop_timeout = inf",
+        "retry_first_seconds = -inf",
+        "hold_retry_seconds = 1e300",
+        "delta = true\nfull_sync_days = inf",
+        "full_sync_days = nan",
+    ],
+)
 def test_a_duration_that_is_not_a_finite_number_is_a_config_error(tmp_path: Path, emu, setting: str) -> None:
     """TOML has nan and inf. Regression: they (and 1e300) were taken: `once` with
     settle_seconds = nan never ended, timeout = inf or keep_days = nan ended each pass in a
@@ -210,9 +229,11 @@ def test_an_inbox_inside_another_inboxs_work_folder_is_a_config_error(tmp_path: 
     folder = tmp_path / "inbox" / inside
     folder.mkdir(parents=True)
     with open(config_path, "a", encoding="utf-8") as handle:
-        handle.write(f'[[inbox]]\nname = "second"\npath = {json.dumps(str(folder))}\n'
-                     f'url = {json.dumps(emu.base_url + "/api/import/users")}\n'
-                     'username = "u"\npassword = "pass-word"\n')
+        handle.write(
+            f'[[inbox]]\nname = "second"\npath = {json.dumps(str(folder))}\n'
+            f"url = {json.dumps(emu.base_url + '/api/import/users')}\n"
+            'username = "u"\npassword = "pass-word"\n'
+        )
     done = run_cli("--config", str(config_path), "check")
     assert done.returncode == 2, done.stderr
     assert 'inbox "second"' in done.stderr and f"{inside.split('/')[0]}/" in done.stderr, done.stderr
@@ -228,9 +249,15 @@ def test_output_piped_into_a_reader_that_stops_early_is_no_traceback(tmp_path: P
     reader, writer = os.pipe()
     os.close(reader)  # the reader is gone before the first byte
     try:
-        done = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), *command],
-                              stdout=writer, stderr=subprocess.PIPE, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), *command],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     finally:
         os.close(writer)
     assert "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr
@@ -240,10 +267,18 @@ def test_output_piped_into_a_reader_that_stops_early_is_no_traceback(tmp_path: P
 NOTIFY = '[notify]\nsmtp_host = "127.0.0.1"\nsmtp_port = 2525\nstarttls = false\nfrom = "a@school.example"\n'
 
 
-@pytest.mark.parametrize("setting", [
-    'to = ["it@school.example\\r\\nBcc: someone@else.example"]', 'from = "a@school.example\\nX-Evil: 1"',
-    'subject_prefix = "[sync]\\nBcc: x@y.example"', "digest_minutes = nan", "smtp_timeout = inf",
-    "stale_after_hours = inf", "alert_after_minutes = 1e300"])  # fmt: skip
+@pytest.mark.parametrize(
+    "setting",
+    [
+        'to = ["it@school.example\\r\\nBcc: someone@else.example"]',
+        'from = "a@school.example\\nX-Evil: 1"',
+        'subject_prefix = "[sync]\\nBcc: x@y.example"',
+        "digest_minutes = nan",
+        "smtp_timeout = inf",
+        "stale_after_hours = inf",
+        "alert_after_minutes = 1e300",
+    ],
+)
 def test_notify_settings_that_no_email_could_carry_are_config_errors(tmp_path: Path, emu, setting: str) -> None:
     """Regression: a line break in from, to or subject_prefix was accepted, and every email then
     failed to build (email's "Header values may not contain linefeed"): no alert ever went out;
@@ -304,8 +339,13 @@ def test_a_row_reason_quoting_the_password_never_reaches_the_failed_rows_file(tm
     from tests.support import PASSWORD
     from tests.test_replies import once
 
-    body = json.dumps({"success": False, "summary": "1 user processed. 1 user failed.",
-                       "details": {"1": f"Field (password) is not {PASSWORD}. User failed to import."}})  # fmt: skip
+    body = json.dumps(
+        {
+            "success": False,
+            "summary": "1 user processed. 1 user failed.",
+            "details": {"1": f"Field (password) is not {PASSWORD}. User failed to import."},
+        }
+    )
     with ScriptedServer(Scripted(body=body.encode())) as server:
         inbox, _result = once(tmp_path, server)
     (failed,) = [p for p in archived(inbox, archive.FAILED)]

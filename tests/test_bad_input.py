@@ -31,11 +31,11 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import config
 from dropbox_sync.emulator.store import UploadRecord
-from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.worker import InboxWorker
+from dropbox_sync.state.journal import Journal
 from tests import corpus
 from tests.corpus import FAILED, GONE, IGNORED, PROCESSED, Case
 from tests.helpers import wait_until
@@ -141,8 +141,9 @@ def locate(inbox: Path, case: Case) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {"inbox": [case.path(inbox)] if os.path.lexists(case.path(inbox)) else []}
     for which in PLACES[1:]:
         folder = inbox / which
-        entries = sorted(p for p in folder.iterdir() if not p.name.endswith(archive.RESULT_SUFFIX)) \
-            if folder.is_dir() else []  # fmt: skip
+        entries = (
+            sorted(p for p in folder.iterdir() if not p.name.endswith(archive.RESULT_SUFFIX)) if folder.is_dir() else []
+        )
         found[which] = [p for p in entries if same_input(p.name, case.filename)]
     return found
 
@@ -184,8 +185,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusRun]:
     outside = tmp / "outside"
     outside.mkdir()
     logs: list[str] = []
-    sink = logger.add(logs.append, level="DEBUG", format="{level}|{message}\n{exception}",
-                      backtrace=False, diagnose=False, colorize=False)  # fmt: skip
+    sink = logger.add(
+        logs.append,
+        level="DEBUG",
+        format="{level}|{message}\n{exception}",
+        backtrace=False,
+        diagnose=False,
+        colorize=False,
+    )
     crashes: list[str] = []
     previous_hook = threading.excepthook
 
@@ -216,8 +223,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusRun]:
                     hooks_done.add(case.name)
 
             def pending(names: set[str] | None = None) -> list[str]:
-                return [c.name for c in cases if (names is None or c.name in names)
-                        and not reached(inbox, c, logs, seen, hooks_done)]  # fmt: skip
+                return [
+                    c.name
+                    for c in cases
+                    if (names is None or c.name in names) and not reached(inbox, c, logs, seen, hooks_done)
+                ]
 
             # Every case in its place; known-bug cases get a short grace after
             # the rest, so a fix is seen, but they do not hold the run up.
@@ -261,8 +271,9 @@ def check_processed(run: CorpusRun, case: Case, where: dict[str, list[Path]]) ->
     if not shortened:
         assert facts["file"] == printable(case.filename), "the result names the file as it was dropped"
     (upload,) = run.uploads_of(case.data)  # exactly one: never duplicated
-    assert upload.stored_file is not None and upload.stored_file.read_bytes() == case.data, \
-        "the server must receive the bytes unchanged (BOM, CRLF, leading zeros and all)"  # fmt: skip
+    assert upload.stored_file is not None and upload.stored_file.read_bytes() == case.data, (
+        "the server must receive the bytes unchanged (BOM, CRLF, leading zeros and all)"
+    )
     if not shortened and printable(case.filename).isprintable():  # httpx %-escapes control characters
         assert upload.filename == printable(case.filename)
     missing = set(case.server_users) - run.server_users
@@ -414,8 +425,9 @@ def _unprivileged_prefix() -> list[str]:
 
     nobody = pwd.getpwnam("nobody")
     prefix = [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups", "--"]
-    probe = subprocess.run([*prefix, sys.executable, "-c", "import dropbox_sync"], cwd=REPO,
-                           capture_output=True, timeout=60)  # fmt: skip
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", "import dropbox_sync"], cwd=REPO, capture_output=True, timeout=60
+    )
     if probe.returncode != 0:
         pytest.skip(f"nobody cannot run this Python: {probe.stderr.decode(errors='replace')[-200:]}")
     return prefix
@@ -442,9 +454,15 @@ def test_an_unreadable_file_fails_with_the_reason(tmp_path: Path, emu) -> None:
                 if path != case.path(inbox):
                     os.chown(path, nobody.pw_uid, nobody.pw_gid)
         env = {**os.environ, "HOME": str(work), "PYTHONDONTWRITEBYTECODE": "1"}
-        done = subprocess.run([*prefix, sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL)  # fmt: skip
+        done = subprocess.run(
+            [*prefix, sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         where = locate(inbox, case)
         placed = {k: len(v) for k, v in where.items()}
         assert placed == {"inbox": 0, "sending": 0, "processed": 0, "failed": 1}, done.stderr
@@ -494,9 +512,14 @@ def test_once_with_a_long_name_still_sends_the_files_behind_it(tmp_path: Path, e
     (inbox / "later.csv").write_text(good_csv("later1"), encoding="utf-8")
     stamp = time.time() - 60
     os.utime(long_name.path(inbox), (stamp, stamp))  # older, so it goes first
-    done = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     processed = [archive.original_name(p.name) for p in archived(inbox, archive.PROCESSED)]
     assert "later.csv" in processed, "the file behind the long name was never sent"
     assert len(processed) == 2 and len(emu.uploads()) == 2

@@ -23,8 +23,14 @@ def emu(tmp_path):
 
 
 def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dropbox_sync", *args], capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL, **kwargs)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        **kwargs,
+    )
 
 
 def test_once_exit_codes_all_good_then_some_failed(tmp_path, emu):
@@ -55,8 +61,7 @@ def test_send_prints_the_servers_json_and_moves_nothing(tmp_path, emu, capsys):
     file.write_text(good_csv("m1", "m2"), encoding="utf-8")
     assert main(["--config", str(config_path), "send", str(file)]) == 0
     reply = json.loads(capsys.readouterr().out)
-    assert reply == {"success": True,
-                     "summary": "2 users processed. 2 users created. 0 users updated. 0 users failed."}  # fmt: skip
+    assert reply == {"success": True, "summary": "2 users processed. 2 users created. 0 users updated. 0 users failed."}
     assert file.exists()
     file.write_text(good_csv("m1").replace("Year 7", "Year 99"), encoding="utf-8")
     assert main(["--config", str(config_path), "send", str(file)]) == 1
@@ -100,9 +105,13 @@ def test_retry_moves_failed_files_back_under_their_original_name(tmp_path, emu, 
 def test_run_stops_cleanly_on_sigterm_after_processing(tmp_path, emu):
     config_path = write_config(tmp_path, emu)
     inbox = tmp_path / "inbox"
-    process = subprocess.Popen([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "run"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               stdin=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         (inbox / "live.csv").write_text(good_csv("live"), encoding="utf-8")
         wait_until(lambda: archived(inbox, "processed"), timeout=30)
@@ -143,8 +152,13 @@ def test_send_draws_a_progress_bar_at_a_terminal(tmp_path, emu):
     big.write_text(good_csv("u0") + "".join(row.format(n) for n in range(1, 120_000)), encoding="utf-8")
     leader, follower = pty.openpty()
     try:
-        result = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "send", str(big)],
-                                stdout=follower, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "send", str(big)],
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
     finally:
         os.close(follower)
         os.close(leader)

@@ -45,8 +45,12 @@ def test_a_minimal_config_loads_with_defaults(tmp_path):
 
 def test_defaults_table_applies_to_every_inbox_and_an_inbox_overrides_it(tmp_path):
     (tmp_path / "b").mkdir()
-    text = '[defaults]\nsettle_seconds = 2\nmax_file_size = "1GB"\n' + GOOD + GOOD.replace(
-        '"students"', '"staff"').replace('"inbox"', '"b"') + "settle_seconds = 9\n"  # fmt: skip
+    text = (
+        '[defaults]\nsettle_seconds = 2\nmax_file_size = "1GB"\n'
+        + GOOD
+        + GOOD.replace('"students"', '"staff"').replace('"inbox"', '"b"')
+        + "settle_seconds = 9\n"
+    )
     cfg = config.load(write(tmp_path, text))
     assert [i.settle_seconds for i in cfg.inboxes] == [2.0, 9.0]
     assert cfg.inboxes[0].max_file_size == 10**9
@@ -70,10 +74,14 @@ def test_defaults_table_applies_to_every_inbox_and_an_inbox_overrides_it(tmp_pat
         (lambda t: t + "max_file_size = 'big'\n", "max_file_size must be a size"),
         (lambda t: t + "verify_tls = 'no'\n", "verify_tls must be true or false"),
         (lambda t: t + "password_env = 'X'\n", "password_env conflicts with password"),
-        (lambda t: t.replace('password = "s3cret-Password"', 'password_env = "DS_TEST_UNSET_VAR"'),
-         "names environment variable DS_TEST_UNSET_VAR, which is not set"),
-        (lambda t: t.replace('password = "s3cret-Password"', 'password_file = "missing.txt"'),
-         "password_file cannot be read"),
+        (
+            lambda t: t.replace('password = "s3cret-Password"', 'password_env = "DS_TEST_UNSET_VAR"'),
+            "names environment variable DS_TEST_UNSET_VAR, which is not set",
+        ),
+        (
+            lambda t: t.replace('password = "s3cret-Password"', 'password_file = "missing.txt"'),
+            "password_file cannot be read",
+        ),
         (lambda t: t.replace('username = "autoimport"\n', ""), "username is missing"),
         (lambda t: t + "ca_bundle = 'nope.pem'\n", "ca_bundle file not found"),
         (lambda t: "[[inbox]\n", "not valid TOML"),

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from dropbox_sync.cli import main
-from dropbox_sync.state.journal import Attempt, Journal
 from dropbox_sync.notify.notifier import Notifier
 from dropbox_sync.paths import NOTIFY_FILE
+from dropbox_sync.state.journal import Attempt, Journal
 from tests.helpers import wait_until
 from tests.support import (
     archived,
@@ -36,8 +36,22 @@ from tests.test_notify import FakeClock, failed_report, load, logs, notify_table
 def journal_with_history(path: Path, attempts: int = 3000) -> None:
     journal = Journal(path)
     for number in range(attempts):
-        journal.record(Attempt("inbox", f"2026_{number}.csv", f"{number}.csv", None, 10, "2026-01-01T00:00:00Z",
-                               "2026-01-01T00:00:01Z", 200, "processed", "1 user processed", "", 1))  # fmt: skip
+        journal.record(
+            Attempt(
+                "inbox",
+                f"2026_{number}.csv",
+                f"{number}.csv",
+                None,
+                10,
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:01Z",
+                200,
+                "processed",
+                "1 user processed",
+                "",
+                1,
+            )
+        )
     journal.close()  # checkpoints the WAL into the file
 
 
@@ -153,7 +167,7 @@ WRONG_JSON = {
     "failed is a number": b'{"failed": 5}',
     "a failed file of numbers": b'{"failed": [{"inbox": 1, "original": 2, "archived": 3, "summary": 4, "when": 5}]}',
     "failed rows not a list": b'{"failed": [{"inbox": "i", "original": "o", "archived": "", "summary": "s", '
-                              b'"when": "2026-01-01T00:00:00Z", "rows": 7}]}',
+    b'"when": "2026-01-01T00:00:00Z", "rows": 7}]}',
     "a hold of the wrong type": b'{"holds": {"inbox": 5}}',
     "episodes as a list": b'{"watching_since": ["inbox"]}',
     "times that are not text": b'{"last_sent": {"digest": 17}, "stale_alerted": {"inbox": {}}}',
@@ -178,8 +192,11 @@ def test_a_damaged_notify_json_is_set_aside_and_mail_goes_on(tmp_path, smtp, log
 
 
 WRONG_STATUS = {
-    **{name: content for name, content in WRONG_JSON.items() if name in
-       ("binary", "truncated", "a list", "a number", "null", "nested too deep")},
+    **{
+        name: content
+        for name, content in WRONG_JSON.items()
+        if name in ("binary", "truncated", "a list", "a number", "null", "nested too deep")
+    },
     "inboxes is a list": b'{"mode": "run", "updated": "2026-01-01T00:00:00+00:00", "inboxes": []}',
     "an inbox is a list": b'{"inboxes": {"inbox": []}}',
     "waiting is a list": b'{"inboxes": {"inbox": {"waiting": ["a.csv"], "held": 5}}}',

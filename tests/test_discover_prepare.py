@@ -14,9 +14,9 @@ import threading
 
 import pytest
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import config
 from dropbox_sync.cli import main
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.runner import Pipeline
 from tests.support import (
     archived,
@@ -108,7 +108,8 @@ def test_check_and_status_agree_with_the_pipeline_on_what_is_ours(tmp_path, emu,
     (shown,) = json.loads(capsys.readouterr().out)["inboxes"]
     assert [w["file"] for w in shown["waiting"]] == ["users-2026.csv"]
     assert [(i["file"], i["reason"]) for i in shown["not_sent"]] == [
-        ("other.csv", "matches no route of this inbox; left in place, not uploaded")]
+        ("other.csv", "matches no route of this inbox; left in place, not uploaded")
+    ]
     assert main(["--config", str(config_path), "once"]) == 0
     assert [u.filename for u in emu.uploads()] == ["users-2026.csv"]
     assert (inbox / "report.html").exists() and (inbox / "other.csv").exists()
@@ -127,7 +128,9 @@ def test_send_routes_by_the_file_name_like_the_pipeline(tmp_path, emu, capsys):
     capsys.readouterr()
     assert main(["--config", str(config_path), "send", str(stray)]) == 1
     assert json.loads(capsys.readouterr().out) == {
-        "success": False, "summary": 'Not uploaded: notes.csv matches no route of inbox "inbox".'}
+        "success": False,
+        "summary": 'Not uploaded: notes.csv matches no route of inbox "inbox".',
+    }
     assert len(emu.uploads()) == 1
 
 
@@ -175,7 +178,9 @@ def test_status_shows_a_file_waiting_for_its_done_marker_and_once_does_not_wait(
     (inbox / "half.csv").write_text(good_csv("h1"), encoding="utf-8")
     assert main(["--config", str(config_path), "status", "--json"]) == 0
     (shown,) = json.loads(capsys.readouterr().out)["inboxes"]
-    assert [(w["file"], w["reason"]) for w in shown["waiting"]] == [("half.csv", "waits for its done marker half.csv.done")]
+    assert [(w["file"], w["reason"]) for w in shown["waiting"]] == [
+        ("half.csv", "waits for its done marker half.csv.done")
+    ]
     assert shown["not_sent"] == []
     assert main(["--config", str(config_path), "once"]) == 0, "a file without its marker is not work yet"
     assert emu.uploads() == [] and (inbox / "half.csv").exists()

@@ -46,8 +46,9 @@ def client(emulator: Emulator) -> Iterator[httpx.Client]:
         yield c
 
 
-def upload(client: httpx.Client, emu: Emulator, content: bytes, *, endpoint: str = "users",
-           tenant: str | None = None, **kwargs) -> httpx.Response:
+def upload(
+    client: httpx.Client, emu: Emulator, content: bytes, *, endpoint: str = "users", tenant: str | None = None, **kwargs
+) -> httpx.Response:
     return client.post(emu.import_url(endpoint, tenant), files={"file": ("users.csv", content)}, **kwargs)
 
 
@@ -55,16 +56,23 @@ def upload(client: httpx.Client, emu: Emulator, content: bytes, *, endpoint: str
 
 
 def test_upload_creates_then_updates(emulator: Emulator, client: httpx.Client) -> None:
-    content = csv_bytes("s001,Year 7,Student,Ann,Lee,ann@example.edu",
-                        "s002,Year 8,Student,Bo,Ng,", "t001,Staff,Teacher,Cy,Oh,cy@example.edu")
+    content = csv_bytes(
+        "s001,Year 7,Student,Ann,Lee,ann@example.edu",
+        "s002,Year 8,Student,Bo,Ng,",
+        "t001,Staff,Teacher,Cy,Oh,cy@example.edu",
+    )
     first = upload(client, emulator, content)
     assert first.status_code == 200
     assert first.headers["content-type"] == "application/json"
-    assert first.json() == {"success": True,
-                            "summary": "3 users processed. 3 users created. 0 users updated. 0 users failed."}
+    assert first.json() == {
+        "success": True,
+        "summary": "3 users processed. 3 users created. 0 users updated. 0 users failed.",
+    }
     second = upload(client, emulator, content)
-    assert second.json() == {"success": True,
-                             "summary": "3 users processed. 0 users created. 3 users updated. 0 users failed."}
+    assert second.json() == {
+        "success": True,
+        "summary": "3 users processed. 0 users created. 3 users updated. 0 users failed.",
+    }
     users = {u.username: u for u in emulator.users()}
     assert set(users) == {"s001", "s002", "t001"}
     assert users["s001"].fields["firstName"] == "Ann"
@@ -81,11 +89,15 @@ def test_upload_creates_then_updates(emulator: Emulator, client: httpx.Client) -
 
 def test_vendor_example_reply_is_reproduced_exactly(emulator: Emulator, client: httpx.Client) -> None:
     upload(client, emulator, csv_bytes("old1,Students,Student,,,"))
-    reply = upload(client, emulator, csv_bytes(
-        "old1,Students,Student,Al,Bee,al@example.edu",
-        "bad1,Students,Student,Cee,Dee,not-an-address",
-        "new1,Students,Student,Ed,Eff,ed@example.edu",
-    ))
+    reply = upload(
+        client,
+        emulator,
+        csv_bytes(
+            "old1,Students,Student,Al,Bee,al@example.edu",
+            "bad1,Students,Student,Cee,Dee,not-an-address",
+            "new1,Students,Student,Ed,Eff,ed@example.edu",
+        ),
+    )
     assert reply.status_code == 200
     assert reply.json() == {
         "success": False,
@@ -100,16 +112,25 @@ def test_singular_summary(emulator: Emulator, client: httpx.Client) -> None:
     assert reply.json()["summary"] == "1 user processed. 1 user created. 0 users updated. 0 users failed."
 
 
-@pytest.mark.parametrize(("row", "outcome"), [
-    ("a1,Year 13,Student,,,", "Library group (Year 13) does not exist. "
-                              "User failed to import: Library group (Year 13) does not exist. "),
-    ("a1,Year 9,Janitor,,,", "System group (Janitor) does not exist. "
-                             "User failed to import: System group (Janitor) does not exist. "),
-    (",Year 9,Student,,,", "Field (username) is required. User failed to import: Field (username) is required. "),
-    ("a1,,Student,,,", "Field (library-group) is required. "
-                       "User failed to import: Field (library-group) is required. "),
-    ("a1,Year 9,Student,,,a@b@c", EMAIL_ROW_FAILURE),
-])
+@pytest.mark.parametrize(
+    ("row", "outcome"),
+    [
+        (
+            "a1,Year 13,Student,,,",
+            "Library group (Year 13) does not exist. User failed to import: Library group (Year 13) does not exist. ",
+        ),
+        (
+            "a1,Year 9,Janitor,,,",
+            "System group (Janitor) does not exist. User failed to import: System group (Janitor) does not exist. ",
+        ),
+        (",Year 9,Student,,,", "Field (username) is required. User failed to import: Field (username) is required. "),
+        (
+            "a1,,Student,,,",
+            "Field (library-group) is required. User failed to import: Field (library-group) is required. ",
+        ),
+        ("a1,Year 9,Student,,,a@b@c", EMAIL_ROW_FAILURE),
+    ],
+)
 def test_row_failures(emulator: Emulator, client: httpx.Client, row: str, outcome: str) -> None:
     reply = upload(client, emulator, csv_bytes(row, "ok1,Year 9,Student,,,"))
     assert reply.json() == {
@@ -141,14 +162,24 @@ def test_missing_required_column_fails_whole_import(emulator: Emulator, client: 
     assert emulator.users() == []
 
 
-@pytest.mark.parametrize("content", [
-    b"", b"  \r\n\n \t\n", b"\xef\xbb\xbf", HEADER.encode(), b"\xef\xbb\xbf" + HEADER.encode() + b"\n\n",
-], ids=["empty", "whitespace", "bom-only", "header-only", "bom-header-blank-lines"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"  \r\n\n \t\n",
+        b"\xef\xbb\xbf",
+        HEADER.encode(),
+        b"\xef\xbb\xbf" + HEADER.encode() + b"\n\n",
+    ],
+    ids=["empty", "whitespace", "bom-only", "header-only", "bom-header-blank-lines"],
+)
 def test_empty_files_are_a_successful_no_op(emulator: Emulator, client: httpx.Client, content: bytes) -> None:
     reply = upload(client, emulator, content)
     assert reply.status_code == 200
-    assert reply.json() == {"success": True,
-                            "summary": "0 users processed. 0 users created. 0 users updated. 0 users failed."}
+    assert reply.json() == {
+        "success": True,
+        "summary": "0 users processed. 0 users created. 0 users updated. 0 users failed.",
+    }
 
 
 def test_bom_is_stripped_from_first_header(emulator: Emulator, client: httpx.Client) -> None:
@@ -172,7 +203,8 @@ def test_first_file_part_is_used_whatever_the_names(emulator: Emulator, client: 
     first = csv_bytes("first,Staff,Staff,,,")
     second = csv_bytes("second,Staff,Staff,,,")
     reply = client.post(
-        emulator.import_url(), data={"comment": "a plain field comes first"},
+        emulator.import_url(),
+        data={"comment": "a plain field comes first"},
         files=[("whatever", ("odd name.txt", first)), ("file", ("users.csv", second))],
     )
     assert reply.json()["summary"].startswith("1 user processed. 1 user created.")
@@ -184,16 +216,23 @@ def test_first_file_part_is_used_whatever_the_names(emulator: Emulator, client: 
 def test_body_without_file_part_is_rejected(emulator: Emulator, client: httpx.Client) -> None:
     boundary = "b0undary"
     body = f'--{boundary}\r\nContent-Disposition: form-data; name="file"\r\n\r\nx\r\n--{boundary}--\r\n'
-    reply = client.post(emulator.import_url(), content=body.encode(),
-                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    reply = client.post(
+        emulator.import_url(),
+        content=body.encode(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert reply.status_code == 400
     assert reply.json() == {"success": False, "summary": "No file was uploaded."}
 
 
-@pytest.mark.parametrize(("content_type", "body"), [
-    ("text/csv", b"username,library-group,system-group\n"),
-    ("multipart/form-data; boundary=xyz", b"--xyz\r\nContent-Disposition: form-data; name=f; filename=a\r\n\r\nab"),
-], ids=["not-multipart", "truncated-multipart"])
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/csv", b"username,library-group,system-group\n"),
+        ("multipart/form-data; boundary=xyz", b"--xyz\r\nContent-Disposition: form-data; name=f; filename=a\r\n\r\nab"),
+    ],
+    ids=["not-multipart", "truncated-multipart"],
+)
 def test_unreadable_bodies_are_400(emulator: Emulator, client: httpx.Client, content_type: str, body: bytes) -> None:
     reply = client.post(emulator.import_url(), content=body, headers={"Content-Type": content_type})
     assert reply.status_code == 400
@@ -204,8 +243,7 @@ def test_unreadable_bodies_are_400(emulator: Emulator, client: httpx.Client, con
 
 def test_keep_uploads_keeps_the_bytes(tmp_path: Path) -> None:
     content = csv_bytes("k1,Staff,Staff,,,")
-    with Emulator(tmp_path, keep_uploads=True) as emu, \
-            httpx.Client(verify=verify_for(emu), auth=AUTH) as c:
+    with Emulator(tmp_path, keep_uploads=True) as emu, httpx.Client(verify=verify_for(emu), auth=AUTH) as c:
         upload(c, emu, content)
         (record,) = emu.uploads()
     assert record.stored_file == tmp_path / "uploads" / "000001.csv"
@@ -231,24 +269,31 @@ def test_large_upload_streams_with_flat_memory(emulator: Emulator, client: httpx
     digest = hashlib.sha256()
 
     def body() -> Iterator[bytes]:
-        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="f"; filename="big.csv"\r\n'
-               "Content-Type: text/csv\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="f"; filename="big.csv"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
         header = b"username,library-group,system-group,notes\n"
         digest.update(header)
         yield header
         for start in range(0, row_count, 1000):
-            chunk = "".join(f"u{i % 1000},Students,Student,{padding}\n"
-                            for i in range(start, start + 1000)).encode()
+            chunk = "".join(f"u{i % 1000},Students,Student,{padding}\n" for i in range(start, start + 1000)).encode()
             digest.update(chunk)
             yield chunk
         yield f"\r\n--{boundary}--\r\n".encode()
 
     peak_before = _peak_rss_mib()
-    reply = client.post(emulator.import_url(), content=body(), timeout=60.0,
-                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    reply = client.post(
+        emulator.import_url(),
+        content=body(),
+        timeout=60.0,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     grown_mib = _peak_rss_mib() - peak_before
-    assert reply.json() == {"success": True, "summary": "50000 users processed. 1000 users created. "
-                                                        "49000 users updated. 0 users failed."}
+    assert reply.json() == {
+        "success": True,
+        "summary": "50000 users processed. 1000 users created. 49000 users updated. 0 users failed.",
+    }
     (record,) = emulator.uploads()
     assert record.bytes > 50_000_000
     assert record.sha256 == digest.hexdigest()
@@ -257,8 +302,12 @@ def test_large_upload_streams_with_flat_memory(emulator: Emulator, client: httpx
 
 def test_file_upload_with_content_length(emulator: Emulator, client: httpx.Client, tmp_path: Path) -> None:
     path = tmp_path / "users.csv"
-    path.write_bytes(csv_bytes(*(f"f{i},Staff,Staff,,,{'x' * 200}" for i in range(20_000)),
-                               header="username,library-group,system-group,notes,\n"))
+    path.write_bytes(
+        csv_bytes(
+            *(f"f{i},Staff,Staff,,,{'x' * 200}" for i in range(20_000)),
+            header="username,library-group,system-group,notes,\n",
+        )
+    )
     with path.open("rb") as f:
         reply = client.post(emulator.import_url(), files={"upload": f})
     assert reply.json()["summary"].startswith("20000 users processed. 20000 users created.")
@@ -268,8 +317,11 @@ def test_file_upload_with_content_length(emulator: Emulator, client: httpx.Clien
 # -- authentication and routing ------------------------------------------------
 
 
-@pytest.mark.parametrize("auth", [None, ("autoimport", "wrong"), ("nobody", "demo-password")],
-                         ids=["missing", "wrong-password", "unknown-user"])
+@pytest.mark.parametrize(
+    "auth",
+    [None, ("autoimport", "wrong"), ("nobody", "demo-password")],
+    ids=["missing", "wrong-password", "unknown-user"],
+)
 def test_bad_credentials_are_401(emulator: Emulator, auth: tuple[str, str] | None) -> None:
     with httpx.Client(verify=verify_for(emulator), auth=auth) as c:
         reply = upload(c, emulator, csv_bytes("x,Staff,Staff,,,"))
@@ -285,8 +337,10 @@ def test_non_admin_is_403(tmp_path: Path) -> None:
     with Emulator(tmp_path, accounts=accounts) as emu, httpx.Client(verify=verify_for(emu)) as c:
         reply = upload(c, emu, csv_bytes("x,Staff,Staff,,,"), auth=("librarian", "books"))
         assert reply.status_code == 403
-        assert reply.json() == {"success": False,
-                                "summary": "Forbidden. The user does not have system administration privileges."}
+        assert reply.json() == {
+            "success": False,
+            "summary": "Forbidden. The user does not have system administration privileges.",
+        }
 
 
 def test_password_can_change_while_running(emulator: Emulator, client: httpx.Client) -> None:
@@ -371,10 +425,17 @@ def test_plain_http_mode(tmp_path: Path) -> None:
 # -- faults -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fault", "status", "content_type"), [
-    ("503", 503, "text/plain"), ("html502", 502, "text/html"), ("429", 429, "text/plain"),
-    ("401", 401, "application/json"), ("403", 403, "application/json"), ("500", 500, "application/json"),
-])
+@pytest.mark.parametrize(
+    ("fault", "status", "content_type"),
+    [
+        ("503", 503, "text/plain"),
+        ("html502", 502, "text/html"),
+        ("429", 429, "text/plain"),
+        ("401", 401, "application/json"),
+        ("403", 403, "application/json"),
+        ("500", 500, "application/json"),
+    ],
+)
 def test_http_faults(emulator: Emulator, client: httpx.Client, fault: str, status: int, content_type: str) -> None:
     content = csv_bytes("f,Staff,Staff,,,")
     emulator.inject(fault, retry_after=7 if fault in ("429", "503") else None)
@@ -482,8 +543,18 @@ def _parse(*argv: str) -> argparse.Namespace:
 
 
 def test_cli_serves_until_stopped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = _parse("--port", "0", "--state-dir", str(tmp_path / "state"), "--ca-out", str(tmp_path / "ca.pem"),
-                  "--account", "robot:s3cr:et:admin", "--library-group", "Year 13")
+    args = _parse(
+        "--port",
+        "0",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--ca-out",
+        str(tmp_path / "ca.pem"),
+        "--account",
+        "robot:s3cr:et:admin",
+        "--library-group",
+        "Year 13",
+    )
     stop = threading.Event()
     result: list[int] = []
     runner = threading.Thread(target=lambda: result.append(emulator_cli.command(args, stop)))
@@ -544,10 +615,15 @@ def test_cli_port_in_use_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert err == f"emulator: cannot listen on 127.0.0.1:{port}: address already in use\n"
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("a:b", ("a", "b", True)), ("a:b:user", ("a", "b", False)), ("a:b:admin", ("a", "b", True)),
-    ("a:b:c", ("a", "b:c", True)),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("a:b", ("a", "b", True)),
+        ("a:b:user", ("a", "b", False)),
+        ("a:b:admin", ("a", "b", True)),
+        ("a:b:c", ("a", "b:c", True)),
+    ],
+)
 def test_account_option(value: str, expected: tuple[str, str, bool]) -> None:
     assert emulator_cli.parse_account(value) == expected
 
@@ -555,4 +631,3 @@ def test_account_option(value: str, expected: tuple[str, str, bool]) -> None:
 def test_account_option_needs_a_password() -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         emulator_cli.parse_account("justuser")
-

@@ -6,9 +6,9 @@ import codecs
 import csv
 import io
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync.cli import main
 from dropbox_sync.emulator import wording
+from dropbox_sync.pipeline import archive
 from tests.support import archived, good_csv, result_of, run_cli, with_routes, write_config
 
 HEADER = ["username", "firstName", "lastName", "library-group", "system-group", "emailAddress", "notes"]
@@ -53,10 +53,26 @@ def test_failed_rows_spreadsheet_fixed_and_dropped_back_imports_just_those_rows(
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b""), "the export's CRLF, kept everywhere"
     rows = read_rows(rows_file)
     assert rows[0] == [*HEADER, "import_error"]
-    assert rows[1] == ["0043", "Ana", "Lopes", "Year 7", "Student", "not-an-email", 'said "hi",\r\nthen left',
-                       BAD_EMAIL + "."]  # fmt: skip
-    assert rows[2] == ["0044", "Émile", "Roy", "Year 99", "Student", "emile@school.example", "",
-                       wording.library_group_missing("Year 99") + "."]  # fmt: skip
+    assert rows[1] == [
+        "0043",
+        "Ana",
+        "Lopes",
+        "Year 7",
+        "Student",
+        "not-an-email",
+        'said "hi",\r\nthen left',
+        BAD_EMAIL + ".",
+    ]
+    assert rows[2] == [
+        "0044",
+        "Émile",
+        "Roy",
+        "Year 99",
+        "Student",
+        "emile@school.example",
+        "",
+        wording.library_group_missing("Year 99") + ".",
+    ]
     assert len(rows) == 3
 
     # The log line names the first failed rows, where a spreadsheet shows them.
@@ -164,8 +180,12 @@ def test_odd_row_numbers_in_a_reply_are_skipped_not_raised(tmp_path):
 
     export = tmp_path / "x.csv"
     export.write_text(good_csv("a", "b"), encoding="utf-8")
-    details = {"²": "Bad. User failed to import: Bad. ", "9" * 5000: "Odd", "2": "Field (x) is required",
-               "1": "User Created"}  # fmt: skip
+    details = {
+        "²": "Bad. User failed to import: Bad. ",
+        "9" * 5000: "Odd",
+        "2": "Field (x) is required",
+        "1": "User Created",
+    }
     (row,) = failed_rows.write_beside(export, details)
     assert (row.number, row.reason) == (2, "Field (x) is required")
     assert failed_rows.write_beside(export, details, export_rows={"²": {"row": 1}, "2": {"row": True}}) == []

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import config
 from dropbox_sync.emulator.importer import Importer
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.pipeline.worker import InboxWorker
 from tests.helpers import wait_until
@@ -58,8 +58,9 @@ class PausingWriter:
     """A real process that writes ``first``, keeps the file open, and writes ``rest`` when told."""
 
     def __init__(self, path: Path, first: str, rest: str) -> None:
-        self.process = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True)  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(json.dumps([first, rest]) + "\n")
         self.process.stdin.flush()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from dropbox_sync import config
-from dropbox_sync.state.journal import Journal
 from dropbox_sync.notify.notifier import Notifier
+from dropbox_sync.state.journal import Journal
 from tests.helpers import wait_until
 from tests.support import archived, good_csv, result_of, run_cli, write_config
 from tests.test_notify import FakeClock, notify_table, service, smtp_server
@@ -102,8 +102,9 @@ def test_the_email_digest_lists_a_held_file_with_what_to_do(tmp_path, emu):
         cfg = config.load(path)
         journal = Journal(cfg.state_dir / "journal.sqlite3")
         clock = FakeClock()
-        notifier = Notifier(cfg.notify, cfg.inboxes, journal=journal, state_dir=cfg.state_dir, now=clock,
-                            check_seconds=0.02).start()  # fmt: skip
+        notifier = Notifier(
+            cfg.notify, cfg.inboxes, journal=journal, state_dir=cfg.state_dir, now=clock, check_seconds=0.02
+        ).start()
         try:
             with service(cfg, journal, notifier):
                 (inbox / "users.csv").write_text(BIG, encoding="utf-8")

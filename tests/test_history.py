@@ -23,8 +23,12 @@ def test_history_lists_imports_newest_first_with_counts_and_where_filed(tmp_path
     config_path = write_config(tmp_path, emu, inboxes=2)
     inbox, inbox2 = tmp_path / "inbox", tmp_path / "inbox2"
     drop(inbox, "first.csv", good_csv("a1", "a2", "a3"), age=300)
-    drop(inbox, "second.csv", HEADER + "a1,A,B,Year 7,Student,a1@school.example\n"
-                                       "bad,A,B,Year 7,Student,not-an-email\n", age=200)  # fmt: skip
+    drop(
+        inbox,
+        "second.csv",
+        HEADER + "a1,A,B,Year 7,Student,a1@school.example\nbad,A,B,Year 7,Student,not-an-email\n",
+        age=200,
+    )
     drop(inbox, "third.csv", "name\nx\n", age=100)
     drop(inbox2, "other.csv", good_csv("o1"), age=50)
     assert main(["--config", str(config_path), "once"]) == 1
@@ -62,16 +66,42 @@ def test_history_since_and_limit_and_bad_input(tmp_path, emu):
     journal = Journal(tmp_path / "state" / "journal.sqlite3")
     for day, name in ((1, "old.csv"), (20, "new.csv")):
         when = f"2026-11-{day:02d}T10:00:00.000Z"
-        journal.record(Attempt("inbox", f"x_{name}", name, None, 1, when, when, 200, "processed",
-                               "1 user processed. 1 user created. 0 users updated. 0 users failed."))  # fmt: skip
-    journal.record(Attempt("inbox", "y_new.csv", "new.csv", None, 1, "2026-11-21T10:00:00.000Z",
-                           "2026-11-21T10:00:00.000Z", 503, "retry", "HTTP 503"))  # fmt: skip
+        journal.record(
+            Attempt(
+                "inbox",
+                f"x_{name}",
+                name,
+                None,
+                1,
+                when,
+                when,
+                200,
+                "processed",
+                "1 user processed. 1 user created. 0 users updated. 0 users failed.",
+            )
+        )
+    journal.record(
+        Attempt(
+            "inbox",
+            "y_new.csv",
+            "new.csv",
+            None,
+            1,
+            "2026-11-21T10:00:00.000Z",
+            "2026-11-21T10:00:00.000Z",
+            503,
+            "retry",
+            "HTTP 503",
+        )
+    )
     journal.close()
 
     entries = json.loads(run_cli("--config", str(config_path), "history", "--since", "2026-11-10", "--json").stdout)
     assert [e["file"] for e in entries] == ["new.csv"], "retries are not imports; since filters"
-    assert json.loads(run_cli("--config", str(config_path), "history", "--limit", "1", "--json").stdout)[0]["file"] \
-        == "new.csv"  # fmt: skip
+    assert (
+        json.loads(run_cli("--config", str(config_path), "history", "--limit", "1", "--json").stdout)[0]["file"]
+        == "new.csv"
+    )
 
     bad = run_cli("--config", str(config_path), "history", "--since", "last tuesday")
     assert bad.returncode == 2 and "expected a date like 2026-11-25" in bad.stderr
@@ -90,8 +120,13 @@ def test_history_before_anything_ran_creates_nothing(tmp_path, emu):
 def test_summary_counts_reads_the_vendor_wording():
     from dropbox_sync.emulator import wording
 
-    assert summary_counts(wording.summary(100, 50, 49, 1)) == {"processed": 100, "created": 50, "updated": 49,
-                                                               "failed": 1}  # fmt: skip
+    assert summary_counts(wording.summary(100, 50, 49, 1)) == {
+        "processed": 100,
+        "created": 50,
+        "updated": 49,
+        "failed": 1,
+    }
     assert summary_counts(wording.summary(1, 1, 0, 0))["created"] == 1, "singular 'user'"
     assert summary_counts("Unauthorised. Check credentials.") == dict.fromkeys(
-        ("processed", "created", "updated", "failed"))  # fmt: skip
+        ("processed", "created", "updated", "failed")
+    )

@@ -44,11 +44,15 @@ def test_staging_reads_the_config_at_its_real_path(tmp_path):
 
 def test_an_inbox_under_tmp_is_flagged(tmp_path):
     config = tmp_path / "config.toml"
-    config.write_text(CONFIG.format(inbox="/tmp/sis-export") + CONFIG.replace("students", "staff")
-                      .format(inbox="/var/tmp/staff"), encoding="utf-8")  # fmt: skip
+    config.write_text(
+        CONFIG.format(inbox="/tmp/sis-export") + CONFIG.replace("students", "staff").format(inbox="/var/tmp/staff"),
+        encoding="utf-8",
+    )
     done = run_cli("--config", str(config), "service", "install", "--destdir", str(tmp_path / "stage"))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert ("warning: inbox /tmp/sis-export is under /tmp: the service runs with PrivateTmp=yes and sees its own "
-            "empty /tmp, never the files dropped here") in done.stdout  # fmt: skip
+    assert (
+        "warning: inbox /tmp/sis-export is under /tmp: the service runs with PrivateTmp=yes and sees its own "
+        "empty /tmp, never the files dropped here"
+    ) in done.stdout
     assert "warning: inbox /var/tmp/staff is under /var/tmp" in done.stdout
     assert Path(tmp_path / "stage" / "etc" / "systemd" / "system" / "dropbox-sync.service").is_file()

@@ -53,11 +53,12 @@ def test_once_leaves_alone_an_inbox_the_service_is_uploading_from(tmp_path, emu,
 
 def holder_process(state_dir: Path, folder: Path) -> subprocess.Popen:
     """Another process holding an inbox's lock until its stdin closes (or it is killed)."""
-    script = ("import sys; from pathlib import Path; from dropbox_sync.pipeline.inboxlock import InboxLock\n"
-              f"lock = InboxLock(Path({str(state_dir)!r}), 'inbox', Path({str(folder)!r}))\n"
-              "assert lock.acquire(); print('held', flush=True); sys.stdin.read()\n")  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               text=True)  # fmt: skip
+    script = (
+        "import sys; from pathlib import Path; from dropbox_sync.pipeline.inboxlock import InboxLock\n"
+        f"lock = InboxLock(Path({str(state_dir)!r}), 'inbox', Path({str(folder)!r}))\n"
+        "assert lock.acquire(); print('held', flush=True); sys.stdin.read()\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "held"
     return process
 

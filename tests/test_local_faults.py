@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import config
-from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.worker import InboxWorker
+from dropbox_sync.state.journal import Journal
 from tests.support import (
     archived,
     good_csv,
@@ -40,8 +40,13 @@ def small_disk(tmp_path: Path):
     mount_point.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mount_point)],
-                             check=False, capture_output=True, text=True, timeout=30)  # fmt: skip
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mount_point)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -112,9 +117,16 @@ def test_a_refused_rename_on_linux_is_an_error_with_its_reason_not_busy(tmp_path
             if path != inbox / "sending":
                 os.chown(path, nobody.pw_uid, nobody.pw_gid)
         env = {**os.environ, "HOME": str(work), "PYTHONDONTWRITEBYTECODE": "1"}
-        done = subprocess.run([*prefix, sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
-                              check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL)  # fmt: skip
+        done = subprocess.run(
+            [*prefix, sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
+            check=False,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         assert (inbox / "users.csv").exists(), "left where it was"
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync.pipeline import archive, mapper
 from dropbox_sync import config
-from dropbox_sync.errors import ConfigError, TemplateError
 from dropbox_sync.config.mapping import Column, build, parse_template
+from dropbox_sync.errors import ConfigError, TemplateError
+from dropbox_sync.pipeline import archive, mapper
 
 # -- templates ---------------------------------------------------------------------
 
@@ -58,8 +58,13 @@ def test_unknown_placeholder_syntax_is_refused_with_a_reason(text, says):
 
 # -- config keys ---------------------------------------------------------------------
 
-BASE = {"name": "students", "path": "inbox", "url": "https://library.example.edu/api/import/users",
-        "username": "autoimport", "password": "s3cret-Password"}  # fmt: skip
+BASE = {
+    "name": "students",
+    "path": "inbox",
+    "url": "https://library.example.edu/api/import/users",
+    "username": "autoimport",
+    "password": "s3cret-Password",
+}
 COLUMNS = {"username": "{studCode}", "library-group": "Year {scholasticYear}", "system-group": "Student"}
 
 
@@ -69,8 +74,9 @@ def parse(tmp_path: Path, **table):
 
 
 def test_columns_and_values_keep_their_order_and_reach_the_route(tmp_path):
-    cfg = parse(tmp_path, columns={**COLUMNS, "emailAddress": "{emailAddress}"},
-                values={"library-group": {"Year 07": "Year 7"}})  # fmt: skip
+    cfg = parse(
+        tmp_path, columns={**COLUMNS, "emailAddress": "{emailAddress}"}, values={"library-group": {"Year 07": "Year 7"}}
+    )
     (route,) = cfg.inboxes[0].routes
     assert route.mapping.output_names == ("username", "library-group", "system-group", "emailAddress")
     assert route.mapping.replacements("library-group") == {"Year 07": "Year 7"}
@@ -84,18 +90,22 @@ def test_without_columns_nothing_is_mapped(tmp_path):
     ("table", "message"),
     [
         ({"columns": {**COLUMNS, "username": ""}}, 'inbox "students": columns.username is empty'),
-        ({"columns": {**COLUMNS, "username": "{studCode"}}, "columns.username has a \"{\" that is never closed"),
+        ({"columns": {**COLUMNS, "username": "{studCode"}}, 'columns.username has a "{" that is never closed'),
         ({"columns": {**COLUMNS, "formClass": "{year:02}"}}, "columns.formClass uses a format spec"),
-        ({"columns": {**COLUMNS, "username": "{{studCode}}"}},
-         'columns.username must name a column of the export, e.g. "{StudentID}": a fixed username would make every '
-         'row the same user ("{{" and "}}" are literal braces: write "{studCode}")'),
+        (
+            {"columns": {**COLUMNS, "username": "{{studCode}}"}},
+            'columns.username must name a column of the export, e.g. "{StudentID}": a fixed username would make every '
+            'row the same user ("{{" and "}}" are literal braces: write "{studCode}")',
+        ),
         ({"columns": {**COLUMNS, "username": "student"}}, "a fixed username would make every row the same user"),
         ({"columns": {**COLUMNS, "formClass": 7}}, "columns.formClass must be text in quotes"),
         ({"columns": {"username": "{a}", "library-group": "x"}}, "columns lacks system-group"),
         ({"columns": "{studCode}"}, "columns must be a table"),
         ({"columns": {**COLUMNS, "Username": "{b}"}}, 'columns.Username repeats column "username"'),
-        ({"columns": COLUMNS, "values": {"yearLevel": {"7": "Year 7"}}},
-         "values.yearLevel names a column that columns does not produce"),
+        (
+            {"columns": COLUMNS, "values": {"yearLevel": {"7": "Year 7"}}},
+            "values.yearLevel names a column that columns does not produce",
+        ),
         ({"columns": COLUMNS, "values": {"library-group": {"07": 7}}}, 'values.library-group."07" must be text'),
         ({"columns": COLUMNS, "values": {"library-group": "Year 7"}}, "values.library-group must be a table"),
         ({"values": {"library-group": {"a": "b"}}}, "values needs [inbox.columns]"),
@@ -105,7 +115,7 @@ def test_a_mapping_mistake_is_one_config_line_naming_the_key(tmp_path, table, me
     with pytest.raises(ConfigError) as caught:
         parse(tmp_path, **table)
     assert message in str(caught.value)
-    assert str(caught.value).startswith("config.toml: inbox \"students\": ")
+    assert str(caught.value).startswith('config.toml: inbox "students": ')
     assert "\n" not in str(caught.value)
 
 
@@ -117,11 +127,23 @@ def test_a_route_may_have_its_own_columns_and_values(tmp_path):
     groups = {"username": "{Code}", "library-group": "{Group}", "system-group": "Student", "group": "{Group}"}
     base = {k: v for k, v in BASE.items() if k != "url"}
     (tmp_path / "inbox").mkdir()
-    cfg = config.parse({"inbox": [{**base, "columns": COLUMNS, "values": {"library-group": {"Year 07": "Year 7"}},
-                                   "route": [route("users*", "users"),
-                                             route("*groups*", "userGroups", columns=groups),
-                                             route("seniors*", "users", values={"library-group": {"Year 12": "Seniors"}})]}]},
-                       source=tmp_path / "config.toml")  # fmt: skip
+    cfg = config.parse(
+        {
+            "inbox": [
+                {
+                    **base,
+                    "columns": COLUMNS,
+                    "values": {"library-group": {"Year 07": "Year 7"}},
+                    "route": [
+                        route("users*", "users"),
+                        route("*groups*", "userGroups", columns=groups),
+                        route("seniors*", "users", values={"library-group": {"Year 12": "Seniors"}}),
+                    ],
+                }
+            ]
+        },
+        source=tmp_path / "config.toml",
+    )
     users, groups_route, seniors = cfg.inboxes[0].routes
     assert users.mapping.output_names == ("username", "library-group", "system-group")
     assert groups_route.mapping.output_names == ("username", "library-group", "system-group", "group")
@@ -145,22 +167,38 @@ def test_a_route_mistake_names_the_route(tmp_path):
 def test_check_exits_2_with_the_line_for_a_bad_template(tmp_path):
     (tmp_path / "inbox").mkdir()
     path = tmp_path / "config.toml"
-    path.write_text('[[inbox]]\nname = "students"\npath = "inbox"\nurl = "https://h.example/api/import/users"\n'
-                    'username = "autoimport"\npassword_env = "NO_SUCH_VARIABLE_HERE"\n'
-                    '[inbox.columns]\nusername = "{{studCode}"\n', encoding="utf-8")  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(path), "check"],
-                          check=False, capture_output=True, text=True, timeout=60)  # fmt: skip
+    path.write_text(
+        '[[inbox]]\nname = "students"\npath = "inbox"\nurl = "https://h.example/api/import/users"\n'
+        'username = "autoimport"\npassword_env = "NO_SUCH_VARIABLE_HERE"\n'
+        '[inbox.columns]\nusername = "{{studCode}"\n',
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(path), "check"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith('dropbox-sync: config.toml: inbox "students": '
-                                                           "columns.username")  # fmt: skip
+    assert (
+        done.stderr.strip().splitlines()[-1].startswith('dropbox-sync: config.toml: inbox "students": columns.username')
+    )
     assert "Traceback" not in done.stderr
 
 
 # -- the row mapper ------------------------------------------------------------------
 
-TASS = build({"username": "{studCode}", "library-group": "Year {scholasticYear}", "system-group": "Student",
-              "emailAddress": "{emailAddress}", "formClass": "{scholasticYear}{rollClass}"},
-             {"library-group": {"Year 07": "Year 7", "Year 12": "Seniors"}})  # fmt: skip
+TASS = build(
+    {
+        "username": "{studCode}",
+        "library-group": "Year {scholasticYear}",
+        "system-group": "Student",
+        "emailAddress": "{emailAddress}",
+        "formClass": "{scholasticYear}{rollClass}",
+    },
+    {"library-group": {"Year 07": "Year 7", "Year 12": "Seniors"}},
+)
 
 
 def run(mapping, text: str) -> tuple[mapper.MapResult, list[list[str]]]:
@@ -170,10 +208,12 @@ def run(mapping, text: str) -> tuple[mapper.MapResult, list[list[str]]]:
 
 
 def test_rows_become_the_configured_columns_values_untouched_and_replaced():
-    text = (" StudCode ,firstName,SCHOLASTICYEAR,rollClass,emailAddress\r\n"
-            "0009069,Ann,07,B,ann@school.example\r\n"
-            "12345678901234567890,Bo,12,A,\r\n"
-            "0000001,Cy,10,C,cy@school.example\r\n")  # fmt: skip
+    text = (
+        " StudCode ,firstName,SCHOLASTICYEAR,rollClass,emailAddress\r\n"
+        "0009069,Ann,07,B,ann@school.example\r\n"
+        "12345678901234567890,Bo,12,A,\r\n"
+        "0000001,Cy,10,C,cy@school.example\r\n"
+    )
     result, rows = run(TASS, text)
     assert result.problem is None
     assert rows == [
@@ -195,8 +235,10 @@ def test_an_empty_username_is_not_sent_and_listed_with_its_row_and_line_blank_ro
     text = "studCode,scholasticYear,rollClass,emailAddress\n0001,7,A,\n,8,B,\n\n,,,\n0005,9,C,\n  ,10,D,\n"
     result, rows = run(TASS, text)
     assert [r[0] for r in rows[1:]] == ["0001", "0005"]
-    assert [(s.row, s.line, s.reason) for s in result.skipped] == [(2, 3, "username is empty"),
-                                                                   (6, 7, "username is empty")]  # fmt: skip
+    assert [(s.row, s.line, s.reason) for s in result.skipped] == [
+        (2, 3, "username is empty"),
+        (6, 7, "username is empty"),
+    ]
     assert result.skipped_count == 2
     assert (result.row_map.export_row(1), result.row_map.export_row(2)) == (1, 5)
     assert result.row_map.line(2) == 6
@@ -211,9 +253,11 @@ def test_short_rows_are_padded_and_a_repeated_header_takes_its_first_column():
 
 def test_a_missing_column_names_it_and_the_header_the_export_has():
     result, rows = run(TASS, "studCode,Year,emailAddress\n1,7,a@b.example\n")
-    assert result.problem == ("The export lacks column(s) the mapping uses: scholasticYear, rollClass. "
-                              "The header has: studCode, Year, emailAddress. "
-                              "Fix the export or [inbox.columns] in the config.")  # fmt: skip
+    assert result.problem == (
+        "The export lacks column(s) the mapping uses: scholasticYear, rollClass. "
+        "The header has: studCode, Year, emailAddress. "
+        "Fix the export or [inbox.columns] in the config."
+    )
     assert rows == []
 
 
@@ -232,8 +276,10 @@ def test_map_file_reads_a_bom_and_writes_utf8_without_one(tmp_path):
     source.write_bytes("\ufeffstudCode,scholasticYear,rollClass,emailAddress\r\n0009069,07,Ä,\r\n".encode())
     result = mapper.map_file(TASS, source, target)
     assert result.problem is None
-    assert target.read_bytes() == ("username,library-group,system-group,emailAddress,formClass\r\n"
-                                   "0009069,Year 7,Student,,07Ä\r\n").encode()  # fmt: skip
+    assert (
+        target.read_bytes()
+        == ("username,library-group,system-group,emailAddress,formClass\r\n0009069,Year 7,Student,,07Ä\r\n").encode()
+    )
 
 
 def test_map_file_leaves_no_output_behind_a_problem(tmp_path):
@@ -256,20 +302,27 @@ def test_reported_rows_lead_back_to_the_export_and_its_usernames(tmp_path):
     source = tmp_path / "in.csv"
     source.write_text(text, encoding="utf-8")
     result = mapper.map_file(TASS, source, sent)
-    details = {"1": "User Created", "2": "Field (emailAddress) is not a well-formed email address.",
-               "3": "User Updated"}  # fmt: skip
+    details = {
+        "1": "User Created",
+        "2": "Field (emailAddress) is not a well-formed email address.",
+        "3": "User Updated",
+    }
     rows = mapper.reported_rows(details, result.row_map, sent, TASS.username_index)
-    assert rows == {"1": {"row": 1, "line": 2, "username": "0001"},
-                    "2": {"row": 3, "line": 4, "username": "0003"},
-                    "3": {"row": 4, "line": 5, "username": "0004"}}  # fmt: skip
+    assert rows == {
+        "1": {"row": 1, "line": 2, "username": "0001"},
+        "2": {"row": 3, "line": 4, "username": "0003"},
+        "3": {"row": 4, "line": 5, "username": "0004"},
+    }
     assert mapper.reported_rows(None, result.row_map, sent, 0) == {}
     # A reply is untrusted: odd row keys are skipped, never an exception (which would re-send the file).
     odd = {"²": "x", "9" * 5000: "y", "-1": "z", "1": "User Created"}
     assert mapper.reported_rows(odd, result.row_map, sent, TASS.username_index) == {
-        "1": {"row": 1, "line": 2, "username": "0001"}}
+        "1": {"row": 1, "line": 2, "username": "0001"}
+    }
 
 
 # -- the sent copy in the work folders ----------------------------------------------------
+
 
 def test_a_sent_copy_follows_its_file_and_is_never_taken_for_a_claimed_one(tmp_path):
     archive.ensure_folders(tmp_path)

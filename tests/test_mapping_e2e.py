@@ -51,8 +51,12 @@ def sent_rows(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
 
 
-SYSTEMS = {"TASS": sis_exports.tass, "Synergetic": sis_exports.synergetic, "SEQTA": sis_exports.seqta,
-           "MAZE": sis_exports.maze}  # fmt: skip
+SYSTEMS = {
+    "TASS": sis_exports.tass,
+    "Synergetic": sis_exports.synergetic,
+    "SEQTA": sis_exports.seqta,
+    "MAZE": sis_exports.maze,
+}
 
 
 @pytest.mark.parametrize("system", list(SYSTEMS))
@@ -100,15 +104,21 @@ def test_a_ready_mapping_sends_the_export_as_infiniti_needs_it(tmp_path, emu, sy
 def test_leading_zeros_long_numbers_and_dates_pass_through_as_text(tmp_path, emu):
     inbox = tmp_path / "inbox"
     config = write_config(tmp_path, emu)
-    config.write_text(config.read_text() + '[inbox.columns]\nusername = "{id}"\nlibrary-group = "Students"\n'
-                      'system-group = "Student"\nbarcode = "{card}"\nyearOfGraduation = "{grad}"\n', encoding="utf-8")  # fmt: skip
+    config.write_text(
+        config.read_text() + '[inbox.columns]\nusername = "{id}"\nlibrary-group = "Students"\n'
+        'system-group = "Student"\nbarcode = "{card}"\nyearOfGraduation = "{grad}"\n',
+        encoding="utf-8",
+    )
     data = b"id,card,grad\r\n0000042,12345678901234567890,2031-12-01\r\n"
     with running_service(config):
         (inbox / "ids.csv").write_bytes(data)
         wait_until(lambda: archived(inbox, "processed"), timeout=30)
     (user,) = emu.users()
     assert (user.username, user.fields["barcode"], user.fields["yearOfGraduation"]) == (
-        "0000042", "12345678901234567890", "2031-12-01")  # fmt: skip
+        "0000042",
+        "12345678901234567890",
+        "2031-12-01",
+    )
 
 
 def test_an_export_missing_a_column_fails_naming_it_and_its_header_and_sends_nothing(tmp_path, emu):
@@ -124,26 +134,48 @@ def test_an_export_missing_a_column_fails_naming_it_and_its_header_and_sends_not
 
 
 def test_the_emulator_keeps_every_patron_field_and_still_checks_email(emu):
-    header = "username,library-group,system-group,firstName,lastName,emailAddress,barcode,yearOfGraduation," \
-             "formClass,enabled\n"  # fmt: skip
-    body = (header + "p1,Year 7,Student,Ann,Lee,ann@school.example,B001,2031,7A,TRUE\n"
-            "p2,Year 8,Student,Bo,Ng,bo-at-school,B002,2030,8B,FALSE\n").encode()  # fmt: skip
-    reply = httpx.post(emu.import_url("users"), files={"file": ("p.csv", body)}, auth=(USER, PASSWORD),
-                       verify=ssl.create_default_context(cafile=str(emu.ca_file)), timeout=30).json()  # fmt: skip
+    header = (
+        "username,library-group,system-group,firstName,lastName,emailAddress,barcode,yearOfGraduation,"
+        "formClass,enabled\n"
+    )
+    body = (
+        header + "p1,Year 7,Student,Ann,Lee,ann@school.example,B001,2031,7A,TRUE\n"
+        "p2,Year 8,Student,Bo,Ng,bo-at-school,B002,2030,8B,FALSE\n"
+    ).encode()
+    reply = httpx.post(
+        emu.import_url("users"),
+        files={"file": ("p.csv", body)},
+        auth=(USER, PASSWORD),
+        verify=ssl.create_default_context(cafile=str(emu.ca_file)),
+        timeout=30,
+    ).json()
     assert reply["details"]["2"].startswith("Field (emailAddress) is not a well-formed email address.")
     (user,) = emu.users()
-    assert dict(user.fields) == {"username": "p1", "library-group": "Year 7", "system-group": "Student",
-                                 "firstName": "Ann", "lastName": "Lee", "emailAddress": "ann@school.example",
-                                 "barcode": "B001", "yearOfGraduation": "2031", "formClass": "7A",
-                                 "enabled": "TRUE"}  # fmt: skip
+    assert dict(user.fields) == {
+        "username": "p1",
+        "library-group": "Year 7",
+        "system-group": "Student",
+        "firstName": "Ann",
+        "lastName": "Lee",
+        "emailAddress": "ann@school.example",
+        "barcode": "B001",
+        "yearOfGraduation": "2031",
+        "formClass": "7A",
+        "enabled": "TRUE",
+    }
 
 
 # -- preview and check --------------------------------------------------------------------
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_preview_prints_the_rows_as_infiniti_will_receive_them_and_sends_nothing(tmp_path, emu):
@@ -152,9 +184,11 @@ def test_preview_prints_the_rows_as_infiniti_will_receive_them_and_sends_nothing
     export.write_bytes(sis_exports.seqta().data)
     done = cli(config, "preview", str(export), "--rows", "2")
     assert done.returncode == 0, done.stderr
-    assert ("username,firstName,lastName,barcode,library-group,system-group\n"
-            "owang,Olivia,Wang,S0001,Students,Student\n"
-            "ikelly,Isla,Kelly,S0003,Students,Student\n---\n") in done.stdout
+    assert (
+        "username,firstName,lastName,barcode,library-group,system-group\n"
+        "owang,Olivia,Wang,S0001,Students,Student\n"
+        "ikelly,Isla,Kelly,S0003,Students,Student\n---\n"
+    ) in done.stdout
     assert "jrossi" not in done.stdout  # --rows 2
     assert "line 3: username is empty; not sent" in done.stdout
     assert "3 of 5 rows will be sent" in done.stdout
@@ -190,8 +224,10 @@ def test_check_validates_the_mapping_against_the_files_waiting(tmp_path, emu):
     done = cli(config, "check")
     assert done.returncode == 1
     assert "good.csv: would be uploaded" in done.stdout
-    assert "renamed.csv: would go to failed/: The export lacks column(s) the mapping uses: ST.ENROLMENT_NUM." \
-        in done.stdout  # fmt: skip
+    assert (
+        "renamed.csv: would go to failed/: The export lacks column(s) the mapping uses: ST.ENROLMENT_NUM."
+        in done.stdout
+    )
     assert emu.uploads() == []
     assert sorted(p.name for p in inbox.iterdir() if p.is_file()) == ["good.csv", "renamed.csv"]
 
@@ -210,10 +246,21 @@ def test_send_maps_the_file_like_the_service(tmp_path, emu):
 def test_rows_left_out_still_lead_each_reported_row_to_its_line(tmp_path, emu):
     inbox = tmp_path / "inbox"
     config = write_config(tmp_path, emu)
-    config.write_text(config.read_text() + '[inbox.columns]\nusername = "{ID}"\nlibrary-group = "Students"\n'
-                      'system-group = "Student"\nemailAddress = "{Mail}"\n', encoding="utf-8")  # fmt: skip
-    lines = ["ID,Mail", "a1,a1@school.example", ",nobody@school.example", "", "a4,not-an-email",
-             "a5,a5@school.example", "  ,blank-username@school.example", "a7,also bad"]  # fmt: skip
+    config.write_text(
+        config.read_text() + '[inbox.columns]\nusername = "{ID}"\nlibrary-group = "Students"\n'
+        'system-group = "Student"\nemailAddress = "{Mail}"\n',
+        encoding="utf-8",
+    )
+    lines = [
+        "ID,Mail",
+        "a1,a1@school.example",
+        ",nobody@school.example",
+        "",
+        "a4,not-an-email",
+        "a5,a5@school.example",
+        "  ,blank-username@school.example",
+        "a7,also bad",
+    ]
     with running_service(config):
         (inbox / "export.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
         wait_until(lambda: archived(inbox, "failed"), timeout=30)
@@ -222,10 +269,15 @@ def test_rows_left_out_still_lead_each_reported_row_to_its_line(tmp_path, emu):
     # The server numbered the 4 rows it received; each leads back to the export's line.
     assert set(result["details"]) == {"1", "2", "3", "4"}
     assert result["dropbox_sync"]["export_rows"] == {
-        "1": {"row": 1, "line": 2, "username": "a1"}, "2": {"row": 4, "line": 5, "username": "a4"},
-        "3": {"row": 5, "line": 6, "username": "a5"}, "4": {"row": 7, "line": 8, "username": "a7"}}  # fmt: skip
+        "1": {"row": 1, "line": 2, "username": "a1"},
+        "2": {"row": 4, "line": 5, "username": "a4"},
+        "3": {"row": 5, "line": 6, "username": "a5"},
+        "4": {"row": 7, "line": 8, "username": "a7"},
+    }
     assert result["dropbox_sync"]["mapping"]["not_sent"] == [
-        {"row": 2, "line": 3, "reason": "username is empty"}, {"row": 6, "line": 7, "reason": "username is empty"}]
+        {"row": 2, "line": 3, "reason": "username is empty"},
+        {"row": 6, "line": 7, "reason": "username is empty"},
+    ]
     assert result["dropbox_sync"]["rows"] == 4
     assert {u.username for u in emu.users()} == {"a1", "a5"}
 
@@ -234,12 +286,14 @@ def test_each_route_maps_with_its_own_columns(tmp_path, emu):
     inbox = tmp_path / "inbox"
     config = write_config(tmp_path, emu)
     text = "".join(line + "\n" for line in config.read_text().splitlines() if not line.startswith("url ="))
-    text += (f'[[inbox.route]]\nmatch = "users*"\nurl = "{emu.base_url}/api/import/users"\n'
-             '[inbox.route.columns]\nusername = "{Code}"\nlibrary-group = "Year {Year}"\nsystem-group = "Student"\n'
-             '[inbox.route.values.library-group]\n"Year 07" = "Year 7"\n'
-             f'[[inbox.route]]\nmatch = "*groups*"\nurl = "{emu.base_url}/api/import/userGroups?tenantId=s1"\n'
-             '[inbox.route.columns]\nusername = "{Code}"\nlibrary-group = "{Club}"\nsystem-group = "Student"\n'
-             'group = "{Club}"\n')  # fmt: skip
+    text += (
+        f'[[inbox.route]]\nmatch = "users*"\nurl = "{emu.base_url}/api/import/users"\n'
+        '[inbox.route.columns]\nusername = "{Code}"\nlibrary-group = "Year {Year}"\nsystem-group = "Student"\n'
+        '[inbox.route.values.library-group]\n"Year 07" = "Year 7"\n'
+        f'[[inbox.route]]\nmatch = "*groups*"\nurl = "{emu.base_url}/api/import/userGroups?tenantId=s1"\n'
+        '[inbox.route.columns]\nusername = "{Code}"\nlibrary-group = "{Club}"\nsystem-group = "Student"\n'
+        'group = "{Club}"\n'
+    )
     config.write_text(text, encoding="utf-8")
     with running_service(config):
         (inbox / "users.csv").write_text("Code,Year\n0001,07\n", encoding="utf-8")
@@ -248,5 +302,9 @@ def test_each_route_maps_with_its_own_columns(tmp_path, emu):
     (user,) = emu.users()
     assert (user.username, user.library_group) == ("0001", "Year 7")
     (member,) = emu.users("s1")
-    assert dict(member.fields) == {"username": "0001", "library-group": "Staff", "system-group": "Student",
-                                   "group": "Staff"}  # fmt: skip
+    assert dict(member.fields) == {
+        "username": "0001",
+        "library-group": "Staff",
+        "system-group": "Student",
+        "group": "Staff",
+    }

@@ -44,14 +44,20 @@ def test_a_file_in_another_encoding_names_the_line_and_shows_the_text(tmp_path, 
     (inbox / "ansi.csv").write_bytes(text.encode("cp1252"))
     checked = run_cli("--config", str(config_path), "check")
     assert checked.returncode == 1
-    expected = ('File is not valid UTF-8: line 4 has a character saved in another encoding (byte 0xc9, shown as '
-                '\ufffd) here: "eleve1,\ufffdlodie,Lef\ufffdvre,Year 7,Stu"')  # fmt: skip
+    expected = (
+        "File is not valid UTF-8: line 4 has a character saved in another encoding (byte 0xc9, shown as "
+        '\ufffd) here: "eleve1,\ufffdlodie,Lef\ufffdvre,Year 7,Stu"'
+    )
     assert expected in checked.stdout
     assert "byte offset" not in checked.stdout
     assert main(["--config", str(config_path), "once"]) == 1
     (failed,) = archived(inbox, "failed")
     summary = result_of(failed)["summary"]
-    assert summary.startswith(expected) and "Excel: 'CSV UTF-8'" in summary and 'source_encoding (e.g. "cp1252")' in summary
+    assert (
+        summary.startswith(expected)
+        and "Excel: 'CSV UTF-8'" in summary
+        and 'source_encoding (e.g. "cp1252")' in summary
+    )
 
 
 def test_status_says_a_file_is_queued_behind_one_being_retried(tmp_path, emu):
@@ -78,8 +84,10 @@ def test_status_says_a_file_is_queued_behind_one_being_retried(tmp_path, emu):
 def test_check_online_on_a_wrong_path_says_what_once_says_and_suggests_the_paths(tmp_path, emu):
     config_path = write_config(tmp_path, emu, settle_seconds=0, url=f"{emu.base_url}/api/import/user")
     (tmp_path / "inbox" / "users.csv").write_text(HEADER, encoding="utf-8")
-    reason = ("HTTP 404: the import URL does not exist; check its path: Infiniti imports at /api/import/users "
-              "or /api/import/userGroups?tenantId=TENANT")  # fmt: skip
+    reason = (
+        "HTTP 404: the import URL does not exist; check its path: Infiniti imports at /api/import/users "
+        "or /api/import/userGroups?tenantId=TENANT"
+    )
     checked = run_cli("--config", str(config_path), "check", "--online")
     assert checked.returncode == 3, checked.stdout + checked.stderr
     assert f"FAIL  inbox inbox: online check: {reason}" in checked.stdout

@@ -28,7 +28,8 @@ def write(tmp_path: Path, source: str) -> Path:
     for folder in ("held", "failed", "sending", "processed"):
         (inbox / folder).mkdir(parents=True)
     path = tmp_path / "config.toml"
-    path.write_text(f"""
+    path.write_text(
+        f"""
 state_dir = "state"
 log_dir = "logs"
 
@@ -38,14 +39,21 @@ path = "inbox"
 url = "https://127.0.0.1:9/api/import/users"
 username = "autoimport"
 {source}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return path
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != VARIABLE}
-    return subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 @pytest.mark.parametrize("kind", SOURCES)
@@ -97,14 +105,24 @@ def test_set_password_finds_the_inbox_the_way_the_service_does(tmp_path, monkeyp
 
     path = tmp_path / "config.toml"
     (tmp_path / "students").mkdir()
-    path.write_text('[defaults]\nusername = "autoimport"\n\n[[inbox]]\npath = "students"\n'
-                    'url = "https://127.0.0.1:9/api/import/users"\npassword_keyring = true\n', encoding="utf-8")
-    keyring_env = {"PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-                   "XDG_DATA_HOME": str(tmp_path / "xdg")}  # fmt: skip
+    path.write_text(
+        '[defaults]\nusername = "autoimport"\n\n[[inbox]]\npath = "students"\n'
+        'url = "https://127.0.0.1:9/api/import/users"\npassword_keyring = true\n',
+        encoding="utf-8",
+    )
+    keyring_env = {
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+        "XDG_DATA_HOME": str(tmp_path / "xdg"),
+    }
     env = {**os.environ, **keyring_env}
-    stored = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(path), "set-password",
-                             "students", "--stdin"], input="Keyring-Pa55\n", capture_output=True, text=True,
-                            timeout=120, env=env)  # fmt: skip
+    stored = subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(path), "set-password", "students", "--stdin"],
+        input="Keyring-Pa55\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert stored.returncode == 0, stored.stderr
     assert 'stored the password of autoimport for inbox "students"' in stored.stdout
     for name, value in keyring_env.items():

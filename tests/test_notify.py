@@ -26,16 +26,16 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from loguru import logger
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import config
-from dropbox_sync.notify import notifier as notify
 from dropbox_sync.cli import main
 from dropbox_sync.errors import ConfigError
-from dropbox_sync.state.journal import Attempt, Journal
+from dropbox_sync.notify import notifier as notify
 from dropbox_sync.notify.notifier import Notifier
 from dropbox_sync.notify.notify_state import MAX_FILES
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.outcome import FileReport, Outcome
 from dropbox_sync.pipeline.runner import Pipeline
+from dropbox_sync.state.journal import Attempt, Journal
 from tests.helpers import wait_until
 from tests.support import (
     HEADER,
@@ -134,8 +134,9 @@ def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Pa
 @pytest.fixture
 def logs() -> Iterator[list[str]]:
     lines: list[str] = []
-    sink = logger.add(lambda message: lines.append(str(message).rstrip("\n")), level="DEBUG",
-                      format="{level} {message}")  # fmt: skip
+    sink = logger.add(
+        lambda message: lines.append(str(message).rstrip("\n")), level="DEBUG", format="{level} {message}"
+    )
     yield lines
     logger.remove(sink)
 
@@ -155,8 +156,14 @@ class FakeClock:
 
 
 def notify_table(port: int, **overrides: Any) -> str:
-    values = {"smtp_host": "127.0.0.1", "smtp_port": port, "starttls": False, "from": "dropbox-sync@school.example",
-              "to": ["it@school.example", "office@school.example"], **overrides}  # fmt: skip
+    values = {
+        "smtp_host": "127.0.0.1",
+        "smtp_port": port,
+        "starttls": False,
+        "from": "dropbox-sync@school.example",
+        "to": ["it@school.example", "office@school.example"],
+        **overrides,
+    }
     return "[notify]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in values.items() if v is not None)
 
 
@@ -210,8 +217,13 @@ def test_settings_defaults(tmp_path):
     settings = load(tmp_path, notify_table(25, starttls=None)).notify
     assert settings is not None
     server = settings.server
-    assert (server.host, server.port, server.starttls, server.smtps, server.username) == ("127.0.0.1", 25, True,
-                                                                                          False, "")  # fmt: skip
+    assert (server.host, server.port, server.starttls, server.smtps, server.username) == (
+        "127.0.0.1",
+        25,
+        True,
+        False,
+        "",
+    )
     assert settings.recipients == ("it@school.example", "office@school.example")
     assert (settings.digest_minutes, settings.alert_after_minutes, settings.stale_after_hours) == (15, 30, 0)
     assert settings.subject_prefix == "[dropbox-sync]"
@@ -226,12 +238,15 @@ def test_the_example_notify_section_is_valid_when_uncommented(tmp_path, monkeypa
     from dropbox_sync.cli import EXAMPLE_CONFIG
 
     text = EXAMPLE_CONFIG.read_text(encoding="utf-8")
-    section = text[text.index("# [notify]"):]
+    section = text[text.index("# [notify]") :]
     uncommented = "\n".join(line.removeprefix("# ") for line in section.splitlines())
     monkeypatch.setenv("DROPBOX_SYNC_SMTP_PASSWORD", SMTP_PASSWORD)
     settings = load(tmp_path, uncommented + "\n").notify
     assert (settings.server.port, settings.server.starttls, settings.server.username) == (
-        587, True, "dropbox-sync@school.example")  # fmt: skip
+        587,
+        True,
+        "dropbox-sync@school.example",
+    )
     assert settings.server.password.reveal() == SMTP_PASSWORD and settings.stale_after_hours == 0
 
 
@@ -246,17 +261,23 @@ def test_the_example_notify_section_is_valid_when_uncommented(tmp_path, monkeypa
         ({"from": None}, "[notify]: from is missing"),
         ({"digest_minutes": -1}, "[notify]: digest_minutes must be a number of minutes"),
         ({"stale_after_hours": "26"}, "[notify]: stale_after_hours must be a number of hours"),
-        ({"smtp_host": "smtp.school.example", "smtp_username": SMTP_USER, "smtp_password": SMTP_PASSWORD},
-         "[notify]: starttls is false: the SMTP password would cross the network unencrypted"),
+        (
+            {"smtp_host": "smtp.school.example", "smtp_username": SMTP_USER, "smtp_password": SMTP_PASSWORD},
+            "[notify]: starttls is false: the SMTP password would cross the network unencrypted",
+        ),
         ({"smtp_password": SMTP_PASSWORD}, "[notify]: smtp_username is missing"),
         ({"smtp_username": SMTP_USER}, "[notify]: smtp_password_env is missing"),
-        ({"smtp_username": SMTP_USER, "smtp_password": SMTP_PASSWORD, "smtp_password_env": "X"},
-         "[notify]: smtp_password_env conflicts with smtp_password"),
-        ({"smtp_username": SMTP_USER, "smtp_password_env": "DROPBOX_SYNC_TEST_UNSET"},
-         "[notify]: smtp_password_env names environment variable DROPBOX_SYNC_TEST_UNSET, which is not set"),
+        (
+            {"smtp_username": SMTP_USER, "smtp_password": SMTP_PASSWORD, "smtp_password_env": "X"},
+            "[notify]: smtp_password_env conflicts with smtp_password",
+        ),
+        (
+            {"smtp_username": SMTP_USER, "smtp_password_env": "DROPBOX_SYNC_TEST_UNSET"},
+            "[notify]: smtp_password_env names environment variable DROPBOX_SYNC_TEST_UNSET, which is not set",
+        ),
         ({"ca_bundle": "missing.pem"}, "[notify]: ca_bundle file not found"),
     ],
-)  # fmt: skip
+)
 def test_setting_errors_name_the_key(tmp_path, overrides, message):
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, notify_table(25, **overrides))
@@ -279,8 +300,9 @@ def test_two_failed_files_in_one_window_make_exactly_one_email(tmp_path, emu, sm
     cfg = load(tmp_path, notify_table(server.port), emulator=emu)
     journal = Journal(cfg.state_dir / "journal.sqlite3")
     clock = FakeClock()
-    notifier = Notifier(cfg.notify, cfg.inboxes, journal=journal, state_dir=cfg.state_dir, now=clock,
-                        check_seconds=0.02).start()  # fmt: skip
+    notifier = Notifier(
+        cfg.notify, cfg.inboxes, journal=journal, state_dir=cfg.state_dir, now=clock, check_seconds=0.02
+    ).start()
     files = {
         "good.csv": good_csv("g1", "g2"),
         "bad-email.csv": good_csv("e1") + "e2,Ann,Lee,Year 7,Student,not-an-email\n",
@@ -442,16 +464,26 @@ def test_a_digest_caps_the_rows_and_explains_a_file_that_was_never_sent(tmp_path
     details = {str(n): "User Created" for n in range(1, 31)}
     details.update({str(n): f"Library group (Year {n}) does not exist. User failed to import." for n in range(6, 31)})
     notifier = Notifier(cfg.notify, cfg.inboxes, now=FakeClock())
-    notifier.on_report(failed_report(inbox, "many.csv", {"success": False, "summary": "30 users processed.",
-                                                          "details": details}))  # fmt: skip
-    notifier.on_report(failed_report(inbox, "odd.csv", {"success": False, "summary": "Missing required column(s): "
-                                     "system-group.", "dropbox_sync": {"stage": "preflight"}}))  # fmt: skip
+    notifier.on_report(
+        failed_report(inbox, "many.csv", {"success": False, "summary": "30 users processed.", "details": details})
+    )
+    notifier.on_report(
+        failed_report(
+            inbox,
+            "odd.csv",
+            {
+                "success": False,
+                "summary": "Missing required column(s): system-group.",
+                "dropbox_sync": {"stage": "preflight"},
+            },
+        )
+    )
     assert notifier.tick(final=True) == 1
     body = box.body()
     assert "row 6: Library group (Year 6) does not exist." in body and "row 25:" in body and "row 26:" not in body
     assert "... and 5 more failed rows: see 20261125T020000Z_many.csv.result.json" in body
     assert "row 1:" not in body
-    odd = body[body.index("odd.csv\n"):]
+    odd = body[body.index("odd.csv\n") :]
     assert "not sent:     Missing required column(s): system-group." in odd
     assert "the file itself is not usable (checked before upload): fix the export" in odd
     assert "server said" not in odd and "dropbox-sync retry" not in odd
@@ -476,8 +508,10 @@ def test_smtp_server_down_is_logged_kept_and_retried(tmp_path, logs):
     clock.advance(minutes=15)
     assert notifier.tick() == 0
     failures = [line for line in logs if "not sent" in line]
-    assert failures == [f"ERROR notify: 1 email(s) not sent (digest): cannot reach SMTP server 127.0.0.1:{port}: "
-                        "Connection refused; trying again in 60 s"]  # fmt: skip
+    assert failures == [
+        f"ERROR notify: 1 email(s) not sent (digest): cannot reach SMTP server 127.0.0.1:{port}: "
+        "Connection refused; trying again in 60 s"
+    ]
     assert notifier.pending == 1
     clock.advance(seconds=59)
     assert notifier.tick() == 0 and len([line for line in logs if "not sent" in line]) == 1, "not due yet"
@@ -500,8 +534,13 @@ def test_starttls_and_login_with_a_private_ca(tmp_path, tls_ca, logs, monkeypatc
     monkeypatch.setenv("DROPBOX_SYNC_SMTP_PASSWORD", SMTP_PASSWORD)
     inbox = tmp_path / "inbox"
     with smtp_server(tls_context=context, require_starttls=True, authenticator=True) as (server, box):
-        table = notify_table(server.port, starttls=True, smtp_username=SMTP_USER, ca_bundle=str(ca_pem),
-                             smtp_password_env="DROPBOX_SYNC_SMTP_PASSWORD")  # fmt: skip
+        table = notify_table(
+            server.port,
+            starttls=True,
+            smtp_username=SMTP_USER,
+            ca_bundle=str(ca_pem),
+            smtp_password_env="DROPBOX_SYNC_SMTP_PASSWORD",
+        )
         cfg = load(tmp_path, table)
         notifier = Notifier(cfg.notify, cfg.inboxes, now=FakeClock())
         notifier.on_report(failed_report(inbox, "tls.csv", {"success": False, "summary": "1 user failed."}))
@@ -515,10 +554,19 @@ def test_a_rejected_login_or_an_untrusted_certificate_is_logged_without_the_pass
     context, ca_pem = tls_ca
     inbox = tmp_path / "inbox"
     with smtp_server(tls_context=context, require_starttls=True, authenticator=True) as (server, box):
-        wrong = load(tmp_path, notify_table(server.port, starttls=True, smtp_username=SMTP_USER,
-                                            smtp_password=SMTP_PASSWORD + "-old", ca_bundle=str(ca_pem)))  # fmt: skip
-        untrusted = load(tmp_path, notify_table(server.port, starttls=True, smtp_username=SMTP_USER,
-                                                smtp_password=SMTP_PASSWORD))  # fmt: skip
+        wrong = load(
+            tmp_path,
+            notify_table(
+                server.port,
+                starttls=True,
+                smtp_username=SMTP_USER,
+                smtp_password=SMTP_PASSWORD + "-old",
+                ca_bundle=str(ca_pem),
+            ),
+        )
+        untrusted = load(
+            tmp_path, notify_table(server.port, starttls=True, smtp_username=SMTP_USER, smtp_password=SMTP_PASSWORD)
+        )
         for cfg in (wrong, untrusted):
             notifier = Notifier(cfg.notify, cfg.inboxes, now=FakeClock())
             notifier.on_report(failed_report(inbox, "x.csv", {"success": False, "summary": "1 user failed."}))
@@ -598,5 +646,7 @@ def test_a_refused_recipient_is_logged_and_the_others_still_get_the_email(tmp_pa
     finally:
         server.stop()
     assert len(box.messages) == 1 and notifier.pending == 0
-    assert any("refused [dropbox-sync] 1 file failed (inbox) for: office@school.example (550 5.1.1 no such mailbox)"
-               in line for line in logs)
+    assert any(
+        "refused [dropbox-sync] 1 file failed (inbox) for: office@school.example (550 5.1.1 no such mailbox)" in line
+        for line in logs
+    )

@@ -13,8 +13,8 @@ import signal
 import threading
 from typing import Any
 
-from dropbox_sync.notify import notifier as notify
 from dropbox_sync import paths
+from dropbox_sync.notify import notifier as notify
 from dropbox_sync.notify.notifier import Notifier
 from dropbox_sync.service.core import STOP_MARGIN
 from tests.helpers import wait_until

@@ -21,31 +21,56 @@ def reply(status: int, body: dict | None, text: str = "") -> Reply:
         (200, {"success": True, "summary": "ok"}, Outcome.PROCESSED, "ok"),
         (200, {"success": False, "summary": "1 user failed."}, Outcome.FAILED, "1 user failed."),
         (400, {"success": False, "summary": "No file was uploaded."}, Outcome.FAILED, "No file was uploaded."),
-        (401, {"success": False, "summary": "Unauthorised. Check credentials."}, Outcome.HELD,
-         "HTTP 401: credentials were rejected (Unauthorised. Check credentials.)"),
-        (403, None, Outcome.HELD, "HTTP 403: the account lacks system administration rights (<html>Bad Gateway</html>)"),
-        (404, {"success": False, "summary": "Not found."}, Outcome.HELD, "HTTP 404: the import URL does not exist; check its path: Infiniti imports at /api/import/users or "
-             "/api/import/userGroups?tenantId=TENANT (Not found.)"),
+        (
+            401,
+            {"success": False, "summary": "Unauthorised. Check credentials."},
+            Outcome.HELD,
+            "HTTP 401: credentials were rejected (Unauthorised. Check credentials.)",
+        ),
+        (
+            403,
+            None,
+            Outcome.HELD,
+            "HTTP 403: the account lacks system administration rights (<html>Bad Gateway</html>)",
+        ),
+        (
+            404,
+            {"success": False, "summary": "Not found."},
+            Outcome.HELD,
+            "HTTP 404: the import URL does not exist; check its path: Infiniti imports at /api/import/users or "
+            "/api/import/userGroups?tenantId=TENANT (Not found.)",
+        ),
         (429, {"success": False, "summary": "slow down"}, Outcome.RETRY, "slow down"),
-        (500, {"success": False, "summary": "An unexpected error occurred."}, Outcome.RETRY,
-         "An unexpected error occurred."),
+        (
+            500,
+            {"success": False, "summary": "An unexpected error occurred."},
+            Outcome.RETRY,
+            "An unexpected error occurred.",
+        ),
         (502, None, Outcome.RETRY, "HTTP 502: <html>Bad Gateway</html> (not an Infiniti import reply)"),
         # HTML from a captive portal or proxy
         (200, None, Outcome.RETRY, "HTTP 200: <html>Bad Gateway</html> (not an Infiniti import reply)"),
-        (200, {"result": "ok"}, Outcome.RETRY, "HTTP 200: HTTP 200 (not an Infiniti import reply)"),  # JSON, not Infiniti's
+        (
+            200,
+            {"result": "ok"},
+            Outcome.RETRY,
+            "HTTP 200: HTTP 200 (not an Infiniti import reply)",
+        ),  # JSON, not Infiniti's
         (200, {"success": "yes", "summary": "done"}, Outcome.RETRY, "HTTP 200: done (not an Infiniti import reply)"),
         (200, {"success": "true", "summary": "done"}, Outcome.PROCESSED, "done"),  # a verdict as text
         (200, {"success": True, "summary": "two\nlines\x00"}, Outcome.PROCESSED, "two lines\\x00"),  # one log line
     ],
-)  # fmt: skip
+)
 def test_judge(status, body, expected, reason):
     verdict, said = judge(reply(status, body, "<html>Bad Gateway</html>" if body is None else ""))
     assert (verdict, said) == (expected, reason)
 
 
 def test_reasons_say_what_to_fix():
-    assert judge(reply(401, {"success": False, "summary": "Unauthorised."}))[1] == \
-        "HTTP 401: credentials were rejected (Unauthorised.)"  # fmt: skip
+    assert (
+        judge(reply(401, {"success": False, "summary": "Unauthorised."}))[1]
+        == "HTTP 401: credentials were rejected (Unauthorised.)"
+    )
     assert "not an Infiniti import reply" in judge(reply(502, None, "<html>Bad Gateway</html>"))[1]
 
 
@@ -79,9 +104,12 @@ def test_a_reply_too_big_keeps_its_leading_members_and_says_it_was_cut():
     got = read_reply(200, head, truncated=True)
     assert got.success is True and got.summary == "40000 users processed."
     assert got.body == {"success": True, "summary": "40000 users processed."}
-    assert got.notes() == {"reply_bytes_read": len(head), "reply_truncated": True,
-                           "reply_problem": "longer than 4 MiB; the rest was not read; "
-                                            "not complete JSON; only its leading members were read"}  # fmt: skip
+    assert got.notes() == {
+        "reply_bytes_read": len(head),
+        "reply_truncated": True,
+        "reply_problem": "longer than 4 MiB; the rest was not read; "
+        "not complete JSON; only its leading members were read",
+    }
 
 
 def test_reading_a_reply_never_raises(monkeypatch):

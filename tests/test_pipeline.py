@@ -67,8 +67,10 @@ def test_good_bad_row_and_missing_column_end_in_the_right_folders(tmp_path, emu)
 
     bad = result_of(failed["bad-row.csv"])
     assert bad["success"] is False
-    assert bad["details"] == {"1": "Field (emailAddress) is not a well-formed email address. User failed to "
-                                    "import: Field (emailAddress) is not a well-formed email address. "}
+    assert bad["details"] == {
+        "1": "Field (emailAddress) is not a well-formed email address. User failed to "
+        "import: Field (emailAddress) is not a well-formed email address. "
+    }
     missing = result_of(failed["no-column.csv"])
     assert missing["success"] is False
     assert missing["summary"].startswith("Missing required column(s): system-group.")
@@ -157,7 +159,8 @@ def test_excluded_and_unmatched_names_are_left_alone(tmp_path, emu):
         wait_until(lambda: archived(inbox, "processed"))
     assert [u.filename for u in emu.uploads()] == ["REAL.CSV"]
     assert sorted(p.name for p in inbox.iterdir() if p.is_file()) == sorted(
-        ["~$users.csv", "users.csv.tmp", ".hidden.csv", "notes.txt", "Thumbs.db"])
+        ["~$users.csv", "users.csv.tmp", ".hidden.csv", "notes.txt", "Thumbs.db"]
+    )
 
 
 def test_several_inboxes_in_one_process(tmp_path, emu):

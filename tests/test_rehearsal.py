@@ -44,8 +44,9 @@ class EmulatorProcess:
 
     def __init__(self, line: str, cwd: Path, *extra: str) -> None:
         words = [w if w != "8443" else "0" for w in argv(line)] + list(extra)
-        self.process = subprocess.Popen(words, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        stdin=subprocess.DEVNULL)  # fmt: skip
+        self.process = subprocess.Popen(
+            words, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -84,15 +85,18 @@ class EmulatorProcess:
 
 
 def run(line: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(argv(line), cwd=cwd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-                          check=False)  # fmt: skip
+    return subprocess.run(
+        argv(line), cwd=cwd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False
+    )
 
 
 def test_the_rehearsal_page_as_written(tmp_path):
     # The school's export: one row for a group this Infiniti lacks, one bad email address.
-    export = (HEADER + "s1,Ann,Lee,Year 13,Student,ann@school.example\n"
-              "s2,Bo,Ng,Year 14,Student,bo@school.example\n"
-              "s3,Cy,Oh,Year 7,Student,not-an-email\n")  # fmt: skip
+    export = (
+        HEADER + "s1,Ann,Lee,Year 13,Student,ann@school.example\n"
+        "s2,Bo,Ng,Year 14,Student,bo@school.example\n"
+        "s3,Cy,Oh,Year 7,Student,not-an-email\n"
+    )
     (tmp_path / "students.csv").write_text(export, encoding="utf-8")
     (setup,) = [line for line in blocks("sh")[0].splitlines() if line.startswith("printf")]
     subprocess.run(["sh", "-c", setup], cwd=tmp_path, check=True, timeout=30)
@@ -114,14 +118,29 @@ def test_the_rehearsal_page_as_written(tmp_path):
         assert reply["details"]["3"].startswith(wording.BAD_EMAIL)
         assert (tmp_path / "students.csv").exists(), "send moves nothing"
 
-        once = subprocess.run(["sh", "-c", command("cp students.csv rehearsal-inbox/").replace(
-            "dropbox-sync", " ".join(shlex.quote(w) for w in DROPBOX_SYNC))], cwd=tmp_path, capture_output=True,
-            text=True, timeout=120)  # fmt: skip
+        once = subprocess.run(
+            [
+                "sh",
+                "-c",
+                command("cp students.csv rehearsal-inbox/").replace(
+                    "dropbox-sync", " ".join(shlex.quote(w) for w in DROPBOX_SYNC)
+                ),
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert once.returncode == 1, once.stderr
         (failed,) = [p for p in (tmp_path / "rehearsal-inbox" / "failed").iterdir() if p.name.endswith("_students.csv")]
         assert failed.with_name(failed.name + ".failed-rows.csv").is_file()
-        history = subprocess.run(DROPBOX_SYNC + ["--config", "rehearsal.toml", "history"], cwd=tmp_path,
-                                 capture_output=True, text=True, timeout=120)  # fmt: skip
+        history = subprocess.run(
+            DROPBOX_SYNC + ["--config", "rehearsal.toml", "history"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert "students.csv  PARTLY FAILED: 2 row(s) not imported" in history.stdout
     finally:
         emulator.stop()

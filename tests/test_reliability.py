@@ -63,8 +63,9 @@ FAULTS = [
 @pytest.mark.parametrize(("fault", "settings"), FAULTS)
 def test_transient_faults_are_retried_and_order_is_kept(tmp_path, emu, fault, settings):
     inbox = tmp_path / "inbox"
-    config_path = write_config(tmp_path, emu, settle_seconds=0, retry_first_seconds=0.05,
-                               once_retry_seconds=30, **settings)  # fmt: skip
+    config_path = write_config(
+        tmp_path, emu, settle_seconds=0, retry_first_seconds=0.05, once_retry_seconds=30, **settings
+    )
     names = drop_in_order(inbox, 3)
     emu.inject(fault, count=2, retry_after=1 if fault == "429" else None)
     result = Pipeline(config.load(config_path)).once(threading.Event())
@@ -175,8 +176,9 @@ def test_a_dead_observer_and_a_dead_watch_are_rebuilt(tmp_path):
 
 
 def _inbox(path: Path, **overrides) -> InboxConfig:
-    raw = {"inbox": [{"path": str(path), "url": "https://127.0.0.1:1/x", "username": "u", "password": "pw-1",
-                      **overrides}]}  # fmt: skip
+    raw = {
+        "inbox": [{"path": str(path), "url": "https://127.0.0.1:1/x", "username": "u", "password": "pw-1", **overrides}]
+    }
     return config.parse(raw).inboxes[0]
 
 
@@ -193,8 +195,9 @@ def test_polling_observer_when_asked(tmp_path, emu):
     # start-up scan has finished (first.csv is through), the rescan is an hour
     # away, and the log says the watch is a polling one, not inotify.
     inbox = tmp_path / "inbox"
-    config_path = write_config(tmp_path, emu, observer="polling", poll_seconds=0.2, settle_seconds=0.1,
-                               rescan_seconds=3600)  # fmt: skip
+    config_path = write_config(
+        tmp_path, emu, observer="polling", poll_seconds=0.2, settle_seconds=0.1, rescan_seconds=3600
+    )
     (inbox / "first.csv").write_text(good_csv("p0"), encoding="utf-8")
     lines: list[str] = []
     sink = logger.add(lines.append, level="INFO", format="{message}", colorize=False)
@@ -227,8 +230,10 @@ def test_kill_9_at_random_moments_loses_nothing_and_repeats_at_most_one_upload_p
         try:
             if kills % 2:
                 # Mid-stream: just after a file was archived, in the next claim, upload or result.
-                wait_until(lambda: processed() > before or processed() == total or process.poll() is not None,
-                           timeout=60)  # fmt: skip
+                wait_until(
+                    lambda: processed() > before or processed() == total or process.poll() is not None,  # noqa: B023
+                    timeout=60,
+                )
                 pause.wait(rng.uniform(0, 0.05))
             else:
                 pause.wait(rng.uniform(0, 0.6))  # anywhere: start-up, recovery, scanning, sending
@@ -253,5 +258,9 @@ def test_kill_9_at_random_moments_loses_nothing_and_repeats_at_most_one_upload_p
 
 
 def _start_run(config_path: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "run"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "run"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )

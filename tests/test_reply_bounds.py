@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from dropbox_sync import config
-from dropbox_sync.pipeline.client import ImportClient, request_deadline
 from dropbox_sync.errors import TransientError
-from dropbox_sync.pipeline.runner import Pipeline
+from dropbox_sync.pipeline.client import ImportClient, request_deadline
 from dropbox_sync.pipeline.reply import MAX_REPLY_BYTES
+from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.pipeline.worker import InboxWorker
 from tests.badservers import HandshakeDropper, Scripted, ScriptedServer
 from tests.helpers import wait_until
@@ -69,10 +69,14 @@ def archive_size(done: Path) -> int:
 
 
 TRICKLES = [
-    pytest.param(Scripted(body=b'{"success": true, "summary": "' + b"x" * 10_000 + b'"}', trickle=0.02),
-                 id="body-one-byte-at-a-time"),
-    pytest.param(Scripted(headers=(("X-Padding", "y" * 10_000),), body=b"{}", trickle=0.02, trickle_headers=True),
-                 id="headers-one-byte-at-a-time"),
+    pytest.param(
+        Scripted(body=b'{"success": true, "summary": "' + b"x" * 10_000 + b'"}', trickle=0.02),
+        id="body-one-byte-at-a-time",
+    ),
+    pytest.param(
+        Scripted(headers=(("X-Padding", "y" * 10_000),), body=b"{}", trickle=0.02, trickle_headers=True),
+        id="headers-one-byte-at-a-time",
+    ),
 ]
 
 
@@ -93,8 +97,15 @@ def test_a_trickling_server_cannot_keep_a_request_open_past_its_deadline(tmp_pat
 
 def test_once_ends_against_a_server_that_trickles_for_ever(tmp_path):
     with ScriptedServer(TRICKLES[0].values[0]) as server:
-        config_path = write_config(tmp_path, server, settle_seconds=0, retry_first_seconds=0.01, timeout=1,
-                                   connect_timeout=1, once_retry_seconds=600)  # fmt: skip
+        config_path = write_config(
+            tmp_path,
+            server,
+            settle_seconds=0,
+            retry_first_seconds=0.01,
+            timeout=1,
+            connect_timeout=1,
+            once_retry_seconds=600,
+        )
         drop_file(tmp_path)
         result = Pipeline(config.load(config_path)).once(threading.Event())
     assert "raise 'timeout'" in result.held["inbox"]
@@ -116,8 +127,9 @@ def test_a_connection_dropped_mid_handshake_is_retried_not_held(tmp_path, emu, h
     [retry, *_] = [r for r in result.reports if r.outcome.value == "retry"]
     assert "certificate" not in retry.summary and "ca_bundle" not in retry.summary
     # A FIN mid-handshake is an SSLEOFError; an RST may surface as SSL or as a plain reset.
-    assert ("failed before a reply" if how == "eof" else "reset") in retry.summary.lower() \
-        or "failed before a reply" in retry.summary  # fmt: skip
+    assert (
+        "failed before a reply" if how == "eof" else "reset"
+    ) in retry.summary.lower() or "failed before a reply" in retry.summary
     assert len(archived(tmp_path / "inbox", "processed")) == 1
     assert [u.filename for u in emu.uploads()] == ["a.csv"]
 

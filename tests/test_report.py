@@ -17,14 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import config
-from dropbox_sync.report import pagefile, page as report
 from dropbox_sync.config import ConfigError
-from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.runner import Pipeline
-from dropbox_sync.session import pipeline_session
 from dropbox_sync.pipeline.worker import InboxSnapshot
+from dropbox_sync.report import page as report
+from dropbox_sync.report import pagefile
+from dropbox_sync.session import pipeline_session
+from dropbox_sync.state.journal import Journal
 from tests import sis_exports
 from tests.badservers import Scripted, ScriptedServer
 from tests.browser import Dom, dump_dom
@@ -64,10 +65,12 @@ def test_the_page_a_person_sees_after_once(tmp_path, emu):
     inbox = tmp_path / "inbox"
     (inbox / "good.csv").write_text(good_csv("ann", "bob"), encoding="utf-8")
     os.utime(inbox / "good.csv", (1, 1))  # oldest: sent first
-    hostile = (HEADER + "ok1,First,Last,Year 7,Student,ok1@school.example\n"
-               "O'Brien,Siobhan,O'Brien,Year 7,Student,not-an-email\n"
-               "\n"  # a blank line: a spreadsheet row, not an import row
-               f"pwn,A,B,{PWN},Student,pwn@school.example\n")  # fmt: skip
+    hostile = (
+        HEADER + "ok1,First,Last,Year 7,Student,ok1@school.example\n"
+        "O'Brien,Siobhan,O'Brien,Year 7,Student,not-an-email\n"
+        "\n"  # a blank line: a spreadsheet row, not an import row
+        f"pwn,A,B,{PWN},Student,pwn@school.example\n"
+    )
     (inbox / HOSTILE_NAME).write_text(hostile, encoding="utf-8")
     os.utime(inbox / HOSTILE_NAME, (2, 2))
     (inbox / IMG_NAME).write_text(good_csv("cid"), encoding="utf-8")
@@ -85,10 +88,14 @@ def test_the_page_a_person_sees_after_once(tmp_path, emu):
     assert "No files are waiting." in text
     # Newest first: the <img> file, then the hostile one, then good.csv; names as text.
     assert text.index(IMG_NAME) < text.index(HOSTILE_NAME) < text.index("good.csv")
-    assert (f"{HOSTILE_NAME}\n3 users processed. 1 user created. 0 users updated. 2 users failed.\n"
-            "Roster changes: 3 added: ok1, O'Brien, pwn; 2 leavers: ann, bob | Failed | 1 | 0 | 2") in text
-    assert ("good.csv\n2 users processed. 2 users created. 0 users updated. 0 users failed.\n"
-            "Roster changes: 2 added: ann, bob | Imported | 2 | 0 | 0") in text
+    assert (
+        f"{HOSTILE_NAME}\n3 users processed. 1 user created. 0 users updated. 2 users failed.\n"
+        "Roster changes: 3 added: ok1, O'Brien, pwn; 2 leavers: ann, bob | Failed | 1 | 0 | 2"
+    ) in text
+    assert (
+        "good.csv\n2 users processed. 2 users created. 0 users updated. 0 users failed.\n"
+        "Roster changes: 2 added: ann, bob | Imported | 2 | 0 | 0"
+    ) in text
     # The failed rows: Infiniti's row, the spreadsheet line (header 1, blank line counted), username, reason.
     assert "Row | Spreadsheet line | Username | Reason" in text
     assert "| 2 | 3 | O'Brien | Field (emailAddress) is not a well-formed email address." in text
@@ -108,13 +115,21 @@ def test_once_from_the_command_line_writes_local_times_with_the_zone(tmp_path, e
     config_path = write_config(tmp_path, emu)
     (tmp_path / "inbox" / "a.csv").write_text(good_csv("a"), encoding="utf-8")
     env = {**os.environ, "TZ": "Asia/Kolkata"}  # UTC+05:30: no UTC time can be mistaken for it
-    result = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
-                            capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     text = text_of(tmp_path / "inbox")
     assert "Times are this computer's local time, IST (UTC+05:30)." in text
-    stamp = json.loads(archive.result_path(archived(tmp_path / "inbox", "processed")[0])
-                       .read_text(encoding="utf-8"))["dropbox_sync"]["finished"]  # fmt: skip
+    stamp = json.loads(archive.result_path(archived(tmp_path / "inbox", "processed")[0]).read_text(encoding="utf-8"))[
+        "dropbox_sync"
+    ]["finished"]
     local = report.when.parse_iso(stamp).astimezone(report.dt.timezone(report.dt.timedelta(hours=5, minutes=30)))
     assert local.strftime("%d %b %Y %H:%M IST") in text.split("Recent imports")[1]
 
@@ -184,8 +199,9 @@ def test_a_link_planted_at_the_page_is_replaced_never_followed(tmp_path, emu):
     assert outside.read_text(encoding="utf-8") == "the service must never write here\n"
     assert not page_of(inbox).is_symlink() and "a.csv" in text_of(inbox)
     assert oct(page_of(inbox).stat().st_mode & 0o777) == oct(pagefile.PAGE_MODE)
-    assert [p.name for p in inbox.iterdir() if pagefile.is_page_file(p.name, "report.html")] == ["report.html"], \
+    assert [p.name for p in inbox.iterdir() if pagefile.is_page_file(p.name, "report.html")] == ["report.html"], (
         "a temporary was left"
+    )
 
 
 def test_a_fifo_or_link_in_place_of_a_result_does_not_hang_or_leak(tmp_path, emu):
@@ -270,8 +286,11 @@ def test_held_files_show_why_and_the_command_that_releases_them(tmp_path, emu):
 
 def test_a_server_message_quoting_the_password_never_reaches_the_page(tmp_path, emu):
     # A server that quotes the password and hostile markup back (the emulator never would).
-    reply = {"success": False, "summary": f"Password {PASSWORD} is wrong for {USER} {PWN}",
-             "details": {"1": f"User failed: {PWN} {PASSWORD}"}}  # fmt: skip
+    reply = {
+        "success": False,
+        "summary": f"Password {PASSWORD} is wrong for {USER} {PWN}",
+        "details": {"1": f"User failed: {PWN} {PASSWORD}"},
+    }
     with ScriptedServer(Scripted(body=json.dumps(reply).encode())) as server:
         config_path = write_config(tmp_path, emu, url=server.url)
         (tmp_path / "inbox" / "a.csv").write_text(good_csv("a"), encoding="utf-8")
@@ -285,9 +304,15 @@ def test_a_server_message_quoting_the_password_never_reaches_the_page(tmp_path, 
 
 
 def test_the_demo_leaves_a_page_to_open(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "dropbox_sync", "demo"], capture_output=True, text=True,
-                            timeout=180, env={**os.environ, "TMPDIR": str(tmp_path)}, stdin=subprocess.DEVNULL,
-                            check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     (page,) = tmp_path.glob("dropbox-sync-demo-*/inbox/report.html")
     assert f"What office staff see, in a browser: {page.as_uri()}" in result.stdout
@@ -363,8 +388,9 @@ def test_a_name_or_reason_that_is_not_utf8_never_stops_the_page(tmp_path, emu):
     surrogates; the page shows U+FFFD for them instead of failing to be written."""
     cfg = config.load(write_config(tmp_path, emu))
     raw = b"caf\xe9.csv".decode("utf-8", "surrogateescape")
-    snapshot = InboxSnapshot("inbox", tmp_path / "inbox", False, f"held because of {raw}", {raw: f"{raw} is open"},
-                             raw, 0.0)  # fmt: skip
+    snapshot = InboxSnapshot(
+        "inbox", tmp_path / "inbox", False, f"held because of {raw}", {raw: f"{raw} is open"}, raw, 0.0
+    )
     html = report.render(report.gather(cfg.inboxes[0], snapshot, "watching", None, report.utc_now()))
     pagefile.write_page(tmp_path / "inbox", "report.html", html)
     assert "held because of caf\ufffd.csv" in text_of(tmp_path / "inbox")

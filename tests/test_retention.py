@@ -12,8 +12,8 @@ import os
 import threading
 from pathlib import Path
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import config
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.worker import PRUNE_EVERY, InboxWorker
 from tests.support import archived, good_csv, write_config
 from tests.test_settle import FakeClock
@@ -68,20 +68,32 @@ def test_only_what_is_old_by_every_measure_is_deleted(tmp_path, emu):
     processed = inbox / "processed"
     processed.mkdir()
 
-    def put(name: str, *, stamp: dt.datetime = YEARS_AGO, mtime: dt.datetime = YEARS_AGO,
-            result_mtime: dt.datetime = YEARS_AGO, finished: dt.datetime = YEARS_AGO) -> Path:  # fmt: skip
+    def put(
+        name: str,
+        *,
+        stamp: dt.datetime = YEARS_AGO,
+        mtime: dt.datetime = YEARS_AGO,
+        result_mtime: dt.datetime = YEARS_AGO,
+        finished: dt.datetime = YEARS_AGO,
+    ) -> Path:
         path = processed / f"{stamp.strftime('%Y%m%dT%H%M%SZ')}_{name}"
         path.write_text(good_csv(name), encoding="utf-8")
         iso = finished.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        archive.result_path(path).write_text(json.dumps(
-            {"success": True, "summary": "", "dropbox_sync": {"started": iso, "finished": iso}}), encoding="utf-8")
+        archive.result_path(path).write_text(
+            json.dumps({"success": True, "summary": "", "dropbox_sync": {"started": iso, "finished": iso}}),
+            encoding="utf-8",
+        )
         age(path, mtime)
         age(archive.result_path(path), result_mtime)
         return path
 
     old = put("old.csv")
-    kept = [put("young-name.csv", stamp=young), put("young-mtime.csv", mtime=young),
-            put("young-result-file.csv", result_mtime=young), put("young-result-times.csv", finished=young)]
+    kept = [
+        put("young-name.csv", stamp=young),
+        put("young-mtime.csv", mtime=young),
+        put("young-result-file.csv", result_mtime=young),
+        put("young-result-times.csv", finished=young),
+    ]
     sent_copy = archive.sent_path(kept[0])  # a companion goes with its file, never on its own
     sent_copy.write_text(good_csv("mapped"), encoding="utf-8")
     age(sent_copy, YEARS_AGO)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import config, paths
 from dropbox_sync.emulator import Emulator
-from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.pipeline.worker import InboxWorker
+from dropbox_sync.state.journal import Journal
 from tests.support import (
     HEADER,
     archived,
@@ -71,8 +71,12 @@ class School:
         now = START + dt.timedelta(days=self.day)
         journal = Journal(cfg.state_dir / "journal.sqlite3")
         try:
-            pipeline = Pipeline(cfg, journal=journal, state_dir=cfg.state_dir,
-                                worker_factory=functools.partial(InboxWorker, wall=lambda: now))  # fmt: skip
+            pipeline = Pipeline(
+                cfg,
+                journal=journal,
+                state_dir=cfg.state_dir,
+                worker_factory=functools.partial(InboxWorker, wall=lambda: now),
+            )
             pipeline.once(threading.Event())
         finally:
             journal.close()
@@ -82,8 +86,11 @@ class School:
 
     def uploads(self) -> list[list[dict[str, str]]]:
         """The rows of each upload the emulator received, in order."""
-        return [rows_of(u.stored_file.read_text(encoding="utf-8-sig")) for u in self.emu.uploads()
-                if u.stored_file is not None]  # fmt: skip
+        return [
+            rows_of(u.stored_file.read_text(encoding="utf-8-sig"))
+            for u in self.emu.uploads()
+            if u.stored_file is not None
+        ]
 
     def users(self) -> dict[str, object]:
         return {u.username: u for u in self.emu.users()}
@@ -127,12 +134,14 @@ def test_three_changed_and_one_added_send_four_rows_traced_to_the_export(tmp_pat
     assert changes["sent"] == "changes only"
     (sent,) = school.uploads()[1:]
     assert [r["username"] for r in sent] == ["s0004", "s0009", "s0017", "s0031"]
-    assert [r["username"] for r in sent_csv(filed)] == ["s0004", "s0009", "s0017", "s0031"], \
-        ".sent.csv holds exactly the rows sent"  # fmt: skip
+    assert [r["username"] for r in sent_csv(filed)] == ["s0004", "s0009", "s0017", "s0031"], (
+        ".sent.csv holds exactly the rows sent"
+    )
     by_user = {item["username"]: item for item in changes["changed_users"]}
     assert by_user["s0004"]["columns"] == {"library-group": {"old": "Year 7", "new": "Year 8"}}
-    assert by_user["s0017"]["columns"] == {"emailAddress": {"old": "s0017@school.example",
-                                                            "new": "new17@school.example"}}  # fmt: skip
+    assert by_user["s0017"]["columns"] == {
+        "emailAddress": {"old": "s0017@school.example", "new": "new17@school.example"}
+    }
     assert (by_user["s0009"]["row"], by_user["s0009"]["line"]) == (9, 10)
     assert changes["added_users"] == [{"username": "s0031", "row": 31, "line": 32}]
     assert school.users()["s0004"].library_group == "Year 8"
@@ -147,8 +156,10 @@ def test_a_row_failed_at_the_server_is_sent_again_the_next_night_and_traced_to_i
     assert result["details"] == {"1": result["details"]["1"], "2": "User Updated"}
     assert "emailAddress" in result["details"]["1"]
     # Server rows 1 and 2 are the export's rows 3 and 6 (lines 4 and 7): people fix the export.
-    assert result["dropbox_sync"]["export_rows"] == {"1": {"row": 3, "line": 4, "username": "s0003"},
-                                                     "2": {"row": 6, "line": 7, "username": "s0006"}}  # fmt: skip
+    assert result["dropbox_sync"]["export_rows"] == {
+        "1": {"row": 3, "line": 4, "username": "s0003"},
+        "2": {"row": 6, "line": 7, "username": "s0006"},
+    }
     filed, result = school.night(export(range(1, 11), bad))
     assert [r["username"] for r in school.uploads()[-1]] == ["s0003"], "only the failed row goes again"
     assert result["dropbox_sync"]["changes"]["changed"] == 1
@@ -176,8 +187,9 @@ def test_a_student_who_left_is_deactivated_and_then_forgotten(tmp_path, emu):
     assert (changes["changed"], changes["leavers"], changes["deactivated"], changes["sent_rows"]) == (1, 1, 1, 2)
     sent = school.uploads()[-1]
     assert [(r["username"], r["enabled"]) for r in sent] == [("s0002", ""), ("s0005", "FALSE")]
-    assert sent[1]["library-group"] == "Year 7" and sent[1]["emailAddress"] == "s0005@school.example", \
-        "a leaver's row carries its remembered values"  # fmt: skip
+    assert sent[1]["library-group"] == "Year 7" and sent[1]["emailAddress"] == "s0005@school.example", (
+        "a leaver's row carries its remembered values"
+    )
     users = school.users()
     assert not users["s0005"].enabled and users["s0002"].enabled
     _, result = school.night(export([n for n in range(1, 11) if n != 5], {2: {"year": 8}}))
@@ -276,16 +288,21 @@ def test_the_roster_keys_of_the_example_config_parse_and_a_route_overrides_the_i
     from dropbox_sync.cli import EXAMPLE_CONFIG
 
     lines = EXAMPLE_CONFIG.read_text(encoding="utf-8").splitlines()
-    keys = [line[2:] for line in lines if line.startswith(("# delta", "# full_sync_days", "# leavers =",
-                                                           "# leaver_values", "# change_guard"))]  # fmt: skip
+    keys = [
+        line[2:]
+        for line in lines
+        if line.startswith(("# delta", "# full_sync_days", "# leavers =", "# leaver_values", "# change_guard"))
+    ]
     assert len(keys) == 5
     path = write_config(tmp_path, emu)
     keys = [key.replace("delta = false", "delta = true").replace('"keep"', '"report"') for key in keys]
     text = path.read_text(encoding="utf-8").replace("[[inbox]]\n", "[[inbox]]\n" + "\n".join(keys) + "\n")
     text = "\n".join(line for line in text.splitlines() if not line.startswith("url ="))
-    text += ('\n[[inbox.route]]\nmatch = "*groups*.csv"\n'
-             f'url = "{emu.base_url}/api/import/userGroups"\ndelta = false\n'
-             f'[[inbox.route]]\nmatch = "*"\nurl = "{emu.base_url}/api/import/users"\n')  # fmt: skip
+    text += (
+        '\n[[inbox.route]]\nmatch = "*groups*.csv"\n'
+        f'url = "{emu.base_url}/api/import/userGroups"\ndelta = false\n'
+        f'[[inbox.route]]\nmatch = "*"\nurl = "{emu.base_url}/api/import/users"\n'
+    )
     path.write_text(text, encoding="utf-8")
     groups, users = config.load(path).inboxes[0].routes
     assert (users.policy.delta, users.policy.leavers, users.policy.full_sync_days) == (True, "report", 7.0)
@@ -294,10 +311,12 @@ def test_the_roster_keys_of_the_example_config_parse_and_a_route_overrides_the_i
 
 
 def test_a_wrong_roster_key_is_one_line_naming_it(tmp_path, emu):
-    for key, value, words in (("leavers", '"delete"', "leavers must be one of keep, report, deactivate"),
-                              ("change_guard", "1.5", "change_guard must be a fraction"),
-                              ("delta", '"yes"', "delta must be true or false"),
-                              ("leaver_values", '{ username = "x" }', "cannot set username")):  # fmt: skip
+    for key, value, words in (
+        ("leavers", '"delete"', "leavers must be one of keep, report, deactivate"),
+        ("change_guard", "1.5", "change_guard must be a fraction"),
+        ("delta", '"yes"', "delta must be true or false"),
+        ("leaver_values", '{ username = "x" }', "cannot set username"),
+    ):
         path = write_config(tmp_path, emu)
         path.write_text(path.read_text(encoding="utf-8") + f"{key} = {value}\n", encoding="utf-8")
         process = dropbox_sync_process("--config", str(path), "check")
@@ -335,8 +354,10 @@ def test_the_email_digest_names_the_users_who_left(tmp_path, emu):
         assert main(["--config", str(path), "once"]) == 0
     (message,) = box.messages
     assert message["Subject"] == '[dropbox-sync] users who left: inbox "inbox"'
-    assert ('inbox "inbox": students.csv: 2 user(s) no longer in the export, still active in Infiniti '
-            '(leavers = "report"): s0003, s0008') in plain(message).replace("\n", " ")  # fmt: skip
+    assert (
+        'inbox "inbox": students.csv: 2 user(s) no longer in the export, still active in Infiniti '
+        '(leavers = "report"): s0003, s0008'
+    ) in plain(message).replace("\n", " ")
 
 
 def test_a_file_the_comparison_cannot_read_is_sent_as_it_is(tmp_path, emu):
@@ -351,8 +372,10 @@ def test_a_file_the_comparison_cannot_read_is_sent_as_it_is(tmp_path, emu):
 
 def test_with_a_mapping_delta_traces_each_row_sent_to_the_export_line(tmp_path, emu):
     school = School(tmp_path, emu, delta=True)
-    mapping = ('[inbox.columns]\nusername = "{code}"\nlibrary-group = "Year {year}"\nsystem-group = "Student"\n'
-               'emailAddress = "{mail}"\n')  # fmt: skip
+    mapping = (
+        '[inbox.columns]\nusername = "{code}"\nlibrary-group = "Year {year}"\nsystem-group = "Student"\n'
+        'emailAddress = "{mail}"\n'
+    )
     school.config_path.write_text(school.config_path.read_text(encoding="utf-8") + mapping, encoding="utf-8")
 
     def sis(bad: bool) -> str:
@@ -367,8 +390,10 @@ def test_with_a_mapping_delta_traces_each_row_sent_to_the_export_line(tmp_path, 
     school.night(sis(False))
     filed, result = school.night(sis(True))
     assert [r["username"] for r in sent_csv(filed)] == ["00007", "00008"]
-    assert result["dropbox_sync"]["export_rows"] == {"1": {"row": 8, "line": 9, "username": "00007"},
-                                                     "2": {"row": 9, "line": 10, "username": "00008"}}  # fmt: skip
+    assert result["dropbox_sync"]["export_rows"] == {
+        "1": {"row": 8, "line": 9, "username": "00007"},
+        "2": {"row": 9, "line": 10, "username": "00008"},
+    }
     listed = result["dropbox_sync"]["changes"]["changed_users"]
     changed = {item["username"]: (item["row"], item["line"]) for item in listed}
     assert changed == {"00007": (8, 9), "00008": (9, 10)}

@@ -8,13 +8,13 @@ import threading
 
 import pytest
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import config
 from dropbox_sync.cli import main
 from dropbox_sync.errors import ConfigError
-from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.pipeline.worker import InboxWorker
+from dropbox_sync.state.journal import Journal
 from tests.support import (
     archived,
     emulator_with_password,
@@ -60,7 +60,7 @@ def test_route_config_mistakes_name_the_key(tmp_path, emu):
     with_routes(config_path, emu)
     text = config_path.read_text(encoding="utf-8").replace('match = "users*.csv"', 'pattern = "users*.csv"')
     config_path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError, match='inbox "inbox": route #1: unknown key \'pattern\''):
+    with pytest.raises(ConfigError, match="inbox \"inbox\": route #1: unknown key 'pattern'"):
         config.load(config_path)
 
 
@@ -153,8 +153,10 @@ def test_a_crash_between_guard_result_and_move_still_ends_in_held(tmp_path, emu)
     (inbox / "sending").mkdir()
     claimed = inbox / "sending" / "20261125T020000Z_users.csv"
     claimed.write_text(good_csv("g"), encoding="utf-8")
-    archive.write_json_atomically(archive.result_path(claimed), {
-        "success": False, "summary": "Held for approval: ...", "dropbox_sync": {"outcome": "guarded"}})  # fmt: skip
+    archive.write_json_atomically(
+        archive.result_path(claimed),
+        {"success": False, "summary": "Held for approval: ...", "dropbox_sync": {"outcome": "guarded"}},
+    )
     Pipeline(config.load(config_path)).once(threading.Event())
     assert [p.name for p in archived(inbox, "held")] == [claimed.name]
     assert emu.uploads() == []

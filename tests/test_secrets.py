@@ -19,8 +19,7 @@ import pytest
 from tests.quoting_server import QuotingServer
 from tests.support import PASSWORD, USER, emulator_with_password, good_csv, write_config
 
-FORMS = [PASSWORD, urllib.parse.quote(PASSWORD, safe=""),
-         base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()]  # fmt: skip
+FORMS = [PASSWORD, urllib.parse.quote(PASSWORD, safe=""), base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()]
 
 
 @pytest.fixture
@@ -31,8 +30,13 @@ def emu(tmp_path):
 
 
 def run(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "dropbox_sync", "-v", *args], capture_output=True, text=True,
-                            timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "-v", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     return result.stdout + result.stderr
 
 
@@ -78,8 +82,13 @@ def test_no_failure_path_leaks_the_password(tmp_path, emu):
     emu.set_password(USER, PASSWORD)
 
     # 3. The vendor's curl habit: credentials inside the URL.
-    with_url_secret = write_config(tmp_path, emu, url=emu.base_url.replace("https://", f"https://{USER}:{PASSWORD}@")
-                                   + "/api/import/users", username=None, password=None)  # fmt: skip
+    with_url_secret = write_config(
+        tmp_path,
+        emu,
+        url=emu.base_url.replace("https://", f"https://{USER}:{PASSWORD}@") + "/api/import/users",
+        username=None,
+        password=None,
+    )
     text = with_url_secret.read_text(encoding="utf-8")
     with_url_secret.write_text("\n".join(l for l in text.splitlines() if not l.endswith("= null")), encoding="utf-8")
     outputs.append(run("--config", str(with_url_secret), "once"))
@@ -108,7 +117,7 @@ def test_a_crash_traceback_is_scrubbed_too(tmp_path):
 import threading
 from dropbox_sync import log
 from dropbox_sync.redact import Secret
-log.setup(level="INFO", log_dir=__import__("pathlib").Path({str(tmp_path / 'logs')!r}))
+log.setup(level="INFO", log_dir=__import__("pathlib").Path({str(tmp_path / "logs")!r}))
 secret = Secret({PASSWORD!r})
 def boom():
     raise RuntimeError("thread saw " + secret.reveal())
@@ -130,10 +139,17 @@ ODD_PASSWORD = 'Tr1"cky\\Pa55 w0rd/7f3a'
 
 
 def all_forms(user: str, password: str) -> list[str]:
-    return sorted({password, urllib.parse.quote(password, safe=""), urllib.parse.quote(password),
-                   urllib.parse.quote_plus(password), json.dumps(password)[1:-1],
-                   json.dumps(password, ensure_ascii=False)[1:-1],
-                   base64.b64encode(f"{user}:{password}".encode()).decode()})  # fmt: skip
+    return sorted(
+        {
+            password,
+            urllib.parse.quote(password, safe=""),
+            urllib.parse.quote(password),
+            urllib.parse.quote_plus(password),
+            json.dumps(password)[1:-1],
+            json.dumps(password, ensure_ascii=False)[1:-1],
+            base64.b64encode(f"{user}:{password}".encode()).decode(),
+        }
+    )
 
 
 def assert_no_form(data: str | bytes, forms: list[str], where: str) -> None:
@@ -150,9 +166,15 @@ def without_nulls(path: Path) -> Path:
 
 
 def run_full(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dropbox_sync", *args], capture_output=True, text=True,
-                          timeout=120, input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
-                          check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("log_format", ["json", "text"])
@@ -196,8 +218,18 @@ def test_config_and_command_line_mistakes_never_echo_the_password(tmp_path, emu)
     outputs.append(run_full("--config", str(path), "once"))  # only the commands that send read it
     assert outputs[-1].returncode == 2 and "the value is not shown" in outputs[-1].stderr
     # The password on the service install command line: refused, never echoed.
-    outputs.append(run_full("--config", str(path), "service", "install", "--password", ODD_PASSWORD,
-                            "--destdir", str(tmp_path / "staged")))  # fmt: skip
+    outputs.append(
+        run_full(
+            "--config",
+            str(path),
+            "service",
+            "install",
+            "--password",
+            ODD_PASSWORD,
+            "--destdir",
+            str(tmp_path / "staged"),
+        )
+    )
     assert outputs[-1].returncode == 2 and "--password takes only '-'" in outputs[-1].stderr
     assert not (tmp_path / "staged").exists()
     for number, output in enumerate(outputs):
@@ -221,6 +253,15 @@ def test_the_config_folder_behind_a_swapped_sending_folder_leaks_nothing(tmp_pat
     assert done.returncode == 3 and "is a link" in done.stderr
     assert (secret_dir / "password.txt").read_text(encoding="utf-8") == PASSWORD + "\n"
     assert_no_secret(done.stdout + done.stderr, "the output of once")
-    assert_no_secret(b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()
-                              and secret_dir not in p.parents and "emulator" not in p.parts
-                              and p.name != "config.toml"), "a file")  # fmt: skip
+    assert_no_secret(
+        b"".join(
+            p.read_bytes()
+            for p in tmp_path.rglob("*")
+            if p.is_file()
+            and not p.is_symlink()
+            and secret_dir not in p.parents
+            and "emulator" not in p.parts
+            and p.name != "config.toml"
+        ),
+        "a file",
+    )

@@ -38,8 +38,13 @@ def test_self_signed_server_without_ca_bundle_holds_then_with_it_uploads(tmp_pat
 
 def test_plain_http_to_a_remote_host_is_refused_at_start_with_exit_2(tmp_path, emu):
     path = write_config(tmp_path, emu, url="http://library.example.edu/api/import/users")
-    result = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(path), "once"],
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(path), "once"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 2
     assert "plain http:// to a remote host" in result.stderr
     assert "Traceback" not in result.stderr
@@ -79,10 +84,19 @@ def test_password_from_the_os_keyring(tmp_path, emu, monkeypatch):
     path.write_text("\n".join(l for l in path.read_text().splitlines() if not l.startswith("password =")))
     with pytest.raises(ConfigError, match="no password stored: run 'dropbox-sync set-password inbox'"):
         config.resolve_secrets(config.load(path))
-    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-           "XDG_DATA_HOME": str(tmp_path / "xdg")}  # fmt: skip
-    stored = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(path), "set-password", "inbox",
-                             "--stdin"], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, env=env)
+    env = {
+        **os.environ,
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+        "XDG_DATA_HOME": str(tmp_path / "xdg"),
+    }
+    stored = subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(path), "set-password", "inbox", "--stdin"],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert stored.returncode == 0, stored.stderr
     assert PASSWORD not in stored.stdout + stored.stderr
     cfg = config.resolve_secrets(config.load(path))

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import log
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline import runner as pipeline_module
 from dropbox_sync.pipeline.runner import InboxSnapshot, InboxWorker, Pipeline
 from dropbox_sync.service.core import (
@@ -146,10 +146,18 @@ def test_status_line_counts_inboxes_held_and_waiting(tmp_path) -> None:
         return InboxSnapshot(name, tmp_path, missing, held, dict.fromkeys(waiting, "settling"), uploading, 0.0)
 
     assert status_line([snap("a"), snap("b")]) == "2 inboxes, 0 held, 0 waiting"
-    line = status_line([snap("a", held="HTTP 401", waiting=["x.csv"]), snap("b", waiting=["y", "z"], uploading="w.csv"),
-                        snap("c", missing=True)], healthy=False)  # fmt: skip
-    assert line == ("3 inboxes, 1 held, 3 waiting, sending w.csv, folder missing: c"
-                    " - NOT HEALTHY (an inbox worker is stuck or dead)")  # fmt: skip
+    line = status_line(
+        [
+            snap("a", held="HTTP 401", waiting=["x.csv"]),
+            snap("b", waiting=["y", "z"], uploading="w.csv"),
+            snap("c", missing=True),
+        ],
+        healthy=False,
+    )
+    assert line == (
+        "3 inboxes, 1 held, 3 waiting, sending w.csv, folder missing: c"
+        " - NOT HEALTHY (an inbox worker is stuck or dead)"
+    )
     assert status_line([snap("a")]) == "1 inbox, 0 held, 0 waiting"
 
 
@@ -184,8 +192,12 @@ def test_ready_only_after_observers_then_status_watchdog_until_wedged_then_stopp
 
     reporter = SystemdReporter(Notifier(listener.sock.getsockname()), watchdog=0.2)
     stop = threading.Event()
-    service = threading.Thread(target=run_service, args=(config_path, stop), name="test-run-service",
-                               kwargs={"reporter": reporter, "console": DiscardStream(), "pipeline_factory": factory})
+    service = threading.Thread(
+        target=run_service,
+        args=(config_path, stop),
+        name="test-run-service",
+        kwargs={"reporter": reporter, "console": DiscardStream(), "pipeline_factory": factory},
+    )
     service.start()
     try:
         assert listener.next()["STATUS"] == "starting the inbox observers"
@@ -228,8 +240,12 @@ class ReadyProbe(Reporter):
 
 def start_service(config_path: Path) -> tuple[threading.Thread, threading.Event, ReadyProbe]:
     probe, stop = ReadyProbe(), threading.Event()
-    thread = threading.Thread(target=run_service, args=(config_path, stop), name="test-run-service",
-                              kwargs={"reporter": probe, "console": DiscardStream()})  # fmt: skip
+    thread = threading.Thread(
+        target=run_service,
+        args=(config_path, stop),
+        name="test-run-service",
+        kwargs={"reporter": probe, "console": DiscardStream()},
+    )
     thread.start()
     assert probe.is_ready.wait(10), "the service did not become ready"
     return thread, stop, probe
@@ -296,9 +312,12 @@ def test_service_run_as_systemd_starts_it(tmp_path, emu, listener: Listener) -> 
     """The unit's ExecStart for real: a process, NOTIFY_SOCKET in its environment, SIGTERM to stop."""
     config_path = write_config(tmp_path, emu)
     env = {**os.environ, "NOTIFY_SOCKET": listener.sock.getsockname(), "WATCHDOG_USEC": "400000"}
-    process = subprocess.Popen([sys.executable, "-m", "dropbox_sync", "--config", str(config_path),
-                                "service", "run", "--console", "none"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "service", "run", "--console", "none"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert listener.until(lambda m: "READY" in m, timeout=20)["STATUS"] == "1 inbox, 0 held, 0 waiting"
         listener.until(lambda m: "WATCHDOG" in m, timeout=5)

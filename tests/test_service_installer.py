@@ -33,24 +33,47 @@ CONFIG = "/etc/dropbox-sync/config.toml"
 def wheel(tmp_path_factory) -> Path:
     """This source tree as a wheel, built once: installing it needs no index and no build."""
     out = tmp_path_factory.mktemp("wheel")
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check",
-                           "-w", str(out), str(REPO)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-w",
+            str(out),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     (built,) = out.glob("dropbox_sync-*.whl")
     return built
 
 
-def run_script(script: Path, destdir: Path, *args: str, source: Path | None = None,
-               pip_args: str = "--no-deps --no-index") -> subprocess.CompletedProcess:  # fmt: skip
-    env = {**os.environ, "DESTDIR": str(destdir), "PREFIX": PREFIX, "CONFIG": CONFIG, "PYTHON": sys.executable,
-           "PIP_ARGS": pip_args}  # fmt: skip
+def run_script(
+    script: Path, destdir: Path, *args: str, source: Path | None = None, pip_args: str = "--no-deps --no-index"
+) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "DESTDIR": str(destdir),
+        "PREFIX": PREFIX,
+        "CONFIG": CONFIG,
+        "PYTHON": sys.executable,
+        "PIP_ARGS": pip_args,
+    }
     if source is not None:
         env["SOURCE"] = str(source)
     env.pop("DROPBOX_SYNC_CONFIG", None)
     if "--no-deps" in pip_args:  # the staged venv's dropbox-sync borrows its dependencies from ours
         env["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
-    return subprocess.run(["sh", str(script), *args], env=env, cwd=destdir.parent, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    return subprocess.run(
+        ["sh", str(script), *args], env=env, cwd=destdir.parent, capture_output=True, text=True, timeout=300
+    )
 
 
 def borrow_deps(venv: Path) -> None:
@@ -67,8 +90,9 @@ def help_works(venv: Path, *, borrow: bool) -> subprocess.CompletedProcess:
     if borrow:
         borrow_deps(venv)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([str(venv / "bin" / "dropbox-sync"), "--help"], env=env, cwd=venv, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [str(venv / "bin" / "dropbox-sync"), "--help"], env=env, cwd=venv, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
@@ -83,9 +107,14 @@ def test_linux_install_into_destdir_then_again_then_uninstall(tmp_path, wheel) -
 
     helped = help_works(venv, borrow=True)
     assert helped.returncode == 0 and helped.stdout.startswith("usage: dropbox-sync"), helped.stderr
-    origin = subprocess.run([str(venv / "bin" / "python"), "-c", "import dropbox_sync; print(dropbox_sync.__file__)"],
-                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    origin = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import dropbox_sync; print(dropbox_sync.__file__)"],
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert Path(origin.stdout.strip()).is_relative_to(venv), "the package must be installed in the staged venv"
 
     unit = unit_file.read_text(encoding="utf-8")
@@ -112,8 +141,10 @@ def test_linux_install_into_destdir_then_again_then_uninstall(tmp_path, wheel) -
     assert not config_file.exists() and not env_file.exists() and not config_file.parent.exists()
 
 
-@pytest.mark.skipif(not os.environ.get("DROPBOX_SYNC_FULL_INSTALL_TEST"),
-                    reason="downloads every dependency (~15 s); set DROPBOX_SYNC_FULL_INSTALL_TEST=1")  # fmt: skip
+@pytest.mark.skipif(
+    not os.environ.get("DROPBOX_SYNC_FULL_INSTALL_TEST"),
+    reason="downloads every dependency (~15 s); set DROPBOX_SYNC_FULL_INSTALL_TEST=1",
+)
 def test_linux_install_with_dependencies_gives_a_self_contained_venv(tmp_path) -> None:
     stage = tmp_path / "stage"
     done = run_script(INSTALLER / "linux" / "install.sh", stage, pip_args="")

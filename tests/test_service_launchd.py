@@ -15,9 +15,15 @@ from dropbox_sync.service.plan import read_facts
 
 EXPECTED = {
     "Label": "dropbox-sync",
-    "ProgramArguments": ["/usr/local/dropbox-sync/venv/bin/dropbox-sync", "--config",
-                         "/Library/Application Support/dropbox-sync/config.toml", "service", "run",
-                         "--console", "none"],  # fmt: skip
+    "ProgramArguments": [
+        "/usr/local/dropbox-sync/venv/bin/dropbox-sync",
+        "--config",
+        "/Library/Application Support/dropbox-sync/config.toml",
+        "service",
+        "run",
+        "--console",
+        "none",
+    ],
     "RunAtLoad": True,
     "KeepAlive": {"SuccessfulExit": False},
     "ExitTimeOut": 35,
@@ -44,9 +50,13 @@ system/dropbox-sync = {
 
 
 def settings(**overrides) -> launchd.PlistSettings:
-    values = {"label": "dropbox-sync", "program": ("/usr/local/dropbox-sync/venv/bin/dropbox-sync",),
-              "config_path": Path("/Library/Application Support/dropbox-sync/config.toml"),
-              "log_dir": Path("/Library/Logs/dropbox-sync"), "exit_timeout": 35}  # fmt: skip
+    values = {
+        "label": "dropbox-sync",
+        "program": ("/usr/local/dropbox-sync/venv/bin/dropbox-sync",),
+        "config_path": Path("/Library/Application Support/dropbox-sync/config.toml"),
+        "log_dir": Path("/Library/Logs/dropbox-sync"),
+        "exit_timeout": 35,
+    }
     return launchd.PlistSettings(**{**values, **overrides})
 
 
@@ -97,19 +107,23 @@ def test_install_boots_the_daemon_out_and_in_again(tmp_path, monkeypatch) -> Non
     plist = plistlib.loads(plist_file.read_bytes())
     assert plist["StandardErrorPath"] == str(tmp_path / "logs" / "launchd.log")
     assert (tmp_path / "logs").is_dir(), "launchd does not create the folder of StandardErrorPath"
-    assert fake.calls == [("launchctl", "bootout", "system/dropbox-sync"),
-                          ("launchctl", "bootstrap", "system", str(plist_file)),
-                          ("launchctl", "enable", "system/dropbox-sync")]  # fmt: skip
+    assert fake.calls == [
+        ("launchctl", "bootout", "system/dropbox-sync"),
+        ("launchctl", "bootstrap", "system", str(plist_file)),
+        ("launchctl", "enable", "system/dropbox-sync"),
+    ]
 
 
 def test_stop_is_sigterm_and_start_reloads_an_unloaded_daemon(tmp_path, monkeypatch) -> None:
     fake = FakeLaunchctl(monkeypatch, loaded=False)
     launchd.stop(options(tmp_path))
     launchd.start(options(tmp_path))
-    assert fake.calls == [("launchctl", "kill", "SIGTERM", "system/dropbox-sync"),
-                          ("launchctl", "print", "system/dropbox-sync"),
-                          ("launchctl", "bootstrap", "system", "/Library/LaunchDaemons/dropbox-sync.plist"),
-                          ("launchctl", "kickstart", "system/dropbox-sync")]  # fmt: skip
+    assert fake.calls == [
+        ("launchctl", "kill", "SIGTERM", "system/dropbox-sync"),
+        ("launchctl", "print", "system/dropbox-sync"),
+        ("launchctl", "bootstrap", "system", "/Library/LaunchDaemons/dropbox-sync.plist"),
+        ("launchctl", "kickstart", "system/dropbox-sync"),
+    ]
     assert launchd.status(options(tmp_path)) == 1
 
 

@@ -100,13 +100,19 @@ def write(path: Path, text: str) -> Path:
 
 def test_the_shipped_unit_is_what_the_renderer_makes_for_the_default_layout() -> None:
     shipped = Path(__file__).parents[1] / "installer" / "linux" / "dropbox-sync.service"
-    settings = systemd.UnitSettings(program=("/opt/dropbox-sync/venv/bin/dropbox-sync",),
-                                    config_path=Path("/etc/dropbox-sync/config.toml"),
-                                    read_write_paths=(Path("/srv/sis/export"), Path("/srv/office share/staff 100%")))
+    settings = systemd.UnitSettings(
+        program=("/opt/dropbox-sync/venv/bin/dropbox-sync",),
+        config_path=Path("/etc/dropbox-sync/config.toml"),
+        read_write_paths=(Path("/srv/sis/export"), Path("/srv/office share/staff 100%")),
+    )
     assert systemd.render_unit(settings) == EXPECTED_UNIT
-    example = systemd.render_unit(systemd.UnitSettings(program=("/opt/dropbox-sync/venv/bin/dropbox-sync",),
-                                                       config_path=Path("/etc/dropbox-sync/config.toml"),
-                                                       read_write_paths=(Path("/srv/dropbox-sync/inbox"),)))
+    example = systemd.render_unit(
+        systemd.UnitSettings(
+            program=("/opt/dropbox-sync/venv/bin/dropbox-sync",),
+            config_path=Path("/etc/dropbox-sync/config.toml"),
+            read_write_paths=(Path("/srv/dropbox-sync/inbox"),),
+        )
+    )
     assert shipped.read_text(encoding="utf-8") == example, "regenerate installer/linux/dropbox-sync.service"
 
 
@@ -121,11 +127,17 @@ def test_unit_from_a_config_lists_its_inboxes_and_stop_budget(tmp_path) -> None:
 
 
 def test_inboxes_under_home_turn_protect_home_to_read_only(tmp_path) -> None:
-    settings = systemd.UnitSettings(program=("/opt/v/bin/dropbox-sync",), config_path=Path("/etc/x.toml"),
-                                    read_write_paths=(Path("/home/office/inbox"),))  # fmt: skip
+    settings = systemd.UnitSettings(
+        program=("/opt/v/bin/dropbox-sync",),
+        config_path=Path("/etc/x.toml"),
+        read_write_paths=(Path("/home/office/inbox"),),
+    )
     assert settings.protect_home == "read-only"  # "yes" would hide it even from ReadWritePaths
-    dev_venv = systemd.UnitSettings(program=("/root/venv/bin/dropbox-sync",), config_path=Path("/etc/x.toml"),
-                                    read_paths=(Path("/root/venv/bin/dropbox-sync"),))  # fmt: skip
+    dev_venv = systemd.UnitSettings(
+        program=("/root/venv/bin/dropbox-sync",),
+        config_path=Path("/etc/x.toml"),
+        read_paths=(Path("/root/venv/bin/dropbox-sync"),),
+    )
     assert dev_venv.protect_home == "read-only"
 
 
@@ -137,8 +149,9 @@ def test_quoting_follows_systemd_syntax() -> None:
     assert systemd._quote("/$HOME", exec_line=True) == "/$$HOME"  # $ expands on command lines
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                    reason="systemd-analyze not installed (Debian/Ubuntu package: systemd)")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed (Debian/Ubuntu package: systemd)"
+)
 def test_systemd_analyze_verify_accepts_the_rendered_unit(tmp_path) -> None:
     venv_script = tmp_path / "venv" / "bin" / "dropbox-sync"
     write(venv_script, "#!/bin/sh\n").chmod(0o755)
@@ -158,10 +171,15 @@ def test_systemd_analyze_verify_accepts_the_rendered_unit(tmp_path) -> None:
 def test_a_config_error_exits_with_the_status_the_unit_does_not_restart(tmp_path) -> None:
     # The unit's ExecStart is `service run`; a broken config must end it with exit 2, which
     # RestartPreventExitStatus=2 keeps from restarting every RestartSec (systemd.service(5)).
-    config_path = write(tmp_path / "config.toml", "[[inbox]]\npath = \"\"\n")
-    done = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "service", "run",
-                           "--console", "stderr"], check=False, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+    config_path = write(tmp_path / "config.toml", '[[inbox]]\npath = ""\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "service", "run", "--console", "stderr"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and "path" in done.stderr
     unit = systemd.render_unit(systemd.UnitSettings(program=("/v/bin/dropbox-sync",), config_path=config_path))
@@ -188,8 +206,12 @@ class FakeSystem:
 
 
 def options(tmp_path: Path, **overrides) -> ServiceOptions:
-    values = {"name": "dropbox-sync", "config_path": tmp_path / "etc" / "config.toml", "out": io.StringIO(),
-              "grant": False}  # fmt: skip
+    values = {
+        "name": "dropbox-sync",
+        "config_path": tmp_path / "etc" / "config.toml",
+        "out": io.StringIO(),
+        "grant": False,
+    }
     return ServiceOptions(**{**values, **overrides})
 
 
@@ -203,9 +225,12 @@ def test_install_writes_the_unit_creates_the_user_and_enables_it(tmp_path, monke
     unit = (tmp_path / "units" / "dropbox-sync.service").read_text()
     assert "ReadWritePaths=-/srv/sis/export" in unit
     assert f"--config {tmp_path}/etc/config.toml service run" in unit
-    assert system.calls == [("ensure_user", "dropbox-sync"), ("systemctl", "daemon-reload"),
-                            ("systemctl", "enable", "dropbox-sync.service"),
-                            ("systemctl", "start", "dropbox-sync.service")]  # fmt: skip
+    assert system.calls == [
+        ("ensure_user", "dropbox-sync"),
+        ("systemctl", "daemon-reload"),
+        ("systemctl", "enable", "dropbox-sync.service"),
+        ("systemctl", "start", "dropbox-sync.service"),
+    ]
     assert "does not load yet" in opts.out.getvalue()
 
 
@@ -256,8 +281,7 @@ def test_uninstall_disables_removes_and_keeps_data_unless_asked(tmp_path, monkey
     config_path = write(tmp_path / "etc" / "config.toml", CONFIG)
     assert systemd.uninstall(options(tmp_path)) == 0
     assert not unit.exists() and config_path.exists()
-    assert system.calls == [("systemctl", "disable", "--now", "dropbox-sync.service"),
-                            ("systemctl", "daemon-reload")]  # fmt: skip
+    assert system.calls == [("systemctl", "disable", "--now", "dropbox-sync.service"), ("systemctl", "daemon-reload")]
     assert systemd.uninstall(options(tmp_path)) == 0, "uninstalling twice is fine"
 
 
@@ -267,13 +291,22 @@ def test_remove_data_deletes_our_files_never_the_inbox(tmp_path, monkeypatch) ->
     inbox = tmp_path / "inbox"
     (inbox / "processed").mkdir(parents=True)
     kept = write(inbox / "processed" / "20260101T000000Z_a.csv", "username\n")
-    config_path = write(tmp_path / "etc" / "config.toml",
-                        f'state_dir = "{tmp_path / "state"}"\nlog_dir = "{tmp_path / "logs"}"\n'
-                        f'[[inbox]]\npath = "{inbox}"\nurl = "https://x.example/api/import/users"\n'
-                        'username = "u"\npassword = "secret"\n')  # fmt: skip
-    state = [write(tmp_path / "state" / name, "") for name in
-             ("journal.sqlite3", "notify.json", "journal.sqlite3.damaged-20260101T000000Z",
-              "locks/inbox-0123456789abcdef.lock", "locks/inbox-0123456789abcdef.lock.json")]  # fmt: skip
+    config_path = write(
+        tmp_path / "etc" / "config.toml",
+        f'state_dir = "{tmp_path / "state"}"\nlog_dir = "{tmp_path / "logs"}"\n'
+        f'[[inbox]]\npath = "{inbox}"\nurl = "https://x.example/api/import/users"\n'
+        'username = "u"\npassword = "secret"\n',
+    )
+    state = [
+        write(tmp_path / "state" / name, "")
+        for name in (
+            "journal.sqlite3",
+            "notify.json",
+            "journal.sqlite3.damaged-20260101T000000Z",
+            "locks/inbox-0123456789abcdef.lock",
+            "locks/inbox-0123456789abcdef.lock.json",
+        )
+    ]
     day_log = write(tmp_path / "logs" / "dropbox-sync_2026-01-01.log", "")
     other = write(tmp_path / "logs" / "someone-elses.log", "")
     systemd.uninstall(options(tmp_path, remove_data=True))
@@ -299,8 +332,19 @@ def test_the_dedicated_user_is_created_once_and_other_users_must_exist(tmp_path,
 
     monkeypatch.setattr(systemd.pwd, "getpwnam", no_such_user)
     systemd.ensure_user("dropbox-sync", options(tmp_path))
-    assert system.calls == [("useradd", "--system", "--user-group", "--home-dir", "/var/lib/dropbox-sync",
-                             "--no-create-home", "--shell", "/usr/sbin/nologin", "dropbox-sync")]  # fmt: skip
+    assert system.calls == [
+        (
+            "useradd",
+            "--system",
+            "--user-group",
+            "--home-dir",
+            "/var/lib/dropbox-sync",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "dropbox-sync",
+        )
+    ]
     with pytest.raises(ServiceError, match="no user named svc-sync"):
         systemd.ensure_user("svc-sync", options(tmp_path))
     monkeypatch.setattr(systemd.pwd, "getpwnam", lambda name: object())
@@ -313,8 +357,9 @@ def test_grant_gives_the_user_rwx_acls_on_each_existing_inbox(tmp_path, monkeypa
     monkeypatch.setattr(systemd.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    settings = systemd.UnitSettings(program=("/x",), config_path=Path("/etc/x.toml"),
-                                    read_write_paths=(inbox, tmp_path / "not-mounted"))  # fmt: skip
+    settings = systemd.UnitSettings(
+        program=("/x",), config_path=Path("/etc/x.toml"), read_write_paths=(inbox, tmp_path / "not-mounted")
+    )
     opts = options(tmp_path)
     systemd.grant_folders(settings, "dropbox-sync", opts)
     assert system.calls == [("setfacl", "-R", "-m", "u:dropbox-sync:rwX,d:u:dropbox-sync:rwX", str(inbox))]

@@ -42,16 +42,35 @@ class FakeScm:
         self.start_ends_in = win.SERVICE_RUNNING
         self.unsupported: set[str] = set()
         site = tmp_path / "win32"
-        self.files = win.HostFiles(exe=self._file(site / "win32" / "pythonservice.exe", b"MZ host"),
-                                   dlls=(self._file(site / "pywin32_system32" / "pywintypes311.dll", b"MZ pwt"),
-                                         self._file(site / "python" / "python311.dll", b"MZ py")))  # fmt: skip
+        self.files = win.HostFiles(
+            exe=self._file(site / "win32" / "pythonservice.exe", b"MZ host"),
+            dlls=(
+                self._file(site / "pywin32_system32" / "pywintypes311.dll", b"MZ pwt"),
+                self._file(site / "python" / "python311.dll", b"MZ py"),
+            ),
+        )
         self.venv = tmp_path / "venv"
         self.venv.mkdir()
-        for name in ("is_admin", "host_files", "install_service", "update_service", "remove_service",
-                     "set_failure_actions", "set_failure_actions_on_error_exit", "set_unrestricted_sid",
-                     "start_service", "stop_service", "query_status", "query_config", "set_parameter",
-                     "get_parameter", "register_event_source", "log_event", "grant",
-                     "grant_service_logon_right"):  # fmt: skip
+        for name in (
+            "is_admin",
+            "host_files",
+            "install_service",
+            "update_service",
+            "remove_service",
+            "set_failure_actions",
+            "set_failure_actions_on_error_exit",
+            "set_unrestricted_sid",
+            "start_service",
+            "stop_service",
+            "query_status",
+            "query_config",
+            "set_parameter",
+            "get_parameter",
+            "register_event_source",
+            "log_event",
+            "grant",
+            "grant_service_logon_right",
+        ):
             monkeypatch.setattr(win, name, getattr(self, name))
         monkeypatch.setattr(windows, "host_dir", lambda: self.venv)
         monkeypatch.setattr(windows, "POLL", 0.01)
@@ -70,8 +89,9 @@ class FakeScm:
 
     def _service(self, name: str) -> dict[str, Any]:
         if name not in self.services:
-            raise win.Win32Error(win.ERROR_SERVICE_DOES_NOT_EXIST, "OpenService",
-                                 "The specified service does not exist")
+            raise win.Win32Error(
+                win.ERROR_SERVICE_DOES_NOT_EXIST, "OpenService", "The specified service does not exist"
+            )
         return self.services[name]
 
     # _win32api's functions -------------------------------------------------------------
@@ -158,8 +178,10 @@ def scm(monkeypatch, tmp_path) -> FakeScm:
 def write_windows_config(tmp_path: Path, *inboxes: str, extra: str = "") -> Path:
     text = f'state_dir = "{tmp_path / "state"}"\nlog_dir = "{tmp_path / "logs"}"\n{extra}'
     for number, path in enumerate(inboxes):
-        text += (f'[[inbox]]\nname = "in{number}"\npath = \'{path}\'\nurl = "https://library.example.edu/api/import/users"\n'
-                 'username = "autoimport"\npassword_env = "SET_ONLY_FOR_THE_SERVICE"\n')  # fmt: skip
+        text += (
+            f'[[inbox]]\nname = "in{number}"\npath = \'{path}\'\nurl = "https://library.example.edu/api/import/users"\n'
+            'username = "autoimport"\npassword_env = "SET_ONLY_FOR_THE_SERVICE"\n'
+        )
     config_path = tmp_path / "config.toml"
     config_path.write_text(text, encoding="utf-8")
     return config_path
@@ -183,16 +205,32 @@ def test_install_registers_localservice_automatic_with_recovery_and_the_config_p
     assert windows.install(opts) == 0
 
     host = scm.venv / "pythonservice.exe"
-    assert scm.calls[0] == ("install_service", "dropbox-sync", "dropbox_sync.service.windows.DropboxSyncService",
-                            host, {"start_type": win.SERVICE_AUTO_START, "delayed": True,
-                                   "account": "NT AUTHORITY\\LocalService", "password": None})  # fmt: skip
+    assert scm.calls[0] == (
+        "install_service",
+        "dropbox-sync",
+        "dropbox_sync.service.windows.DropboxSyncService",
+        host,
+        {
+            "start_type": win.SERVICE_AUTO_START,
+            "delayed": True,
+            "account": "NT AUTHORITY\\LocalService",
+            "password": None,
+        },
+    )
     assert ("set_parameter", "dropbox-sync", "ConfigPath", str(config_path)) in scm.calls
-    assert ("set_failure_actions", "dropbox-sync",
-            {"delays_ms": (10_000, 60_000, 300_000), "reset_seconds": 86_400}) in scm.calls  # fmt: skip
+    assert (
+        "set_failure_actions",
+        "dropbox-sync",
+        {"delays_ms": (10_000, 60_000, 300_000), "reset_seconds": 86_400},
+    ) in scm.calls
     assert {"set_failure_actions_on_error_exit", "set_unrestricted_sid", "register_event_source"} <= set(scm.names())
     grants = [call[1:] for call in scm.calls if call[0] == "grant"]
-    assert grants == [(tmp_path / "state", "*S-1-5-19", "M", False), (tmp_path / "state" / "locks", "*S-1-5-19", "M", True),
-                      (tmp_path / "logs", "*S-1-5-19", "M", True), (inbox, "*S-1-5-19", "M", True)]  # fmt: skip
+    assert grants == [
+        (tmp_path / "state", "*S-1-5-19", "M", False),
+        (tmp_path / "state" / "locks", "*S-1-5-19", "M", True),
+        (tmp_path / "logs", "*S-1-5-19", "M", True),
+        (inbox, "*S-1-5-19", "M", True),
+    ]
     assert "start_service" not in scm.names(), "install alone does not start"
     assert "grant_service_logon_right" not in scm.names(), "LocalService holds the right already"
     assert "does not load yet" in opts.out.getvalue(), "the password variable is only set for the service"

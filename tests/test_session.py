@@ -31,9 +31,11 @@ def test_a_session_stops_its_parts_in_the_documented_order(tmp_path: Path) -> No
         path = write_config(tmp_path, emulator, settle_seconds=0.05)
         text = path.read_text(encoding="utf-8")
         # An SMTP server that is never reached: the notifier only has to stop in its turn.
-        path.write_text(text + '[notify]\nsmtp_host = "127.0.0.1"\nsmtp_port = 9\nstarttls = false\n'
-                        'from = "dropbox-sync@school.example"\nto = ["it@school.example"]\n',
-                        encoding="utf-8")  # fmt: skip
+        path.write_text(
+            text + '[notify]\nsmtp_host = "127.0.0.1"\nsmtp_port = 9\nstarttls = false\n'
+            'from = "dropbox-sync@school.example"\nto = ["it@school.example"]\n',
+            encoding="utf-8",
+        )
         session = Session(config.load(path))
         assert session.notifier is not None and session.pages is not None
         order: list[str] = []

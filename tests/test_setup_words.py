@@ -39,13 +39,17 @@ def test_the_example_fits_each_platform():
         tomllib.loads(text)
     assert example.next_step(None).endswith("then run: dropbox-sync check --online")
     assert example.next_step(example.EXAMPLE.with_name("a b.toml"), "win32").endswith(
-        f'dropbox-sync --config "{example.EXAMPLE.with_name("a b.toml")}" check --online')  # fmt: skip
+        f'dropbox-sync --config "{example.EXAMPLE.with_name("a b.toml")}" check --online'
+    )
 
 
 def write(tmp_path, path_line: str):
     target = tmp_path / "config.toml"
-    target.write_text(f'[[inbox]]\nname = "s"\n{path_line}\nurl = "https://library.example.edu/api/import/users"\n'
-                      'username = "u"\npassword = "secret-1"\n', encoding="utf-8")  # fmt: skip
+    target.write_text(
+        f'[[inbox]]\nname = "s"\n{path_line}\nurl = "https://library.example.edu/api/import/users"\n'
+        'username = "u"\npassword = "secret-1"\n',
+        encoding="utf-8",
+    )
     target.chmod(0o600)
     return target
 

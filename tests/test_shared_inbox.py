@@ -36,8 +36,10 @@ from tests.support import (
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0 or shutil.which("setpriv") is None,
-                                reason="needs root (the service) and setpriv (to be nobody)")  # fmt: skip
+pytestmark = pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root (the service) and setpriv (to be nobody)",
+)
 
 
 @pytest.fixture
@@ -79,9 +81,15 @@ def setup_school(shared: Path, emu, tmp_path: Path, **overrides) -> tuple[Path, 
 
 
 def once(config_path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-                          check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes | str]]:
@@ -162,10 +170,15 @@ def test_planted_links_at_temporary_names_write_nothing_through_them(tmp_path, s
     # The old names were predictable: claim second + file name. Cover the next minute.
     now = dt.datetime.now(dt.UTC)
     stamps = [(now + dt.timedelta(seconds=s)).strftime("%Y%m%dT%H%M%SZ") for s in range(60)]
-    plants = " && ".join(f"ln -s {victim} {inbox}/sending/.{stamp}_evil.csv{suffix}.tmp"
-                         for stamp in stamps for suffix in (".utf8", ".result.json"))  # fmt: skip
-    shell_as_nobody(f"mv {inbox}/sending {inbox}/old-sending && mkdir {inbox}/sending && {plants} "
-                    f"&& printf 'username,library-group,system-group\\nx,G,S\\n' > {inbox}/evil.csv")  # fmt: skip
+    plants = " && ".join(
+        f"ln -s {victim} {inbox}/sending/.{stamp}_evil.csv{suffix}.tmp"
+        for stamp in stamps
+        for suffix in (".utf8", ".result.json")
+    )
+    shell_as_nobody(
+        f"mv {inbox}/sending {inbox}/old-sending && mkdir {inbox}/sending && {plants} "
+        f"&& printf 'username,library-group,system-group\\nx,G,S\\n' > {inbox}/evil.csv"
+    )
     attacker_folder = snapshot(inbox / "sending")
 
     done = once(config_path)
@@ -213,8 +226,14 @@ def test_a_plain_file_named_like_a_work_folder_holds_with_a_clear_reason(tmp_pat
     assert f"{inbox / which} is a file, not a folder" in done.stderr and "Traceback" not in done.stderr
     assert (inbox / which).read_text(encoding="utf-8") == "not a folder\n"
     assert emu.uploads() == [] and (inbox / "a.csv").is_file()
-    status = subprocess.run([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "status", "--json"],
-                            cwd=REPO, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    status = subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "status", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     (reported,) = json.loads(status.stdout)["inboxes"]
     assert f"{inbox / which} is a file, not a folder" in reported["held"]
     (inbox / which).unlink()
@@ -225,9 +244,13 @@ def test_a_plain_file_named_like_a_work_folder_holds_with_a_clear_reason(tmp_pat
 @contextlib.contextmanager
 def service(config_path: Path) -> Iterator[subprocess.Popen]:
     """``dropbox-sync run`` as root in a real process; SIGTERM and joined after."""
-    process = subprocess.Popen([sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "run"],
-                               cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "run"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         yield process
     finally:

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from dropbox_sync.pipeline import archive, routes
-from dropbox_sync.config import Config, InboxConfig
-from dropbox_sync.pipeline.discover import NO_ROUTE, discover
-from dropbox_sync.errors import HoldError, TransientError
-from dropbox_sync.pipeline.prepare import Rejection, prepare
 from dropbox_sync.commands.preview import notes
+from dropbox_sync.config import Config, InboxConfig
+from dropbox_sync.errors import HoldError, TransientError
+from dropbox_sync.pipeline import archive, routes
+from dropbox_sync.pipeline.discover import NO_ROUTE, discover
+from dropbox_sync.pipeline.prepare import Rejection, prepare
 
 OK, PROBLEMS, HELD = 0, 1, 3
 
@@ -47,8 +47,11 @@ def run_check(cfg: Config, files: Sequence[Path], *, online: bool, out: TextIO) 
 
 def _check_folder(inbox: InboxConfig, out: TextIO) -> int:
     if not inbox.path.is_dir():
-        print(f"FAIL  inbox {inbox.name}: folder {inbox.path} is missing (share not mounted, or not made yet); "
-              "the service waits for it", file=out)  # fmt: skip
+        print(
+            f"FAIL  inbox {inbox.name}: folder {inbox.path} is missing (share not mounted, or not made yet); "
+            "the service waits for it",
+            file=out,
+        )
         return 1
     if not os.access(inbox.path, os.W_OK | os.X_OK):
         print(f"FAIL  inbox {inbox.name}: cannot write in {inbox.path} (files could not be moved)", file=out)

@@ -18,9 +18,9 @@ from typing import TextIO
 
 from loguru import logger
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import config
 from dropbox_sync.emulator import Emulator
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.rows import failed_details, tidy_reason
 from dropbox_sync.session import Session
 
@@ -38,11 +38,8 @@ SAMPLES = {
         "t2001,Grace,Hopper,Staff,Teacher,grace.hopper@school.example\n"
         "t2002,Alan,Turing,Staff,Teacher,alan.turing(at)school.example\n"
     ),
-    "groups-missing-column.csv": (
-        "username,firstName,library-group\n"
-        "s1001,Ava,Year 7\n"
-    ),
-}  # fmt: skip
+    "groups-missing-column.csv": ("username,firstName,library-group\ns1001,Ava,Year 7\n"),
+}
 EXPECTED = {"students.csv": "processed", "staff.csv": "failed", "groups-missing-column.csv": "failed"}
 DEADLINE_SECONDS = 60.0
 
@@ -59,11 +56,12 @@ def run_demo(*, keep: bool = True, out: TextIO) -> int:
             finished = _run_service_until_done(cfg, workspace, inbox)
             _print_table(inbox, out)
         ok = finished and _as_expected(inbox)
-        print("\nDemo finished: every file ended where it should." if ok else "\nDemo did NOT finish as expected.",
-              file=out)  # fmt: skip
+        print(
+            "\nDemo finished: every file ended where it should." if ok else "\nDemo did NOT finish as expected.",
+            file=out,
+        )
         if keep:
-            print(f"Look around: {workspace} (inbox/processed, inbox/failed and their .result.json files)",
-                  file=out)  # fmt: skip
+            print(f"Look around: {workspace} (inbox/processed, inbox/failed and their .result.json files)", file=out)
             print(f"What office staff see, in a browser: {(inbox / 'report.html').as_uri()}", file=out)
         return 0 if ok else 1
     finally:
@@ -132,12 +130,12 @@ def _print_table(inbox: Path, out: TextIO) -> None:
             reply = json.loads(result.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             reply = {"summary": "(no result file)"}
-        rows.append((archive.original_name(path.name), f"{path.parent.name}/",
-                     str(result.relative_to(inbox.parent)), reply))  # fmt: skip
+        rows.append(
+            (archive.original_name(path.name), f"{path.parent.name}/", str(result.relative_to(inbox.parent)), reply)
+        )
     width = max([len("file")] + [len(r[0]) for r in rows])
     print(f"\n{'file'.ljust(width)}  {'went to':<11} result saved as", file=out)
-    tail = [f"\nThe refused rows, with Infiniti's reason in a last column, to fix and drop back: {f}"
-            for f in fixable]  # fmt: skip
+    tail = [f"\nThe refused rows, with Infiniti's reason in a last column, to fix and drop back: {f}" for f in fixable]
     for name, went_to, result, reply in rows:
         print(f"{name.ljust(width)}  {went_to:<11} {result}", file=out)
         stage = (reply.get("dropbox_sync") or {}).get("stage")

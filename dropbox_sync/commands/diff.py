@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from dropbox_sync.roster.changes import LISTED, Changes
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.pipeline.prepare import Rejection, prepare
+from dropbox_sync.roster.changes import LISTED, Changes
 from dropbox_sync.roster.memory import Roster
 
 OK, PROBLEMS = 0, 1
@@ -52,11 +52,16 @@ def describe(changes: Changes, *, full: bool = False) -> list[str]:
     else:
         lines.append(f"would send: {changes.sent_rows} row(s), only the changes")
     if changes.over_guard:
-        lines.append(f"HELD  would wait in held/ for approval: {changes.moving} of the {changes.remembered} users "
-                     f"would change or be deactivated (change_guard = {policy.change_guard:g})")  # fmt: skip
+        lines.append(
+            f"HELD  would wait in held/ for approval: {changes.moving} of the {changes.remembered} users "
+            f"would change or be deactivated (change_guard = {policy.change_guard:g})"
+        )
     if changes.leavers:
-        what = {"keep": "kept active (leavers = \"keep\")", "report": "reported (leavers = \"report\")",
-                "deactivate": f"deactivated with {', '.join(f'{k}={v}' for k, v in policy.leaver_values)}"}  # fmt: skip
+        what = {
+            "keep": 'kept active (leavers = "keep")',
+            "report": 'reported (leavers = "report")',
+            "deactivate": f"deactivated with {', '.join(f'{k}={v}' for k, v in policy.leaver_values)}",
+        }
         lines.append(f"leavers are {what[policy.leavers]}")
     if not full:
         return lines
@@ -67,9 +72,11 @@ def describe(changes: Changes, *, full: bool = False) -> list[str]:
         lines.append(f"changed    {item['username']} (line {item['line']}): {columns}")
     for username in changes.leavers[:LISTED]:
         lines.append(f"leaver     {username}")
-    for kind, listed, total in (("added", changes.added_listed, changes.added),
-                                ("changed", changes.changed_listed, changes.changed),
-                                ("leavers", changes.leavers[:LISTED], len(changes.leavers))):  # fmt: skip
+    for kind, listed, total in (
+        ("added", changes.added_listed, changes.added),
+        ("changed", changes.changed_listed, changes.changed),
+        ("leavers", changes.leavers[:LISTED], len(changes.leavers)),
+    ):
         if total > len(listed):
             lines.append(f"... and {total - len(listed)} more {kind} not listed")
     return lines

@@ -66,8 +66,9 @@ def _outcome(entry: HistoryEntry) -> str:
 def _counts(entry: HistoryEntry) -> str:
     if entry.created is None and entry.updated is None and entry.failed is None:
         return entry.summary  # not an import summary: the reason it was stopped
-    parts = [f"{getattr(entry, key)} {key}" for key in ("created", "updated", "failed")
-             if getattr(entry, key) is not None]  # fmt: skip
+    parts = [
+        f"{getattr(entry, key)} {key}" for key in ("created", "updated", "failed") if getattr(entry, key) is not None
+    ]
     return "users: " + ", ".join(parts)
 
 

@@ -9,7 +9,6 @@ import argparse
 import json
 import sys
 
-from dropbox_sync.config import example
 from dropbox_sync.commands.support import (
     FAILED,
     OK,
@@ -21,6 +20,7 @@ from dropbox_sync.commands.support import (
     _roster,
     _state_dir,
 )
+from dropbox_sync.config import example
 from dropbox_sync.errors import UnsafeFolder, UsageError
 
 
@@ -86,9 +86,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
         for item in found:
             newer = held.newer_import(journal, item)
             if newer is not None and not args.force:
-                print(f"{item.inbox.name}: {item.path.name} NOT approved: {newer.original} was dropped after it "
-                      f"and imported ({newer.finished}); sending this older file would overwrite that newer "
-                      f"data. If you are sure: dropbox-sync approve --force {item.original}", file=sys.stderr)
+                print(
+                    f"{item.inbox.name}: {item.path.name} NOT approved: {newer.original} was dropped after it "
+                    f"and imported ({newer.finished}); sending this older file would overwrite that newer "
+                    f"data. If you are sure: dropbox-sync approve --force {item.original}",
+                    file=sys.stderr,
+                )
                 refused += 1
                 continue
             try:
@@ -98,8 +101,11 @@ def cmd_approve(args: argparse.Namespace) -> int:
                 refused += 1
                 continue
             if newer is not None:
-                print(f"{item.inbox.name}: warning: {item.path.name} is older than {newer.original}, imported "
-                      f"{newer.finished}; it will overwrite that newer data (--force)", file=sys.stderr)  # fmt: skip
+                print(
+                    f"{item.inbox.name}: warning: {item.path.name} is older than {newer.original}, imported "
+                    f"{newer.finished}; it will overwrite that newer data (--force)",
+                    file=sys.stderr,
+                )
             print(f"{item.inbox.name}: {item.path.name} approved; it is sent next")
     finally:
         if journal is not None:

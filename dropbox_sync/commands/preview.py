@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from dropbox_sync.config import InboxConfig
 from dropbox_sync.commands.diff import describe
+from dropbox_sync.config import InboxConfig
 from dropbox_sync.pipeline.prepare import Rejection, Upload, prepare
 from dropbox_sync.roster.memory import Roster
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from dropbox_sync.pipeline import archive, workdirs
 from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.errors import UnsafeFolder
+from dropbox_sync.pipeline import archive, workdirs
 
 
 def retry_failed(cfg: Config, wanted: Sequence[str]) -> tuple[list[tuple[str, InboxConfig]], list[str]]:
@@ -30,8 +30,9 @@ def retry_failed(cfg: Config, wanted: Sequence[str]) -> tuple[list[tuple[str, In
     return moved, problems
 
 
-def _retry_inbox(inbox: InboxConfig, names: set[str], unmatched: set[str],
-                 problems: list[str]) -> list[tuple[str, InboxConfig]]:  # fmt: skip
+def _retry_inbox(
+    inbox: InboxConfig, names: set[str], unmatched: set[str], problems: list[str]
+) -> list[tuple[str, InboxConfig]]:
     moved = []
     # strict=False: a person runs this, perhaps as another account than the service;
     # a failed/ that is a link is refused all the same (workdirs.py).

@@ -40,16 +40,26 @@ from loguru import logger
 
 from dropbox_sync import credentials
 from dropbox_sync.config.model import Config, InboxConfig, Route
+from dropbox_sync.config.notify_settings import resolve_settings
 from dropbox_sync.config.parser import INBOX_DEFAULTS, _reject_duplicates, _where, parse
 from dropbox_sync.errors import ConfigError
-from dropbox_sync.config.notify_settings import resolve_settings
 from dropbox_sync.paths import BACKSLASH_HINT
 from dropbox_sync.redact import Secret, register_basic_auth
 
 # The public names of the three steps and their objects (they live in config/model.py
 # and config/parser.py; callers keep importing them from here).
-__all__ = ["INBOX_DEFAULTS", "Config", "InboxConfig", "Route", "check_files", "load", "parse", "password_of",
-           "read_toml", "resolve_secrets"]
+__all__ = [
+    "INBOX_DEFAULTS",
+    "Config",
+    "InboxConfig",
+    "Route",
+    "check_files",
+    "load",
+    "parse",
+    "password_of",
+    "read_toml",
+    "resolve_secrets",
+]
 
 
 def load(path: Path) -> Config:
@@ -77,9 +87,9 @@ def read_toml(path: Path) -> dict[str, Any]:
 def _not_utf8(exc: UnicodeDecodeError) -> str:
     data = bytes(exc.object)
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "is saved as UTF-16 (Notepad's \"Unicode\")"
+        return 'is saved as UTF-16 (Notepad\'s "Unicode")'
     line = data.count(b"\n", 0, exc.start) + 1
-    return f"is not UTF-8: line {line} has byte 0x{data[exc.start]:02x} (saved as \"ANSI\"?)"
+    return f'is not UTF-8: line {line} has byte 0x{data[exc.start]:02x} (saved as "ANSI"?)'
 
 
 _TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)")
@@ -189,5 +199,9 @@ def _warn_if_readable_by_others(path: Path, where: str) -> None:
     except OSError:
         return
     if mode & (stat.S_IRGRP | stat.S_IROTH):
-        logger.warning("{} holds a password but other users can read it: chmod 600 {} (or use password_env, "
-                       "password_file or password_keyring)", where.rstrip(":"), path)  # fmt: skip
+        logger.warning(
+            "{} holds a password but other users can read it: chmod 600 {} (or use password_env, "
+            "password_file or password_keyring)",
+            where.rstrip(":"),
+            path,
+        )

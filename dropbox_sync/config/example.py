@@ -15,27 +15,30 @@ from pathlib import Path
 EXAMPLE = Path(__file__).with_name("config.example.toml")
 
 # The note on backslashes, which only Windows paths need.
-_WINDOWS_NOTE = re.compile(r"(Relative paths are relative to this file\.) Windows paths:.*?\n# (Check your changes with:)",
-                           re.DOTALL)  # fmt: skip
+_WINDOWS_NOTE = re.compile(
+    r"(Relative paths are relative to this file\.) Windows paths:.*?\n# (Check your changes with:)", re.DOTALL
+)
 _COMMON = {
     "PEM file of a private CA; empty = Windows/OS trust store": "PEM file of a private CA; empty = the OS trust store",
 }
 _LOCAL = {
     "linux": {
-        "machine-wide default (Windows: C:\\ProgramData\\dropbox-sync)":
-            "machine-wide default (/var/lib/dropbox-sync, logs in /var/log/dropbox-sync)",
+        "machine-wide default (Windows: C:\\ProgramData\\dropbox-sync)": (
+            "machine-wide default (/var/lib/dropbox-sync, logs in /var/log/dropbox-sync)"
+        ),
         "D:/SIS/export": "/srv/sis/export",
         "D:/SIS/groups": "/srv/sis/groups",
         '"C:/ProgramData/dropbox-sync/password.txt"': '"/etc/dropbox-sync/infiniti.secret"',
     },
     "darwin": {
-        "machine-wide default (Windows: C:\\ProgramData\\dropbox-sync)":
-            "machine-wide default (/Library/Application Support/dropbox-sync, logs in /Library/Logs/dropbox-sync)",
+        "machine-wide default (Windows: C:\\ProgramData\\dropbox-sync)": (
+            "machine-wide default (/Library/Application Support/dropbox-sync, logs in /Library/Logs/dropbox-sync)"
+        ),
         "D:/SIS/export": "/Users/Shared/SIS/export",
         "D:/SIS/groups": "/Users/Shared/SIS/groups",
         '"C:/ProgramData/dropbox-sync/password.txt"': '"/Library/Application Support/dropbox-sync/infiniti.secret"',
     },
-}  # fmt: skip
+}
 
 
 def example_text(platform: str = sys.platform) -> str:
@@ -60,5 +63,4 @@ def next_step(config: Path | None, platform: str = sys.platform) -> str:
             where = f' --config "{shown}"' if " " in shown else f" --config {shown}"
         else:
             where = f" --config {shlex.quote(shown)}"
-    return (f"edit the [[inbox]] path, url and username, set the password, then run: "
-            f"dropbox-sync{where} check --online")  # fmt: skip
+    return f"edit the [[inbox]] path, url and username, set the password, then run: dropbox-sync{where} check --online"

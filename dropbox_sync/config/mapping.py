@@ -66,7 +66,7 @@ class Column:
 def parse_template(text: str) -> Template:
     """Parse ``text``; a ``TemplateError`` says what is wrong (the caller adds the key)."""
     if not text.strip():
-        raise TemplateError("is empty: give a column such as \"{StudentID}\" or a fixed value")
+        raise TemplateError('is empty: give a column such as "{StudentID}" or a fixed value')
     parts: list[str | Column] = []
     literal: list[str] = []
     i, n = 0, len(text)
@@ -103,8 +103,10 @@ def _placeholder(inner: str, text: str) -> str:
         raise TemplateError(f'has a "{{" inside a placeholder (write "{{{{" for a literal brace): {text}')
     for char, what in _FORMAT_SYNTAX.items():
         if char in name:
-            raise TemplateError(f"uses {what} in {{{name}}}: only {{Column}} is supported, values are sent "
-                                f"as the export has them: {text}")  # fmt: skip
+            raise TemplateError(
+                f"uses {what} in {{{name}}}: only {{Column}} is supported, values are sent "
+                f"as the export has them: {text}"
+            )
     return name
 
 
@@ -140,15 +142,17 @@ def build(columns: object, values: object) -> ColumnMapping:
     """A mapping from the raw TOML tables; ``TemplateError`` names the offending sub-key
     (``columns.username``, ``values.library-group."Year 07"``) for config.py to prefix."""
     if not isinstance(columns, Mapping) or not columns:
-        raise TemplateError("must be a table of output column = template, e.g. username = \"{StudentID}\"",
-                            key="columns")  # fmt: skip
+        raise TemplateError('must be a table of output column = template, e.g. username = "{StudentID}"', key="columns")
     parsed: list[tuple[str, Template]] = []
     seen: dict[str, str] = {}
     for name, text in columns.items():
         key = f"columns.{name}"
         if not name.strip():  # key=f"columns.{name}" would read "columns. names ..."
-            raise TemplateError(f'has an output column with no name ({json.dumps(name)} = ...): name it as '
-                                "Infiniti's import expects, e.g. username", key="columns")  # fmt: skip
+            raise TemplateError(
+                f"has an output column with no name ({json.dumps(name)} = ...): name it as "
+                "Infiniti's import expects, e.g. username",
+                key="columns",
+            )
         if fold(name) in seen:
             raise TemplateError(f'repeats column "{seen[fold(name)]}" (names are compared ignoring case)', key=key)
         seen[fold(name)] = name
@@ -161,13 +165,17 @@ def build(columns: object, values: object) -> ColumnMapping:
     username = next((t for name, t in parsed if fold(name) == USERNAME), None)
     if username is not None and username.constant is not None:
         # Every row would be the same user; "{{studCode}}" (a Jinja habit) is the usual cause.
-        hint = f' ("{{{{" and "}}}}" are literal braces: write "{username.constant}")' if "{" in username.constant else ""
-        raise TemplateError(f"must name a column of the export, e.g. \"{{StudentID}}\": a fixed username would make "
-                            f"every row the same user{hint}", key=f"columns.{seen[USERNAME]}")  # fmt: skip
+        hint = (
+            f' ("{{{{" and "}}}}" are literal braces: write "{username.constant}")' if "{" in username.constant else ""
+        )
+        raise TemplateError(
+            f'must name a column of the export, e.g. "{{StudentID}}": a fixed username would make '
+            f"every row the same user{hint}",
+            key=f"columns.{seen[USERNAME]}",
+        )
     missing = [c for c in REQUIRED_OUTPUT if c not in seen]
     if missing:
-        raise TemplateError(f"lacks {', '.join(missing)}: Infiniti needs {', '.join(REQUIRED_OUTPUT)}",
-                            key="columns")  # fmt: skip
+        raise TemplateError(f"lacks {', '.join(missing)}: Infiniti needs {', '.join(REQUIRED_OUTPUT)}", key="columns")
     return ColumnMapping(tuple(parsed), _values(values, seen))
 
 
@@ -180,8 +188,9 @@ def _values(values: object, produced: Mapping[str, str]) -> tuple[tuple[str, tup
     for column, table in values.items():
         key = f"values.{column}"
         if fold(column) not in produced:
-            raise TemplateError(f"names a column that columns does not produce (it has: {', '.join(produced.values())})",
-                                key=key)  # fmt: skip
+            raise TemplateError(
+                f"names a column that columns does not produce (it has: {', '.join(produced.values())})", key=key
+            )
         if not isinstance(table, Mapping):
             raise TemplateError('must be a table of "rendered value" = "value to send"', key=key)
         pairs = []

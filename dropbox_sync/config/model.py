@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dropbox_sync.config import mapping, policy
-from dropbox_sync.credentials import PasswordSource
 from dropbox_sync.config.notify_settings import NotifySettings
+from dropbox_sync.credentials import PasswordSource
 from dropbox_sync.redact import Secret, redact_url
 
 

@@ -111,8 +111,11 @@ def parse_settings(raw: Any, where: str, base_dir: Path) -> NotifySettings | Non
     if username and password is None:
         raise fail("smtp_password_env", "is missing: set smtp_password_env, smtp_password_file or smtp_password")
     if username and not (starttls or smtps) and not is_loopback(host):
-        raise fail("starttls", "is false: the SMTP password would cross the network unencrypted. "
-                   "Use starttls = true (port 587) or smtps = true (port 465)")  # fmt: skip
+        raise fail(
+            "starttls",
+            "is false: the SMTP password would cross the network unencrypted. "
+            "Use starttls = true (port 587) or smtps = true (port 465)",
+        )
     ca_text = text("ca_bundle")
     # Present or not: config.check_files says, naming the key.
     ca_bundle = path_value(ca_text, base_dir, lambda problem: fail("ca_bundle", problem)) if ca_text else None

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import credentials
 from dropbox_sync.config import mapping, policy
 from dropbox_sync.config.model import Config, InboxConfig, Route
+from dropbox_sync.config.notify_settings import parse_settings
 from dropbox_sync.config.values import (
     MAX_DAYS,
     _check_transport_security,
@@ -33,8 +33,8 @@ from dropbox_sync.config.values import (
 )
 from dropbox_sync.credentials import ENV, FILE, INLINE, KEYRING
 from dropbox_sync.errors import ConfigError, TemplateError
-from dropbox_sync.config.notify_settings import parse_settings
 from dropbox_sync.paths import control_character, path_value
+from dropbox_sync.pipeline import archive
 
 OBSERVER_KINDS = ("auto", "native", "polling")
 MAX_REPORT_IMPORTS = 1000  # keeps report.html small enough for any browser and share
@@ -142,8 +142,9 @@ def _optional_dir(raw: Mapping[str, Any], key: str, where: str, base_dir: Path) 
     return path_value(value, base_dir, lambda problem: ConfigError(f"{where}: {key} {problem}")) if value else None
 
 
-def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: str, base_dir: Path,
-           warnings: list[str]) -> InboxConfig:  # fmt: skip
+def _inbox(
+    values: dict[str, Any], table: Mapping[str, Any], index: int, where: str, base_dir: Path, warnings: list[str]
+) -> InboxConfig:
     named = isinstance(table.get("name"), str)
     label = f'inbox "{archive.display_name(table["name"])}"' if named else f"inbox #{index}"
     _reject_unknown(table, INBOX_DEFAULTS, f"{where}: {label}")
@@ -153,13 +154,22 @@ def _inbox(values: dict[str, Any], table: Mapping[str, Any], index: int, where: 
     path = _inbox_path(read, base_dir)
     name = read.text("name") if values.get("name") is not None else path.name
     if control_character(name) is not None:  # shown in logs, status, email subjects, lock names
-        raise read.fail("name", f"holds a control character ({control_character(name)}): "
-                        f"{name.encode('unicode_escape').decode('ascii')}")  # fmt: skip
+        raise read.fail(
+            "name",
+            f"holds a control character ({control_character(name)}): {name.encode('unicode_escape').decode('ascii')}",
+        )
     routes, url_user, url_password = _routes(read)
     url = routes[0].url
     username = _username(read, url_user)
-    password_source = credentials.parse_source(read.values, PASSWORD_KEYS, read.where, base_dir,
-                                               url_password=url_password, keyring_name=name, username=username)
+    password_source = credentials.parse_source(
+        read.values,
+        PASSWORD_KEYS,
+        read.where,
+        base_dir,
+        url_password=url_password,
+        keyring_name=name,
+        username=username,
+    )
     if password_source is None:
         raise read.fail("password_env", "is missing: set password_env, password_file or password")
     verify_tls = read.flag("verify_tls")
@@ -223,8 +233,9 @@ def _routes(read: _Reader) -> tuple[tuple[Route, ...], str | None, str | None]:
         patterns = _Reader(table, f"{read.where}: {label}").patterns("match")
         url, route_user, route_password = _split_url(read, _Reader(table, read.where).text("url"), f"{label} url")
         user, password = user or route_user, password or route_password
-        routes.append(Route(patterns, url, _route_mapping(read, table, label, inbox_mapping),
-                            _policy(read, table, label)))  # fmt: skip
+        routes.append(
+            Route(patterns, url, _route_mapping(read, table, label, inbox_mapping), _policy(read, table, label))
+        )
     return tuple(routes), user, password
 
 
@@ -241,8 +252,9 @@ def _mapping(read: _Reader, table: Mapping[str, Any], label: str = "") -> mappin
         raise read.fail(f"{label} {exc.key}".strip(), str(exc)) from None
 
 
-def _route_mapping(read: _Reader, table: Mapping[str, Any], label: str,
-                   inbox_mapping: mapping.ColumnMapping | None) -> mapping.ColumnMapping | None:  # fmt: skip
+def _route_mapping(
+    read: _Reader, table: Mapping[str, Any], label: str, inbox_mapping: mapping.ColumnMapping | None
+) -> mapping.ColumnMapping | None:
     """A route with its own ``columns`` uses only its own ``values``; a route without
     uses the inbox's columns, its own ``values`` replacing the inbox's column by column."""
     if table.get("columns") is not None or inbox_mapping is None:
@@ -277,9 +289,7 @@ def _reject_duplicates(inboxes: tuple[InboxConfig, ...], where: str) -> None:
         names.add(inbox.name)
         folder = os.path.normcase(str(inbox.path))
         if folder in folders:
-            raise ConfigError(
-                f'{where}: inbox "{inbox.name}": path is the same folder as inbox "{folders[folder]}"'
-            )
+            raise ConfigError(f'{where}: inbox "{inbox.name}": path is the same folder as inbox "{folders[folder]}"')
         folders[folder] = inbox.name
     # An inbox inside another's work folder would send again every file the other filed
     # there (to its own url) and move it out of the other's archive. A plain subfolder of an
@@ -288,5 +298,7 @@ def _reject_duplicates(inboxes: tuple[InboxConfig, ...], where: str) -> None:
         for other in inboxes:
             for work in (archive.SENDING, archive.PROCESSED, archive.FAILED, archive.HELD):
                 if inbox is not other and inbox.path.is_relative_to(other.path / work):
-                    raise ConfigError(f'{where}: inbox "{inbox.name}": path is inside {work}/ of inbox '
-                                      f'"{other.name}", where that inbox files what it has sent: {inbox.path}')
+                    raise ConfigError(
+                        f'{where}: inbox "{inbox.name}": path is inside {work}/ of inbox '
+                        f'"{other.name}", where that inbox files what it has sent: {inbox.path}'
+                    )

@@ -86,7 +86,7 @@ class _Reader:
             return value
         match = _SIZE.match(value) if isinstance(value, str) else None
         if not match:
-            raise self.fail(key, 'must be a size such as 512MB or a number of bytes')
+            raise self.fail(key, "must be a size such as 512MB or a number of bytes")
         unit = (match.group(2) or "").lower().rstrip("b")
         binary = unit.endswith("i")  # KiB, MiB: powers of 1024
         factor = 1024 ** "kmgt".index(unit[0]) * 1024 if binary else _SIZE_UNITS[unit]
@@ -150,8 +150,10 @@ def _split_url(read: _Reader, raw: str, key: str) -> tuple[str, str | None, str 
     # kept here has no user:password@ left to print.
     clean = redact_url(raw)
     if user or password:
-        read.warnings.append(f"{read.where.rstrip(':')}: the url contains credentials; they are used for Basic "
-                             "Auth and hidden from logs. Prefer username and password_env in the config.")  # fmt: skip
+        read.warnings.append(
+            f"{read.where.rstrip(':')}: the url contains credentials; they are used for Basic "
+            "Auth and hidden from logs. Prefer username and password_env in the config."
+        )
     return clean, user, password
 
 
@@ -187,11 +189,11 @@ def _check_transport_security(read: _Reader, url: str, verify_tls: bool) -> None
     if urllib.parse.urlsplit(url).scheme == "http" and not is_loopback(host):
         raise read.fail(
             "url",
-            "uses plain http:// to a remote host: the password would cross the network "
-            "unencrypted. Use https://",
+            "uses plain http:// to a remote host: the password would cross the network unencrypted. Use https://",
         )
-    warning = (f"{read.where.rstrip(':')} verify_tls = false: the server's certificate is NOT checked; "
-               "use ca_bundle instead")
+    warning = (
+        f"{read.where.rstrip(':')} verify_tls = false: the server's certificate is NOT checked; use ca_bundle instead"
+    )
     if not verify_tls and warning not in read.warnings:
         # Said at every start, loudly: it is meant for rehearsals only.
         read.warnings.append(warning)

@@ -38,26 +38,61 @@ def parse_account(value: str) -> tuple[str, str, bool]:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     default_user = next(iter(DEFAULT_ACCOUNTS))
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help="port to listen on, 0 for any free port (default %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port to listen on, 0 for any free port (default %(default)s)"
+    )
     parser.add_argument("--no-tls", dest="tls", action="store_false", help="serve plain HTTP instead of HTTPS")
-    parser.add_argument("--state-dir", type=Path, default=None,
-                        help="where users, upload records and the CA are kept (default: a new temporary folder)")
-    parser.add_argument("--account", dest="accounts", action="append", type=parse_account, default=None,
-                        metavar="USER:PASSWORD[:admin|:user]",
-                        help=f"an account that may log in (repeatable; default {default_user}:<password>:admin)")
-    parser.add_argument("--library-group", dest="library_groups", action="append", default=[], metavar="NAME",
-                        help="add a library group to the predefined ones (repeatable)")
-    parser.add_argument("--system-group", dest="system_groups", action="append", default=[], metavar="NAME",
-                        help="add a system group to the predefined ones (repeatable)")
-    parser.add_argument("--library-groups-file", type=Path, default=None, metavar="PATH",
-                        help="add the library groups listed in PATH, one per line (# starts a comment)")
-    parser.add_argument("--system-groups-file", type=Path, default=None, metavar="PATH",
-                        help="add the system groups listed in PATH, one per line (# starts a comment)")
-    parser.add_argument("--ca-out", type=Path, default=None, metavar="PATH",
-                        help="also copy the CA certificate (PEM) to PATH")
-    parser.add_argument("--keep-uploads", action="store_true",
-                        help="keep a copy of every uploaded file in STATE_DIR/uploads")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where users, upload records and the CA are kept (default: a new temporary folder)",
+    )
+    parser.add_argument(
+        "--account",
+        dest="accounts",
+        action="append",
+        type=parse_account,
+        default=None,
+        metavar="USER:PASSWORD[:admin|:user]",
+        help=f"an account that may log in (repeatable; default {default_user}:<password>:admin)",
+    )
+    parser.add_argument(
+        "--library-group",
+        dest="library_groups",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="add a library group to the predefined ones (repeatable)",
+    )
+    parser.add_argument(
+        "--system-group",
+        dest="system_groups",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="add a system group to the predefined ones (repeatable)",
+    )
+    parser.add_argument(
+        "--library-groups-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="add the library groups listed in PATH, one per line (# starts a comment)",
+    )
+    parser.add_argument(
+        "--system-groups-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="add the system groups listed in PATH, one per line (# starts a comment)",
+    )
+    parser.add_argument(
+        "--ca-out", type=Path, default=None, metavar="PATH", help="also copy the CA certificate (PEM) to PATH"
+    )
+    parser.add_argument(
+        "--keep-uploads", action="store_true", help="keep a copy of every uploaded file in STATE_DIR/uploads"
+    )
 
 
 def _accounts(args: argparse.Namespace) -> dict[str, tuple[str, bool]]:
@@ -117,8 +152,14 @@ def command(args: argparse.Namespace, stop_event: threading.Event) -> int:
     state_dir = Path(tempfile.mkdtemp(prefix="dropbox-sync-emulator-")) if made_state_dir else args.state_dir
     accounts = _accounts(args)
     emulator = Emulator(
-        state_dir, host=args.host, port=args.port, tls=args.tls, accounts=accounts,
-        library_groups=library_groups, system_groups=system_groups, keep_uploads=args.keep_uploads,
+        state_dir,
+        host=args.host,
+        port=args.port,
+        tls=args.tls,
+        accounts=accounts,
+        library_groups=library_groups,
+        system_groups=system_groups,
+        keep_uploads=args.keep_uploads,
     )
     try:
         try:
@@ -133,8 +174,10 @@ def command(args: argparse.Namespace, stop_event: threading.Event) -> int:
                 try:
                     ca_file = emulator.copy_ca(args.ca_out)
                 except OSError as exc:
-                    print(f"emulator: cannot write the CA certificate to {args.ca_out}: "
-                          f"{exc.strerror or exc}", file=sys.stderr)
+                    print(
+                        f"emulator: cannot write the CA certificate to {args.ca_out}: {exc.strerror or exc}",
+                        file=sys.stderr,
+                    )
                     return 2
             for line in _banner(emulator, ca_file, next(iter(accounts))):
                 print(line, flush=True)

@@ -106,8 +106,12 @@ class Emulator:
         context = Context(
             store=store,
             importer=Importer(store, self.library_groups, self.system_groups),
-            accounts=self._accounts, faults=self._faults, tmp_dir=tmp_dir,
-            keep_uploads=self.keep_uploads, stopping=self._stopping, hang_seconds=self.hang_seconds,
+            accounts=self._accounts,
+            faults=self._faults,
+            tmp_dir=tmp_dir,
+            keep_uploads=self.keep_uploads,
+            stopping=self._stopping,
+            hang_seconds=self.hang_seconds,
         )
         try:
             server = ImportServer(self.host, self._requested_port, context, tls_context)
@@ -116,8 +120,10 @@ class Emulator:
             raise
         self._store, self._server = store, server
         self._accept_thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": _POLL_SECONDS},
-            name="emulator-accept", daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": _POLL_SECONDS},
+            name="emulator-accept",
+            daemon=True,
         )
         self._accept_thread.start()
 
@@ -145,8 +151,9 @@ class Emulator:
         # `with Emulator(...).start() as emu:` is fine too.
         return self if self._server is not None else self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # -- where it listens ----------------------------------------------------
@@ -191,8 +198,9 @@ class Emulator:
 
     # -- test controls -------------------------------------------------------
 
-    def inject(self, fault: str, count: int = 1, *, retry_after: int | None = None,
-               hang_seconds: float | None = None) -> None:
+    def inject(
+        self, fault: str, count: int = 1, *, retry_after: int | None = None, hang_seconds: float | None = None
+    ) -> None:
         """Make the next `count` import requests fail with `fault` (see faults.FAULTS)."""
         self._faults.inject(fault, count, retry_after=retry_after, hang_seconds=hang_seconds)
 

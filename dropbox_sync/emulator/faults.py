@@ -41,8 +41,9 @@ class FaultQueue:
         self._lock = threading.Lock()
         self._queue: deque[Fault] = deque()
 
-    def inject(self, name: str, count: int = 1, *, retry_after: int | None = None,
-               hang_seconds: float | None = None) -> None:
+    def inject(
+        self, name: str, count: int = 1, *, retry_after: int | None = None, hang_seconds: float | None = None
+    ) -> None:
         if name not in FAULTS:
             raise ValueError(f"unknown fault {name!r}; choose from {', '.join(sorted(FAULTS))}")
         if count < 1:

@@ -82,8 +82,7 @@ class ImportHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         url = urlsplit(self.path)
         credentials = parse_basic(self.headers.get("Authorization"))
-        facts = _Facts(utc_now(), url.path, _tenant(url.query),
-                       credentials.username if credentials else None)
+        facts = _Facts(utc_now(), url.path, _tenant(url.query), credentials.username if credentials else None)
         fault: Fault | None = None
         try:
             chunks = body_chunks(self.rfile, self.headers)
@@ -98,8 +97,7 @@ class ImportHandler(BaseHTTPRequestHandler):
             verdict = self.ctx.accounts.check(credentials)
             if verdict is not Verdict.ALLOWED:
                 drain(chunks)
-                self._finish(facts, replies.unauthorised() if verdict is Verdict.UNAUTHORISED
-                             else replies.forbidden())
+                self._finish(facts, replies.unauthorised() if verdict is Verdict.UNAUTHORISED else replies.forbidden())
                 return
             self._import(facts, chunks)
         except BadUpload as bad:
@@ -173,17 +171,30 @@ class ImportHandler(BaseHTTPRequestHandler):
 
     # -- replying and recording ----------------------------------------------
 
-    def _finish(self, facts: _Facts, reply: Reply | None, received: ReceivedFile | None = None,
-                *, fault: str | None = None, summary: str | None = None) -> None:
+    def _finish(
+        self,
+        facts: _Facts,
+        reply: Reply | None,
+        received: ReceivedFile | None = None,
+        *,
+        fault: str | None = None,
+        summary: str | None = None,
+    ) -> None:
         """Record the request, log one line, then send the reply (if any)."""
         received = received or ReceivedFile()
         record = UploadRecord(
-            seq=0, received_at=facts.received_at, path=facts.path, tenant=facts.tenant,
-            bytes=received.size, sha256=received.sha256,
+            seq=0,
+            received_at=facts.received_at,
+            path=facts.path,
+            tenant=facts.tenant,
+            bytes=received.size,
+            sha256=received.sha256,
             status=reply.status if reply else None,
             success=reply.success if reply else None,
             summary=reply.summary if reply and reply.summary is not None else summary,
-            username=facts.username, fault=fault, filename=received.filename,
+            username=facts.username,
+            fault=fault,
+            filename=received.filename,
         )
         keep = received.path if self.ctx.keep_uploads else None
         record = self.ctx.store.add_upload(record, keep)
@@ -191,9 +202,13 @@ class ImportHandler(BaseHTTPRequestHandler):
             received.path = None
         logger.info(
             "emulator: upload #{} {} tenant={} bytes={} -> {} {}{}",
-            record.seq, record.path, record.tenant or "(default)", record.bytes,
+            record.seq,
+            record.path,
+            record.tenant or "(default)",
+            record.bytes,
             record.status if record.status is not None else "no reply",
-            record.summary or "", f" [fault {fault}]" if fault else "",
+            record.summary or "",
+            f" [fault {fault}]" if fault else "",
         )
         if reply is not None:
             self._send(reply)

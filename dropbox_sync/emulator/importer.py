@@ -88,22 +88,24 @@ class _Tally:
 
 
 class Importer:
-    def __init__(self, store: Store, library_groups: Iterable[str] = DEFAULT_LIBRARY_GROUPS,
-                 system_groups: Iterable[str] = DEFAULT_SYSTEM_GROUPS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        library_groups: Iterable[str] = DEFAULT_LIBRARY_GROUPS,
+        system_groups: Iterable[str] = DEFAULT_SYSTEM_GROUPS,
+    ) -> None:
         self._store = store
         self._library = {_fold(g): g for g in library_groups}
         self._system = {_fold(g): g for g in system_groups}
 
-    def run(self, csv_path: Path, tenant: str,
-            should_stop: Callable[[], bool] = lambda: False) -> ImportResult:
+    def run(self, csv_path: Path, tenant: str, should_stop: Callable[[], bool] = lambda: False) -> ImportResult:
         try:
             with self._store.import_session() as writer:
                 return self._import(csv_path, tenant, writer, should_stop)
         except WholeFileFailure as failure:
             return ImportResult(False, failure.summary)
 
-    def _import(self, csv_path: Path, tenant: str, writer: UserWriter,
-                should_stop: Callable[[], bool]) -> ImportResult:
+    def _import(self, csv_path: Path, tenant: str, writer: UserWriter, should_stop: Callable[[], bool]) -> ImportResult:
         tally = _Tally()
         try:
             with open(csv_path, encoding="utf-8-sig", newline="") as f:
@@ -125,8 +127,15 @@ class Importer:
             return ImportResult(True, summary)
         return ImportResult(False, summary, tally.details())
 
-    def _row(self, row: Sequence[str], header: Sequence[str], columns: dict[str, int],
-             tenant: str, writer: UserWriter, tally: _Tally) -> None:
+    def _row(
+        self,
+        row: Sequence[str],
+        header: Sequence[str],
+        columns: dict[str, int],
+        tenant: str,
+        writer: UserWriter,
+        tally: _Tally,
+    ) -> None:
         def cell(name: str) -> str:
             index = columns.get(name)
             return row[index].strip() if index is not None and index < len(row) else ""

@@ -57,6 +57,7 @@ def bad_request(summary: str) -> Reply:
     return failure(400, summary)
 
 
-def text(status: int, body: str, content_type: str = "text/plain; charset=utf-8",
-         headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+def text(
+    status: int, body: str, content_type: str = "text/plain; charset=utf-8", headers: tuple[tuple[str, str], ...] = ()
+) -> Reply:
     return Reply(status, body.encode("utf-8"), content_type, headers)

@@ -55,8 +55,10 @@ class ImportServer(HTTPServer):
 
     def process_request(self, request: Any, client_address: _Address) -> None:
         thread = threading.Thread(
-            target=self._serve_connection, args=(request, client_address),
-            name=f"emulator-conn-{next(self._counter)}", daemon=True,
+            target=self._serve_connection,
+            args=(request, client_address),
+            name=f"emulator-conn-{next(self._counter)}",
+            daemon=True,
         )
         with self._lock:
             if self._closing:
@@ -113,8 +115,7 @@ class ImportServer(HTTPServer):
         # one debug line, no traceback (loguru's diagnose would print frame
         # variables, and a handler frame holds the request headers).
         exc = sys.exc_info()[1]
-        logger.debug("emulator: connection from {} ended: {}: {}", client_address[0],
-                     type(exc).__name__, exc)
+        logger.debug("emulator: connection from {} ended: {}: {}", client_address[0], type(exc).__name__, exc)
 
     def close_connections(self) -> None:
         """Refuse new connections and wake every thread blocked on a live one."""

@@ -94,8 +94,15 @@ class UserWriter:
         self._conn = conn
         self._now = utc_now()
 
-    def upsert(self, tenant: str, username: str, library_group: str, system_group: str,
-               fields: Mapping[str, str], enabled: bool | None = None) -> bool:
+    def upsert(
+        self,
+        tenant: str,
+        username: str,
+        library_group: str,
+        system_group: str,
+        fields: Mapping[str, str],
+        enabled: bool | None = None,
+    ) -> bool:
         """Insert or update; True when the user is new to the tenant. ``enabled`` None: as it
         was (a new user is enabled), as Infiniti leaves a user's state alone unless told."""
         blob = json.dumps(dict(fields), ensure_ascii=False)
@@ -108,8 +115,16 @@ class UserWriter:
             return False
         self._conn.execute(
             "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (tenant, username, library_group, system_group, blob, self._now, self._now,
-             True if enabled is None else enabled),
+            (
+                tenant,
+                username,
+                library_group,
+                system_group,
+                blob,
+                self._now,
+                self._now,
+                True if enabled is None else enabled,
+            ),
         )
         return True
 
@@ -158,9 +173,19 @@ class Store:
             seq = self._conn.execute(
                 "INSERT INTO uploads (received_at, path, tenant, bytes, sha256, status, success,"
                 " summary, username, fault, filename) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.received_at, record.path, record.tenant, record.bytes, record.sha256,
-                 record.status, record.success, record.summary, record.username, record.fault,
-                 record.filename),
+                (
+                    record.received_at,
+                    record.path,
+                    record.tenant,
+                    record.bytes,
+                    record.sha256,
+                    record.status,
+                    record.success,
+                    record.summary,
+                    record.username,
+                    record.fault,
+                    record.filename,
+                ),
             ).lastrowid
             assert seq is not None
             stored = None
@@ -181,10 +206,19 @@ class Store:
 
 
 def _record(row: tuple[Any, ...]) -> UploadRecord:
-    (seq, received_at, path, tenant, size, sha, status, success, summary, username, fault,
-     filename, stored) = row
+    (seq, received_at, path, tenant, size, sha, status, success, summary, username, fault, filename, stored) = row
     return UploadRecord(
-        seq, received_at, path, tenant, size, sha, status,
-        None if success is None else bool(success), summary, username, fault, filename,
+        seq,
+        received_at,
+        path,
+        tenant,
+        size,
+        sha,
+        status,
+        None if success is None else bool(success),
+        summary,
+        username,
+        fault,
+        filename,
         None if stored is None else Path(stored),
     )

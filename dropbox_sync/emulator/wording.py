@@ -62,6 +62,5 @@ def _users(n: int) -> str:
 
 def summary(processed: int, created: int, updated: int, failed: int) -> str:
     return (
-        f"{_users(processed)} processed. {_users(created)} created. "
-        f"{_users(updated)} updated. {_users(failed)} failed."
+        f"{_users(processed)} processed. {_users(created)} created. {_users(updated)} updated. {_users(failed)} failed."
     )

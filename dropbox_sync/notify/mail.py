@@ -57,22 +57,28 @@ def send(server: SmtpServer, messages: Sequence[EmailMessage]) -> None:
     except MailError:
         raise
     except smtplib.SMTPAuthenticationError as exc:
-        raise MailError(f"{server.where} rejected the login of smtp_username {server.username!r} "
-                        f"({_reply(exc.smtp_code, exc.smtp_error)})") from exc  # fmt: skip
+        raise MailError(
+            f"{server.where} rejected the login of smtp_username {server.username!r} "
+            f"({_reply(exc.smtp_code, exc.smtp_error)})"
+        ) from exc
     except smtplib.SMTPRecipientsRefused as exc:
         refused = ", ".join(f"{who} ({_reply(*why)})" for who, why in exc.recipients.items())
         raise MailError(f"{server.where} refused the recipient(s): {refused}") from exc
     except smtplib.SMTPSenderRefused as exc:
-        raise MailError(f"{server.where} refused the sender {exc.sender} ({_reply(exc.smtp_code, exc.smtp_error)})"
-                        ) from exc  # fmt: skip
+        raise MailError(
+            f"{server.where} refused the sender {exc.sender} ({_reply(exc.smtp_code, exc.smtp_error)})"
+        ) from exc
     except smtplib.SMTPResponseException as exc:
         raise MailError(f"{server.where} answered {_reply(exc.smtp_code, exc.smtp_error)}") from exc
     except ssl.SSLCertVerificationError as exc:
-        raise MailError(f"{server.where}: its TLS certificate is not trusted ({exc.verify_message}); "
-                        "set ca_bundle in [notify] to the CA that signed it") from exc  # fmt: skip
+        raise MailError(
+            f"{server.where}: its TLS certificate is not trusted ({exc.verify_message}); "
+            "set ca_bundle in [notify] to the CA that signed it"
+        ) from exc
     except ssl.SSLError as exc:
-        raise MailError(f"{server.where}: TLS failed ({exc.reason or exc}); "
-                        "is smtps/starttls right for this port?") from exc  # fmt: skip
+        raise MailError(
+            f"{server.where}: TLS failed ({exc.reason or exc}); is smtps/starttls right for this port?"
+        ) from exc
     except TimeoutError as exc:  # socket.timeout is TimeoutError since Python 3.10
         raise MailError(f"{server.where} did not answer within {server.timeout:g} s") from exc
     except smtplib.SMTPException as exc:
@@ -93,8 +99,10 @@ def _send(server: SmtpServer, messages: Sequence[EmailMessage]) -> None:
             if not smtp.has_extn("starttls"):
                 # Never fall back to plain text: the password and the file
                 # names would cross the network in the clear.
-                raise MailError(f"{server.where} does not offer STARTTLS; set starttls = false only "
-                                "for a server on this machine, or smtps = true for port 465")  # fmt: skip
+                raise MailError(
+                    f"{server.where} does not offer STARTTLS; set starttls = false only "
+                    "for a server on this machine, or smtps = true for port 465"
+                )
             smtp.starttls(context=context)
             smtp.ehlo()
         if server.username:
@@ -102,21 +110,28 @@ def _send(server: SmtpServer, messages: Sequence[EmailMessage]) -> None:
         for message in messages:
             refused = smtp.send_message(message)
             if refused:  # some recipients took it: not worth sending again to all
-                logger.warning("notify: {} refused {} for: {}", server.where, message["Subject"],
-                               ", ".join(f"{who} ({_reply(*why)})" for who, why in refused.items()))  # fmt: skip
+                logger.warning(
+                    "notify: {} refused {} for: {}",
+                    server.where,
+                    message["Subject"],
+                    ", ".join(f"{who} ({_reply(*why)})" for who, why in refused.items()),
+                )
 
 
 def _login(smtp: smtplib.SMTP, server: SmtpServer) -> None:
     """One AUTH attempt. smtplib's login() tries every mechanism in turn after a
     rejection, which doubles the failed logins a server counts towards a lockout."""
     if not smtp.has_extn("auth"):
-        raise MailError(f"{server.where} offers no login (no AUTH); for a relay that needs none, "
-                        "leave smtp_username out")  # fmt: skip
+        raise MailError(
+            f"{server.where} offers no login (no AUTH); for a relay that needs none, leave smtp_username out"
+        )
     offered = smtp.esmtp_features["auth"].upper().split()
     mechanism = next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
     if mechanism is None:
-        raise MailError(f"{server.where} offers no login method we support (it offers {' '.join(offered)}; "
-                        "we use PLAIN or LOGIN, always over TLS)")  # fmt: skip
+        raise MailError(
+            f"{server.where} offers no login method we support (it offers {' '.join(offered)}; "
+            "we use PLAIN or LOGIN, always over TLS)"
+        )
     if server.password is None:  # a caller that skipped config.resolve_secrets: a bug, said plainly
         raise MailError(f"{server.where}: the SMTP password was never read (config.resolve_secrets)")
     smtp.user, smtp.password = server.username, server.password.reveal()

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from pathlib import Path
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync.notify.notify_state import LEAVERS, FailedFile, Hold, Note
-from dropbox_sync.redact import scrub
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.result import CHANGE_GUARD, SHRINK_GUARD
+from dropbox_sync.redact import scrub
 from dropbox_sync.when import duration, parse_iso, show_local
 
 GUARD_STAGES = (SHRINK_GUARD, CHANGE_GUARD)  # stages of a file held for approval (in held/, not failed/)
@@ -65,8 +65,10 @@ class Messages:
         if count:
             parts.append(f"{count} file{'s' if count != 1 else ''} failed ({', '.join(names)})")
         if guarded:
-            parts.append(f"{len(guarded)} file{'s' if len(guarded) != 1 else ''} held for approval "
-                         f"({', '.join(sorted({f.inbox for f in guarded}))})")  # fmt: skip
+            parts.append(
+                f"{len(guarded)} file{'s' if len(guarded) != 1 else ''} held for approval "
+                f"({', '.join(sorted({f.inbox for f in guarded}))})"
+            )
         if notes and not parts:
             parts.append("back to normal: " + "; ".join(n.text.split(":")[0] for n in notes))
         if leavers and not parts:
@@ -74,25 +76,35 @@ class Messages:
         subject = "; ".join(parts)
         lines: list[str] = []
         if guarded:
-            lines += [f"{len(guarded)} file{' is' if len(guarded) == 1 else 's are'} held for approval in held/: far",
-                      "fewer rows than the last import (shrink_guard), or too much of the roster would change",
-                      "(change_guard), so they are not sent until a person decides. If the export is right,",
-                      "approve it (it is sent next); if not, discard it (it goes to failed/, and the next good",
-                      "export is imported as usual).", ""]  # fmt: skip
+            lines += [
+                f"{len(guarded)} file{' is' if len(guarded) == 1 else 's are'} held for approval in held/: far",
+                "fewer rows than the last import (shrink_guard), or too much of the roster would change",
+                "(change_guard), so they are not sent until a person decides. If the export is right,",
+                "approve it (it is sent next); if not, discard it (it goes to failed/, and the next good",
+                "export is imported as usual).",
+                "",
+            ]
             for item in guarded:
-                lines += [item.original,
-                          f"  held at:      {_show(_parse(item.when))}",
-                          f"  held as:      {item.archived or '(unknown)'}",
-                          f"  why:          {item.summary}",
-                          f"  approve:      dropbox-sync approve {item.original}",
-                          f"  discard:      dropbox-sync discard {item.original}", ""]  # fmt: skip
+                lines += [
+                    item.original,
+                    f"  held at:      {_show(_parse(item.when))}",
+                    f"  held as:      {item.archived or '(unknown)'}",
+                    f"  why:          {item.summary}",
+                    f"  approve:      dropbox-sync approve {item.original}",
+                    f"  discard:      dropbox-sync discard {item.original}",
+                    "",
+                ]
         if count:
-            lines += [f"{count} file{' was' if count == 1 else 's were'} not imported and went to failed/.", "",
-                      "What to do: each file below says what went wrong. For rows Infiniti refused, fix those",
-                      "rows in the SIS (or create the missing groups in Infiniti), then let the export drop the",
-                      "file again. If the fix was made in Infiniti itself, send the same file again with:",
-                      "    dropbox-sync retry FILE",
-                      "Each file's full reply is in the .result.json beside it in failed/.", ""]  # fmt: skip
+            lines += [
+                f"{count} file{' was' if count == 1 else 's were'} not imported and went to failed/.",
+                "",
+                "What to do: each file below says what went wrong. For rows Infiniti refused, fix those",
+                "rows in the SIS (or create the missing groups in Infiniti), then let the export drop the",
+                "file again. If the fix was made in Infiniti itself, send the same file again with:",
+                "    dropbox-sync retry FILE",
+                "Each file's full reply is in the .result.json beside it in failed/.",
+                "",
+            ]
         for name in names:
             lines += [f"== {self._inbox_line(name, capital=True)}", ""]
             for item in (f for f in failed if f.inbox == name):
@@ -116,13 +128,17 @@ class Messages:
             lines += [f"{held} ({_duration(now - since)}):", "", f"    {hold.reason}", ""]
             if inbox is not None:
                 lines.append(f"It tries again every {_duration(dt.timedelta(seconds=inbox.hold_retry_seconds))}.")
-        lines += ["", "Nothing is lost: the file waiting in sending/ and every later file stay where they are",
-                  "and are sent in order as soon as the server accepts them again.", "",
-                  "What to do: check the password, the URL and the certificate (url, username,",
-                  "password_env / password_file, ca_bundle in the config file; the account's rights in",
-                  "Infiniti; the server itself), then prove the fix with:",
-                  "    dropbox-sync check --online",
-                  "A note follows in the next digest when uploads work again."]  # fmt: skip
+        lines += [
+            "",
+            "Nothing is lost: the file waiting in sending/ and every later file stay where they are",
+            "and are sent in order as soon as the server accepts them again.",
+            "",
+            "What to do: check the password, the URL and the certificate (url, username,",
+            "password_env / password_file, ca_bundle in the config file; the account's rights in",
+            "Infiniti; the server itself), then prove the fix with:",
+            "    dropbox-sync check --online",
+            "A note follows in the next digest when uploads work again.",
+        ]
         return self._message(subject, "\n".join(lines), now)
 
     def _stale(self, stale: list[tuple[str, dt.datetime, bool]], now: dt.datetime) -> EmailMessage:
@@ -131,36 +147,46 @@ class Messages:
         lines = []
         for name, last, ever in stale:
             what = "Infiniti last accepted a file on" if ever else "no file has succeeded since watching began on"
-            lines += [f"{self._inbox_line(name, capital=True)}: {what} {_show(last)}, {_duration(now - last)} ago.",
-                      ""]  # fmt: skip
-        lines += [f"(stale_after_hours = {hours:g})", "",
-                  "What to do: check the SIS export job: did it run, did it fail, and does it still write",
-                  "its CSV file into the inbox folder above? `dropbox-sync status` shows what is waiting",
-                  "or held; files in failed/ mean the export ran but Infiniti refused rows.",
-                  "A note follows in the next digest when a file succeeds again."]  # fmt: skip
+            lines += [f"{self._inbox_line(name, capital=True)}: {what} {_show(last)}, {_duration(now - last)} ago.", ""]
+        lines += [
+            f"(stale_after_hours = {hours:g})",
+            "",
+            "What to do: check the SIS export job: did it run, did it fail, and does it still write",
+            "its CSV file into the inbox folder above? `dropbox-sync status` shows what is waiting",
+            "or held; files in failed/ mean the export ran but Infiniti refused rows.",
+            "A note follows in the next digest when a file succeeds again.",
+        ]
         return self._message(subject, "\n".join(lines), now)
 
 
 def _failed_lines(item: FailedFile) -> list[str]:
     archived = Path(item.archived) if item.archived else None
-    lines = [item.original,
-             f"  failed at:    {_show(_parse(item.when))}",
-             f"  archived as:  {item.archived or '(unknown)'}"]  # fmt: skip
+    lines = [
+        item.original,
+        f"  failed at:    {_show(_parse(item.when))}",
+        f"  archived as:  {item.archived or '(unknown)'}",
+    ]
     if item.stage == "preflight":
-        lines += [f"  not sent:     {item.summary}",
-                  "  what to do:   the file itself is not usable (checked before upload): fix the export",
-                  "                and drop the file again"]  # fmt: skip
+        lines += [
+            f"  not sent:     {item.summary}",
+            "  what to do:   the file itself is not usable (checked before upload): fix the export",
+            "                and drop the file again",
+        ]
     else:
         lines.append(f"  server said:  {item.summary}")
     if item.rows:
         lines.append("  failed rows:")
         lines += [f"    row {n}: {outcome.strip()}" for n, outcome in item.rows]
         if item.more_rows:
-            lines.append(f"    ... and {item.more_rows} more failed rows: see "
-                         f"{archive.result_path(archived).name if archived else 'the result file'}")  # fmt: skip
+            lines.append(
+                f"    ... and {item.more_rows} more failed rows: see "
+                f"{archive.result_path(archived).name if archived else 'the result file'}"
+            )
     if archived is not None and archive.failed_rows_path(archived).exists():
-        lines += [f"  fix the rows: {archive.failed_rows_path(archived).name} (beside it) holds just these rows;",
-                  "                correct them in Excel and drop that file into the inbox"]  # fmt: skip
+        lines += [
+            f"  fix the rows: {archive.failed_rows_path(archived).name} (beside it) holds just these rows;",
+            "                correct them in Excel and drop that file into the inbox",
+        ]
     if archived is not None and item.stage != "preflight":
         lines.append(f"  to resend:    dropbox-sync retry {archived.name}")
     return lines + [""]

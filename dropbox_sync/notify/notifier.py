@@ -36,17 +36,17 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from dropbox_sync.notify import mail
 from dropbox_sync import paths
 from dropbox_sync.config import InboxConfig
+from dropbox_sync.config.notify_settings import NotifySettings
 from dropbox_sync.errors import MailError
-from dropbox_sync.pipeline.inboxlock import InboxLock
+from dropbox_sync.notify import mail
 from dropbox_sync.notify.mail import SmtpServer
 from dropbox_sync.notify.messages import Messages, _duration, _parse, _show
-from dropbox_sync.config.notify_settings import NotifySettings
 from dropbox_sync.notify.notify_state import LEAVERS, MAX_FILES, FailedFile, Hold, Note, State
-from dropbox_sync.redact import scrub
+from dropbox_sync.pipeline.inboxlock import InboxLock
 from dropbox_sync.pipeline.rows import failed_details
+from dropbox_sync.redact import scrub
 
 if TYPE_CHECKING:  # the pipeline is heavy, and config.parse imports this module
     from dropbox_sync.pipeline.outcome import FileReport
@@ -70,10 +70,18 @@ def utc_now() -> dt.datetime:
 class Notifier(Messages):
     """Turns file reports and the passing of time into a few emails."""
 
-    def __init__(self, settings: NotifySettings, inboxes: Sequence[InboxConfig], *, journal: Any = None,
-                 state_dir: Path | None = None, now: Callable[[], dt.datetime] = utc_now,
-                 send: Callable[[SmtpServer, Sequence[EmailMessage]], None] = mail.send,
-                 check_seconds: float = CHECK_SECONDS, flush_budget: float = FLUSH_BUDGET) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: NotifySettings,
+        inboxes: Sequence[InboxConfig],
+        *,
+        journal: Any = None,
+        state_dir: Path | None = None,
+        now: Callable[[], dt.datetime] = utc_now,
+        send: Callable[[SmtpServer, Sequence[EmailMessage]], None] = mail.send,
+        check_seconds: float = CHECK_SECONDS,
+        flush_budget: float = FLUSH_BUDGET,
+    ) -> None:
         self.settings = settings
         self.inboxes = {inbox.name: inbox for inbox in inboxes}
         self.journal = journal  # anything with last(inbox, outcome) -> Attempt | None
@@ -142,15 +150,21 @@ class Notifier(Messages):
             self._thread.join(self.flush_budget)
             abandoned = self._thread.is_alive()
             if abandoned:
-                logger.warning("notify: the mail server has not answered within {:g} s of stopping; what was "
-                               "being sent is kept in {} and goes out at the next start", self.flush_budget,
-                               self._path or "memory (no state dir)")  # fmt: skip
+                logger.warning(
+                    "notify: the mail server has not answered within {:g} s of stopping; what was "
+                    "being sent is kept in {} and goes out at the next start",
+                    self.flush_budget,
+                    self._path or "memory (no state dir)",
+                )
             self._thread = None
         if not self._owned and self.pending:
             holder = self._owner.holder() if self._owner is not None else None
-            logger.warning("notify: {} failed file(s) of this run were not mailed: another dropbox-sync process "
-                           "({}) sends the email for this state dir; the files are in failed/", self.pending,
-                           holder.describe() if holder else "unknown")  # fmt: skip
+            logger.warning(
+                "notify: {} failed file(s) of this run were not mailed: another dropbox-sync process "
+                "({}) sends the email for this state dir; the files are in failed/",
+                self.pending,
+                holder.describe() if holder else "unknown",
+            )
         elif self._owner is not None and not abandoned:
             self._owner.release()
 
@@ -223,8 +237,11 @@ class Notifier(Messages):
         hold = self.state.holds.pop(inbox, None)
         if hold is not None and hold.alerted:
             since = _parse(hold.since) or when
-            self._add_note(f'inbox "{inbox}": uploads work again since {_show(when)}, after {_duration(when - since)} '
-                           f"held. The reason was: {hold.reason}", when)  # fmt: skip
+            self._add_note(
+                f'inbox "{inbox}": uploads work again since {_show(when)}, after {_duration(when - since)} '
+                f"held. The reason was: {hold.reason}",
+                when,
+            )
 
     def _add_note(self, text: str, when: dt.datetime, kind: str | None = None) -> None:
         if len(self.state.notes) < MAX_FILES:
@@ -242,10 +259,16 @@ class Notifier(Messages):
             return
         names = [name for name in changes.get("leaver_users") or [] if isinstance(name, str)][:50]
         shown = ", ".join(names) + (f", ... ({count} in all)" if count > len(names) else "")
-        what = ("deactivated in Infiniti" if changes["leavers_policy"] == "deactivate"
-                else 'still active in Infiniti (leavers = "report")')  # fmt: skip
-        self._add_note(f'inbox "{report.inbox}": {report.original}: {count} user(s) no longer in the export, {what}: '
-                       f"{shown}", when, LEAVERS)  # fmt: skip
+        what = (
+            "deactivated in Infiniti"
+            if changes["leavers_policy"] == "deactivate"
+            else 'still active in Infiniti (leavers = "report")'
+        )
+        self._add_note(
+            f'inbox "{report.inbox}": {report.original}: {count} user(s) no longer in the export, {what}: {shown}',
+            when,
+            LEAVERS,
+        )
 
     def _add_failed(self, report: FileReport, when: dt.datetime) -> None:
         if len(self.state.failed) >= MAX_FILES:
@@ -255,11 +278,18 @@ class Notifier(Messages):
         facts = result.get("dropbox_sync") if isinstance(result.get("dropbox_sync"), dict) else {}
         rows = failed_details(result.get("details"))
         summary = result.get("summary") if isinstance(result.get("summary"), str) else report.summary
-        self.state.failed.append(FailedFile(
-            inbox=report.inbox, original=report.original, summary=summary, when=_iso(when),
-            archived=_text(report.archived) if report.archived else "", stage=str(facts.get("stage", "upload")),
-            rows=[[n, outcome] for n, outcome in rows[:MAX_ROWS]], more_rows=max(0, len(rows) - MAX_ROWS),
-        ))  # fmt: skip
+        self.state.failed.append(
+            FailedFile(
+                inbox=report.inbox,
+                original=report.original,
+                summary=summary,
+                when=_iso(when),
+                archived=_text(report.archived) if report.archived else "",
+                stage=str(facts.get("stage", "upload")),
+                rows=[[n, outcome] for n, outcome in rows[:MAX_ROWS]],
+                more_rows=max(0, len(rows) - MAX_ROWS),
+            )
+        )
 
     # -- the stale check ------------------------------------------------------------
 
@@ -269,8 +299,9 @@ class Notifier(Messages):
             last, mark = self._last_success(name), _parse(marked)
             if last is not None and (mark is None or last > mark):
                 del self.state.stale_alerted[name]
-                self._add_note(f'inbox "{name}": a file succeeded again at {_show(last)}; the SIS export '
-                               "is running again.", now)  # fmt: skip
+                self._add_note(
+                    f'inbox "{name}": a file succeeded again at {_show(last)}; the SIS export is running again.', now
+                )
 
     def _succeeded(self, name: str) -> dt.datetime | None:
         """The last success we know of: from this process's reports or the journal."""
@@ -308,11 +339,19 @@ class Notifier(Messages):
         oldest = min((e for e in entries if e is not None), default=None)
         if oldest is not None and (final or now - oldest >= window) and self._window_open("digest", now, window):
             failed, notes, overflow = list(self.state.failed), list(self.state.notes), self.state.failed_overflow
-            outgoing.append(("digest", self._digest(failed, notes, overflow, now),
-                             lambda: self._forget_sent(failed, notes, overflow)))  # fmt: skip
+            outgoing.append(
+                (
+                    "digest",
+                    self._digest(failed, notes, overflow, now),
+                    lambda: self._forget_sent(failed, notes, overflow),
+                )
+            )
         alert_after = dt.timedelta(minutes=self.settings.alert_after_minutes)
-        held = {name: hold for name, hold in self.state.holds.items()
-                if not hold.alerted and now - (_parse(hold.since) or now) >= alert_after}  # fmt: skip
+        held = {
+            name: hold
+            for name, hold in self.state.holds.items()
+            if not hold.alerted and now - (_parse(hold.since) or now) >= alert_after
+        }
         if held and self._window_open("held", now, window):
 
             def alerted() -> None:
@@ -334,9 +373,13 @@ class Notifier(Messages):
             self._send(server, [message for _, message, _ in outgoing])
         except MailError as exc:
             self._retry_at = now + dt.timedelta(seconds=self._retry_delay)
-            logger.error("notify: {} email(s) not sent ({}): {}; trying again in {}", len(outgoing),
-                         ", ".join(kind for kind, _, _ in outgoing), scrub(str(exc)),
-                         _duration(dt.timedelta(seconds=self._retry_delay)))  # fmt: skip
+            logger.error(
+                "notify: {} email(s) not sent ({}): {}; trying again in {}",
+                len(outgoing),
+                ", ".join(kind for kind, _, _ in outgoing),
+                scrub(str(exc)),
+                _duration(dt.timedelta(seconds=self._retry_delay)),
+            )
             self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
             return 0
         self._retry_at, self._retry_delay = None, RETRY_FIRST

@@ -16,9 +16,9 @@ from typing import Any
 
 from loguru import logger
 
+from dropbox_sync.errors import StateFileDamaged
 from dropbox_sync.pipeline import archive
 from dropbox_sync.state import statefiles
-from dropbox_sync.errors import StateFileDamaged
 
 MAX_FILES = 200  # failed files kept for one digest; more are counted, not listed
 
@@ -76,9 +76,12 @@ class State:
             return cls() if raw is None else cls.from_json(raw)
         except StateFileDamaged as exc:
             moved = statefiles.set_aside(path)
-            logger.error("{}; set aside as {}: notification history starts afresh (failed files listed there "
-                         "were not mailed; they are in the failed/ folders)", exc,
-                         moved.name if moved else "(it could not be moved)")  # fmt: skip
+            logger.error(
+                "{}; set aside as {}: notification history starts afresh (failed files listed there "
+                "were not mailed; they are in the failed/ folders)",
+                exc,
+                moved.name if moved else "(it could not be moved)",
+            )
             return cls()
 
     @classmethod

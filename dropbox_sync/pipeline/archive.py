@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from dropbox_sync.errors import FileNotReady
 from dropbox_sync.pipeline import workdirs
 
 # The names live in archive_names.py; callers keep saying archive.result_path and the like.
@@ -51,7 +52,6 @@ from dropbox_sync.pipeline.archive_names import (  # noqa: F401 - re-exported
     result_path,
     sent_path,
 )
-from dropbox_sync.errors import FileNotReady
 from dropbox_sync.pipeline.settle import Observation
 from dropbox_sync.pipeline.workdirs import FAILED, HELD, PROCESSED, SENDING, Folder, WorkFolders
 
@@ -362,8 +362,9 @@ def approve(inbox: Path, name: str) -> Path:
     return inbox / SENDING / name
 
 
-def prune_processed(inbox: Path, keep_days: float, now: dt.datetime, *,
-                    spare: frozenset[str] = frozenset()) -> list[Path]:  # fmt: skip
+def prune_processed(
+    inbox: Path, keep_days: float, now: dt.datetime, *, spare: frozenset[str] = frozenset()
+) -> list[Path]:
     """Delete processed/ files (and results) older than ``keep_days`` by every measure we have.
 
     Only processed/: failed/ and held/ need a person and are never pruned. No
@@ -455,8 +456,9 @@ def remove_stale_temporaries(inbox: Path) -> list[Path]:
         names = set(sending.names()) if sending is not None else set()
         for name in sorted(names):
             temporary = name.startswith(".") and name.endswith(workdirs.TEMPORARY_SUFFIX)
-            unclaimed = name.startswith(".") and name.endswith(ORIGINAL_SUFFIX) and \
-                name[1: -len(ORIGINAL_SUFFIX)] not in names
+            unclaimed = (
+                name.startswith(".") and name.endswith(ORIGINAL_SUFFIX) and name[1 : -len(ORIGINAL_SUFFIX)] not in names
+            )
             if temporary or unclaimed:
                 try:
                     sending.unlink(name)

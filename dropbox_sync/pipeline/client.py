@@ -28,12 +28,12 @@ from typing import Any, Self
 import httpx
 
 from dropbox_sync import __version__
-from dropbox_sync.pipeline.archive import display_name, open_claimed
 from dropbox_sync.config import InboxConfig, password_of
 from dropbox_sync.errors import HoldError, TransientError
+from dropbox_sync.pipeline.archive import display_name, open_claimed
 from dropbox_sync.pipeline.outcome import NOT_INFINITI
-from dropbox_sync.redact import redact_url, scrub
 from dropbox_sync.pipeline.reply import MAX_REPLY_BYTES, Reply, read_reply
+from dropbox_sync.redact import redact_url, scrub
 from dropbox_sync.tls import client_context
 
 __all__ = ["ImportClient", "Reply", "request_deadline"]
@@ -86,8 +86,14 @@ class ImportClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def upload(self, path: Path, *, filename: str | None = None, url: str | None = None,
-               progress: ProgressCallback | None = None) -> Reply:  # fmt: skip
+    def upload(
+        self,
+        path: Path,
+        *,
+        filename: str | None = None,
+        url: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Reply:
         """POST ``path`` as the first (only) file part to ``url`` (default: the inbox's)."""
         url = url or self.inbox.url
         safe_url = redact_url(url)
@@ -110,18 +116,27 @@ class ImportClient:
                     if deadline.expired:
                         raise TransientError(
                             f"{safe_url} did not finish the upload and its reply within {budget:.0f} s "
-                            "(connect_timeout + timeout + the file at 32 KiB/s)", read_timeout=True) from exc
+                            "(connect_timeout + timeout + the file at 32 KiB/s)",
+                            read_timeout=True,
+                        ) from exc
                     if deadline.sent and _unreadable_reply(exc):
                         # The whole file reached the server, which answered in a way HTTP cannot read
                         # (a header too big, a broken chunk or encoding): the import may have happened,
                         # so it counts like any reply that is not Infiniti's: a few tries, then a hold.
-                        raise TransientError(f"{safe_url} answered, but its reply cannot be read ({scrub(str(exc))}) "
-                                             f"({NOT_INFINITI})", foreign=True) from exc
+                        raise TransientError(
+                            f"{safe_url} answered, but its reply cannot be read ({scrub(str(exc))}) ({NOT_INFINITI})",
+                            foreign=True,
+                        ) from exc
                     raise _translate(exc, safe_url) from exc
         _refuse_redirect(response, safe_url)
-        reply = read_reply(response.status_code, content, content_type=response.headers.get("Content-Type", ""),
-                           retry_after=response.headers.get("Retry-After"), truncated=truncated,
-                           seconds=time.monotonic() - started)  # fmt: skip
+        reply = read_reply(
+            response.status_code,
+            content,
+            content_type=response.headers.get("Content-Type", ""),
+            retry_after=response.headers.get("Retry-After"),
+            truncated=truncated,
+            seconds=time.monotonic() - started,
+        )
         return dataclasses.replace(reply, sha256=stream.hexdigest())
 
 
@@ -132,8 +147,9 @@ class _Deadline:
     ``trace`` request extension (connection.connect_tcp / start_tls events carry the
     network stream)."""
 
-    def __init__(self, seconds: float, sockets: weakref.WeakSet[socket.socket], lock: threading.Lock,
-                 watchdog: _Watchdog) -> None:  # fmt: skip
+    def __init__(
+        self, seconds: float, sockets: weakref.WeakSet[socket.socket], lock: threading.Lock, watchdog: _Watchdog
+    ) -> None:
         self.expired = False
         self.sent = False  # the whole request, file included, went out
         self.seconds = seconds
@@ -272,8 +288,7 @@ def _refuse_redirect(response: httpx.Response, safe_url: str) -> None:
     if 300 <= response.status_code < 400:
         where = scrub(response.headers.get("Location", "?"))
         raise HoldError(
-            f"{safe_url} answered HTTP {response.status_code}, a redirect to {where}: "
-            "put the final address in 'url'",
+            f"{safe_url} answered HTTP {response.status_code}, a redirect to {where}: put the final address in 'url'",
             status=response.status_code,
         )
 

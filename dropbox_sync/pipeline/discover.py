@@ -18,15 +18,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dropbox_sync.pipeline import archive, routes
 from dropbox_sync.config import InboxConfig
-from dropbox_sync.report.pagefile import is_page_file
+from dropbox_sync.pipeline import archive, routes
 from dropbox_sync.pipeline.watcher import Candidate, Ignored, scan
+from dropbox_sync.report.pagefile import is_page_file
 
 NO_ROUTE = "matches no route of this inbox; left in place, not uploaded"
 # Our own names in an inbox (compared ignoring case: Windows and macOS do).
-RESERVED = frozenset(n.lower() for n in (archive.SENDING, archive.PROCESSED, archive.FAILED, archive.HELD,
-                                         archive.REPORT))  # fmt: skip
+RESERVED = frozenset(
+    n.lower() for n in (archive.SENDING, archive.PROCESSED, archive.FAILED, archive.HELD, archive.REPORT)
+)
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,9 @@ def text_encoding(source_encoding: str) -> str:
     return source_encoding
 
 
-def write_beside(export: Path, details: Any, *, source_encoding: str = "",
-                 export_rows: Mapping[str, Any] | None = None) -> list[FailedRow]:  # fmt: skip
+def write_beside(
+    export: Path, details: Any, *, source_encoding: str = "", export_rows: Mapping[str, Any] | None = None
+) -> list[FailedRow]:
     """Write ``<export>.failed-rows.csv`` (atomically) and return its rows; [] if none failed.
 
     ``export`` is the file as dropped (never a mapped or transcoded copy): the person
@@ -61,8 +62,9 @@ def write_beside(export: Path, details: Any, *, source_encoding: str = "",
     cannot be read back (the caller logs it).
     """
     # rows.row_number: a reply is untrusted ('²' passes str.isdigit, then int() raises).
-    reasons = {number: tidy_reason(outcome) for n, outcome in failed_details(details)
-               if (number := row_number(n)) is not None}  # fmt: skip
+    reasons = {
+        number: tidy_reason(outcome) for n, outcome in failed_details(details) if (number := row_number(n)) is not None
+    }
     if not reasons:
         return []
     by_export = _by_export_row(reasons, export_rows)
@@ -83,8 +85,14 @@ def write_beside(export: Path, details: Any, *, source_encoding: str = "",
     return written
 
 
-def _write_rows(export: Path, raw: BinaryIO, encoding: str, newline: str, reasons: Mapping[int, str],
-                by_export: Mapping[int, int] | None) -> list[FailedRow]:  # fmt: skip
+def _write_rows(
+    export: Path,
+    raw: BinaryIO,
+    encoding: str,
+    newline: str,
+    reasons: Mapping[int, str],
+    by_export: Mapping[int, int] | None,
+) -> list[FailedRow]:
     written: list[FailedRow] = []
     with _open_text(export, encoding) as source:
         records = csv.reader(source)
@@ -102,10 +110,10 @@ def _write_rows(export: Path, raw: BinaryIO, encoding: str, newline: str, reason
                 number += not blank
                 server = by_export.get(line - header_line) if by_export is not None else None if blank else number
                 if server in reasons:
-                    cells = [row[i] if i < len(row) else "" for i in keep] + row[len(header):]
+                    cells = [row[i] if i < len(row) else "" for i in keep] + row[len(header) :]
                     # Extra cells beyond the header are kept after the error column (the
                     # import reads columns by header name, so they change nothing).
-                    writer.writerow(cells[: len(keep)] + [reasons[server]] + cells[len(keep):])
+                    writer.writerow(cells[: len(keep)] + [reasons[server]] + cells[len(keep) :])
                     written.append(FailedRow(server, line, reasons[server]))
             sink.flush()
             os.fsync(sink.fileno())
@@ -131,12 +139,20 @@ def for_log(export: Path, details: Any, facts: Mapping[str, Any], inbox: str) ->
     (the first few) for the log line, or "" when no row failed. ``facts``: the result's own
     (``transcoded_from``, ``export_rows``), which say how the export became the upload."""
     try:
-        rows = write_beside(export, details, source_encoding=str(facts.get("transcoded_from") or ""),
-                            export_rows=facts.get("export_rows"))  # fmt: skip
+        rows = write_beside(
+            export,
+            details,
+            source_encoding=str(facts.get("transcoded_from") or ""),
+            export_rows=facts.get("export_rows"),
+        )
         found = [(f"row {row.number} (line {row.line})", row.reason) for row in rows]
     except (OSError, UnicodeError, csv.Error, LookupError) as exc:
-        logger.warning('inbox "{}": {}: could not write the failed rows as a spreadsheet ({})',
-                       inbox, display_name(export.name), exc)  # fmt: skip
+        logger.warning(
+            'inbox "{}": {}: could not write the failed rows as a spreadsheet ({})',
+            inbox,
+            display_name(export.name),
+            exc,
+        )
         found = [(f"row {n}", tidy_reason(reason)) for n, reason in failed_details(details)]
     if not found:
         return ""

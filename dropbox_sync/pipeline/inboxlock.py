@@ -25,11 +25,11 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from dropbox_sync.pipeline import archive
-from dropbox_sync.state import statefiles
 from dropbox_sync.errors import StateFileDamaged
 from dropbox_sync.paths import LOCK_DIR
+from dropbox_sync.pipeline import archive
 from dropbox_sync.redact import scrub
+from dropbox_sync.state import statefiles
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,15 @@ class InboxLock:
         if not self._take():
             return False
         try:
-            archive.write_json_atomically(self.info_path, {
-                "pid": os.getpid(), "command": _command_line(), "host": socket.gethostname(),
-                "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")})  # fmt: skip
+            archive.write_json_atomically(
+                self.info_path,
+                {
+                    "pid": os.getpid(),
+                    "command": _command_line(),
+                    "host": socket.gethostname(),
+                    "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                },
+            )
         except OSError:
             pass  # only the "who holds it" note is missing; the lock itself is held
         return True
@@ -96,8 +102,12 @@ class InboxLock:
         if data is None:
             return None
         pid = data.get("pid")
-        return Holder(pid if type(pid) is int else None, _text(data.get("command")), _text(data.get("since")),
-                      _text(data.get("host")))  # fmt: skip
+        return Holder(
+            pid if type(pid) is int else None,
+            _text(data.get("command")),
+            _text(data.get("since")),
+            _text(data.get("host")),
+        )
 
     def held_elsewhere(self) -> Holder | None:
         """Who else holds it now, for ``status``; None if nobody does (probed by taking it for an instant)."""

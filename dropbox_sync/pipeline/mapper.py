@@ -24,7 +24,6 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dropbox_sync.pipeline.archive import open_claimed
 from dropbox_sync.config.mapping import (
     REQUIRED_OUTPUT,
     Column,
@@ -32,6 +31,7 @@ from dropbox_sync.config.mapping import (
     Template,
     fold,
 )
+from dropbox_sync.pipeline.archive import open_claimed
 from dropbox_sync.pipeline.preflight import missing_columns_problem
 from dropbox_sync.pipeline.rows import row_number
 
@@ -103,8 +103,10 @@ def _cell(template: Template, index: Mapping[str, int]) -> Callable[[list[str]],
     # Several parts: a format string of our own making, ``{0[4]}`` for column 4 and
     # the template's literal text with its braces doubled, so str.format (one C call)
     # does nothing but concatenate; the user's text is never read as a format.
-    pattern = "".join(f"{{0[{index[fold(p.name)]}]}}" if isinstance(p, Column) else p.replace("{", "{{").replace("}", "}}")
-                      for p in template.parts)  # fmt: skip
+    pattern = "".join(
+        f"{{0[{index[fold(p.name)]}]}}" if isinstance(p, Column) else p.replace("{", "{{").replace("}", "}}")
+        for p in template.parts
+    )
     return pattern.format
 
 
@@ -144,8 +146,9 @@ def map_rows(mapping: ColumnMapping, source: io.TextIOBase, sink: io.TextIOBase 
     return result
 
 
-def _map_body(mapping: ColumnMapping, reader: Any, sink: io.TextIOBase | None, result: MapResult,
-              header_line: int) -> None:  # fmt: skip
+def _map_body(
+    mapping: ColumnMapping, reader: Any, sink: io.TextIOBase | None, result: MapResult, header_line: int
+) -> None:
     index: dict[str, int] = {}
     for i, name in enumerate(result.header):
         index.setdefault(fold(name), i)  # a repeated header: the first one wins, as in Infiniti
@@ -181,8 +184,10 @@ def _map_body(mapping: ColumnMapping, reader: Any, sink: io.TextIOBase | None, r
     result.row_map = RowMap(not_sent, header_line)
     for i, lines in empty_required.items():
         if lines:
-            result.warnings.append(f"{mapping.output_names[i]} is empty on line(s) {', '.join(map(str, lines))}"
-                                   " (the server will refuse those rows)")  # fmt: skip
+            result.warnings.append(
+                f"{mapping.output_names[i]} is empty on line(s) {', '.join(map(str, lines))}"
+                " (the server will refuse those rows)"
+            )
 
 
 def map_file(mapping: ColumnMapping, source: Path, target: Path, *, sink: BinaryIO | None = None) -> MapResult:
@@ -194,9 +199,11 @@ def map_file(mapping: ColumnMapping, source: Path, target: Path, *, sink: Binary
     nothing half-mapped is ever uploaded (the worker's own temporaries are removed by
     ``prepare``, through the folder's handle)."""
     binary = sink if sink is not None else open(target, "wb", buffering=_BUFFER)  # noqa: SIM115 - closed below
-    with open_claimed(source) as raw, \
-         io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text, \
-         io.TextIOWrapper(binary, encoding="utf-8", newline="") as out:  # fmt: skip
+    with (
+        open_claimed(source) as raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text,
+        io.TextIOWrapper(binary, encoding="utf-8", newline="") as out,
+    ):
         result = map_rows(mapping, text, out)
     if result.problem is not None and sink is None:
         target.unlink(missing_ok=True)

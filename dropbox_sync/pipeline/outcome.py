@@ -18,9 +18,12 @@ from pathlib import Path
 from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.reply import Reply
 
-HOLD_STATUSES = {401: "credentials were rejected", 403: "the account lacks system administration rights",
-                 404: "the import URL does not exist; check its path: Infiniti imports at "
-                      "/api/import/users or /api/import/userGroups?tenantId=TENANT"}  # fmt: skip
+HOLD_STATUSES = {
+    401: "credentials were rejected",
+    403: "the account lacks system administration rights",
+    404: "the import URL does not exist; check its path: Infiniti imports at "
+    "/api/import/users or /api/import/userGroups?tenantId=TENANT",
+}
 TOO_MANY_REQUESTS = 429
 FOREIGN_REPLIES_BEFORE_HOLD = 3
 NOT_INFINITI = "not an Infiniti import reply"
@@ -71,6 +74,8 @@ def is_foreign(reply: Reply) -> bool:
 
 
 def foreign_hold_reason(reason: str) -> str:
-    return (f"{reason}, {FOREIGN_REPLIES_BEFORE_HOLD} times in a row: the file may have been imported, "
-            "but the reply does not say; check that 'url' is the import address (…/api/import/users) "
-            "and that no proxy or login page answers in Infiniti's place")  # fmt: skip
+    return (
+        f"{reason}, {FOREIGN_REPLIES_BEFORE_HOLD} times in a row: the file may have been imported, "
+        "but the reply does not say; check that 'url' is the import address (…/api/import/users) "
+        "and that no proxy or login page answers in Infiniti's place"
+    )

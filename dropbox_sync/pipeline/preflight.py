@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dropbox_sync.pipeline.archive import open_claimed
 from dropbox_sync.config.mapping import REQUIRED_OUTPUT as REQUIRED_COLUMNS
 from dropbox_sync.config.mapping import ColumnMapping, fold
+from dropbox_sync.pipeline.archive import open_claimed
 
 BOM = codecs.BOM_UTF8
 CHUNK = 1 << 20
@@ -39,8 +39,7 @@ class Inspection:
     not_utf8: bool = False  # the problem is the bytes: not UTF-8 text (another encoding?)
 
 
-def inspect(path: Path, *, max_file_size: int, digest: bool = True,
-            mapping: ColumnMapping | None = None) -> Inspection:  # fmt: skip
+def inspect(path: Path, *, max_file_size: int, digest: bool = True, mapping: ColumnMapping | None = None) -> Inspection:
     """Read the file once: whether it may be uploaded, its rows, and its digest
     (``digest=False`` when the upload will hash the bytes as they go out). With a
     column ``mapping``, the header must have the columns its templates read instead
@@ -126,8 +125,10 @@ def _check_text(handle, digest, lines: _LineCounter) -> str | None:
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            problem = (f"File is not valid UTF-8: it ends in the middle of a character, on line {lines.total}: "
-                       "the file was cut short (an interrupted copy?).")  # fmt: skip
+            problem = (
+                f"File is not valid UTF-8: it ends in the middle of a character, on line {lines.total}: "
+                "the file was cut short (an interrupted copy?)."
+            )
     return problem
 
 
@@ -148,7 +149,7 @@ def _chunk_problem(chunk: bytes, line: int, decoder) -> str | None:
         bad = data[start] if start < len(data) else 0
         return (
             f"File is not valid UTF-8: line {line + data.count(NEWLINE, 0, start)} has a character saved in "
-            f"another encoding (byte 0x{bad:02x}, shown as \ufffd) here: \"{_around(data, start)}\". Save the "
+            f'another encoding (byte 0x{bad:02x}, shown as \ufffd) here: "{_around(data, start)}". Save the '
             "export as UTF-8 (Excel: 'CSV UTF-8'), or set source_encoding (e.g. \"cp1252\") in the config."
         )
     return None
@@ -160,7 +161,7 @@ def _around(data: bytes, at: int) -> str:
     end = data.find(b"\n", at)
     end = min(len(data) if end < 0 else end, at + CONTEXT * 2)
     before = data[begin:at].decode("utf-8", "replace")[-CONTEXT:]
-    after = data[at:end].decode("utf-8", "replace")[:CONTEXT + 1]
+    after = data[at:end].decode("utf-8", "replace")[: CONTEXT + 1]
     return (before + after).replace("\r", "").replace('"', "'")
 
 

@@ -40,15 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dropbox_sync.pipeline import archive, failed_rows, mapper, preflight, routes, transcode
-from dropbox_sync.roster import changes
-from dropbox_sync.state import held
-from dropbox_sync.roster.changes import Changes
 from dropbox_sync.config import InboxConfig, Route
 from dropbox_sync.errors import TranscodeError
+from dropbox_sync.pipeline import archive, failed_rows, mapper, preflight, routes, transcode
 from dropbox_sync.pipeline.mapper import MapResult, RowMap
 from dropbox_sync.pipeline.result import CHANGE_GUARD, PREFLIGHT, SHRINK_GUARD
+from dropbox_sync.roster import changes
+from dropbox_sync.roster.changes import Changes
 from dropbox_sync.roster.memory import Roster
+from dropbox_sync.state import held
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,12 @@ class Upload:
     @property
     def facts(self) -> dict[str, Any]:
         """Our facts for the result and the journal (``result.build``)."""
-        facts: dict[str, Any] = {"endpoint": self.route.safe_url, "sha256": self.sha256, "bytes": self.size,
-                                 "rows": self.rows}  # fmt: skip
+        facts: dict[str, Any] = {
+            "endpoint": self.route.safe_url,
+            "sha256": self.sha256,
+            "bytes": self.size,
+            "rows": self.rows,
+        }
         if self.transcoded_from:
             facts["transcoded_from"] = self.transcoded_from
         if self.approved:
@@ -138,9 +142,17 @@ class Rejection:
         return self.stage in (SHRINK_GUARD, CHANGE_GUARD)
 
 
-def prepare(inbox: InboxConfig, path: Path, name: str | None = None, *, scratch: Path | None = None,
-            last_rows: Callable[[str], int | None] | None = None, approved: bool = False,
-            roster: Roster | None = None, now: dt.datetime | None = None) -> Upload | Rejection:  # fmt: skip
+def prepare(
+    inbox: InboxConfig,
+    path: Path,
+    name: str | None = None,
+    *,
+    scratch: Path | None = None,
+    last_rows: Callable[[str], int | None] | None = None,
+    approved: bool = False,
+    roster: Roster | None = None,
+    now: dt.datetime | None = None,
+) -> Upload | Rejection:
     """Make ``path`` ready to upload for ``inbox``, or say why it must not be.
 
     ``name`` is the name the file was dropped with (default ``path.name``); routes
@@ -157,12 +169,18 @@ def prepare(inbox: InboxConfig, path: Path, name: str | None = None, *, scratch:
     except OSError as exc:
         return Rejection(f"File cannot be read: {exc.strerror or exc}.", PREFLIGHT, {})
     if not stat.S_ISREG(info.st_mode):
-        return Rejection(f"Not uploaded: {original} is a link or not a regular file; "
-                         "links are never followed or uploaded.", PREFLIGHT, {})  # fmt: skip
+        return Rejection(
+            f"Not uploaded: {original} is a link or not a regular file; links are never followed or uploaded.",
+            PREFLIGHT,
+            {},
+        )
     found = routes.route_for(inbox, name)
     if found is None:
-        return Rejection(f'Not uploaded: {original} matches no route of inbox "{inbox.name}".', PREFLIGHT,
-                         {"bytes": info.st_size, "sha256": _sha256(inbox, path)})  # fmt: skip
+        return Rejection(
+            f'Not uploaded: {original} matches no route of inbox "{inbox.name}".',
+            PREFLIGHT,
+            {"bytes": info.st_size, "sha256": _sha256(inbox, path)},
+        )
     route = found[1]
     temporaries: list[Path] = []
     try:
@@ -173,8 +191,7 @@ def prepare(inbox: InboxConfig, path: Path, name: str | None = None, *, scratch:
             if approved:
                 prepared = dataclasses.replace(prepared, approved=True)
             else:
-                prepared = (_shrink_guard(inbox, prepared, path.name, last_rows)
-                            or _change_guard(prepared) or prepared)  # fmt: skip
+                prepared = _shrink_guard(inbox, prepared, path.name, last_rows) or _change_guard(prepared) or prepared
     except BaseException:
         _remove(temporaries)
         raise
@@ -183,8 +200,15 @@ def prepare(inbox: InboxConfig, path: Path, name: str | None = None, *, scratch:
     return prepared
 
 
-def _encoded(inbox: InboxConfig, route: Route, path: Path, original: str, size: int, scratch: Path | None,
-             temporaries: list[Path]) -> Upload | Rejection:  # fmt: skip
+def _encoded(
+    inbox: InboxConfig,
+    route: Route,
+    path: Path,
+    original: str,
+    size: int,
+    scratch: Path | None,
+    temporaries: list[Path],
+) -> Upload | Rejection:
     """Stages 3 to 5: the UTF-8 bytes to upload, pre-flighted, mapped."""
     endpoint = {"endpoint": route.safe_url}
     upload_path, transcoded_from = path, None
@@ -203,10 +227,18 @@ def _encoded(inbox: InboxConfig, route: Route, path: Path, original: str, size: 
     except TranscodeError as exc:
         return Rejection(str(exc), PREFLIGHT, {**endpoint, "bytes": size, "sha256": _sha256(inbox, path)})
     except OSError as exc:
-        return Rejection(f"File cannot be read: {exc.strerror or exc}.", PREFLIGHT,
-                         {**endpoint, "bytes": size, "sha256": None})  # fmt: skip
-    upload = Upload(route, original, upload_path, inspection.size, inspection.rows,
-                    transcoded_from=transcoded_from, temporaries=tuple(temporaries))  # fmt: skip
+        return Rejection(
+            f"File cannot be read: {exc.strerror or exc}.", PREFLIGHT, {**endpoint, "bytes": size, "sha256": None}
+        )
+    upload = Upload(
+        route,
+        original,
+        upload_path,
+        inspection.size,
+        inspection.rows,
+        transcoded_from=transcoded_from,
+        temporaries=tuple(temporaries),
+    )
     if inspection.problem is not None:
         return Rejection(inspection.problem, PREFLIGHT, {**upload.facts, "sha256": _sha256(inbox, path)})
     upload = _without_error_column(upload, path, scratch, temporaries)
@@ -215,8 +247,9 @@ def _encoded(inbox: InboxConfig, route: Route, path: Path, original: str, size: 
     return _mapped(inbox, upload, path, scratch, temporaries)
 
 
-def _mapped(inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | None,
-            temporaries: list[Path]) -> Upload | Rejection:  # fmt: skip
+def _mapped(
+    inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | None, temporaries: list[Path]
+) -> Upload | Rejection:
     """Stage 5: the CSV Infiniti receives, streamed from the export into a temporary.
 
     The export was pre-flighted (size, text, the columns the templates read); what
@@ -228,13 +261,22 @@ def _mapped(inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | None
         temporaries.append(target)
         mapped = mapper.map_file(upload.route.mapping, upload.path, target, sink=sink)
     except OSError as exc:
-        return Rejection(f"File cannot be mapped: {exc.strerror or exc}.", PREFLIGHT,
-                         {**upload.facts, "sha256": _sha256(inbox, path)})  # fmt: skip
+        return Rejection(
+            f"File cannot be mapped: {exc.strerror or exc}.",
+            PREFLIGHT,
+            {**upload.facts, "sha256": _sha256(inbox, path)},
+        )
     if mapped.problem is not None:
         return Rejection(mapped.problem, PREFLIGHT, {**upload.facts, "sha256": _sha256(inbox, path)})
-    return dataclasses.replace(upload, path=target, size=archive.lstat_claimed(target).st_size, rows=mapped.rows_sent,
-                               warnings=(*upload.warnings, *mapped.warnings), mapped=mapped,
-                               temporaries=tuple(temporaries))  # fmt: skip
+    return dataclasses.replace(
+        upload,
+        path=target,
+        size=archive.lstat_claimed(target).st_size,
+        rows=mapped.rows_sent,
+        warnings=(*upload.warnings, *mapped.warnings),
+        mapped=mapped,
+        temporaries=tuple(temporaries),
+    )
 
 
 def _without_error_column(upload: Upload, path: Path, scratch: Path | None, temporaries: list[Path]) -> Upload:
@@ -256,12 +298,20 @@ def _without_error_column(upload: Upload, path: Path, scratch: Path | None, temp
         _remove(made)
         return upload
     temporaries.extend(made)
-    return dataclasses.replace(upload, path=made[0], size=archive.lstat_claimed(made[0]).st_size,
-                               temporaries=tuple(temporaries))  # fmt: skip
+    return dataclasses.replace(
+        upload, path=made[0], size=archive.lstat_claimed(made[0]).st_size, temporaries=tuple(temporaries)
+    )
 
 
-def _changes(inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | None, temporaries: list[Path],
-             roster: Roster | None, now: dt.datetime) -> Upload | Rejection:  # fmt: skip
+def _changes(
+    inbox: InboxConfig,
+    upload: Upload,
+    path: Path,
+    scratch: Path | None,
+    temporaries: list[Path],
+    roster: Roster | None,
+    now: dt.datetime,
+) -> Upload | Rejection:
     """Stage 6: the upload against the route's roster memory; only the rows to send, with delta."""
     if upload.rows > changes.MAX_ROWS:
         return upload
@@ -270,8 +320,16 @@ def _changes(inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | Non
     temporaries.append(target)
     route = upload.route
     try:
-        found = changes.plan(upload.path, inbox.name, route.safe_url, route.policy, roster, now, target=target,
-                             row_map=upload.mapped.row_map if upload.mapped is not None else None)  # fmt: skip
+        found = changes.plan(
+            upload.path,
+            inbox.name,
+            route.safe_url,
+            route.policy,
+            roster,
+            now,
+            target=target,
+            row_map=upload.mapped.row_map if upload.mapped is not None else None,
+        )
     except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
         # Sending the file as it is stays right (the server reads it its own way and says
         # what it refused); only the memory learns nothing from it.
@@ -285,8 +343,9 @@ def _changes(inbox: InboxConfig, upload: Upload, path: Path, scratch: Path | Non
         archive.discard(target)  # made empty beforehand, never written
         temporaries.remove(target)
         return dataclasses.replace(upload, changes=found)
-    return dataclasses.replace(upload, path=target, size=archive.lstat_claimed(target).st_size, changes=found,
-                               temporaries=tuple(temporaries))  # fmt: skip
+    return dataclasses.replace(
+        upload, path=target, size=archive.lstat_claimed(target).st_size, changes=found, temporaries=tuple(temporaries)
+    )
 
 
 def _change_guard(upload: Upload) -> Rejection | None:
@@ -295,21 +354,26 @@ def _change_guard(upload: Upload) -> Rejection | None:
     if found is None or not found.over_guard:
         return None
     guard, moving = found.policy.change_guard, found.moving
-    reason = (f"Held for approval: it would change {found.changed} and deactivate {found.deactivating} of the "
-              f"{found.remembered} users this route remembers ({moving / found.remembered:.0%}; change_guard = "
-              f"{guard:g}). Changes: {found.counts()}. {held.what_to_do(upload.original).capitalize()}")  # fmt: skip
+    reason = (
+        f"Held for approval: it would change {found.changed} and deactivate {found.deactivating} of the "
+        f"{found.remembered} users this route remembers ({moving / found.remembered:.0%}; change_guard = "
+        f"{guard:g}). Changes: {found.counts()}. {held.what_to_do(upload.original).capitalize()}"
+    )
     return Rejection(reason, CHANGE_GUARD, upload.facts)
 
 
-def _shrink_guard(inbox: InboxConfig, upload: Upload, archived_as: str,
-                  last_rows: Callable[[str], int | None] | None) -> Rejection | None:  # fmt: skip
+def _shrink_guard(
+    inbox: InboxConfig, upload: Upload, archived_as: str, last_rows: Callable[[str], int | None] | None
+) -> Rejection | None:
     if inbox.shrink_guard <= 0 or last_rows is None:
         return None
     last = last_rows(upload.route.safe_url)
     if last is None or upload.rows >= inbox.shrink_guard * last:
         return None
-    reason = (f"Held for approval: {upload.rows} rows, but the last file imported on this route had {last} "
-              f"(shrink_guard = {inbox.shrink_guard:g}). {held.what_to_do(upload.original).capitalize()}")  # fmt: skip
+    reason = (
+        f"Held for approval: {upload.rows} rows, but the last file imported on this route had {last} "
+        f"(shrink_guard = {inbox.shrink_guard:g}). {held.what_to_do(upload.original).capitalize()}"
+    )
     return Rejection(reason, SHRINK_GUARD, upload.facts)
 
 

@@ -80,18 +80,34 @@ class Reply:
         return {"reply_bytes_read": self.size, "reply_truncated": self.truncated, "reply_problem": self.problem}
 
 
-def read_reply(status: int, content: bytes, *, content_type: str = "", retry_after: str | None = None,
-               truncated: bool = False, seconds: float = 0.0) -> Reply:  # fmt: skip
+def read_reply(
+    status: int,
+    content: bytes,
+    *,
+    content_type: str = "",
+    retry_after: str | None = None,
+    truncated: bool = False,
+    seconds: float = 0.0,
+) -> Reply:
     """Any reply as a ``Reply``; never raises (a bug here must not cause a re-upload loop)."""
     try:
         return _read(status, content, content_type, retry_after, truncated, seconds)
     except Exception as exc:  # noqa: BLE001 - the import happened; say so rather than fail
-        return Reply(status, None, "", None, seconds, size=len(content), truncated=truncated,
-                     problem=f"the reply could not be read ({type(exc).__name__})")  # fmt: skip
+        return Reply(
+            status,
+            None,
+            "",
+            None,
+            seconds,
+            size=len(content),
+            truncated=truncated,
+            problem=f"the reply could not be read ({type(exc).__name__})",
+        )
 
 
-def _read(status: int, content: bytes, content_type: str, retry_after: str | None,
-          truncated: bool, seconds: float) -> Reply:  # fmt: skip
+def _read(
+    status: int, content: bytes, content_type: str, retry_after: str | None, truncated: bool, seconds: float
+) -> Reply:
     problems = [f"longer than {MAX_REPLY_BYTES // 1024 // 1024} MiB; the rest was not read"] if truncated else []
     text, undecodable = _decode(content, content_type)
     if undecodable:
@@ -100,8 +116,16 @@ def _read(status: int, content: bytes, content_type: str, retry_after: str | Non
     if parse_problem:
         problems.append(parse_problem)
     snippet = "" if body is not None else scrub(_valid_text(text[:TEXT_SNIPPET]))
-    return Reply(status, body, snippet, parse_retry_after(retry_after), seconds, size=len(content),
-                 truncated=truncated, problem="; ".join(problems) or None)  # fmt: skip
+    return Reply(
+        status,
+        body,
+        snippet,
+        parse_retry_after(retry_after),
+        seconds,
+        size=len(content),
+        truncated=truncated,
+        problem="; ".join(problems) or None,
+    )
 
 
 def _decode(content: bytes, content_type: str) -> tuple[str, bool]:
@@ -142,8 +166,9 @@ def _json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
 def _decoder() -> json.JSONDecoder:
     # NaN, Infinity, 1e999 and 5,000-digit integers are kept as their text: the result
     # file must be strict JSON, and int() refuses over 4,300 digits (a ValueError).
-    return json.JSONDecoder(parse_constant=str, parse_float=_number(float), parse_int=_number(int),
-                            object_pairs_hook=_object)  # fmt: skip
+    return json.JSONDecoder(
+        parse_constant=str, parse_float=_number(float), parse_int=_number(int), object_pairs_hook=_object
+    )
 
 
 def _number(kind: type):
@@ -152,6 +177,7 @@ def _number(kind: type):
             return text
         value = kind(text)
         return value if math.isfinite(value) else text
+
     return parse
 
 

@@ -34,9 +34,21 @@ def iso(moment: dt.datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def build(body: Mapping[str, Any], *, inbox: str, file: str, archived_as: str, outcome: str, stage: str,
-          endpoint: str, http_status: int | None, facts: Mapping[str, Any], attempts: int,
-          started: dt.datetime, finished: dt.datetime) -> dict[str, Any]:  # fmt: skip
+def build(
+    body: Mapping[str, Any],
+    *,
+    inbox: str,
+    file: str,
+    archived_as: str,
+    outcome: str,
+    stage: str,
+    endpoint: str,
+    http_status: int | None,
+    facts: Mapping[str, Any],
+    attempts: int,
+    started: dt.datetime,
+    finished: dt.datetime,
+) -> dict[str, Any]:
     """The result of one file: ``body`` (the reply, or ours) plus our facts.
 
     ``facts`` come from the preparation (``prepare.Upload.facts`` or

@@ -11,8 +11,8 @@ never by its archive name, which may have been shortened.
 
 from __future__ import annotations
 
-from dropbox_sync.pipeline.archive import export_name
 from dropbox_sync.config import InboxConfig, Route
+from dropbox_sync.pipeline.archive import export_name
 from dropbox_sync.pipeline.watcher import matches
 
 

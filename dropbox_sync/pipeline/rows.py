@@ -49,8 +49,9 @@ def failed_details(details: Any) -> list[tuple[str, str]]:
     return sorted(rows, key=lambda r: (0, row_number(r[0]), "") if row_number(r[0]) is not None else (1, 0, r[0]))
 
 
-def failed_rows(details: Any, export: Path | None, *, encoding: str = "", limit: int = 20,
-                traced: Any = None) -> tuple[list[FailedRow], int]:
+def failed_rows(
+    details: Any, export: Path | None, *, encoding: str = "", limit: int = 20, traced: Any = None
+) -> tuple[list[FailedRow], int]:
     """The first ``limit`` failed rows with their spreadsheet row and username, and how many more failed.
 
     ``traced``: the result's ``export_rows`` when the file was mapped (mapper.reported_rows:
@@ -61,8 +62,11 @@ def failed_rows(details: Any, export: Path | None, *, encoding: str = "", limit:
     shown, more = failed[:limit], max(0, len(failed) - limit)
     wanted = {row_number(n) for n, _ in shown} - {None}
     if isinstance(traced, dict):
-        found = {row_number(n): (_line(traced[n]), str(traced[n].get("username", ""))) for n, _ in shown
-                 if isinstance(traced.get(n), dict)}  # fmt: skip
+        found = {
+            row_number(n): (_line(traced[n]), str(traced[n].get("username", "")))
+            for n, _ in shown
+            if isinstance(traced.get(n), dict)
+        }
     else:
         found = _records(export, wanted, encoding) if export is not None and wanted else {}
     rows = []

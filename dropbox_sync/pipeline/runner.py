@@ -28,14 +28,14 @@ from pathlib import Path
 from loguru import logger
 
 from dropbox_sync import paths
-from dropbox_sync.state import status
 from dropbox_sync.config import Config
 from dropbox_sync.pipeline.inboxlock import InboxLock
-from dropbox_sync.state.journal import Journal
 from dropbox_sync.pipeline.outcome import FileReport, Outcome
-from dropbox_sync.roster.memory import Roster
 from dropbox_sync.pipeline.watcher import Watcher
 from dropbox_sync.pipeline.worker import MISSING_FOLDER_RECHECK, InboxSnapshot, InboxWorker
+from dropbox_sync.roster.memory import Roster
+from dropbox_sync.state import status
+from dropbox_sync.state.journal import Journal
 
 __all__ = ["FileReport", "InboxSnapshot", "InboxWorker", "OnceResult", "Outcome", "Pipeline"]
 
@@ -57,13 +57,21 @@ class OnceResult:
 class Pipeline:
     """Every inbox of a config, in one process."""
 
-    def __init__(self, config: Config, *, journal: Journal | None = None, state_dir: Path | None = None,
-                 listeners: list[Callable[[FileReport], None]] | None = None,
-                 worker_factory: Callable[..., InboxWorker] = InboxWorker) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: Config,
+        *,
+        journal: Journal | None = None,
+        state_dir: Path | None = None,
+        listeners: list[Callable[[FileReport], None]] | None = None,
+        worker_factory: Callable[..., InboxWorker] = InboxWorker,
+    ) -> None:
         self.config = config
         roster = Roster(state_dir / paths.ROSTER_FILE) if state_dir is not None else None
-        self.workers = [worker_factory(inbox, journal=journal, listeners=list(listeners or []), roster=roster)
-                        for inbox in config.inboxes]  # fmt: skip
+        self.workers = [
+            worker_factory(inbox, journal=journal, listeners=list(listeners or []), roster=roster)
+            for inbox in config.inboxes
+        ]
         self.ready = threading.Event()  # set once every observer runs (for sd_notify READY)
         self.state_dir = state_dir
         # What the process is doing, in words the report pages use:
@@ -118,8 +126,12 @@ class Pipeline:
         try:
             acquired = lock.acquire()
         except OSError as exc:  # the state dir is not writable: work as before locks, and say so
-            logger.warning('inbox "{}": cannot take its lock {} ({}); working it without one', worker.name,
-                           lock.path, exc.strerror or exc)  # fmt: skip
+            logger.warning(
+                'inbox "{}": cannot take its lock {} ({}); working it without one',
+                worker.name,
+                lock.path,
+                exc.strerror or exc,
+            )
             self._locks.pop(worker.name)
             return True
         if acquired:
@@ -127,8 +139,10 @@ class Pipeline:
                 logger.info('inbox "{}": the other dropbox-sync process has let go of it; working it now', worker.name)
             return True
         holder = lock.holder()
-        reason = (f"another dropbox-sync process works this inbox ({holder.describe() if holder else 'unknown'}); "
-                  "left alone until it stops")  # fmt: skip
+        reason = (
+            f"another dropbox-sync process works this inbox ({holder.describe() if holder else 'unknown'}); "
+            "left alone until it stops"
+        )
         if self._elsewhere.get(worker.name) != reason:
             logger.warning('inbox "{}": {}', worker.name, reason)
         self._elsewhere[worker.name] = reason
@@ -143,17 +157,27 @@ class Pipeline:
     def run(self, stop: threading.Event) -> None:
         """Watch and send until ``stop`` is set; then stop within stop_timeout."""
         by_name = {w.name: w for w in self.workers}
-        watcher = Watcher(self.config.inboxes, lambda name: by_name[name].wake.set(),
-                          lambda name, event: by_name[name].writes.notice(event))  # fmt: skip
+        watcher = Watcher(
+            self.config.inboxes,
+            lambda name: by_name[name].wake.set(),
+            lambda name, event: by_name[name].writes.notice(event),
+        )
         watcher.start()
-        threads = [threading.Thread(target=self._loop, args=(w, stop), name=f"inbox-{w.name}", daemon=True)
-                   for w in self.workers]  # fmt: skip
+        threads = [
+            threading.Thread(target=self._loop, args=(w, stop), name=f"inbox-{w.name}", daemon=True)
+            for w in self.workers
+        ]
         self._threads = threads
         for thread in threads:
             thread.start()
         for worker in self.workers:
-            logger.info('inbox "{}": watching {} ({} observer) -> {}', worker.name, worker.inbox.path,
-                        watcher.kind(worker.name), worker.inbox.safe_url)  # fmt: skip
+            logger.info(
+                'inbox "{}": watching {} ({} observer) -> {}',
+                worker.name,
+                worker.inbox.path,
+                watcher.kind(worker.name),
+                worker.inbox.safe_url,
+            )
         self.activity = "watching"
         self.ready.set()
         self.write_status("run")
@@ -191,8 +215,11 @@ class Pipeline:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
-                logger.warning("{}: upload still running at stop; abandoned. The file stays in sending/ "
-                               "and is sent again at the next start.", thread.name)  # fmt: skip
+                logger.warning(
+                    "{}: upload still running at stop; abandoned. The file stays in sending/ "
+                    "and is sent again at the next start.",
+                    thread.name,
+                )
         self.activity = "stopped"
         self.write_status("stopped")
 
@@ -200,8 +227,9 @@ class Pipeline:
         """Deal with every file now in the inboxes, then return (scheduled-task mode)."""
         held: dict[str, str] = {}
         self.activity = "checking"
-        threads = [threading.Thread(target=self._once_inbox, args=(w, stop, held), name=f"once-{w.name}")
-                   for w in self.workers]  # fmt: skip
+        threads = [
+            threading.Thread(target=self._once_inbox, args=(w, stop, held), name=f"once-{w.name}") for w in self.workers
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -228,8 +256,10 @@ class Pipeline:
                     held[worker.name] = f"unexpected error: {exc}"
                     return
                 if worker.snapshot().folder_missing:  # already logged by the worker; nothing to wait for
-                    held[worker.name] = (f"folder {inbox.path} is missing (share not mounted, or not made yet); "
-                                         "its files, if any, were not sent")  # fmt: skip
+                    held[worker.name] = (
+                        f"folder {inbox.path} is missing (share not mounted, or not made yet); "
+                        "its files, if any, were not sent"
+                    )
                     return
                 if len(worker.reports) != done:
                     done = len(worker.reports)

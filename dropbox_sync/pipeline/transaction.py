@@ -18,15 +18,15 @@ from typing import Any
 
 from loguru import logger
 
-from dropbox_sync.pipeline import archive, failed_rows, mapper, preflight, result
-from dropbox_sync.roster import changes
-from dropbox_sync.pipeline.client import ImportClient, Reply, request_deadline
 from dropbox_sync.errors import FileNotReady, HoldError, TransientError
-from dropbox_sync.state.journal import Attempt
+from dropbox_sync.pipeline import archive, failed_rows, mapper, preflight, result
+from dropbox_sync.pipeline.client import ImportClient, Reply, request_deadline
 from dropbox_sync.pipeline.outcome import FileReport, Outcome, is_foreign, judge
 from dropbox_sync.pipeline.prepare import Rejection, Upload, prepare
 from dropbox_sync.pipeline.settle import Observation
 from dropbox_sync.pipeline.watcher import Candidate, observe
+from dropbox_sync.roster import changes
+from dropbox_sync.state.journal import Attempt
 
 NOT_READY_RECHECK = 1.0  # seconds before looking again at a file held open by its writer
 
@@ -87,8 +87,15 @@ class FileTransaction:
             return  # reported when it was sent
         logger.info('inbox "{}": finished archiving {} into {}/ after a restart', self.name, claimed.name, destination)
         outcome = Outcome.GUARDED if destination == archive.HELD else Outcome(destination)
-        self._report(FileReport(self.name, archive.display_name(archive.original_of(claimed)),
-                                outcome, str(saved.get("summary", "")), target))  # fmt: skip
+        self._report(
+            FileReport(
+                self.name,
+                archive.display_name(archive.original_of(claimed)),
+                outcome,
+                str(saved.get("summary", "")),
+                target,
+            )
+        )
 
     def _take(self, candidate: Candidate) -> Outcome:
         """Claim a settled file and send it, unless it changed since the scan."""
@@ -106,8 +113,10 @@ class FileTransaction:
             return Outcome.NOT_READY
         except OSError as exc:  # not "busy": permissions, a full disk, a broken share
             self.waiting[candidate.name] = f"cannot be claimed ({exc.strerror or exc})"
-            return self._local_hold(f"cannot move {archive.display_name(candidate.name)} into "
-                                    f"{archive.folder(self.inbox.path, archive.SENDING)}: {exc.strerror or exc}")
+            return self._local_hold(
+                f"cannot move {archive.display_name(candidate.name)} into "
+                f"{archive.folder(self.inbox.path, archive.SENDING)}: {exc.strerror or exc}"
+            )
         self.waiting.pop(candidate.name, None)
         self.settler.forget(candidate.name)
         # What settled before the claim must be what we upload (DESIGN §5, Claim):
@@ -126,9 +135,15 @@ class FileTransaction:
         original = archive.display_name(name)
         started = self.wall()
         before = archive.observe_claimed(claimed)
-        prepared = prepare(self.inbox, claimed, name, last_rows=self._last_rows,
-                           approved=archive.is_approved(claimed), roster=self.roster,
-                           now=started)  # fmt: skip
+        prepared = prepare(
+            self.inbox,
+            claimed,
+            name,
+            last_rows=self._last_rows,
+            approved=archive.is_approved(claimed),
+            roster=self.roster,
+            now=started,
+        )
         if isinstance(prepared, Rejection):
             outcome = Outcome.GUARDED if prepared.held else Outcome.FAILED
             body = {"success": False, "summary": prepared.summary}
@@ -145,8 +160,17 @@ class FileTransaction:
         assert upload.changes is not None
         body = {"success": True, "summary": upload.changes.no_changes_summary()}
         facts = {**upload.facts, "sha256": preflight.file_sha256(claimed, max_file_size=self.inbox.max_file_size)}
-        return self._conclude(claimed, original, started, body, None, facts, result.NO_CHANGES, Outcome.PROCESSED,
-                              learn=lambda: self._remember(upload, body, None))  # fmt: skip
+        return self._conclude(
+            claimed,
+            original,
+            started,
+            body,
+            None,
+            facts,
+            result.NO_CHANGES,
+            Outcome.PROCESSED,
+            learn=lambda: self._remember(upload, body, None),
+        )
 
     def _remember(self, upload: Upload, body: dict[str, Any], sent: Path | None) -> None:
         """The one place the roster memory learns: what the server confirmed of what was sent
@@ -156,15 +180,17 @@ class FileTransaction:
         try:
             changes.remember(self.roster, self.name, upload.route.safe_url, upload.changes, sent, body, self.wall())
         except Exception:  # noqa: BLE001 - the import happened: a memory problem must never make us send again
-            logger.exception('inbox "{}": cannot update the roster memory; its rows are sent again next time',
-                             self.name)  # fmt: skip
+            logger.exception(
+                'inbox "{}": cannot update the roster memory; its rows are sent again next time', self.name
+            )
 
     def _last_rows(self, endpoint: str) -> int | None:
         """Rows of the last import on a route, for the shrink guard."""
         return self.journal.last_rows(self.name, endpoint) if self.journal is not None else None
 
-    def _upload(self, claimed: Path, original: str, started: dt.datetime, upload: Upload,
-                before: Observation | None) -> Outcome:  # fmt: skip
+    def _upload(
+        self, claimed: Path, original: str, started: dt.datetime, upload: Upload, before: Observation | None
+    ) -> Outcome:
         facts = upload.facts
         self.retry.attempts += 1
         self._beat, self._uploading = self.clock(), original
@@ -174,28 +200,55 @@ class FileTransaction:
         except HoldError as exc:
             return self._hold(claimed, original, started, str(exc), exc.status, facts)
         except TransientError as exc:
-            return self._transient(claimed, original, started, str(exc), exc.status, exc.retry_after,
-                                   exc.read_timeout, facts, foreign=exc.foreign)  # fmt: skip
+            return self._transient(
+                claimed,
+                original,
+                started,
+                str(exc),
+                exc.status,
+                exc.retry_after,
+                exc.read_timeout,
+                facts,
+                foreign=exc.foreign,
+            )
         finally:
             self._beat, self._uploading = self.clock(), None
         verdict, reason = judge(reply)
         if verdict is Outcome.HELD:
             return self._hold(claimed, original, started, reason, reply.status, facts)
         if verdict is Outcome.RETRY:
-            return self._transient(claimed, original, started, reason, reply.status, reply.retry_after, False, facts,
-                                   foreign=is_foreign(reply))  # fmt: skip
+            return self._transient(
+                claimed,
+                original,
+                started,
+                reason,
+                reply.status,
+                reply.retry_after,
+                False,
+                facts,
+                foreign=is_foreign(reply),
+            )
         if archive.observe_claimed(claimed) != before or self.gate.still_written(claimed):
             # The writer was still at it: what arrived may be partial. Settle and send again.
-            logger.warning('inbox "{}": {} changed during the upload; it will be sent again once it settles',
-                           self.name, original)  # fmt: skip
+            logger.warning(
+                'inbox "{}": {} changed during the upload; it will be sent again once it settles', self.name, original
+            )
             return Outcome.NOT_READY
         facts["sha256"] = reply.sha256
         facts.update(reply.notes())
         facts.update(self._keep_sent(claimed, upload, reply))
         kept = archive.sent_path(claimed)
         sent = kept if upload.rewritten and kept.exists() else upload.path
-        return self._conclude(claimed, original, started, reply.body or {}, reply, facts, result.UPLOAD,
-                              learn=lambda: self._remember(upload, reply.body or {}, sent))  # fmt: skip
+        return self._conclude(
+            claimed,
+            original,
+            started,
+            reply.body or {},
+            reply,
+            facts,
+            result.UPLOAD,
+            learn=lambda: self._remember(upload, reply.body or {}, sent),
+        )
 
     def _keep_sent(self, claimed: Path, upload: Upload, reply: Reply) -> dict[str, Any]:
         """A mapped upload is kept beside the export (``<archived>.sent.csv``), and each row
@@ -207,8 +260,9 @@ class FileTransaction:
             details = (reply.body or {}).get("details")
             return {"export_rows": mapper.reported_rows(details, upload.row_map, sent, upload.username_column)}
         except OSError as exc:  # our own file in our own folder: worth a warning, not the result
-            logger.warning('inbox "{}": cannot keep the CSV sent for {}: {}', self.name, claimed.name,
-                           exc.strerror or exc)  # fmt: skip
+            logger.warning(
+                'inbox "{}": cannot keep the CSV sent for {}: {}', self.name, claimed.name, exc.strerror or exc
+            )
             return {}
         except Exception:  # noqa: BLE001 - the reply is in hand: a nicety must never make us send again
             logger.exception('inbox "{}": cannot trace the reported rows of {} to the export', self.name, claimed.name)
@@ -219,9 +273,18 @@ class FileTransaction:
             self._client = self.client_factory(self.inbox)
         return self._client
 
-    def _conclude(self, claimed: Path, original: str, started: dt.datetime, body: dict[str, Any],
-                  reply: Reply | None, facts: dict[str, Any], stage: str, outcome: Outcome | None = None,
-                  learn: Callable[[], None] | None = None) -> Outcome:  # fmt: skip
+    def _conclude(
+        self,
+        claimed: Path,
+        original: str,
+        started: dt.datetime,
+        body: dict[str, Any],
+        reply: Reply | None,
+        facts: dict[str, Any],
+        stage: str,
+        outcome: Outcome | None = None,
+        learn: Callable[[], None] | None = None,
+    ) -> Outcome:
         """Every final outcome: write the one result, journal it, file the claimed file away.
         ``learn``: what the roster memory takes from it, once the result is written."""
         if outcome is None:
@@ -229,9 +292,20 @@ class FileTransaction:
             outcome = Outcome.PROCESSED if success else Outcome.FAILED
         finished = self.wall()
         status = reply.status if reply else None
-        data = result.build(body, inbox=self.name, file=original, archived_as=archive.display_name(claimed.name),
-                            outcome=outcome.value, stage=stage, endpoint=self.inbox.safe_url, http_status=status,
-                            facts=facts, attempts=self.retry.attempts, started=started, finished=finished)  # fmt: skip
+        data = result.build(
+            body,
+            inbox=self.name,
+            file=original,
+            archived_as=archive.display_name(claimed.name),
+            outcome=outcome.value,
+            stage=stage,
+            endpoint=self.inbox.safe_url,
+            http_status=status,
+            facts=facts,
+            attempts=self.retry.attempts,
+            started=started,
+            finished=finished,
+        )
         summary = reply.summary if reply else str(body.get("summary", ""))  # one line, however odd
         if outcome is Outcome.FAILED and reply is not None:
             summary_line = summary + failed_rows.for_log(claimed, body.get("details"), facts, self.name)
@@ -253,9 +327,11 @@ class FileTransaction:
         except OSError as exc:
             self._unrecorded[claimed.name] = verdict
             self.waiting[claimed.name] = f"sent; its result cannot be saved ({exc.strerror or exc})"
-            return self._local_hold(f"cannot save the result of {verdict.original} in "
-                                    f"{archive.folder(self.inbox.path, archive.SENDING)}: {exc.strerror or exc}. "
-                                    "It was imported and will not be sent again; saving is retried")  # fmt: skip
+            return self._local_hold(
+                f"cannot save the result of {verdict.original} in "
+                f"{archive.folder(self.inbox.path, archive.SENDING)}: {exc.strerror or exc}. "
+                "It was imported and will not be sent again; saving is retried"
+            )
         self._unrecorded.pop(claimed.name, None)
         if verdict.learn is not None:
             verdict.learn()  # never ahead of the result: a crash before this only means rows sent again
@@ -286,8 +362,9 @@ class FileTransaction:
                     logger.info('inbox "{}": {}: {}', self.name, claimed.name, reason)
             else:  # permissions, a broken share: a person must look; we keep trying
                 reason = f"sent; cannot be moved to {destination}/ ({exc.strerror or exc})"
-                self._local_hold(f"cannot move {archive.display_name(claimed.name)} into {destination}/: "
-                                 f"{exc.strerror or exc}")  # fmt: skip
+                self._local_hold(
+                    f"cannot move {archive.display_name(claimed.name)} into {destination}/: {exc.strerror or exc}"
+                )
             self.waiting[claimed.name] = reason
             self._filing.add(claimed.name)
             self._refile_at = self.clock() + NOT_READY_RECHECK
@@ -305,9 +382,31 @@ class FileTransaction:
             except Exception:  # noqa: BLE001 - a notifier's fault must not stop uploads
                 logger.exception('inbox "{}": a report listener failed', self.name)
 
-    def _journal(self, file: str, original: str, started: dt.datetime, finished: dt.datetime,
-                 status: int | None, outcome: str, summary: str, facts: dict[str, Any]) -> None:  # fmt: skip
+    def _journal(
+        self,
+        file: str,
+        original: str,
+        started: dt.datetime,
+        finished: dt.datetime,
+        status: int | None,
+        outcome: str,
+        summary: str,
+        facts: dict[str, Any],
+    ) -> None:
         if self.journal is not None:
-            self.journal.record(Attempt(self.name, archive.display_name(file), original, facts.get("sha256"),
-                                        facts.get("bytes"), result.iso(started), result.iso(finished), status, outcome,
-                                        summary, facts.get("endpoint", ""), facts.get("rows")))  # fmt: skip
+            self.journal.record(
+                Attempt(
+                    self.name,
+                    archive.display_name(file),
+                    original,
+                    facts.get("sha256"),
+                    facts.get("bytes"),
+                    result.iso(started),
+                    result.iso(finished),
+                    status,
+                    outcome,
+                    summary,
+                    facts.get("endpoint", ""),
+                    facts.get("rows"),
+                )
+            )

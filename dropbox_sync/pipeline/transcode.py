@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync.errors import TranscodeError
+from dropbox_sync.pipeline import archive
 
 CHUNK = 1 << 20
 

@@ -41,9 +41,23 @@ from dropbox_sync.config import InboxConfig
 from dropbox_sync.pipeline.settle import Observation
 
 NETWORK_FILESYSTEMS = {
-    "cifs", "smb3", "smbfs", "nfs", "nfs4", "ncpfs", "afs", "9p", "ceph", "glusterfs",
-    "fuse.sshfs", "fuse.glusterfs", "fuse.s3fs", "fuse.rclone", "davfs", "fuse.davfs2",
-}  # fmt: skip
+    "cifs",
+    "smb3",
+    "smbfs",
+    "nfs",
+    "nfs4",
+    "ncpfs",
+    "afs",
+    "9p",
+    "ceph",
+    "glusterfs",
+    "fuse.sshfs",
+    "fuse.glusterfs",
+    "fuse.s3fs",
+    "fuse.rclone",
+    "davfs",
+    "fuse.davfs2",
+}
 # Names office systems leave beside real files; never worth a warning.
 SYSTEM_LITTER = {"thumbs.db", "desktop.ini", ".ds_store"}
 
@@ -155,9 +169,9 @@ _EXTENDED = "\\\\?\\"  # Windows' extended-length prefix; Path.resolve() adds it
 def _windows_is_network(path: Path) -> bool:
     text = str(path)
     if text.startswith(_EXTENDED):  # \\?\C:\... (beyond MAX_PATH) or \\?\UNC\server\share
-        if text[len(_EXTENDED):].upper().startswith("UNC\\"):
+        if text[len(_EXTENDED) :].upper().startswith("UNC\\"):
             return True
-        text = text[len(_EXTENDED):]
+        text = text[len(_EXTENDED) :]
     elif text.startswith(("\\\\", "//")):
         return True  # UNC path: \\server\share\...
     import ctypes  # Windows only
@@ -200,8 +214,17 @@ def _mount_fstype(path: Path, mounts: list[tuple[str, str]]) -> str:
 
 # What we ask observers for. Not opens, reads or attribute changes: our own
 # reads (the lease probe, the upload) would wake the worker in a loop.
-WATCHED_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileDeletedEvent, FileMovedEvent,
-                  DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent]  # fmt: skip
+WATCHED_EVENTS = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+]
 
 
 class _WakeHandler(FileSystemEventHandler):
@@ -224,8 +247,12 @@ class _WakeHandler(FileSystemEventHandler):
 class Watcher:
     """Keeps one watch per inbox alive on a native or a polling observer."""
 
-    def __init__(self, inboxes: Iterable[InboxConfig], wake: Callable[[str], None],
-                 notice: Callable[[str, FileSystemEvent], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        inboxes: Iterable[InboxConfig],
+        wake: Callable[[str], None],
+        notice: Callable[[str, FileSystemEvent], None] | None = None,
+    ) -> None:
         """``notice(inbox name, event)`` gets the events of observers that report
         close-writes (inotify), for writers.WriteTracker; ``wake`` gets every one."""
         self._inboxes = list(inboxes)
@@ -290,8 +317,9 @@ class Watcher:
             if self._notice is not None and reports_close_writes(observer):
                 notice = functools.partial(self._notice, inbox.name)
             handler = _WakeHandler(lambda name=inbox.name: self._wake(name), notice)
-            self._watches[inbox.name] = observer.schedule(handler, str(inbox.path), recursive=False,
-                                                          event_filter=WATCHED_EVENTS)  # fmt: skip
+            self._watches[inbox.name] = observer.schedule(
+                handler, str(inbox.path), recursive=False, event_filter=WATCHED_EVENTS
+            )
         except OSError as exc:
             logger.warning('inbox "{}": cannot watch the folder ({}); relying on rescans', inbox.name, exc)
 

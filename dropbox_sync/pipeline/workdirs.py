@@ -267,15 +267,19 @@ def _refusal(inbox: Folder, which: str) -> str:
 
 
 def _link_message(path: Path) -> str:
-    return (f"{path} is a link (or junction), not a folder: it could lead anywhere, so the inbox is held; "
-            f"nothing is moved, read or written through it. Remove the link; the service makes a real "
-            f"{path.name} folder and carries on")  # fmt: skip
+    return (
+        f"{path} is a link (or junction), not a folder: it could lead anywhere, so the inbox is held; "
+        f"nothing is moved, read or written through it. Remove the link; the service makes a real "
+        f"{path.name} folder and carries on"
+    )
 
 
 def _not_a_folder_message(path: Path) -> str:
-    return (f"{path} is a file, not a folder: the service needs that name for its {path.name}/ folder, so "
-            f"the inbox is held. Rename or move that file (it is not uploaded); the service then makes the "
-            f"folder")  # fmt: skip
+    return (
+        f"{path} is a file, not a folder: the service needs that name for its {path.name}/ folder, so "
+        f"the inbox is held. Rename or move that file (it is not uploaded); the service then makes the "
+        f"folder"
+    )
 
 
 def _user(uid: int) -> str:

@@ -20,29 +20,34 @@ from typing import Any
 
 from loguru import logger
 
+from dropbox_sync.config import InboxConfig
+from dropbox_sync.errors import UnsafeFolder
 from dropbox_sync.pipeline import archive, writers
 from dropbox_sync.pipeline.backoff import Backoff
 from dropbox_sync.pipeline.client import ImportClient
-from dropbox_sync.config import InboxConfig
 from dropbox_sync.pipeline.discover import discover
-from dropbox_sync.errors import UnsafeFolder
-from dropbox_sync.state.journal import Journal
 from dropbox_sync.pipeline.outcome import (
     FOREIGN_REPLIES_BEFORE_HOLD,
     FileReport,
     Outcome,
     foreign_hold_reason,
 )
-from dropbox_sync.roster.memory import Roster
 from dropbox_sync.pipeline.settle import Clock, Observation, Settler
 from dropbox_sync.pipeline.transaction import FileTransaction, _Unrecorded
 from dropbox_sync.pipeline.watcher import Candidate, is_network_path, observe
+from dropbox_sync.roster.memory import Roster
+from dropbox_sync.state.journal import Journal
 
 READ_TIMEOUTS_BEFORE_HOLD = 3
 MISSING_FOLDER_RECHECK = 5.0
 PRUNE_EVERY = 3600.0  # retention of processed/ is checked hourly
-QUEUE_STATES = (("retrying", "retrying"), ("held", "inbox held"), ("claimed", "settling"), ("changed", "settling"),
-                (writers.WRITING, "still being written"))  # fmt: skip
+QUEUE_STATES = (
+    ("retrying", "retrying"),
+    ("held", "inbox held"),
+    ("claimed", "settling"),
+    ("changed", "settling"),
+    (writers.WRITING, "still being written"),
+)
 
 
 def utc_now() -> dt.datetime:
@@ -112,8 +117,9 @@ class InboxWorker(FileTransaction):
             local = not is_network_path(self.inbox.path)  # a lease says nothing of other machines
         except OSError:
             local = False
-        self.gate = writers.WriterGate(self.name, self.inbox.path, self.settler, self.clock, self.write_probe,
-                                       probe_enabled=local)  # fmt: skip
+        self.gate = writers.WriterGate(
+            self.name, self.inbox.path, self.settler, self.clock, self.write_probe, probe_enabled=local
+        )
         self.writes = self.gate.writes  # Pipeline.run feeds it the inotify events
         self._unsafe_folder = False  # held because a work folder is a link, a file, or not ours
 
@@ -122,8 +128,15 @@ class InboxWorker(FileTransaction):
         return self.inbox.name
 
     def snapshot(self) -> InboxSnapshot:
-        return InboxSnapshot(self.name, self.inbox.path, self._folder_missing, self.hold_reason,
-                             dict(self.waiting), self._uploading, self.clock() - self._beat)  # fmt: skip
+        return InboxSnapshot(
+            self.name,
+            self.inbox.path,
+            self._folder_missing,
+            self.hold_reason,
+            dict(self.waiting),
+            self._uploading,
+            self.clock() - self._beat,
+        )
 
     def wedged(self) -> bool:
         """True if the worker has given no sign of life for far longer than it should."""
@@ -208,8 +221,11 @@ class InboxWorker(FileTransaction):
     def _folder_present(self) -> bool:
         present = self.inbox.path.is_dir()
         if not present and not self._folder_missing:
-            logger.error('inbox "{}": folder {} is missing (share unmounted or folder deleted); '
-                         "waiting for it to come back", self.name, self.inbox.path)  # fmt: skip
+            logger.error(
+                'inbox "{}": folder {} is missing (share unmounted or folder deleted); waiting for it to come back',
+                self.name,
+                self.inbox.path,
+            )
         elif present and self._folder_missing:
             logger.info('inbox "{}": folder {} is back', self.name, self.inbox.path)
         self._folder_missing = not present
@@ -222,11 +238,16 @@ class InboxWorker(FileTransaction):
         # Young by our own monotonic clock, whatever the wall clock said or says.
         keep = self.inbox.keep_days * 86400
         self._archived_at = {n: t for n, t in self._archived_at.items() if self.clock() - t < keep}
-        removed = archive.prune_processed(self.inbox.path, self.inbox.keep_days, self.wall(),
-                                          spare=frozenset(self._archived_at))  # fmt: skip
+        removed = archive.prune_processed(
+            self.inbox.path, self.inbox.keep_days, self.wall(), spare=frozenset(self._archived_at)
+        )
         if removed:
-            logger.info('inbox "{}": removed {} file(s) older than {:g} days from processed/ (keep_days)',
-                        self.name, len(removed), self.inbox.keep_days)  # fmt: skip
+            logger.info(
+                'inbox "{}": removed {} file(s) older than {:g} days from processed/ (keep_days)',
+                self.name,
+                len(removed),
+                self.inbox.keep_days,
+            )
 
     def _send_claimed(self, stop: threading.Event) -> float | None:
         """Finish files already in sending/ first; a delay if one must wait."""
@@ -299,12 +320,17 @@ class InboxWorker(FileTransaction):
         self.retry.due = self.clock() + self.backoff.next_delay(None)
         return Outcome.HELD
 
-    def _hold(self, claimed: Path, original: str, started: dt.datetime, reason: str,
-              status: int | None, facts: dict[str, Any]) -> Outcome:  # fmt: skip
+    def _hold(
+        self, claimed: Path, original: str, started: dt.datetime, reason: str, status: int | None, facts: dict[str, Any]
+    ) -> Outcome:
         if self.hold_reason != reason:
-            logger.error('inbox "{}": HELD: {}. {} and later files wait until this is fixed '
-                         "(url, username, password, ca_bundle in the config, or the server).",
-                         self.name, reason, original)  # fmt: skip
+            logger.error(
+                'inbox "{}": HELD: {}. {} and later files wait until this is fixed '
+                "(url, username, password, ca_bundle in the config, or the server).",
+                self.name,
+                reason,
+                original,
+            )
         self.hold_reason = reason
         self.retry.due = self.clock() + self.inbox.hold_retry_seconds
         self.waiting[claimed.name] = f"held: {reason}"
@@ -312,16 +338,28 @@ class InboxWorker(FileTransaction):
         self._report(FileReport(self.name, original, Outcome.HELD, reason))
         return Outcome.HELD
 
-    def _transient(self, claimed: Path, original: str, started: dt.datetime, reason: str, status: int | None,
-                   retry_after: float | None, read_timeout: bool, facts: dict[str, Any], *,
-                   foreign: bool = False) -> Outcome:  # fmt: skip
+    def _transient(
+        self,
+        claimed: Path,
+        original: str,
+        started: dt.datetime,
+        reason: str,
+        status: int | None,
+        retry_after: float | None,
+        read_timeout: bool,
+        facts: dict[str, Any],
+        *,
+        foreign: bool = False,
+    ) -> Outcome:
         self.retry.read_timeouts = self.retry.read_timeouts + 1 if read_timeout else 0
         self.retry.foreign_replies = self.retry.foreign_replies + 1 if foreign else 0
         if self.retry.foreign_replies >= FOREIGN_REPLIES_BEFORE_HOLD:
             return self._hold(claimed, original, started, foreign_hold_reason(reason), status, facts)
         if self.retry.read_timeouts >= READ_TIMEOUTS_BEFORE_HOLD:
-            reason = (f"{reason}, {self.retry.read_timeouts} times in a row: the server may need longer "
-                      f"to import this file; raise 'timeout' (now {self.inbox.timeout:g} s)")  # fmt: skip
+            reason = (
+                f"{reason}, {self.retry.read_timeouts} times in a row: the server may need longer "
+                f"to import this file; raise 'timeout' (now {self.inbox.timeout:g} s)"
+            )
             return self._hold(claimed, original, started, reason, status, facts)
         delay = self.backoff.next_delay(retry_after)
         now = self.clock()

@@ -121,8 +121,16 @@ WRITING = "open for writing in another program (still being written)"
 class WriterGate:
     """Settling, plus what the OS says about writers, for the files of one inbox."""
 
-    def __init__(self, inbox: str, folder: Path, settler: Settler, clock: Clock,
-                 probe: Callable[[Path], bool | None], *, probe_enabled: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        inbox: str,
+        folder: Path,
+        settler: Settler,
+        clock: Clock,
+        probe: Callable[[Path], bool | None],
+        *,
+        probe_enabled: bool,
+    ) -> None:
         self._inbox, self._folder, self._settler = inbox, folder, settler
         self._probe = probe if probe_enabled else None
         self.writes = WriteTracker(clock)  # fed by the inotify observer (Pipeline.run)
@@ -131,9 +139,12 @@ class WriterGate:
         """Unchanged for settle_seconds and no writer known to have it open; else why not."""
         marked = self.writes.writing(path.name) if path.parent == self._folder else False
         if marked is None:
-            logger.warning('inbox "{}": {} was modified but its writer has not closed it for {:g} s; '
-                           "going by settling alone", self._inbox, archive.display_name(path.name),
-                           SILENT_WRITER_SECONDS)  # fmt: skip
+            logger.warning(
+                'inbox "{}": {} was modified but its writer has not closed it for {:g} s; going by settling alone',
+                self._inbox,
+                archive.display_name(path.name),
+                SILENT_WRITER_SECONDS,
+            )
         if not (self._settler.observe(key, observation, writing=bool(marked)) or marked):
             return False, None
         # The lease is asked only at the last step (it opens the file), and while a mark stands.
@@ -192,11 +203,22 @@ class Aftercare:
             try:
                 archive.take_back(path)
             except OSError as exc:
-                logger.error('inbox "{}": {} changed after it was imported ({} -> {} bytes), and cannot be '
-                             "sent again ({}); import it by hand once complete", inbox, where,
-                             watched.observation.size, current.size, exc.strerror or exc)  # fmt: skip
+                logger.error(
+                    'inbox "{}": {} changed after it was imported ({} -> {} bytes), and cannot be '
+                    "sent again ({}); import it by hand once complete",
+                    inbox,
+                    where,
+                    watched.observation.size,
+                    current.size,
+                    exc.strerror or exc,
+                )
                 continue
-            logger.error('inbox "{}": {} CHANGED AFTER IT WAS IMPORTED ({} -> {} bytes): its writer was '
-                         "still writing, so only part of it was imported. The complete file is sent again "
-                         "once it settles; the first result stays beside where it was.", inbox, where,
-                         watched.observation.size, current.size)  # fmt: skip
+            logger.error(
+                'inbox "{}": {} CHANGED AFTER IT WAS IMPORTED ({} -> {} bytes): its writer was '
+                "still writing, so only part of it was imported. The complete file is sent again "
+                "once it settles; the first result stays beside where it was.",
+                inbox,
+                where,
+                watched.observation.size,
+                current.size,
+            )

@@ -1,2 +1,1 @@
-"""report.html: the page in each inbox that tells office staff what became of their files.
-"""
+"""report.html: the page in each inbox that tells office staff what became of their files."""

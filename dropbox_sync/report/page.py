@@ -35,16 +35,16 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from dropbox_sync import __version__, when
-from dropbox_sync.pipeline import archive, rows
-from dropbox_sync.state import held, status
-from dropbox_sync.report import pagefile
 from dropbox_sync.config import InboxConfig
+from dropbox_sync.pipeline import archive, rows
 from dropbox_sync.redact import scrub
+from dropbox_sync.report import pagefile
+from dropbox_sync.state import held, status
 
 if TYPE_CHECKING:
-    from dropbox_sync.state.journal import Attempt, HistoryEntry, Journal
     from dropbox_sync.pipeline.outcome import FileReport
     from dropbox_sync.pipeline.worker import InboxSnapshot
+    from dropbox_sync.state.journal import Attempt, HistoryEntry, Journal
 
 RENDER_EVERY = 2.0  # seconds between rewrites of one page while files keep finishing
 IDLE_REFRESH = 600.0  # a running service rewrites an unchanged page this often: its time shows it is alive
@@ -79,9 +79,16 @@ class _Page:
 class ReportPages:
     """One report page per inbox that has one, rewritten after outcomes (rate-limited) and at stop."""
 
-    def __init__(self, inboxes: Iterable[InboxConfig], journal: Journal | None, *,
-                 clock: Callable[[], float] = time.monotonic, now: Callable[[], dt.datetime] = utc_now,
-                 render_every: float = RENDER_EVERY, idle_refresh: float = IDLE_REFRESH) -> None:  # fmt: skip
+    def __init__(
+        self,
+        inboxes: Iterable[InboxConfig],
+        journal: Journal | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], dt.datetime] = utc_now,
+        render_every: float = RENDER_EVERY,
+        idle_refresh: float = IDLE_REFRESH,
+    ) -> None:
         self.journal = journal
         self.clock, self.now = clock, now
         self.render_every, self.idle_refresh = render_every, idle_refresh
@@ -145,12 +152,29 @@ class ReportPages:
         delay = CHECK_EVERY
         for name, page in self._pages.items():
             snapshot = snapshots.get(name)
-            shown = (activity, snapshot.held, snapshot.folder_missing, snapshot.uploading,
-                     tuple(sorted(snapshot.waiting.items()))) if snapshot else (activity,)  # fmt: skip
+            shown = (
+                (
+                    activity,
+                    snapshot.held,
+                    snapshot.folder_missing,
+                    snapshot.uploading,
+                    tuple(sorted(snapshot.waiting.items())),
+                )
+                if snapshot
+                else (activity,)
+            )
             with self._lock:
-                wanted = final or page.due or shown != page.shown or (
-                    page.rendered_at is not None and now - page.rendered_at >= self.idle_refresh
-                    and activity == "watching") or (page.retry_at is not None and now >= page.retry_at)  # fmt: skip
+                wanted = (
+                    final
+                    or page.due
+                    or shown != page.shown
+                    or (
+                        page.rendered_at is not None
+                        and now - page.rendered_at >= self.idle_refresh
+                        and activity == "watching"
+                    )
+                    or (page.retry_at is not None and now >= page.retry_at)
+                )
                 wait = 0.0 if page.rendered_at is None else page.rendered_at + self.render_every - now
                 if not wanted:
                     continue
@@ -188,8 +212,14 @@ class ReportPages:
 # -- what the page shows -----------------------------------------------------------------
 
 
-def gather(inbox: InboxConfig, snapshot: InboxSnapshot | None, activity: str, journal: Journal | None,
-           now: dt.datetime, cache: dict | None = None) -> dict[str, Any]:  # fmt: skip
+def gather(
+    inbox: InboxConfig,
+    snapshot: InboxSnapshot | None,
+    activity: str,
+    journal: Journal | None,
+    now: dt.datetime,
+    cache: dict | None = None,
+) -> dict[str, Any]:
     """Everything the template shows, as plain data."""
     cache = {} if cache is None else cache
     reasons = snapshot.waiting if snapshot else {}
@@ -223,8 +253,12 @@ def _moment(moment: dt.datetime | None, now: dt.datetime) -> dict[str, str] | No
     if moment is None:
         return None
     local = moment.astimezone()
-    return {"iso": local.isoformat(timespec="seconds"), "text": local.strftime("%a %d %b %Y, %H:%M:%S %Z"),
-            "short": local.strftime("%d %b %Y %H:%M %Z"), "ago": when.duration((now - moment).total_seconds())}
+    return {
+        "iso": local.isoformat(timespec="seconds"),
+        "text": local.strftime("%a %d %b %Y, %H:%M:%S %Z"),
+        "short": local.strftime("%d %b %Y %H:%M %Z"),
+        "ago": when.duration((now - moment).total_seconds()),
+    }
 
 
 def _last_success(attempt: Attempt | None, now: dt.datetime) -> dict[str, Any] | None:
@@ -238,9 +272,15 @@ def _import(inbox: InboxConfig, entry: HistoryEntry, now: dt.datetime, cache: di
     folder = entry.folder
     archived = inbox.path / folder / entry.archived_as
     result = archive.result_path(archived)
-    links = [(label, _href(folder, path.name)) for label, path in
-             (("file", archived), ("result", result), ("failed rows (CSV)", archive.failed_rows_path(archived)))
-             if _is_file(path)]  # fmt: skip
+    links = [
+        (label, _href(folder, path.name))
+        for label, path in (
+            ("file", archived),
+            ("result", result),
+            ("failed rows (CSV)", archive.failed_rows_path(archived)),
+        )
+        if _is_file(path)
+    ]
     facts = _result_facts(inbox, archived, result, cache) if _is_file(result) else _Facts()
     return {
         "file": entry.file,
@@ -280,8 +320,9 @@ def _result_facts(inbox: InboxConfig, archived: Path, result: Path, cache: dict)
         ours = data.get("dropbox_sync") if isinstance(data.get("dropbox_sync"), dict) else {}
         # Read as the upload read it: transcoded only when it was not UTF-8 (prepare.py).
         encoding = str(ours.get("transcoded_from") or "")
-        failed, more = rows.failed_rows(data.get("details"), archived, encoding=encoding,
-                                        limit=MAX_FAILED_ROWS, traced=ours.get("export_rows"))  # fmt: skip
+        failed, more = rows.failed_rows(
+            data.get("details"), archived, encoding=encoding, limit=MAX_FAILED_ROWS, traced=ours.get("export_rows")
+        )
         cache[key] = _Facts(failed, more, _changes(ours.get("changes")))
     return cache[key]
 
@@ -311,10 +352,12 @@ def _changes(changes: object) -> list[str]:
     leavers = "leaver" if count("leavers") == 1 else "leavers"
     if count("leavers") and changes.get("deactivated"):
         leavers += " (deactivated)"
-    words = [part(count("added"), "added", names("added_users")),
-             part(count("changed"), "changed", names("changed_users")),
-             f"{count('unchanged')} unchanged",
-             part(count("leavers"), leavers, names("leaver_users"))]  # fmt: skip
+    words = [
+        part(count("added"), "added", names("added_users")),
+        part(count("changed"), "changed", names("changed_users")),
+        f"{count('unchanged')} unchanged",
+        part(count("leavers"), leavers, names("leaver_users")),
+    ]
     return [text for text in words if not text.startswith("0 ")]
 
 
@@ -322,14 +365,16 @@ def _held_files(inbox: InboxConfig, now: dt.datetime) -> list[dict[str, Any]]:
     found = []
     for path, reason, _ in held.shown_files(inbox.path)[:MAX_HELD]:
         name = path.name
-        found.append({
-            "file": archive.display_name(archive.original_of(path)),
-            "archived_as": archive.display_name(name),
-            "since": _moment(archive.archived_at(name), now),
-            "why": reason,
-            "command": f"dropbox-sync approve {_quoted(archive.display_name(name))}",
-            "href": _href(archive.HELD, name),
-        })  # fmt: skip
+        found.append(
+            {
+                "file": archive.display_name(archive.original_of(path)),
+                "archived_as": archive.display_name(name),
+                "since": _moment(archive.archived_at(name), now),
+                "why": reason,
+                "command": f"dropbox-sync approve {_quoted(archive.display_name(name))}",
+                "href": _href(archive.HELD, name),
+            }
+        )
     return found
 
 

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dropbox_sync.pipeline.archive import open_claimed
 from dropbox_sync.config.mapping import USERNAME, fold
 from dropbox_sync.config.policy import RosterPolicy
-from dropbox_sync.roster.memory import Memory, Roster
+from dropbox_sync.pipeline.archive import open_claimed
 from dropbox_sync.pipeline.rows import ROW_SUCCESS
+from dropbox_sync.roster.memory import Memory, Roster
 
 LISTED = 200  # users listed per kind in a result; the counts are always complete
 # Beyond this many rows a file is not compared nor remembered (no school has such a roster;
@@ -59,8 +59,9 @@ class Codec:
 
     def digest(self, row: list[str]) -> int:
         text = "\x1f".join(f"{name}\x1e{row[i]}" for name, i in self._sorted if i < len(row) and row[i])
-        return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                              "big", signed=True)  # fmt: skip
+        return int.from_bytes(
+            hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big", signed=True
+        )
 
     def values(self, row: list[str]) -> dict[str, str]:
         return {name: row[i] if i < len(row) else "" for name, i in self._named}
@@ -125,9 +126,11 @@ class Changes:
         return guard > 0 and self.remembered > 0 and self.moving > guard * self.remembered
 
     def counts(self) -> str:
-        """"3 added, 1 changed, 1996 unchanged, 2 leavers" (for summaries and the log)."""
-        return (f"{self.added} added, {self.changed} changed, {self.unchanged} unchanged, "
-                f"{len(self.leavers)} leaver{'' if len(self.leavers) == 1 else 's'}")  # fmt: skip
+        """ "3 added, 1 changed, 1996 unchanged, 2 leavers" (for summaries and the log)."""
+        return (
+            f"{self.added} added, {self.changed} changed, {self.unchanged} unchanged, "
+            f"{len(self.leavers)} leaver{'' if len(self.leavers) == 1 else 's'}"
+        )
 
     def no_changes_summary(self) -> str:
         """The summary of a file delta did not upload."""
@@ -139,11 +142,18 @@ class Changes:
 
     def facts(self) -> dict[str, Any]:
         """The result's ``dropbox_sync.changes``."""
-        facts: dict[str, Any] = {"added": self.added, "changed": self.changed, "unchanged": self.unchanged,
-                                 "leavers": len(self.leavers), "sent_rows": self.sent_rows,
-                                 "sent": "whole file" if self.whole else "changes only", "why_whole": self.whole,
-                                 "leavers_policy": self.policy.leavers, "deactivated": self.deactivating,
-                                 "remembered_before": self.remembered}  # fmt: skip
+        facts: dict[str, Any] = {
+            "added": self.added,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "leavers": len(self.leavers),
+            "sent_rows": self.sent_rows,
+            "sent": "whole file" if self.whole else "changes only",
+            "why_whole": self.whole,
+            "leavers_policy": self.policy.leavers,
+            "deactivated": self.deactivating,
+            "remembered_before": self.remembered,
+        }
         facts["added_users"] = self.added_listed
         facts["changed_users"] = self.changed_listed
         if self.policy.leavers != "keep" or self.leavers:
@@ -163,8 +173,17 @@ def _blank(row: list[str]) -> bool:
     return not any(cell.strip() for cell in row)
 
 
-def plan(path: Path, inbox: str, route: str, policy: RosterPolicy, roster: Roster | None, now: dt.datetime,
-         *, target: Path, row_map: Any = None) -> Changes | None:  # fmt: skip
+def plan(
+    path: Path,
+    inbox: str,
+    route: str,
+    policy: RosterPolicy,
+    roster: Roster | None,
+    now: dt.datetime,
+    *,
+    target: Path,
+    row_map: Any = None,
+) -> Changes | None:
     """Compare the CSV at ``path`` (as Infiniti would receive it) with the route's memory.
 
     With ``policy.rewrites`` the rows to send are written to ``target`` (``Changes.rewritten``;
@@ -219,8 +238,16 @@ def _why_whole(policy: RosterPolicy, memory: Memory | None, now: dt.datetime, no
     return None
 
 
-def _compare(changes: Changes, codec: Codec, rows: Iterator[tuple[int, list[str]]], digests: Mapping[str, int],
-             header_line: int, row_map: Any, writer: Any, extra: int = 0) -> array:  # fmt: skip
+def _compare(
+    changes: Changes,
+    codec: Codec,
+    rows: Iterator[tuple[int, list[str]]],
+    digests: Mapping[str, int],
+    header_line: int,
+    row_map: Any,
+    writer: Any,
+    extra: int = 0,
+) -> array:
     """The one pass: count, list, and write the rows to send (``extra`` empty cells for the
     leaver_values columns added to the header); their export rows."""
     sent = array("q")
@@ -242,8 +269,9 @@ def _compare(changes: Changes, codec: Codec, rows: Iterator[tuple[int, list[str]
             seen.add(username)  # only remembered names: a first export costs no set of every username
             changes.changed += 1
             if len(changes.changed_listed) < LISTED:
-                changes.changed_listed.append({**_where(username, export_row, row_map, header_line),
-                                               "new": codec.values(row)})  # fmt: skip
+                changes.changed_listed.append(
+                    {**_where(username, export_row, row_map, header_line), "new": codec.values(row)}
+                )
         else:
             changes.unchanged += 1
             seen.add(username)
@@ -277,8 +305,14 @@ def _extra_columns(header: list[str], policy: RosterPolicy) -> list[tuple[str, s
     return [(name, value) for name, value in policy.leaver_values if fold(name) not in have]
 
 
-def _write_leavers(writer: Any, header: list[str], extra: list[tuple[str, str]], policy: RosterPolicy,
-                   remembered: Mapping[str, dict[str, str]], changes: Changes) -> None:  # fmt: skip
+def _write_leavers(
+    writer: Any,
+    header: list[str],
+    extra: list[tuple[str, str]],
+    policy: RosterPolicy,
+    remembered: Mapping[str, dict[str, str]],
+    changes: Changes,
+) -> None:
     """One row per leaver: its remembered values under this file's header, then leaver_values."""
     overrides = {fold(name): value for name, value in policy.leaver_values}
     for username in changes.leavers:
@@ -296,12 +330,16 @@ def _old_values(changes: Changes, roster: Roster | None, inbox: str, route: str)
     for item in changes.changed_listed:
         new = item.pop("new")
         old = {fold(k): v for k, v in old_rows.get(item["username"], {}).items()}
-        columns = {name: {"old": old.get(fold(name), ""), "new": value}
-                   for name, value in new.items() if old.get(fold(name), "") != value}  # fmt: skip
+        columns = {
+            name: {"old": old.get(fold(name), ""), "new": value}
+            for name, value in new.items()
+            if old.get(fold(name), "") != value
+        }
         present = {fold(name) for name in new}
         original = old_rows.get(item["username"], {})
-        columns |= {name: {"old": value, "new": ""} for name, value in original.items()
-                    if value and fold(name) not in present}  # fmt: skip
+        columns |= {
+            name: {"old": value, "new": ""} for name, value in original.items() if value and fold(name) not in present
+        }
         item["columns"] = columns
 
 
@@ -316,8 +354,15 @@ def confirmed(body: Mapping[str, Any]) -> Any:
     return lambda n: str(details.get(str(n), "")).strip().lower().startswith(ROW_SUCCESS)
 
 
-def remember(roster: Roster | None, inbox: str, route: str, changes: Changes | None, sent: Path | None,
-             body: Mapping[str, Any], now: dt.datetime) -> int:  # fmt: skip
+def remember(
+    roster: Roster | None,
+    inbox: str,
+    route: str,
+    changes: Changes | None,
+    sent: Path | None,
+    body: Mapping[str, Any],
+    now: dt.datetime,
+) -> int:
     """Store what the server confirmed of the CSV ``sent`` (None: nothing was uploaded); the number
     of rows remembered. Leavers are forgotten: deactivated ones once the server confirmed them,
     the others (keep, report) now that this import has reported them. Never raises for the roster."""

@@ -122,8 +122,9 @@ class Roster:
                         self._db = db
                 return default if db is None else action(db)
             except sqlite3.Error as exc:
-                damaged = isinstance(exc, sqlite3.DatabaseError) and (is_damage(exc) or "quick_check" in str(exc)
-                                                                      or "no such table" in str(exc))  # fmt: skip
+                damaged = isinstance(exc, sqlite3.DatabaseError) and (
+                    is_damage(exc) or "quick_check" in str(exc) or "no such table" in str(exc)
+                )
                 if keep:
                     self._close_kept()
                 elif db is not None:
@@ -145,9 +146,13 @@ class Roster:
             logger.warning("roster {} is damaged ({}); read as no memory", self.path, exc)
             return
         moved = statefiles.set_aside(self.path, paths.JOURNAL_COMPANIONS)  # SQLite's companions, as the journal's
-        logger.error("the roster memory {} is damaged ({}); kept as {} and started afresh: the next file of "
-                     "each route is sent whole. Files are not affected.", self.path, exc,
-                     moved.name if moved else "(could not be moved)")  # fmt: skip
+        logger.error(
+            "the roster memory {} is damaged ({}); kept as {} and started afresh: the next file of "
+            "each route is sent whole. Files are not affected.",
+            self.path,
+            exc,
+            moved.name if moved else "(could not be moved)",
+        )
 
     def memory(self, inbox: str, route: str) -> Memory | None:
         """The route's memory; None when it has none (never sent, deleted, damaged)."""
@@ -168,31 +173,45 @@ class Roster:
         def read(db: sqlite3.Connection) -> dict[str, dict[str, str]]:
             found = {}
             for username in usernames:
-                row = db.execute("SELECT row FROM users WHERE inbox = ? AND route = ? AND username = ?",
-                                 (inbox, route, username)).fetchone()  # fmt: skip
+                row = db.execute(
+                    "SELECT row FROM users WHERE inbox = ? AND route = ? AND username = ?", (inbox, route, username)
+                ).fetchone()
                 if row is not None:
                     found[username] = json.loads(row[0])
             return found
 
         return self._use("read rows", read, {}, create=False)
 
-    def remember(self, inbox: str, route: str, confirmed: Iterable[tuple[str, int, str]], forget: Iterable[str],
-                 *, whole: bool, now: dt.datetime) -> bool:  # fmt: skip
+    def remember(
+        self,
+        inbox: str,
+        route: str,
+        confirmed: Iterable[tuple[str, int, str]],
+        forget: Iterable[str],
+        *,
+        whole: bool,
+        now: dt.datetime,
+    ) -> bool:
         """In one transaction: store ``confirmed`` (username, digest, row JSON), drop ``forget``;
         ``whole``: a whole file was sent, so the full sync clock starts again. False if not saved."""
 
         def write(db: sqlite3.Connection) -> bool:
             stamp = now.astimezone(dt.UTC).isoformat()
             with db:
-                db.execute("INSERT INTO routes (inbox, route, last_full, updated) VALUES (?, ?, ?, ?) "
-                           "ON CONFLICT (inbox, route) DO UPDATE SET updated = excluded.updated"
-                           + (", last_full = excluded.last_full" if whole else ""),
-                           (inbox, route, stamp if whole else None, stamp))  # fmt: skip
-                db.executemany("INSERT OR REPLACE INTO users (inbox, route, username, digest, row)"
-                               " VALUES (?, ?, ?, ?, ?)",
-                               ((inbox, route, u, d, r) for u, d, r in confirmed))  # fmt: skip
-                db.executemany("DELETE FROM users WHERE inbox = ? AND route = ? AND username = ?",
-                               ((inbox, route, u) for u in forget))  # fmt: skip
+                db.execute(
+                    "INSERT INTO routes (inbox, route, last_full, updated) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (inbox, route) DO UPDATE SET updated = excluded.updated"
+                    + (", last_full = excluded.last_full" if whole else ""),
+                    (inbox, route, stamp if whole else None, stamp),
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO users (inbox, route, username, digest, row) VALUES (?, ?, ?, ?, ?)",
+                    ((inbox, route, u, d, r) for u, d, r in confirmed),
+                )
+                db.executemany(
+                    "DELETE FROM users WHERE inbox = ? AND route = ? AND username = ?",
+                    ((inbox, route, u) for u in forget),
+                )
             return True
 
         return self._use("save what the server confirmed", write, False, create=True)

@@ -30,8 +30,15 @@ SERVICE_RUNNING = 4
 SERVICE_CONTINUE_PENDING = 5
 SERVICE_PAUSE_PENDING = 6
 SERVICE_PAUSED = 7
-STATE_NAMES = {1: "STOPPED", 2: "START_PENDING", 3: "STOP_PENDING", 4: "RUNNING",
-               5: "CONTINUE_PENDING", 6: "PAUSE_PENDING", 7: "PAUSED"}  # fmt: skip
+STATE_NAMES = {
+    1: "STOPPED",
+    2: "START_PENDING",
+    3: "STOP_PENDING",
+    4: "RUNNING",
+    5: "CONTINUE_PENDING",
+    6: "PAUSE_PENDING",
+    7: "PAUSED",
+}
 # Start types
 SERVICE_AUTO_START = 2
 SERVICE_DEMAND_START = 3
@@ -110,8 +117,13 @@ class OffWindowsServiceFramework:
         self.ssh = None
         self.reported: list[tuple[int, int, int, int]] = []
 
-    def ReportServiceStatus(self, serviceStatus: int, waitHint: int = 5000,  # noqa: N802, N803 - pywin32's names
-                            win32ExitCode: int = 0, svcExitCode: int = 0) -> None:  # noqa: N803  # fmt: skip
+    def ReportServiceStatus(
+        self,
+        serviceStatus: int,
+        waitHint: int = 5000,  # noqa: N802, N803 - pywin32's names
+        win32ExitCode: int = 0,
+        svcExitCode: int = 0,
+    ) -> None:  # noqa: N803
         self.reported.append((serviceStatus, waitHint, win32ExitCode, svcExitCode))
 
 
@@ -142,8 +154,9 @@ def host_files() -> HostFiles:
 
     exe = Path(win32service.__file__).with_name("pythonservice.exe")
     python_dll = Path(win32api.GetModuleFileName(sys.dllhandle))
-    beside_python = [python_dll] + [python_dll.with_name(n) for n in ("python3.dll", "vcruntime140.dll",
-                                                                       "vcruntime140_1.dll")]  # fmt: skip
+    beside_python = [python_dll] + [
+        python_dll.with_name(n) for n in ("python3.dll", "vcruntime140.dll", "vcruntime140_1.dll")
+    ]
     dlls = [Path(pywintypes.__file__)] + [p for p in beside_python if p.is_file()]
     return HostFiles(exe, tuple(dlls))
 
@@ -182,28 +195,64 @@ def grant_service_logon_right(account: str) -> None:
 # -- the Service Control Manager ----------------------------------------------------
 
 
-def install_service(name: str, display_name: str, description: str, class_string: str, exe: Path, *,
-                    start_type: int, delayed: bool, account: str, password: str | None) -> None:  # fmt: skip
+def install_service(
+    name: str,
+    display_name: str,
+    description: str,
+    class_string: str,
+    exe: Path,
+    *,
+    start_type: int,
+    delayed: bool,
+    account: str,
+    password: str | None,
+) -> None:
     """Register the service hosted by ``exe``; pywin32 also writes the PythonClass key."""
     _require_windows()
     import win32serviceutil
 
     with _translated():
-        win32serviceutil.InstallService(class_string, name, display_name, startType=start_type, userName=account,
-                                        password=password, exeName=str(exe), description=description,
-                                        delayedstart=delayed)  # fmt: skip
+        win32serviceutil.InstallService(
+            class_string,
+            name,
+            display_name,
+            startType=start_type,
+            userName=account,
+            password=password,
+            exeName=str(exe),
+            description=description,
+            delayedstart=delayed,
+        )
 
 
-def update_service(name: str, display_name: str, description: str, class_string: str, exe: Path, *,
-                   start_type: int, delayed: bool, account: str, password: str | None) -> None:  # fmt: skip
+def update_service(
+    name: str,
+    display_name: str,
+    description: str,
+    class_string: str,
+    exe: Path,
+    *,
+    start_type: int,
+    delayed: bool,
+    account: str,
+    password: str | None,
+) -> None:
     """Change an existing registration to exactly what install_service would create."""
     _require_windows()
     import win32serviceutil
 
     with _translated():
-        win32serviceutil.ChangeServiceConfig(class_string, name, startType=start_type, userName=account,
-                                             password=password, exeName=str(exe), displayName=display_name,
-                                             description=description, delayedstart=delayed)  # fmt: skip
+        win32serviceutil.ChangeServiceConfig(
+            class_string,
+            name,
+            startType=start_type,
+            userName=account,
+            password=password,
+            exeName=str(exe),
+            displayName=display_name,
+            description=description,
+            delayedstart=delayed,
+        )
 
 
 def remove_service(name: str) -> None:
@@ -235,8 +284,12 @@ def set_failure_actions(name: str, *, delays_ms: Sequence[int], reset_seconds: i
     _require_windows()
     import win32service
 
-    actions = {"ResetPeriod": reset_seconds, "RebootMsg": None, "Command": None,
-               "Actions": [(SC_ACTION_RESTART, delay) for delay in delays_ms]}  # fmt: skip
+    actions = {
+        "ResetPeriod": reset_seconds,
+        "RebootMsg": None,
+        "Command": None,
+        "Actions": [(SC_ACTION_RESTART, delay) for delay in delays_ms],
+    }
     # SC_ACTION_RESTART needs SERVICE_START access on the handle (ChangeServiceConfig2 docs).
     with _service_handle(name, win32service.SERVICE_CHANGE_CONFIG | win32service.SERVICE_START) as service:
         win32service.ChangeServiceConfig2(service, win32service.SERVICE_CONFIG_FAILURE_ACTIONS, actions)
@@ -262,8 +315,9 @@ def set_unrestricted_sid(name: str) -> None:
     import win32service
 
     with _service_handle(name, win32service.SERVICE_CHANGE_CONFIG) as service:
-        win32service.ChangeServiceConfig2(service, win32service.SERVICE_CONFIG_SERVICE_SID_INFO,
-                                          win32service.SERVICE_SID_TYPE_UNRESTRICTED)  # fmt: skip
+        win32service.ChangeServiceConfig2(
+            service, win32service.SERVICE_CONFIG_SERVICE_SID_INFO, win32service.SERVICE_SID_TYPE_UNRESTRICTED
+        )
 
 
 def start_service(name: str) -> None:
@@ -309,8 +363,9 @@ def set_parameter(name: str, key: str, value: str) -> None:
     import winreg
 
     try:
-        with winreg.CreateKeyEx(winreg.HKEY_LOCAL_MACHINE, rf"{_SERVICES_KEY}\{name}\Parameters", 0,
-                                winreg.KEY_WRITE) as handle:  # fmt: skip
+        with winreg.CreateKeyEx(
+            winreg.HKEY_LOCAL_MACHINE, rf"{_SERVICES_KEY}\{name}\Parameters", 0, winreg.KEY_WRITE
+        ) as handle:
             winreg.SetValueEx(handle, key, 0, winreg.REG_SZ, value)
     except OSError as exc:
         raise Win32Error(exc.winerror or 0, "RegSetValueEx", exc.strerror or str(exc)) from exc
@@ -323,8 +378,9 @@ def get_parameter(name: str, key: str) -> str | None:
     import winreg
 
     try:
-        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, rf"{_SERVICES_KEY}\{name}\Parameters", 0,
-                            winreg.KEY_READ) as handle:  # fmt: skip
+        with winreg.OpenKey(
+            winreg.HKEY_LOCAL_MACHINE, rf"{_SERVICES_KEY}\{name}\Parameters", 0, winreg.KEY_READ
+        ) as handle:
             value, _kind = winreg.QueryValueEx(handle, key)
     except FileNotFoundError:
         return None
@@ -349,8 +405,11 @@ def log_event(level: str, message: str) -> None:
     _require_windows()
     import servicemanager
 
-    write = {"info": servicemanager.LogInfoMsg, "warning": servicemanager.LogWarningMsg,
-             "error": servicemanager.LogErrorMsg}[level]  # fmt: skip
+    write = {
+        "info": servicemanager.LogInfoMsg,
+        "warning": servicemanager.LogWarningMsg,
+        "error": servicemanager.LogErrorMsg,
+    }[level]
     from dropbox_sync.redact import scrub
 
     with contextlib.suppress(Exception):  # the Event Log being full must not stop the service

@@ -25,8 +25,9 @@ def backend_name(platform: str | None = None) -> str:
         return "systemd"
     if platform == "darwin":
         return "launchd"
-    raise ServiceError(f"no service integration for platform {platform!r}: "
-                       "run 'dropbox-sync run' under your own supervisor")  # fmt: skip
+    raise ServiceError(
+        f"no service integration for platform {platform!r}: run 'dropbox-sync run' under your own supervisor"
+    )
 
 
 def backend(platform: str | None = None) -> ModuleType:

@@ -31,35 +31,59 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     def action(name: str, text: str) -> argparse.ArgumentParser:
         sub = actions.add_parser(name, help=text, description=text)
-        sub.add_argument("--name", default=_default_name(), metavar="NAME",
-                         help="service name (default %(default)s); install more under other names, "
-                              "one per config")  # fmt: skip
+        sub.add_argument(
+            "--name",
+            default=_default_name(),
+            metavar="NAME",
+            help="service name (default %(default)s); install more under other names, one per config",
+        )
         return sub
 
     install = action("install", "register the service to start at boot (runs as a dedicated account)")
-    install.add_argument("--account", metavar="ACCOUNT",
-                         help=r"Windows: the account to run as (default NT AUTHORITY\LocalService; use "
-                              r"DOMAIN\user or a managed DOMAIN\name$ for network shares). Linux/macOS: the "
-                              "user (default dropbox-sync on Linux, root on macOS)")  # fmt: skip
-    install.add_argument("--password", metavar="-",
-                         help="Windows: '-' reads the password of --account from standard input (without "
-                              "it you are asked); never the password itself: others see command lines")  # fmt: skip
+    install.add_argument(
+        "--account",
+        metavar="ACCOUNT",
+        help=r"Windows: the account to run as (default NT AUTHORITY\LocalService; use "
+        r"DOMAIN\user or a managed DOMAIN\name$ for network shares). Linux/macOS: the "
+        "user (default dropbox-sync on Linux, root on macOS)",
+    )
+    install.add_argument(
+        "--password",
+        metavar="-",
+        help="Windows: '-' reads the password of --account from standard input (without "
+        "it you are asked); never the password itself: others see command lines",
+    )
     install.add_argument("--start", action="store_true", help="also start the service now")
-    install.add_argument("--no-grant", dest="grant", action="store_false",
-                         help="do not give the account rights on the inbox, state and log folders")
-    install.add_argument("--destdir", type=Path, metavar="DIR",
-                         help="Linux/macOS: only write the unit/plist under DIR (packaging); change nothing else")
+    install.add_argument(
+        "--no-grant",
+        dest="grant",
+        action="store_false",
+        help="do not give the account rights on the inbox, state and log folders",
+    )
+    install.add_argument(
+        "--destdir",
+        type=Path,
+        metavar="DIR",
+        help="Linux/macOS: only write the unit/plist under DIR (packaging); change nothing else",
+    )
     uninstall = action("uninstall", "stop and unregister the service (config, logs and inboxes are kept)")
     uninstall.add_argument("--destdir", type=Path, metavar="DIR", help="Linux/macOS: remove the staged file under DIR")
-    uninstall.add_argument("--remove-data", action="store_true",
-                           help="also delete the config file, the journal and dropbox-sync's own log files "
-                                "(inbox folders and their processed/failed files are never touched)")  # fmt: skip
+    uninstall.add_argument(
+        "--remove-data",
+        action="store_true",
+        help="also delete the config file, the journal and dropbox-sync's own log files "
+        "(inbox folders and their processed/failed files are never touched)",
+    )
     action("start", "start the service")
     action("stop", "stop the service (the current upload gets stop_timeout to finish)")
     action("status", "show whether the service runs, as what, with which config")
     run = actions.add_parser("run", description="run the way a service host does (systemd, launchd)")
-    run.add_argument("--console", choices=("stderr", "none"), default="stderr",
-                     help="where console log lines go; the daily log files get them either way")
+    run.add_argument(
+        "--console",
+        choices=("stderr", "none"),
+        default="stderr",
+        help="where console log lines go; the daily log files get them either way",
+    )
 
 
 def _default_name() -> str:
@@ -99,9 +123,11 @@ def _refuse_password_on_the_command_line(password: str | None) -> None:
     from dropbox_sync.redact import register_secret
 
     register_secret(password)  # whatever prints it from now on prints ***
-    raise UsageError("service install: --password takes only '-' (the password then comes from standard "
-                     "input); leave it out to be asked. The password itself is never taken on the command "
-                     "line, where other users and the shell history would see it: nothing was installed.")
+    raise UsageError(
+        "service install: --password takes only '-' (the password then comes from standard "
+        "input); leave it out to be asked. The password itself is never taken on the command "
+        "line, where other users and the shell history would see it: nothing was installed."
+    )
 
 
 def _run_as_host(config_path: Path, args: argparse.Namespace) -> int:

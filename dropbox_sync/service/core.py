@@ -153,8 +153,7 @@ def _monitor(pipeline, stop: threading.Event, reporter: Reporter) -> None:
         while not stop.wait(reporter.tick_seconds):
             healthy = pipeline.healthy()
             if healthy != was_healthy:
-                (logger.info if healthy else logger.error)(
-                    "health: {}", status_line(pipeline.snapshots(), healthy))
+                (logger.info if healthy else logger.error)("health: {}", status_line(pipeline.snapshots(), healthy))
                 was_healthy = healthy
             reporter.tick(pipeline, healthy)
         reporter.stopping()

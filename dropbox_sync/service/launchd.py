@@ -43,17 +43,31 @@ class PlistSettings:
     user: str | None = None  # None: root, launchd's default for daemons
 
 
-def settings_for(facts: InstallFacts, program: Sequence[str], label: str, log_dir: Path,
-                 user: str | None = None) -> PlistSettings:  # fmt: skip
-    return PlistSettings(label=label, program=tuple(program), config_path=facts.config_path, log_dir=log_dir,
-                         exit_timeout=int(facts.stop_budget), user=user)  # fmt: skip
+def settings_for(
+    facts: InstallFacts, program: Sequence[str], label: str, log_dir: Path, user: str | None = None
+) -> PlistSettings:
+    return PlistSettings(
+        label=label,
+        program=tuple(program),
+        config_path=facts.config_path,
+        log_dir=log_dir,
+        exit_timeout=int(facts.stop_budget),
+        user=user,
+    )
 
 
 def render_plist(settings: PlistSettings) -> dict[str, Any]:
     plist: dict[str, Any] = {
         "Label": settings.label,
-        "ProgramArguments": [*settings.program, "--config", str(settings.config_path),
-                             "service", "run", "--console", "none"],  # fmt: skip
+        "ProgramArguments": [
+            *settings.program,
+            "--config",
+            str(settings.config_path),
+            "service",
+            "run",
+            "--console",
+            "none",
+        ],
         "RunAtLoad": True,
         "KeepAlive": {"SuccessfulExit": False},
         "ExitTimeOut": settings.exit_timeout,
@@ -102,8 +116,10 @@ def install(opts: ServiceOptions) -> int:
     write_atomically(target, plist_bytes(settings))
     opts.say(f"wrote {target}")
     if facts.problem:
-        opts.say(f"warning: the config does not load yet: {facts.problem}\n"
-                 "  the daemon will not run until this is fixed (check with: dropbox-sync check)")  # fmt: skip
+        opts.say(
+            f"warning: the config does not load yet: {facts.problem}\n"
+            "  the daemon will not run until this is fixed (check with: dropbox-sync check)"
+        )
     if not real:
         return 0
     _prepare_log_dir(staged(log_dir, opts.destdir), opts.account)
@@ -171,9 +187,11 @@ def status(opts: ServiceOptions) -> int:
         opts.say(f"{opts.name}: not loaded (install it with: sudo dropbox-sync service install)")
         return 1
     facts = parse_print(result.stdout)
-    opts.say(f"{opts.name}: {facts.get('state', 'unknown')}"
-             + (f", pid {facts['pid']}" if "pid" in facts else "")
-             + (f", last exit code {facts['last exit code']}" if "last exit code" in facts else ""))  # fmt: skip
+    opts.say(
+        f"{opts.name}: {facts.get('state', 'unknown')}"
+        + (f", pid {facts['pid']}" if "pid" in facts else "")
+        + (f", last exit code {facts['last exit code']}" if "last exit code" in facts else "")
+    )
     return 0 if facts.get("state") == "running" else 1
 
 

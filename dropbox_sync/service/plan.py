@@ -46,8 +46,9 @@ class InstallFacts:
         return float(math.ceil(self.stop_timeout + STOP_MARGIN))
 
 
-def read_facts(config_path: Path, *, read_from: Path | None = None,
-               environment: Mapping[str, str] | None = None) -> InstallFacts:  # fmt: skip
+def read_facts(
+    config_path: Path, *, read_from: Path | None = None, environment: Mapping[str, str] | None = None
+) -> InstallFacts:
     """Facts from the config that will live at ``config_path`` (read from ``read_from`` if staged).
     ``environment``: variables the service will have that this process may not (systemd's
     EnvironmentFile), for the strict load's verdict."""
@@ -126,10 +127,9 @@ def program_argv(destdir: Path | None = None) -> list[str]:
     return [str(unstaged(interpreter, destdir)), "-m", "dropbox_sync"]
 
 
-
-
-def remove_data(facts: InstallFacts, say: Callable[[str], None], *, read_from: Path | None = None,
-                staged_only: bool = False) -> None:  # fmt: skip
+def remove_data(
+    facts: InstallFacts, say: Callable[[str], None], *, read_from: Path | None = None, staged_only: bool = False
+) -> None:
     """Delete what dropbox-sync itself wrote: config, journal, its own log files.
 
     Never an inbox or anything in it: processed/ and failed/ are the school's

@@ -56,7 +56,7 @@ class UnitSettings:
 
     @property
     def protect_home(self) -> str:
-        """"yes" hides /home entirely; "read-only" lets ReadWritePaths= reopen a folder under it."""
+        """ "yes" hides /home entirely; "read-only" lets ReadWritePaths= reopen a folder under it."""
         under_home = any(_is_under(p, HOME_DIRS) for p in (*self.read_write_paths, *self.read_paths))
         return "read-only" if under_home else "yes"
 
@@ -65,14 +65,21 @@ def settings_for(facts: InstallFacts, program: Sequence[str], user: str = DEFAUL
     writable = [p for p in facts.inbox_paths if not is_network_path(p)]
     writable += [d for d in (facts.state_dir, facts.log_dir) if d is not None]
     readable = [facts.config_path, Path(program[0]), *facts.password_files]
-    return UnitSettings(program=tuple(program), config_path=facts.config_path, user=user,
-                        read_write_paths=tuple(dict.fromkeys(writable)), read_paths=tuple(readable),
-                        stop_timeout_sec=int(facts.stop_budget))  # fmt: skip
+    return UnitSettings(
+        program=tuple(program),
+        config_path=facts.config_path,
+        user=user,
+        read_write_paths=tuple(dict.fromkeys(writable)),
+        read_paths=tuple(readable),
+        stop_timeout_sec=int(facts.stop_budget),
+    )
 
 
 def render_unit(settings: UnitSettings) -> str:
-    exec_start = " ".join(_quote(word, exec_line=True) for word in
-                          (*settings.program, "--config", str(settings.config_path), "service", "run"))  # fmt: skip
+    exec_start = " ".join(
+        _quote(word, exec_line=True)
+        for word in (*settings.program, "--config", str(settings.config_path), "service", "run")
+    )
     env_file = settings.config_path.parent / ENV_FILE
     lines = [
         "# Written by 'dropbox-sync service install'; running it again rewrites this file.",
@@ -201,10 +208,12 @@ def _require_live_systemd(action: str) -> None:
 
 def _require_systemd(action: str) -> None:
     if not systemd_running():
-        raise ServiceError(f"systemd is not running on this machine (a container, or another init system), "
-                           f"so there is no service to {action}; nothing was changed. Run 'dropbox-sync run' "
-                           "under the container's own supervisor instead, or stage the unit with "
-                           "'service install --destdir DIR'")  # fmt: skip
+        raise ServiceError(
+            f"systemd is not running on this machine (a container, or another init system), "
+            f"so there is no service to {action}; nothing was changed. Run 'dropbox-sync run' "
+            "under the container's own supervisor instead, or stage the unit with "
+            "'service install --destdir DIR'"
+        )
 
 
 def systemctl(*args: str) -> ToolResult:
@@ -216,8 +225,7 @@ def install(opts: ServiceOptions) -> int:
     if real:
         _require_live_systemd("install")
     source = config_source(opts.config_path, opts.destdir)
-    facts = read_facts(opts.config_path, read_from=source,
-                       environment=read_environment_file(source.parent / ENV_FILE))  # fmt: skip
+    facts = read_facts(opts.config_path, read_from=source, environment=read_environment_file(source.parent / ENV_FILE))
     user = opts.account or DEFAULT_USER
     settings = settings_for(facts, program_argv(opts.destdir), user)
     unit = staged(UNIT_DIR / unit_name(opts.name), opts.destdir)
@@ -226,8 +234,10 @@ def install(opts: ServiceOptions) -> int:
     for warning in private_tmp_warnings(facts):
         opts.say(f"warning: {warning}")
     if facts.problem:
-        opts.say(f"warning: the config does not load yet: {facts.problem}\n"
-                 "  the service will not start until this is fixed (check with: dropbox-sync check)")  # fmt: skip
+        opts.say(
+            f"warning: the config does not load yet: {facts.problem}\n"
+            "  the service will not start until this is fixed (check with: dropbox-sync check)"
+        )
     if not real:
         return 0
     ensure_user(user, opts)
@@ -274,10 +284,14 @@ PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))
 
 
 def private_tmp_warnings(facts: InstallFacts) -> list[str]:
-    return [f"inbox {path} is under {tmp}: the service runs with PrivateTmp=yes and sees its own empty "
-            f"{tmp}, never the files dropped here; move the inbox (e.g. to /srv/sis/export) and its 'path' "
-            "in the config"
-            for path in facts.inbox_paths for tmp in PRIVATE_TMP if path.is_relative_to(tmp)]  # fmt: skip
+    return [
+        f"inbox {path} is under {tmp}: the service runs with PrivateTmp=yes and sees its own empty "
+        f"{tmp}, never the files dropped here; move the inbox (e.g. to /srv/sis/export) and its 'path' "
+        "in the config"
+        for path in facts.inbox_paths
+        for tmp in PRIVATE_TMP
+        if path.is_relative_to(tmp)
+    ]
 
 
 def ensure_user(user: str, opts: ServiceOptions) -> None:
@@ -289,8 +303,21 @@ def ensure_user(user: str, opts: ServiceOptions) -> None:
         pass
     if user != DEFAULT_USER:
         raise ServiceError(f"no user named {user}: create it first, or leave out --account")
-    _check(run_tool(["useradd", "--system", "--user-group", "--home-dir", "/var/lib/dropbox-sync",
-                     "--no-create-home", "--shell", "/usr/sbin/nologin", user]))  # fmt: skip
+    _check(
+        run_tool(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--home-dir",
+                "/var/lib/dropbox-sync",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                user,
+            ]
+        )
+    )
     opts.say(f"created the system user {user}")
 
 
@@ -298,8 +325,10 @@ def grant_folders(settings: UnitSettings, user: str, opts: ServiceOptions) -> No
     """POSIX ACLs: rwX on each inbox (and default ACLs so new subfolders inherit)."""
     if shutil.which("setfacl") is None:
         for path in settings.read_write_paths:
-            opts.say(f"note: give {user} write access to {path}, e.g.: setfacl -R -m u:{user}:rwX,d:u:{user}:rwX "
-                     f"{path}   (setfacl is in the 'acl' package)")  # fmt: skip
+            opts.say(
+                f"note: give {user} write access to {path}, e.g.: setfacl -R -m u:{user}:rwX,d:u:{user}:rwX "
+                f"{path}   (setfacl is in the 'acl' package)"
+            )
         return
     for path in settings.read_write_paths:
         if not path.is_dir():

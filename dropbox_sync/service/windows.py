@@ -89,8 +89,11 @@ class _ScmReporter(Reporter):
 
     def failed(self, error: BaseException) -> None:
         if isinstance(error, ConfigError):
-            win.log_event("error", f"{self.service.name} cannot run: {error}. Not restarted automatically: "
-                                   "fix the config (check it with: dropbox-sync check), then start the service.")
+            win.log_event(
+                "error",
+                f"{self.service.name} cannot run: {error}. Not restarted automatically: "
+                "fix the config (check it with: dropbox-sync check), then start the service.",
+            )
             return
         win.log_event("error", f"{self.service.name} cannot run: {error}")
 
@@ -160,22 +163,31 @@ def install(opts: ServiceOptions) -> int:
     win.set_parameter(opts.name, CONFIG_PARAMETER, str(opts.config_path))
     # Real Windows accepts all of these; Wine and old builds lack some, and the
     # service still works without them, so each one only warns.
-    recovers = _best_effort(opts, "the recovery actions (restart on failure)", win.set_failure_actions, opts.name,
-                            delays_ms=FAILURE_DELAYS_MS, reset_seconds=FAILURE_RESET_SECONDS)  # fmt: skip
+    recovers = _best_effort(
+        opts,
+        "the recovery actions (restart on failure)",
+        win.set_failure_actions,
+        opts.name,
+        delays_ms=FAILURE_DELAYS_MS,
+        reset_seconds=FAILURE_RESET_SECONDS,
+    )
     _best_effort(opts, "restart after an error exit", win.set_failure_actions_on_error_exit, opts.name)
     _best_effort(opts, "a service SID (NT SERVICE\\name)", win.set_unrestricted_sid, opts.name)
     if account.lower() not in WELL_KNOWN:  # built-in service accounts hold the right already
         _best_effort(opts, f"'Log on as a service' for {account}", win.grant_service_logon_right, account)
     win.register_event_source(opts.name)
     recovery = "restarts after 10 s, 60 s, then every 5 min on failure" if recovers else "NO automatic restart"
-    opts.say(f"service {opts.name}: runs as {account}, starts automatically (delayed), {recovery}; "
-             f"config {opts.config_path}")  # fmt: skip
+    opts.say(
+        f"service {opts.name}: runs as {account}, starts automatically (delayed), {recovery}; config {opts.config_path}"
+    )
     if opts.grant:
         grant_folders(facts, account, opts)
     _warn_about_shares(facts, account, opts)
     if facts.problem:
-        opts.say(f"warning: the config does not load yet: {facts.problem}\n"
-                 "  the service will not run until this is fixed (check with: dropbox-sync check)")  # fmt: skip
+        opts.say(
+            f"warning: the config does not load yet: {facts.problem}\n"
+            "  the service will not run until this is fixed (check with: dropbox-sync check)"
+        )
     if opts.start:
         return start(opts)
     opts.say(f"start it with: dropbox-sync service start  (or: net start {opts.name})")
@@ -184,8 +196,9 @@ def install(opts: ServiceOptions) -> int:
 
 def _require_admin() -> None:
     if not win.is_admin():
-        raise ServiceError("this needs administrator rights: open PowerShell with 'Run as administrator' "
-                           "and run the command again")  # fmt: skip
+        raise ServiceError(
+            "this needs administrator rights: open PowerShell with 'Run as administrator' and run the command again"
+        )
 
 
 def _password_for(account: str, password: str | None) -> str | None:
@@ -195,8 +208,10 @@ def _password_for(account: str, password: str | None) -> str | None:
     if password == "-":
         return sys.stdin.readline().rstrip("\r\n")
     if not sys.stdin or not sys.stdin.isatty():
-        raise ServiceError(f"--password is required for the account {account}: '--password -' reads it from "
-                           "standard input; from a terminal, leave it out to be asked")  # fmt: skip
+        raise ServiceError(
+            f"--password is required for the account {account}: '--password -' reads it from "
+            "standard input; from a terminal, leave it out to be asked"
+        )
     return getpass.getpass(f"password for {account}: ")
 
 
@@ -210,8 +225,10 @@ def _register(name: str, exe: Path, account: str, password: str | None, opts: Se
         opts.say(f"installed service {name}, host {exe}")
     except win.Win32Error as exc:
         if exc.winerror == win.ERROR_SERVICE_MARKED_FOR_DELETE:
-            raise ServiceError(f"service {name} is still being deleted: close the Services window "
-                               "(services.msc) and any 'sc' sessions, then try again") from None  # fmt: skip
+            raise ServiceError(
+                f"service {name} is still being deleted: close the Services window "
+                "(services.msc) and any 'sc' sessions, then try again"
+            ) from None
         if exc.winerror != win.ERROR_SERVICE_EXISTS:
             raise
         win.update_service(*args, **how)
@@ -270,9 +287,11 @@ def start(opts: ServiceOptions) -> int:
         opts.say(f"service {opts.name} is running")
         return 0
     logs = _log_dir(configured_config_path(opts.name))
-    raise ServiceError(f"service {opts.name} did not start ({status.state_name}, exit code "
-                       f"{status.win32_exit_code}/{status.service_exit_code}): see the Application Event Log "
-                       f"(source {opts.name}) and the log files in {logs}")  # fmt: skip
+    raise ServiceError(
+        f"service {opts.name} did not start ({status.state_name}, exit code "
+        f"{status.win32_exit_code}/{status.service_exit_code}): see the Application Event Log "
+        f"(source {opts.name}) and the log files in {logs}"
+    )
 
 
 def stop(opts: ServiceOptions) -> int:
@@ -351,12 +370,16 @@ def _explain(name: str, exc: win.Win32Error) -> str:
     if exc.winerror == win.ERROR_SERVICE_DOES_NOT_EXIST:
         return f"service {name} is not installed (dropbox-sync service install)"
     if exc.winerror == win.ERROR_SERVICE_REQUEST_TIMEOUT:
-        return (f"{exc}. The service host did not start: usually pythonXY.dll or pywintypesXY.dll was not "
-                "found beside pythonservice.exe. Run 'dropbox-sync service install' again from the venv's "
-                "Scripts folder and see docs/install-windows.md, Troubleshooting")  # fmt: skip
+        return (
+            f"{exc}. The service host did not start: usually pythonXY.dll or pywintypesXY.dll was not "
+            "found beside pythonservice.exe. Run 'dropbox-sync service install' again from the venv's "
+            "Scripts folder and see docs/install-windows.md, Troubleshooting"
+        )
     if exc.winerror == win.ERROR_SERVICE_LOGON_FAILED:
-        return (f"{exc}. Windows could not log the service on: check the account's password (install again "
-                "with --account and --password) and that it holds 'Log on as a service'")  # fmt: skip
+        return (
+            f"{exc}. Windows could not log the service on: check the account's password (install again "
+            "with --account and --password) and that it holds 'Log on as a service'"
+        )
     if exc.winerror == win.ERROR_ACCESS_DENIED:
         return f"{exc}: run this from an administrator prompt"
     return str(exc)

@@ -34,9 +34,11 @@ def _require_readable_python() -> None:
     base = PureWindowsPath(sys.base_prefix)
     users = PureWindowsPath(os.environ.get("SystemDrive", "C:") + "\\Users")
     if base.is_relative_to(users):
-        raise ServiceError(f"Python is installed for one user only ({base}); a service account cannot read it. "
-                           "Install Python 3.11+ 'for all users' (C:\\Program Files), recreate the venv, "
-                           "then install the service again")  # fmt: skip
+        raise ServiceError(
+            f"Python is installed for one user only ({base}); a service account cannot read it. "
+            "Install Python 3.11+ 'for all users' (C:\\Program Files), recreate the venv, "
+            "then install the service again"
+        )
 
 
 def host_dir() -> Path:
@@ -111,10 +113,16 @@ def _warn_about_shares(facts: InstallFacts, account: str, opts: ServiceOptions) 
     if not shares:
         return
     if account.lower() in WELL_KNOWN and WELL_KNOWN[account.lower()] == "*S-1-5-19":
-        opts.say("warning: LocalService has no network credentials and cannot open "
-                 + ", ".join(map(str, shares)) + ": install with --account DOMAIN\\svc-account (or a "
-                 "managed service account DOMAIN\\name$) that has Modify rights on the share and folder; "
-                 "see docs/install-windows.md")  # fmt: skip
+        opts.say(
+            "warning: LocalService has no network credentials and cannot open "
+            + ", ".join(map(str, shares))
+            + ": install with --account DOMAIN\\svc-account (or a "
+            "managed service account DOMAIN\\name$) that has Modify rights on the share and folder; "
+            "see docs/install-windows.md"
+        )
     else:
-        opts.say(f"note: give {account} Modify rights on the share and folder of "
-                 + ", ".join(map(str, shares)) + " (see docs/install-windows.md)")  # fmt: skip
+        opts.say(
+            f"note: give {account} Modify rights on the share and folder of "
+            + ", ".join(map(str, shares))
+            + " (see docs/install-windows.md)"
+        )

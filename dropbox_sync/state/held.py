@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from dropbox_sync import __version__
-from dropbox_sync.pipeline import archive
 from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.errors import UnsafeFolder
+from dropbox_sync.pipeline import archive
 from dropbox_sync.state.journal import Attempt, Journal, iso_utc
 
 
@@ -34,7 +34,6 @@ class HeldFile:
     @property
     def original(self) -> str:
         return archive.display_name(archive.original_of(self.path))
-
 
 
 def what_to_do(name: str) -> str:
@@ -52,9 +51,15 @@ def status_entries(inbox_path: Path) -> list[dict[str, Any]]:
     for path, reason, _ in shown_files(inbox_path):
         since = archive.archived_at(path.name)
         original = archive.display_name(archive.original_of(path))
-        entries.append({"file": archive.display_name(path.name), "original": original,
-                        "held_since": iso_utc(since) if since else None, "reason": reason,
-                        "what_to_do": what_to_do(original)})  # fmt: skip
+        entries.append(
+            {
+                "file": archive.display_name(path.name),
+                "original": original,
+                "held_since": iso_utc(since) if since else None,
+                "reason": reason,
+                "what_to_do": what_to_do(original),
+            }
+        )
     return entries
 
 
@@ -88,8 +93,9 @@ def find(cfg: Config, wanted: Sequence[str]) -> tuple[list[HeldFile], list[str]]
     everything = [item for inbox in cfg.inboxes for item in held_files(inbox)]
     for want in wanted:
         name = Path(want).name
-        matches = [i for i in everything if i.path.name == name] or \
-                  [i for i in everything if archive.original_of(i.path) == name]  # fmt: skip
+        matches = [i for i in everything if i.path.name == name] or [
+            i for i in everything if archive.original_of(i.path) == name
+        ]
         if not matches:
             problems.append(f"{name}: not found in any held/ folder")
         elif len(matches) > 1:
@@ -116,16 +122,41 @@ def discard(item: HeldFile, journal: Journal | None, *, now: dt.datetime, who: s
     facts = saved.get("dropbox_sync") if isinstance(saved.get("dropbox_sync"), dict) else {}
     when = iso_utc(now)
     summary = f"Not imported: discarded by {who} at {when} while held for approval ({item.reason})"
-    result = {"success": False, "summary": summary, "dropbox_sync": {
-        **facts, "version": __version__, "inbox": item.inbox.name, "file": item.original,
-        "archived_as": archive.display_name(item.path.name), "outcome": "failed", "stage": "discarded",
-        "discarded_by": who, "discarded_at": when, "held_reason": item.reason}}  # fmt: skip
+    result = {
+        "success": False,
+        "summary": summary,
+        "dropbox_sync": {
+            **facts,
+            "version": __version__,
+            "inbox": item.inbox.name,
+            "file": item.original,
+            "archived_as": archive.display_name(item.path.name),
+            "outcome": "failed",
+            "stage": "discarded",
+            "discarded_by": who,
+            "discarded_at": when,
+            "held_reason": item.reason,
+        },
+    }
     archive.write_json_atomically(archive.result_path(item.path), result)
     target = archive.archive(item.path, archive.FAILED)
     if journal is not None:
-        journal.record(Attempt(item.inbox.name, archive.display_name(target.name), item.original,
-                               facts.get("sha256"), facts.get("bytes"), when, when, None, "failed", summary,
-                               item.endpoint, facts.get("rows")))  # fmt: skip
+        journal.record(
+            Attempt(
+                item.inbox.name,
+                archive.display_name(target.name),
+                item.original,
+                facts.get("sha256"),
+                facts.get("bytes"),
+                when,
+                when,
+                None,
+                "failed",
+                summary,
+                item.endpoint,
+                facts.get("rows"),
+            )
+        )
     return target
 
 

@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 from loguru import logger
 
 from dropbox_sync import paths
-from dropbox_sync.state import statefiles
 from dropbox_sync.errors import JournalDamaged, StateUnavailable
 from dropbox_sync.redact import scrub
+from dropbox_sync.state import statefiles
 
 T = TypeVar("T")
 DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
@@ -81,8 +81,10 @@ FINAL_OUTCOMES = {"processed": "processed", "failed": "failed", "guarded": "held
 # The vendor's summary, e.g. "3 users processed. 2 users created. 1 user updated. 0 users failed."
 # (dropbox_sync/emulator/wording.py.summary copies its wording); each count is read on its own so
 # a server that leaves one out, or adds a sentence, still yields the others.
-_COUNT = {key: re.compile(rf"(\d+)\s+users?\s+{key}\b", re.IGNORECASE)
-          for key in ("processed", "created", "updated", "failed")}  # fmt: skip
+_COUNT = {
+    key: re.compile(rf"(\d+)\s+users?\s+{key}\b", re.IGNORECASE)
+    for key in ("processed", "created", "updated", "failed")
+}
 
 
 def summary_counts(summary: str) -> dict[str, int | None]:
@@ -137,8 +139,10 @@ def _unavailable(path: Path, problem: Exception) -> StateUnavailable:
     """Cannot be opened at all: nothing to set aside. The service fails to start (its host
     retries: a disk not mounted yet); `status` and `history` go on without history."""
     reason = getattr(problem, "strerror", None) or problem
-    return StateUnavailable(f"cannot open the journal {path} ({reason}): check that {path.parent} is a folder "
-                            "this account can write (state_dir in the config)")  # fmt: skip
+    return StateUnavailable(
+        f"cannot open the journal {path} ({reason}): check that {path.parent} is a folder "
+        "this account can write (state_dir in the config)"
+    )
 
 
 class Journal:
@@ -182,15 +186,22 @@ class Journal:
         """Set the damaged journal aside and start a new one (in memory if it cannot be moved)."""
         moved = statefiles.set_aside(self.path, paths.JOURNAL_COMPANIONS)
         if moved is not None or not self.path.exists():
-            logger.error("the journal {} is damaged ({}); kept as {} and a fresh journal started: `status` and "
-                         "the shrink guard forget the history before now. Files are not affected.",
-                         self.path, damage, moved.name if moved else "(gone)")  # fmt: skip
+            logger.error(
+                "the journal {} is damaged ({}); kept as {} and a fresh journal started: `status` and "
+                "the shrink guard forget the history before now. Files are not affected.",
+                self.path,
+                damage,
+                moved.name if moved else "(gone)",
+            )
             try:
                 return self._connect(self.path)
             except sqlite3.Error as exc:
                 damage = exc
-        logger.error("the journal {} is damaged ({}) and cannot be replaced; this run keeps its history in "
-                     "memory only", self.path, damage)  # fmt: skip
+        logger.error(
+            "the journal {} is damaged ({}) and cannot be replaced; this run keeps its history in memory only",
+            self.path,
+            damage,
+        )
         self._opened = None
         return self._connect(":memory:")
 
@@ -225,22 +236,42 @@ class Journal:
     def record(self, attempt: Attempt) -> None:
         # Scrubbed like every byte we write: a summary may quote the password back.
         attempt = Attempt(*(scrub(v) if isinstance(v, str) else v for v in astuple(attempt)))
-        values = (attempt.inbox, attempt.file, attempt.original, attempt.sha256, attempt.bytes, attempt.started,
-                  attempt.finished, attempt.status, attempt.outcome, attempt.summary, attempt.route, attempt.rows)
+        values = (
+            attempt.inbox,
+            attempt.file,
+            attempt.original,
+            attempt.sha256,
+            attempt.bytes,
+            attempt.started,
+            attempt.finished,
+            attempt.status,
+            attempt.outcome,
+            attempt.summary,
+            attempt.route,
+            attempt.rows,
+        )
 
         def insert(db: sqlite3.Connection) -> bool:
             with db:
-                db.execute("INSERT INTO attempts (inbox, file, original, sha256, bytes, started, finished,"
-                           " status, outcome, summary, route, rows) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", values)
+                db.execute(
+                    "INSERT INTO attempts (inbox, file, original, sha256, bytes, started, finished,"
+                    " status, outcome, summary, route, rows) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    values,
+                )
             return True
 
         if not self._use("record an attempt", insert, False):
             self._use("record an attempt", insert, False)  # into the fresh journal, if that was the trouble
 
     def last(self, inbox: str, outcome: str) -> Attempt | None:
-        row = self._use("read the last attempt", lambda db: db.execute(
-            f"SELECT {COLUMNS} FROM attempts WHERE inbox = ? AND outcome = ? ORDER BY id DESC LIMIT 1",
-            (inbox, outcome)).fetchone(), None)  # fmt: skip
+        row = self._use(
+            "read the last attempt",
+            lambda db: db.execute(
+                f"SELECT {COLUMNS} FROM attempts WHERE inbox = ? AND outcome = ? ORDER BY id DESC LIMIT 1",
+                (inbox, outcome),
+            ).fetchone(),
+            None,
+        )
         return Attempt(*row) if row else None
 
     def imported_after(self, inbox: str, route: str, file: str) -> Attempt | None:
@@ -257,19 +288,31 @@ class Journal:
 
     def last_rows(self, inbox: str, route: str) -> int | None:
         """Rows of the last file this route imported successfully (for the shrink guard)."""
-        row = self._use("read the last file's rows", lambda db: db.execute(
-            "SELECT rows FROM attempts WHERE inbox = ? AND route = ? AND outcome = 'processed'"
-            " AND rows IS NOT NULL ORDER BY id DESC LIMIT 1", (inbox, route)).fetchone(), None)  # fmt: skip
+        row = self._use(
+            "read the last file's rows",
+            lambda db: db.execute(
+                "SELECT rows FROM attempts WHERE inbox = ? AND route = ? AND outcome = 'processed'"
+                " AND rows IS NOT NULL ORDER BY id DESC LIMIT 1",
+                (inbox, route),
+            ).fetchone(),
+            None,
+        )
         return row[0] if row else None
 
     def counts_since(self, inbox: str, since_iso: str) -> dict[str, int]:
-        rows = self._use("count today's attempts", lambda db: db.execute(
-            "SELECT outcome, COUNT(*) FROM attempts WHERE inbox = ? AND finished >= ? GROUP BY outcome",
-            (inbox, since_iso)).fetchall(), [])  # fmt: skip
+        rows = self._use(
+            "count today's attempts",
+            lambda db: db.execute(
+                "SELECT outcome, COUNT(*) FROM attempts WHERE inbox = ? AND finished >= ? GROUP BY outcome",
+                (inbox, since_iso),
+            ).fetchall(),
+            [],
+        )
         return dict(rows)
 
-    def history(self, inbox: str | None = None, since: dt.datetime | None = None,
-                limit: int | None = None) -> list[HistoryEntry]:  # fmt: skip
+    def history(
+        self, inbox: str | None = None, since: dt.datetime | None = None, limit: int | None = None
+    ) -> list[HistoryEntry]:
         """Finished imports (processed, failed, held for approval), newest first.
 
         ``since`` is a moment (aware, or naive local time); retries and holds of
@@ -283,18 +326,31 @@ class Journal:
         if since is not None:
             where.append("finished >= ?")
             params.append(iso_utc(since))
-        query = (f"SELECT inbox, original, file, outcome, started, finished, status, summary, rows FROM attempts"
-                 f" WHERE {' AND '.join(where)} ORDER BY finished DESC, id DESC")  # fmt: skip
+        query = (
+            f"SELECT inbox, original, file, outcome, started, finished, status, summary, rows FROM attempts"
+            f" WHERE {' AND '.join(where)} ORDER BY finished DESC, id DESC"
+        )
         if limit is not None:
             query += " LIMIT ?"
             params.append(int(limit))
         found = self._use("read the history", lambda db: db.execute(query, params).fetchall(), [])
         entries = []
         for name, original, file, outcome, started, finished, status, summary, rows in found:
-            entries.append(HistoryEntry(
-                inbox=name, file=original, archived_as=file, folder=FINAL_OUTCOMES[outcome], outcome=outcome,
-                started=started, finished=finished, http_status=status, summary=summary, rows=rows,
-                **summary_counts(summary)))  # fmt: skip
+            entries.append(
+                HistoryEntry(
+                    inbox=name,
+                    file=original,
+                    archived_as=file,
+                    folder=FINAL_OUTCOMES[outcome],
+                    outcome=outcome,
+                    started=started,
+                    finished=finished,
+                    http_status=status,
+                    summary=summary,
+                    rows=rows,
+                    **summary_counts(summary),
+                )
+            )
         return entries
 
     def close(self) -> None:

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from dropbox_sync import __version__, paths, when
-from dropbox_sync.pipeline import archive, workdirs
-from dropbox_sync.state import held, statefiles
 from dropbox_sync.config import Config, InboxConfig
-from dropbox_sync.pipeline.discover import Discovery, discover
 from dropbox_sync.errors import StateFileDamaged, UnsafeFolder
+from dropbox_sync.pipeline import archive, workdirs
+from dropbox_sync.pipeline.discover import Discovery, discover
 from dropbox_sync.pipeline.inboxlock import InboxLock
-from dropbox_sync.state.journal import Attempt, Journal
 from dropbox_sync.pipeline.watcher import observe
+from dropbox_sync.state import held, statefiles
+from dropbox_sync.state.journal import Attempt, Journal
 
 if TYPE_CHECKING:  # pipeline imports this module to write status.json
     from dropbox_sync.pipeline.worker import InboxSnapshot
@@ -43,8 +43,13 @@ def write_status_file(state_dir: Path, snapshots: Iterable[InboxSnapshot], *, mo
         "mode": mode,
         "version": __version__,
         "inboxes": {
-            s.name: {"held": s.held, "folder_missing": s.folder_missing, "uploading": s.uploading,
-                     "waiting": s.waiting, "held_files": held.status_entries(s.path)}  # fmt: skip
+            s.name: {
+                "held": s.held,
+                "folder_missing": s.folder_missing,
+                "uploading": s.uploading,
+                "waiting": s.waiting,
+                "held_files": held.status_entries(s.path),
+            }
             for s in snapshots
         },
     }
@@ -73,9 +78,12 @@ def read_status_file(state_dir: Path) -> dict[str, Any] | None:
 
 def _reported_inbox(entry: dict[str, Any]) -> dict[str, Any]:
     waiting = entry.get("waiting") if isinstance(entry.get("waiting"), dict) else {}
-    return {"held": _text_or_none(entry.get("held")), "folder_missing": entry.get("folder_missing") is True,
-            "uploading": _text_or_none(entry.get("uploading")),
-            "waiting": {k: v for k, v in waiting.items() if isinstance(v, str)}}  # fmt: skip
+    return {
+        "held": _text_or_none(entry.get("held")),
+        "folder_missing": entry.get("folder_missing") is True,
+        "uploading": _text_or_none(entry.get("uploading")),
+        "waiting": {k: v for k, v in waiting.items() if isinstance(v, str)},
+    }
 
 
 def _text_or_none(value: object) -> str | None:
@@ -96,15 +104,24 @@ def gather(cfg: Config, state_dir: Path, journal: Journal | None) -> dict[str, A
         holder = InboxLock(state_dir, inbox.name, inbox.path).held_elsewhere()
         inboxes[-1]["worked_by"] = dataclasses.asdict(holder) if holder else None
     return {
-        "service": {"running": running, "mode": (service or {}).get("mode"), "pid": (service or {}).get("pid"),
-                    "updated": (service or {}).get("updated")},  # fmt: skip
+        "service": {
+            "running": running,
+            "mode": (service or {}).get("mode"),
+            "pid": (service or {}).get("pid"),
+            "updated": (service or {}).get("updated"),
+        },
         "inboxes": inboxes,
     }
 
 
 def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal | None, today: str) -> dict:
-    status: dict[str, Any] = {"name": inbox.name, "path": str(inbox.path), "url": inbox.safe_url,
-                              "held": reported.get("held"), "folder_missing": not inbox.path.is_dir()}  # fmt: skip
+    status: dict[str, Any] = {
+        "name": inbox.name,
+        "path": str(inbox.path),
+        "url": inbox.safe_url,
+        "held": reported.get("held"),
+        "folder_missing": not inbox.path.is_dir(),
+    }
     try:
         workdirs.check_inbox(inbox.path, create=False, strict=False)
     except UnsafeFolder as exc:  # a work folder is a link or a file: say so even before the service does
@@ -131,8 +148,9 @@ def waiting(inbox: InboxConfig, reasons: dict[str, str], found: Discovery | None
     ``reasons``: what the worker said about each (its snapshot's ``waiting``)."""
     found = _discover(inbox) if found is None else found
     entries = [_waiting_entry(path, reasons) for path in found.claimed + [inbox.path / c.name for c in found.waiting]]
-    marker = {c.name: f"waits for its done marker {archive.display_name(c.name)}{inbox.done_marker}"
-              for c in found.unfinished}  # fmt: skip
+    marker = {
+        c.name: f"waits for its done marker {archive.display_name(c.name)}{inbox.done_marker}" for c in found.unfinished
+    }
     return entries + [_waiting_entry(inbox.path / name, marker) for name in marker]
 
 
@@ -150,8 +168,12 @@ def _waiting_entry(path: Path, reasons: dict[str, str]) -> dict[str, Any]:
     except (OSError, UnsafeFolder):
         seen = None
     waited = max(0.0, _now().timestamp() - seen.mtime_ns / 1e9) if seen else None
-    return {"file": archive.display_name(path.name), "where": where, "seconds_since_modified": waited,
-            "reason": reasons.get(path.name) or ("claimed, to be sent next" if where == "sending/" else "queued")}
+    return {
+        "file": archive.display_name(path.name),
+        "where": where,
+        "seconds_since_modified": waited,
+        "reason": reasons.get(path.name) or ("claimed, to be sent next" if where == "sending/" else "queued"),
+    }
 
 
 def _count_files(folder: Path) -> int:
@@ -164,8 +186,7 @@ def _count_files(folder: Path) -> int:
 def _attempt(attempt: Attempt | None) -> dict[str, Any] | None:
     if attempt is None:
         return None
-    return {"time": attempt.finished, "file": attempt.original, "archived_as": attempt.file,
-            "summary": attempt.summary}  # fmt: skip
+    return {"time": attempt.finished, "file": attempt.original, "archived_as": attempt.file, "summary": attempt.summary}
 
 
 def _last_changes(inbox: InboxConfig, attempt: Attempt | None) -> dict[str, Any] | None:
@@ -188,8 +209,9 @@ def _last_changes(inbox: InboxConfig, attempt: Attempt | None) -> dict[str, Any]
 
 
 def _changes_lines(changes: dict[str, Any]) -> list[str]:
-    counts = ", ".join(f"{changes[key]} {key}" for key in ("added", "changed", "unchanged", "leavers")
-                       if changes.get(key) is not None)  # fmt: skip
+    counts = ", ".join(
+        f"{changes[key]} {key}" for key in ("added", "changed", "unchanged", "leavers") if changes.get(key) is not None
+    )
     lines = [f"  last import changed: {counts}; {changes.get('sent_rows')} row(s) sent ({changes['file']})"]
     leavers = changes.get("leaver_users") or []
     if leavers:
@@ -212,8 +234,11 @@ def render_text(data: dict[str, Any]) -> str:
         if inbox["folder_missing"]:
             lines.append("  FOLDER MISSING")
         worker = inbox.get("worked_by")
-        lines.append(f"  worked by: pid {worker['pid']} on {worker['host']}, '{worker['command']}', since "
-                     f"{worker['since']}" if worker else "  worked by: no dropbox-sync process right now")  # fmt: skip
+        lines.append(
+            f"  worked by: pid {worker['pid']} on {worker['host']}, '{worker['command']}', since {worker['since']}"
+            if worker
+            else "  worked by: no dropbox-sync process right now"
+        )
         lines.append(f"  HELD: {inbox['held']}" if inbox["held"] else "  held: no")
         lines.append(f"  waiting: {len(inbox['waiting'])}")
         for entry in inbox["waiting"]:
@@ -238,8 +263,10 @@ def render_text(data: dict[str, Any]) -> str:
             lines += _changes_lines(inbox["last_changes"])
         if "today" in inbox:
             counts = inbox["today"]
-            lines.append(f"  today: {counts.get('processed', 0)} processed, {counts.get('failed', 0)} failed, "
-                         f"{counts.get('retry', 0)} retries, {counts.get('held', 0)} holds")  # fmt: skip
+            lines.append(
+                f"  today: {counts.get('processed', 0)} processed, {counts.get('failed', 0)} failed, "
+                f"{counts.get('retry', 0)} retries, {counts.get('held', 0)} holds"
+            )
         lines.append(f"  in failed/: {inbox['failed_files']} file(s)")
     return "\n".join(lines)
 

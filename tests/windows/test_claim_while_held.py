@@ -52,8 +52,12 @@ def test_a_file_held_open_by_another_process_waits_and_is_sent_after_release(tmp
         with held_open(dropped) as holder:
             # The file settles (it does not change), the claim fails with
             # WinError 32, and the inbox's status says why it waits.
-            reason = wait_until(lambda: HELD_REASON in (waiting_reason(pipeline, "held.csv") or "")
-                                and waiting_reason(pipeline, "held.csv"), timeout=PROCESS_TIMEOUT)  # fmt: skip
+            reason = wait_until(
+                lambda: (
+                    HELD_REASON in (waiting_reason(pipeline, "held.csv") or "") and waiting_reason(pipeline, "held.csv")
+                ),
+                timeout=PROCESS_TIMEOUT,
+            )
             assert dropped.read_bytes() == data, "a failed claim must leave the file where it was"
             assert not list((inbox / "sending").iterdir())
             assert emulator.uploads() == []
@@ -88,8 +92,7 @@ def test_a_file_being_written_slowly_is_uploaded_once_and_complete(tmp_path: Pat
             # The writer pauses longer than settle_seconds with the file still
             # open: the file looks settled, but the claim must fail, not
             # upload the first third.
-            wait_until(lambda: HELD_REASON in (waiting_reason(pipeline, "export.csv") or ""),
-                       timeout=PROCESS_TIMEOUT)  # fmt: skip
+            wait_until(lambda: HELD_REASON in (waiting_reason(pipeline, "export.csv") or ""), timeout=PROCESS_TIMEOUT)
             for piece in pieces[1:]:
                 writer.write(piece)
             assert emulator.uploads() == [], "nothing may be sent while the writer has the file open"

@@ -64,7 +64,10 @@ def test_a_reader_in_another_process_does_not_stop_todays_writes(tmp_path: Path)
     finally:
         sink.stop()
     assert sink.path_for(TODAY).read_text(encoding="utf-8").splitlines() == [
-        "before", "while a reader has it open", "while another writer has it open"]  # fmt: skip
+        "before",
+        "while a reader has it open",
+        "while another writer has it open",
+    ]
 
 
 def test_the_next_day_opens_a_new_file_while_yesterdays_is_held(tmp_path: Path) -> None:
@@ -79,8 +82,9 @@ def test_the_next_day_opens_a_new_file_while_yesterdays_is_held(tmp_path: Path) 
         sink.stop()
     assert sink.path_for(TODAY).read_text(encoding="utf-8") == "day one\n"
     assert sink.path_for(tomorrow).read_text(encoding="utf-8") == "day two\nday two, again\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([sink.path_for(TODAY).name,
-                                                                 sink.path_for(tomorrow).name])  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [sink.path_for(TODAY).name, sink.path_for(tomorrow).name]
+    )
 
 
 def test_retention_skips_a_held_old_file_and_deletes_it_once_released(tmp_path: Path) -> None:

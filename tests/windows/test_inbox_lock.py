@@ -28,8 +28,12 @@ sys.stdin.read()
 
 def test_a_second_process_is_refused_told_who_holds_it_and_gets_it_once_the_holder_is_killed(tmp_path: Path) -> None:
     state, folder = tmp_path / "state", tmp_path / "inbox"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(state), str(folder)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(state), str(folder)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         lock = InboxLock(state, "inbox", folder)

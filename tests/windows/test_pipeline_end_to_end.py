@@ -19,9 +19,9 @@ from pathlib import Path
 from watchdog.observers.read_directory_changes import WindowsApiEmitter, WindowsApiObserver
 from winhelpers import held_open, wait_until
 from winpipeline import (
-    LogRecords,
     PASSWORD,
     PROCESS_TIMEOUT,
+    LogRecords,
     archived,
     csv_bytes,
     finished,
@@ -70,8 +70,11 @@ def test_good_bad_row_and_missing_column_files_end_in_the_right_folders(tmp_path
         started = time.monotonic()
         for name, data in files.items():
             (inbox / name).write_bytes(data)
-        wait_until(lambda: len(finished(inbox)) == 3, timeout=PROCESS_TIMEOUT,
-                   message=f"not all of {sorted(files)} were filed: {os.listdir(inbox)}")  # fmt: skip
+        wait_until(
+            lambda: len(finished(inbox)) == 3,
+            timeout=PROCESS_TIMEOUT,
+            message=f"not all of {sorted(files)} were filed: {os.listdir(inbox)}",
+        )
         took = time.monotonic() - started
     # rescan_seconds is 120: only the observer's wake-up explains this.
     assert took < 60, f"took {took:.1f} s: the Windows observer did not wake the worker"

@@ -36,9 +36,7 @@ def test_site_dirs_are_under_programdata(kind: str) -> None:
 
 
 def test_site_data_dir_is_exactly_programdata_app() -> None:
-    assert ntpath.normcase(platformdirs.site_data_dir(APP, False)) == ntpath.normcase(
-        r"C:\ProgramData\dropbox-sync"
-    )
+    assert ntpath.normcase(platformdirs.site_data_dir(APP, False)) == ntpath.normcase(r"C:\ProgramData\dropbox-sync")
 
 
 def test_user_dirs_differ_from_site_dirs() -> None:

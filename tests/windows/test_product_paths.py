@@ -30,8 +30,8 @@ from winpipeline import (
     write_config,
 )
 
-from dropbox_sync.pipeline import archive, watcher
 from dropbox_sync import config, paths
+from dropbox_sync.pipeline import archive, watcher
 from dropbox_sync.service import plan
 
 NON_ASCII = "\u00c9l\u00e8ves_\u00f1_\u65e5\u672c.csv"  # "Élèves_ñ_日本.csv", composed (NFC)
@@ -55,8 +55,11 @@ def test_non_ascii_and_long_names_go_through_the_pipeline(tmp_path: Path, emulat
         watched = pipeline.workers[0].inbox.path
         for name, data in files.items():
             (inbox / name).write_bytes(data)
-        wait_until(lambda: len(finished(inbox)) == len(files), timeout=PROCESS_TIMEOUT,
-                   message=f"not all filed: {os.listdir(inbox)}")  # fmt: skip
+        wait_until(
+            lambda: len(finished(inbox)) == len(files),
+            timeout=PROCESS_TIMEOUT,
+            message=f"not all filed: {os.listdir(inbox)}",
+        )
 
     # The config's forward slashes became an ordinary drive-letter path.
     assert str(watched) == str(inbox) and not str(watched).startswith("\\\\"), watched

@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.parametrize(
-    "module", ["win32serviceutil", "win32service", "win32event", "servicemanager", "win32api"]
-)
+@pytest.mark.parametrize("module", ["win32serviceutil", "win32service", "win32event", "servicemanager", "win32api"])
 def test_service_modules_import(module: str) -> None:
     importlib.import_module(module)
 

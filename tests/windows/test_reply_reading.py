@@ -27,6 +27,8 @@ def read_in_a_thread(body: bytes):
 def test_a_reply_nested_100000_deep_is_read_in_a_worker_thread() -> None:
     whole = read_in_a_thread(b"[" * DEEP + b"]" * DEEP)
     assert whole.success is None and whole.problem == "JSON nested too deep to read"
-    inside = read_in_a_thread(b'{"success": true, "summary": "ok", "details": ' + b"{\"a\":" * DEEP + b"1" + b"}" * DEEP + b"}")
+    inside = read_in_a_thread(
+        b'{"success": true, "summary": "ok", "details": ' + b'{"a":' * DEEP + b"1" + b"}" * DEEP + b"}"
+    )
     assert inside.success is True and inside.summary == "ok"
     assert inside.problem == "not complete JSON; only its leading members were read"

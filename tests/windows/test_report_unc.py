@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from winpipeline import PASSWORD, archived, csv_bytes, good_row, write_config
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import config
+from dropbox_sync.pipeline import archive
 from dropbox_sync.report import pagefile
 from dropbox_sync.session import pipeline_session
 

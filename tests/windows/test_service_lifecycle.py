@@ -246,8 +246,11 @@ def test_install_start_process_stop_uninstall(service: str, site: Path, emulator
     # -- a file dropped while it runs ------------------------------------------------
     data = csv_bytes(good_row("svc001"), good_row("svc002"), bom=True)
     (inbox / "from-the-sis.csv").write_bytes(data)
-    wait_until(lambda: [p for p in archived(inbox, "processed") if result_of_exists(p)], timeout=PROCESS_TIMEOUT,
-               message=f"the service did not process the file: {sorted(os.listdir(inbox))}")  # fmt: skip
+    wait_until(
+        lambda: [p for p in archived(inbox, "processed") if result_of_exists(p)],
+        timeout=PROCESS_TIMEOUT,
+        message=f"the service did not process the file: {sorted(os.listdir(inbox))}",
+    )
     (done_file,) = archived(inbox, "processed")
     result = result_of(done_file)
     assert result["success"] is True and result["dropbox_sync"]["file"] == "from-the-sis.csv"
@@ -281,8 +284,10 @@ def test_install_start_process_stop_uninstall(service: str, site: Path, emulator
     # From the SCM's first STOP_PENDING (the service accepted the stop) to
     # STOPPED; the command's own time adds a Python start-up and its polling.
     draining = timeline.first(SERVICE_STOPPED) - (timeline.first(SERVICE_STOP_PENDING) or started)
-    step(f"service stopped: {done.stdout.strip()} (command {took:.1f} s; STOP_PENDING -> STOPPED in "
-         f"{draining:.1f} s, stop_timeout {STOP_TIMEOUT} s)")  # fmt: skip
+    step(
+        f"service stopped: {done.stdout.strip()} (command {took:.1f} s; STOP_PENDING -> STOPPED in "
+        f"{draining:.1f} s, stop_timeout {STOP_TIMEOUT} s)"
+    )
     step(f"sc query {service}: {' '.join(state.split())}")
     assert draining < STOP_TIMEOUT, f"the stop took {draining:.1f} s, more than stop_timeout ({STOP_TIMEOUT} s)"
     assert "service stopped" in log_files[-1].read_text(encoding="utf-8")
@@ -292,8 +297,9 @@ def test_install_start_process_stop_uninstall(service: str, site: Path, emulator
     (inbox / "while-stopped.csv").write_bytes(later)
     done = dropbox_sync(site, "service", "start", "--name", service)
     assert done.returncode == 0 and "RUNNING" in sc_state_line(service), output(done)
-    wait_until(lambda: len([p for p in archived(inbox, "processed") if result_of_exists(p)]) == 2,
-               timeout=PROCESS_TIMEOUT)  # fmt: skip
+    wait_until(
+        lambda: len([p for p in archived(inbox, "processed") if result_of_exists(p)]) == 2, timeout=PROCESS_TIMEOUT
+    )
     step("started again: the file dropped while it was stopped was processed at start-up")
 
     # -- a stop while an upload hangs: the stop does not wait for the server ----------
@@ -308,8 +314,10 @@ def test_install_start_process_stop_uninstall(service: str, site: Path, emulator
         wait_until(lambda: timeline.first(SERVICE_STOPPED) is not None, timeout=10)
     draining = timeline.first(SERVICE_STOPPED) - (timeline.first(SERVICE_STOP_PENDING) or started)
     budget = STOP_TIMEOUT + STOP_MARGIN  # the wait hint the service gives the SCM
-    step(f"service stopped with the upload abandoned: STOP_PENDING -> STOPPED in {draining:.1f} s "
-         f"(stop_timeout {STOP_TIMEOUT} s, wait hint {budget:g} s)")  # fmt: skip
+    step(
+        f"service stopped with the upload abandoned: STOP_PENDING -> STOPPED in {draining:.1f} s "
+        f"(stop_timeout {STOP_TIMEOUT} s, wait hint {budget:g} s)"
+    )
     assert draining < budget, f"the stop took {draining:.1f} s, past the {budget:g} s the SCM was promised"
     assert scm_status(service) == (SERVICE_STOPPED, 0)
     claimed = [p.name for p in (inbox / "sending").iterdir() if p.name.endswith("_hangs.csv")]
@@ -325,7 +333,9 @@ def test_install_start_process_stop_uninstall(service: str, site: Path, emulator
     assert gone.returncode != 0
     step(f"uninstalled: {done.stdout.strip().splitlines()[-1]}; sc query {service} -> {gone.returncode}")
     # Nothing left in the inbox but the page for people, which the service keeps there.
-    assert len(archived(inbox, "processed")) == 2 and [f.name for f in inbox.iterdir() if f.is_file()] == ["report.html"]
+    assert len(archived(inbox, "processed")) == 2 and [f.name for f in inbox.iterdir() if f.is_file()] == [
+        "report.html"
+    ]
     page = (inbox / "report.html").read_text(encoding="utf-8")
     assert "while-stopped.csv" in page and "Stopped" in page, "the service's last page shows its final state"
     step("report.html in the inbox: the last file imported, and the service stopped")

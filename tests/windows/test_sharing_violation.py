@@ -47,7 +47,6 @@ def test_os_replace_reports_the_same_error(tmp_path: Path) -> None:
     # a claim or an atomic result write might move a file.
     source = tmp_path / "held.csv"
     source.write_bytes(b"x")
-    with held_open(source):
-        with pytest.raises(PermissionError) as excinfo:
-            os.replace(source, tmp_path / "moved.csv")
+    with held_open(source), pytest.raises(PermissionError) as excinfo:
+        os.replace(source, tmp_path / "moved.csv")
     assert excinfo.value.winerror == ERROR_SHARING_VIOLATION

@@ -18,8 +18,8 @@ from winhelpers import wait_until
 from winpipeline import csv_bytes, good_row, write_config
 
 from dropbox_sync import config
-from dropbox_sync.pipeline.client import ImportClient
 from dropbox_sync.errors import TransientError
+from dropbox_sync.pipeline.client import ImportClient
 
 REPLY_BODY = 5_000  # bytes, one every 20 ms: 100 s if nothing cut it off
 
@@ -46,8 +46,9 @@ class _Trickler:
             while len(body) < length:
                 body += connection.recv(65536)
             try:
-                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                   b"Content-Length: %d\r\n\r\n" % REPLY_BODY)  # fmt: skip
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % REPLY_BODY
+                )
                 while sent < REPLY_BODY and not self.stop.wait(0.02):  # the pause IS the behaviour
                     connection.sendall(b" ")
                     sent += 1
@@ -80,8 +81,14 @@ class _Server:
 
 def test_a_trickled_reply_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
     with _Trickler() as server:
-        path = write_config(tmp_path / "conf", _Server(server.listener.getsockname()[1]), inbox=tmp_path / "inbox",
-                            timeout=1, connect_timeout=1, ca_bundle="")  # fmt: skip
+        path = write_config(
+            tmp_path / "conf",
+            _Server(server.listener.getsockname()[1]),
+            inbox=tmp_path / "inbox",
+            timeout=1,
+            connect_timeout=1,
+            ca_bundle="",
+        )
         upload = tmp_path / "inbox" / "a.csv"
         upload.write_bytes(csv_bytes(good_row("a")))
         with ImportClient(config.load(path).inboxes[0]) as client, pytest.raises(TransientError) as caught:

@@ -59,13 +59,11 @@ def _wait_until_watching(folder: Path, recorder: Recorder) -> None:
         probe = folder / f"probe-{attempt}.tmp"
         probe.write_bytes(b"probe")
         try:
-            recorder.wait_for(
-                lambda e: same_path(e.src_path, probe), PROBE_TIMEOUT, what="probe event"
-            )
+            recorder.wait_for(lambda e: same_path(e.src_path, probe), PROBE_TIMEOUT, what="probe event")  # noqa: B023
             return
         except AssertionError:
             if (attempt + 1) * PROBE_TIMEOUT >= READY_TIMEOUT:
-                raise AssertionError(f"observer saw no change in {folder} within {READY_TIMEOUT} s")
+                raise AssertionError(f"observer saw no change in {folder} within {READY_TIMEOUT} s") from None
 
 
 def _watch(folder: Path, recorder: Recorder, **observer_kwargs) -> Observer:
@@ -187,7 +185,7 @@ class _SlowWriter:
 
     def largest_gap(self) -> float:
         times = self.write_times
-        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
 
 
 def test_continuous_writes_hold_back_events_until_the_folder_is_quiet(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ import pytest
 from winpipeline import csv_bytes, good_row, write_config
 
 from dropbox_sync import config
-from dropbox_sync.pipeline import workdirs
 from dropbox_sync.errors import UnsafeFolder
+from dropbox_sync.pipeline import workdirs
 from dropbox_sync.pipeline.runner import Pipeline
 
 

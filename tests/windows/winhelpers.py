@@ -91,9 +91,7 @@ class Recorder:
 
         with self._cond:
             if not self._cond.wait_for(seen, timeout):
-                raise AssertionError(
-                    f"no {what} within {timeout} s; recorded: {self._items!r}"
-                )
+                raise AssertionError(f"no {what} within {timeout} s; recorded: {self._items!r}")
             return found[0]
 
 

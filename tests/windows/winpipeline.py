@@ -19,10 +19,10 @@ from typing import Any
 
 from loguru import logger
 
-from dropbox_sync.pipeline import archive
 from dropbox_sync import config
-from dropbox_sync.state.journal import Journal
+from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.runner import Pipeline
+from dropbox_sync.state.journal import Journal
 
 USER = "autoimport"
 PASSWORD = "Lane-Pa55word-9c1e"  # distinctive, so a search can prove it never leaks
@@ -81,9 +81,12 @@ def write_config(folder: Path, emulator, *, inbox: Path, name: str = "lane", **o
         "stop_timeout": 5,
         **overrides,
     }
-    lines = [f"state_dir = {toml_value(str(folder / 'state'))}",
-             f"log_dir = {toml_value(str(folder / 'logs'))}",
-             "", "[[inbox]]"]  # fmt: skip
+    lines = [
+        f"state_dir = {toml_value(str(folder / 'state'))}",
+        f"log_dir = {toml_value(str(folder / 'logs'))}",
+        "",
+        "[[inbox]]",
+    ]
     lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
     path = folder / "config.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -130,8 +133,12 @@ def result_of(path: Path) -> dict[str, Any]:
 
 def finished(inbox: Path) -> list[Path]:
     """Every file that reached processed/ or failed/ (with its result written)."""
-    return [p for which in (archive.PROCESSED, archive.FAILED) for p in archived(inbox, which)
-            if archive.result_path(p).exists()]  # fmt: skip
+    return [
+        p
+        for which in (archive.PROCESSED, archive.FAILED)
+        for p in archived(inbox, which)
+        if archive.result_path(p).exists()
+    ]
 
 
 class LogRecords:
@@ -145,12 +152,14 @@ class LogRecords:
     def _sink(self, message) -> None:
         record = message.record
         with self._lock:
-            self.records.append({
-                "level": record["level"].name,
-                "message": record["message"],
-                "exception": record["exception"],
-                "text": str(message),
-            })  # fmt: skip
+            self.records.append(
+                {
+                    "level": record["level"].name,
+                    "message": record["message"],
+                    "exception": record["exception"],
+                    "text": str(message),
+                }
+            )
 
     def __enter__(self) -> LogRecords:
         self._sink_id = logger.add(self._sink, level="DEBUG", format="{message}\n{exception}", catch=False)
@@ -166,6 +175,8 @@ class LogRecords:
 
     def problems(self) -> list[str]:
         """Errors and tracebacks: what must never appear for an expected situation."""
-        return [r["text"] for r in self.snapshot()
-                if r["exception"] is not None or r["level"] in ("ERROR", "CRITICAL")
-                or "Traceback" in r["text"]]  # fmt: skip
+        return [
+            r["text"]
+            for r in self.snapshot()
+            if r["exception"] is not None or r["level"] in ("ERROR", "CRITICAL") or "Traceback" in r["text"]
+        ]
