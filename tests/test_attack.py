@@ -16,7 +16,7 @@ import pytest
 
 from dropbox_sync.pipeline import archive
 from tests.support import archived, good_csv, run_cli, write_config
-from tests.test_local_faults import fill
+from tests.test_local_faults import fill, small_tmpfs
 
 # A name can hold any byte but "/" and NUL on Linux: line breaks, escape sequences,
 # bytes that are not UTF-8. None of them may forge or break a line of output.
@@ -98,24 +98,11 @@ def test_a_journal_that_cannot_be_opened_loses_no_file_and_prints_no_traceback(t
 @pytest.fixture
 def full_log_disk(tmp_path: Path):
     """tmp_path/logs (write_config's log_dir) on its own 256 KiB tmpfs, filled up."""
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+    if not sys.platform.startswith("linux"):
         pytest.skip("mounting a tmpfs needs Linux and root")
-    mount_point = tmp_path / "logs"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mount_point)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "logs") as mount_point:
         fill(mount_point)
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False, capture_output=True, timeout=30)
 
 
 def test_a_full_log_disk_costs_one_warning_not_a_dump_per_line(tmp_path: Path, emu, full_log_disk) -> None:

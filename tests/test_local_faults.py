@@ -7,12 +7,14 @@ tmpfs mounted on the inbox (we run as root; the fixture unmounts it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,13 +35,13 @@ from tests.test_settle import FakeClock
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="tmpfs mounts and setpriv are Linux's")
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """tmp_path/inbox on its own 256 KiB tmpfs, so it can really fill up."""
-    mount_point = tmp_path / "inbox"
-    mount_point.mkdir()
+@contextlib.contextmanager
+def small_tmpfs(mount_point: Path) -> Iterator[Path]:
+    """``mount_point`` made and mounted as its own 256 KiB tmpfs, so it can really fill up;
+    unmounted after. Skips the test where mounting is impossible (not root, no permission)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
+    mount_point.mkdir()
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mount_point)],
         check=False,
@@ -53,6 +55,13 @@ def small_disk(tmp_path: Path):
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """tmp_path/inbox on its own 256 KiB tmpfs."""
+    with small_tmpfs(tmp_path / "inbox") as mount_point:
+        yield mount_point
 
 
 def fill(folder: Path) -> Path:
