@@ -20,6 +20,11 @@ def parse_iso(text: object) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+def iso_utc(moment: dt.datetime) -> str:
+    """An aware time as the stamp we store: ``2026-12-02T13:03:00Z`` (UTC, whole seconds)."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def show_local(moment: dt.datetime | None) -> str:
     """``2026-12-02 14:03 CET`` in this machine's zone."""
     return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z") if moment else "(unknown)"

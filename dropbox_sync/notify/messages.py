@@ -1,8 +1,8 @@
 """The texts of the three emails: the digest, the held alert and the stale alert.
 
-``Messages`` is inherited by ``notify.Notifier``, which decides what is due
-and sends; it reads the notifier's ``settings``, ``inboxes`` and ``host``.
-Every subject and body goes through ``scrub``: no secret reaches an email.
+``Messages`` writes them; ``notify.Notifier`` holds one, decides what is due
+and sends. Every subject and body goes through ``scrub``: no secret reaches
+an email.
 """
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 from collections.abc import Mapping
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+from dropbox_sync.config import InboxConfig
+from dropbox_sync.config.notify_settings import NotifySettings
 from dropbox_sync.notify.notify_state import LEAVERS, FailedFile, Hold, Note
 from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.result import CHANGE_GUARD, SHRINK_GUARD
@@ -22,20 +25,19 @@ from dropbox_sync.when import duration, parse_iso, show_local
 GUARD_STAGES = (SHRINK_GUARD, CHANGE_GUARD)  # stages of a file held for approval (in held/, not failed/)
 
 
-# Shared with status and the report page (when.py); kept under these names for this module's callers.
-_parse = parse_iso
-_show = show_local
-
-
-def _duration(delta: dt.timedelta) -> str:
+def span(delta: dt.timedelta) -> str:
+    """How long ``delta`` is, in words: ``12 min``, ``3.5 h`` (when.duration of a timedelta)."""
     return duration(delta.total_seconds())
 
 
+@dataclass(frozen=True)
 class Messages:
-    """The emails of ``notify.Notifier`` (which inherits this), built from its ``settings``,
-    ``inboxes`` (name -> InboxConfig) and ``host``."""
+    """Writes the emails: the sender, recipients and subject prefix come from ``settings``,
+    each inbox's folder and URL from ``inboxes`` (name -> InboxConfig), ``host`` signs them."""
 
-    # -- the messages ---------------------------------------------------------------
+    settings: NotifySettings
+    inboxes: Mapping[str, InboxConfig]
+    host: str
 
     def _message(self, subject: str, body: str, now: dt.datetime) -> EmailMessage:
         message = EmailMessage()
@@ -54,7 +56,7 @@ class Messages:
         word = "Inbox" if capital else "inbox"
         return f'{word} "{name}" ({inbox.path} -> {inbox.safe_url})' if inbox else f'{word} "{name}"'
 
-    def _digest(self, items: list[FailedFile], notes: list[Note], overflow: int, now: dt.datetime) -> EmailMessage:
+    def digest(self, items: list[FailedFile], notes: list[Note], overflow: int, now: dt.datetime) -> EmailMessage:
         failed = [f for f in items if f.stage not in GUARD_STAGES]
         guarded = [f for f in items if f.stage in GUARD_STAGES]
         count = len(failed) + overflow
@@ -87,7 +89,7 @@ class Messages:
             for item in guarded:
                 lines += [
                     item.original,
-                    f"  held at:      {_show(_parse(item.when))}",
+                    f"  held at:      {show_local(parse_iso(item.when))}",
                     f"  held as:      {item.archived or '(unknown)'}",
                     f"  why:          {item.summary}",
                     f"  approve:      dropbox-sync approve {item.original}",
@@ -118,16 +120,16 @@ class Messages:
             lines += ["Resolved:"] + [f"- {n.text}" for n in notes] + [""]
         return self._message(subject, "\n".join(lines), now)
 
-    def _held(self, held: Mapping[str, Hold], now: dt.datetime) -> EmailMessage:
+    def held(self, held: Mapping[str, Hold], now: dt.datetime) -> EmailMessage:
         subject = "HELD: nothing is being imported from " + ", ".join(f'inbox "{n}"' for n in sorted(held))
         lines = []
         for name, hold in sorted(held.items()):
-            since = _parse(hold.since) or now
+            since = parse_iso(hold.since) or now
             inbox = self.inboxes.get(name)
-            held = f"{self._inbox_line(name, capital=True)} has been held since {_show(since)}"
-            lines += [f"{held} ({_duration(now - since)}):", "", f"    {hold.reason}", ""]
+            held = f"{self._inbox_line(name, capital=True)} has been held since {show_local(since)}"
+            lines += [f"{held} ({span(now - since)}):", "", f"    {hold.reason}", ""]
             if inbox is not None:
-                lines.append(f"It tries again every {_duration(dt.timedelta(seconds=inbox.hold_retry_seconds))}.")
+                lines.append(f"It tries again every {span(dt.timedelta(seconds=inbox.hold_retry_seconds))}.")
         lines += [
             "",
             "Nothing is lost: the file waiting in sending/ and every later file stay where they are",
@@ -141,13 +143,13 @@ class Messages:
         ]
         return self._message(subject, "\n".join(lines), now)
 
-    def _stale(self, stale: list[tuple[str, dt.datetime, bool]], now: dt.datetime) -> EmailMessage:
+    def stale(self, stale: list[tuple[str, dt.datetime, bool]], now: dt.datetime) -> EmailMessage:
         hours = self.settings.stale_after_hours
         subject = f"no successful import for {hours:g} h: " + ", ".join(f'inbox "{n}"' for n, _, _ in stale)
         lines = []
         for name, last, ever in stale:
             what = "Infiniti last accepted a file on" if ever else "no file has succeeded since watching began on"
-            lines += [f"{self._inbox_line(name, capital=True)}: {what} {_show(last)}, {_duration(now - last)} ago.", ""]
+            lines += [f"{self._inbox_line(name, capital=True)}: {what} {show_local(last)}, {span(now - last)} ago.", ""]
         lines += [
             f"(stale_after_hours = {hours:g})",
             "",
@@ -163,7 +165,7 @@ def _failed_lines(item: FailedFile) -> list[str]:
     archived = Path(item.archived) if item.archived else None
     lines = [
         item.original,
-        f"  failed at:    {_show(_parse(item.when))}",
+        f"  failed at:    {show_local(parse_iso(item.when))}",
         f"  archived as:  {item.archived or '(unknown)'}",
     ]
     if item.stage == "preflight":

@@ -67,6 +67,11 @@ class State:
     last_success: dict[str, str] = field(default_factory=dict)  # inbox -> from reports
     last_sent: dict[str, str] = field(default_factory=dict)  # kind -> time
 
+    def add_note(self, text: str, when: str, kind: str = RESOLVED) -> None:
+        """Keep a note for the next digest (``when`` an ISO stamp), up to MAX_FILES of them."""
+        if len(self.notes) < MAX_FILES:
+            self.notes.append(Note(text, when, kind))
+
     @classmethod
     def load(cls, path: Path | None) -> State:
         if path is None:
