@@ -7,6 +7,7 @@ hostile names and server messages stayed text (no element, nothing run).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -17,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync import config
+from dropbox_sync import config, when
 from dropbox_sync.config import ConfigError
 from dropbox_sync.pipeline import archive
 from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.pipeline.worker import InboxSnapshot
+from dropbox_sync.report import content, pagefile
 from dropbox_sync.report import page as report
-from dropbox_sync.report import pagefile
 from dropbox_sync.session import pipeline_session
 from dropbox_sync.state.journal import Journal
 from tests import sis_exports
@@ -130,7 +131,7 @@ def test_once_from_the_command_line_writes_local_times_with_the_zone(tmp_path, e
     stamp = json.loads(archive.result_path(archived(tmp_path / "inbox", "processed")[0]).read_text(encoding="utf-8"))[
         "dropbox_sync"
     ]["finished"]
-    local = report.when.parse_iso(stamp).astimezone(report.dt.timezone(report.dt.timedelta(hours=5, minutes=30)))
+    local = when.parse_iso(stamp).astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30)))
     assert local.strftime("%d %b %Y %H:%M IST") in text.split("Recent imports")[1]
 
 
@@ -354,12 +355,12 @@ def test_a_burst_waiting_is_counted_not_listed(tmp_path, emu):
     """10,000 files dropped at once must not make a 10,000-row page each time it is written."""
     cfg = config.load(write_config(tmp_path, emu))
     inbox = tmp_path / "inbox"
-    for number in range(report.MAX_WAITING + 50):
+    for number in range(content.MAX_WAITING + 50):
         (inbox / f"w{number:04}.csv").write_text(good_csv(f"u{number}"), encoding="utf-8")
-    html = report.render(report.gather(cfg.inboxes[0], None, "watching", None, report.utc_now()))
+    html = report.render(content.gather(cfg.inboxes[0], None, "watching", None, report.utc_now()))
     text = Dom(html).text
-    assert f"Files waiting ({report.MAX_WAITING + 50})" in text and "… and 50 more, sent in turn." in text
-    assert text.count("| queued |") == report.MAX_WAITING
+    assert f"Files waiting ({content.MAX_WAITING + 50})" in text and "… and 50 more, sent in turn." in text
+    assert text.count("| queued |") == content.MAX_WAITING
 
 
 def test_an_idle_watching_page_is_rewritten_now_and_then_so_its_time_shows_the_service_lives(tmp_path, emu):
@@ -391,7 +392,7 @@ def test_a_name_or_reason_that_is_not_utf8_never_stops_the_page(tmp_path, emu):
     snapshot = InboxSnapshot(
         "inbox", tmp_path / "inbox", False, f"held because of {raw}", {raw: f"{raw} is open"}, raw, 0.0
     )
-    html = report.render(report.gather(cfg.inboxes[0], snapshot, "watching", None, report.utc_now()))
+    html = report.render(content.gather(cfg.inboxes[0], snapshot, "watching", None, report.utc_now()))
     pagefile.write_page(tmp_path / "inbox", "report.html", html)
     assert "held because of caf\ufffd.csv" in text_of(tmp_path / "inbox")
 
