@@ -26,7 +26,7 @@
     ├── UnsafeFolder                 a work folder (sending/, processed/, failed/, held/)
     │                                is a link, not a folder, or not ours; the inbox holds
     ├── ServiceError                 an OS service action failed (service/; exit code 1)
-    │   ├── Win32Error               a Windows API call failed (service/_win32api.py)
+    │   ├── Win32Error               a Windows API call failed (service/win32_boundary.py)
     │   └── ServiceFailed            raised out of SvcRun so the SCM records an error
     │                                exit and its recovery actions restart us
     └── EmulatorError                the Infiniti emulator's own flow (emulator/); never

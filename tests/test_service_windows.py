@@ -1,8 +1,8 @@
-"""The Windows service on Linux: its logic runs for real, the pywin32 layer (_win32api) is patched.
+"""The Windows service on Linux: its logic runs for real, the pywin32 layer (win32_scm, win32_host) is patched.
 
 ``FakeScm`` stands in for the Service Control Manager behind every function
-of ``dropbox_sync.service._win32api`` that windows.py calls, and records the
-calls. The service class itself runs the real pipeline against the real
+of ``dropbox_sync.service.win32_scm`` and ``win32_host`` that windows.py calls,
+and records the calls. The service class itself runs the real pipeline against the real
 emulator, on the stand-in base class that records status reports the way
 pywin32's debug mode does.
 """
@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 from dropbox_sync import log, paths
-from dropbox_sync.errors import ServiceError
-from dropbox_sync.service import ServiceOptions, windows
-from dropbox_sync.service import _win32api as win
+from dropbox_sync.errors import ServiceError, Win32Error
+from dropbox_sync.service import ServiceOptions, win32_host, win32_scm, windows
 from tests.helpers import wait_until
 from tests.support import emulator_with_password, write_config
 
@@ -31,7 +30,7 @@ def console_logging_only():
 
 
 class FakeScm:
-    """The SCM, registry and Event Log as seen through _win32api."""
+    """The SCM, registry and Event Log as seen through win32_scm and win32_host."""
 
     def __init__(self, monkeypatch, tmp_path: Path) -> None:
         self.calls: list[tuple[Any, ...]] = []
@@ -39,10 +38,10 @@ class FakeScm:
         self.services: dict[str, dict[str, Any]] = {}
         self.parameters: dict[tuple[str, str], str] = {}
         self.events: list[tuple[str, str]] = []
-        self.start_ends_in = win.SERVICE_RUNNING
+        self.start_ends_in = win32_scm.SERVICE_RUNNING
         self.unsupported: set[str] = set()
         site = tmp_path / "win32"
-        self.files = win.HostFiles(
+        self.files = win32_host.HostFiles(
             exe=self._file(site / "win32" / "pythonservice.exe", b"MZ host"),
             dlls=(
                 self._file(site / "pywin32_system32" / "pywintypes311.dll", b"MZ pwt"),
@@ -51,27 +50,31 @@ class FakeScm:
         )
         self.venv = tmp_path / "venv"
         self.venv.mkdir()
-        for name in (
-            "is_admin",
-            "host_files",
-            "install_service",
-            "update_service",
-            "remove_service",
-            "set_failure_actions",
-            "set_failure_actions_on_error_exit",
-            "set_unrestricted_sid",
-            "start_service",
-            "stop_service",
-            "query_status",
-            "query_config",
-            "set_parameter",
-            "get_parameter",
-            "register_event_source",
-            "log_event",
-            "grant",
-            "grant_service_logon_right",
+        for module, names in (
+            (
+                win32_host,
+                ("is_admin", "host_files", "register_event_source", "log_event", "grant", "grant_service_logon_right"),
+            ),
+            (
+                win32_scm,
+                (
+                    "install_service",
+                    "update_service",
+                    "remove_service",
+                    "set_failure_actions",
+                    "set_failure_actions_on_error_exit",
+                    "set_unrestricted_sid",
+                    "start_service",
+                    "stop_service",
+                    "query_status",
+                    "query_config",
+                    "set_parameter",
+                    "get_parameter",
+                ),
+            ),
         ):
-            monkeypatch.setattr(win, name, getattr(self, name))
+            for name in names:
+                monkeypatch.setattr(module, name, getattr(self, name))
         monkeypatch.setattr(windows, "host_dir", lambda: self.venv)
         monkeypatch.setattr(windows, "POLL", 0.01)
 
@@ -89,23 +92,23 @@ class FakeScm:
 
     def _service(self, name: str) -> dict[str, Any]:
         if name not in self.services:
-            raise win.Win32Error(
-                win.ERROR_SERVICE_DOES_NOT_EXIST, "OpenService", "The specified service does not exist"
+            raise Win32Error(
+                win32_scm.ERROR_SERVICE_DOES_NOT_EXIST, "OpenService", "The specified service does not exist"
             )
         return self.services[name]
 
-    # _win32api's functions -------------------------------------------------------------
+    # win32_scm's and win32_host's functions -------------------------------------------------------------
     def is_admin(self) -> bool:
         return self.admin
 
-    def host_files(self) -> win.HostFiles:
+    def host_files(self) -> win32_host.HostFiles:
         return self.files
 
     def install_service(self, name, display, description, class_string, exe, **how) -> None:
         self.record("install_service", name, class_string, exe, how)
         if name in self.services:
-            raise win.Win32Error(win.ERROR_SERVICE_EXISTS, "CreateService", "The specified service already exists")
-        self.services[name] = {"state": win.SERVICE_STOPPED, "exe": exe, **how}
+            raise Win32Error(win32_scm.ERROR_SERVICE_EXISTS, "CreateService", "The specified service already exists")
+        self.services[name] = {"state": win32_scm.SERVICE_STOPPED, "exe": exe, **how}
 
     def update_service(self, name, display, description, class_string, exe, **how) -> None:
         self.record("update_service", name, class_string, exe, how)
@@ -122,7 +125,7 @@ class FakeScm:
     def set_failure_actions_on_error_exit(self, name) -> None:
         self.record("set_failure_actions_on_error_exit", name)
         if "flag" in self.unsupported:
-            raise win.Win32Error(124, "ChangeServiceConfig2", "The system call level is not correct")
+            raise Win32Error(124, "ChangeServiceConfig2", "The system call level is not correct")
 
     def set_unrestricted_sid(self, name) -> None:
         self.record("set_unrestricted_sid", name)
@@ -130,25 +133,27 @@ class FakeScm:
     def start_service(self, name) -> None:
         self.record("start_service", name)
         service = self._service(name)
-        if service["state"] == win.SERVICE_RUNNING:
-            raise win.Win32Error(win.ERROR_SERVICE_ALREADY_RUNNING, "StartService", "already running")
+        if service["state"] == win32_scm.SERVICE_RUNNING:
+            raise Win32Error(win32_scm.ERROR_SERVICE_ALREADY_RUNNING, "StartService", "already running")
         service["state"] = self.start_ends_in
 
     def stop_service(self, name) -> None:
         self.record("stop_service", name)
         service = self._service(name)
-        if service["state"] != win.SERVICE_RUNNING:
-            raise win.Win32Error(win.ERROR_SERVICE_NOT_ACTIVE, "ControlService", "not started")
-        service["state"] = win.SERVICE_STOPPED
+        if service["state"] != win32_scm.SERVICE_RUNNING:
+            raise Win32Error(win32_scm.ERROR_SERVICE_NOT_ACTIVE, "ControlService", "not started")
+        service["state"] = win32_scm.SERVICE_STOPPED
 
-    def query_status(self, name) -> win.ServiceStatus:
+    def query_status(self, name) -> win32_scm.ServiceStatus:
         state = self._service(name)["state"]
-        failed = state == win.SERVICE_STOPPED and self.start_ends_in == win.SERVICE_STOPPED
-        return win.ServiceStatus(state, win.ERROR_SERVICE_SPECIFIC_ERROR if failed else 0, 0x20000001 if failed else 0)
+        failed = state == win32_scm.SERVICE_STOPPED and self.start_ends_in == win32_scm.SERVICE_STOPPED
+        return win32_scm.ServiceStatus(
+            state, win32_scm.ERROR_SERVICE_SPECIFIC_ERROR if failed else 0, 0x20000001 if failed else 0
+        )
 
-    def query_config(self, name) -> win.ServiceConfig:
+    def query_config(self, name) -> win32_scm.ServiceConfig:
         service = self._service(name)
-        return win.ServiceConfig(service["start_type"], f'"{service["exe"]}"', service["account"])
+        return win32_scm.ServiceConfig(service["start_type"], f'"{service["exe"]}"', service["account"])
 
     def set_parameter(self, name, key, value) -> None:
         self.record("set_parameter", name, key, value)
@@ -211,7 +216,7 @@ def test_install_registers_localservice_automatic_with_recovery_and_the_config_p
         "dropbox_sync.service.windows.DropboxSyncService",
         host,
         {
-            "start_type": win.SERVICE_AUTO_START,
+            "start_type": win32_scm.SERVICE_AUTO_START,
             "delayed": True,
             "account": "NT AUTHORITY\\LocalService",
             "password": None,
@@ -294,7 +299,7 @@ def test_settings_wine_lacks_are_warnings_not_failures(tmp_path, scm) -> None:
 def test_install_with_start_waits_until_running(tmp_path, scm) -> None:
     opts = options(write_windows_config(tmp_path), grant=False, start=True)
     assert windows.install(opts) == 0
-    assert scm.services["dropbox-sync"]["state"] == win.SERVICE_RUNNING
+    assert scm.services["dropbox-sync"]["state"] == win32_scm.SERVICE_RUNNING
     assert "is running" in opts.out.getvalue()
 
 
@@ -304,7 +309,7 @@ def test_install_with_start_waits_until_running(tmp_path, scm) -> None:
 def test_a_service_that_stops_while_starting_is_an_error_with_hints(tmp_path, scm) -> None:
     config_path = write_windows_config(tmp_path)
     windows.install(options(config_path, grant=False))
-    scm.start_ends_in = win.SERVICE_STOPPED
+    scm.start_ends_in = win32_scm.SERVICE_STOPPED
     with pytest.raises(ServiceError, match="did not start.*Application Event Log"):
         windows.start(options(config_path))
 
@@ -314,9 +319,9 @@ def test_error_1053_is_explained(tmp_path, scm, monkeypatch) -> None:
     windows.install(options(config_path, grant=False))
 
     def host_not_found(name):
-        raise win.Win32Error(win.ERROR_SERVICE_REQUEST_TIMEOUT, "StartService", "did not respond in a timely fashion")
+        raise Win32Error(win32_scm.ERROR_SERVICE_REQUEST_TIMEOUT, "StartService", "did not respond in a timely fashion")
 
-    monkeypatch.setattr(win, "start_service", host_not_found)
+    monkeypatch.setattr(win32_scm, "start_service", host_not_found)
     with pytest.raises(ServiceError, match="pywintypesXY.dll"):
         windows.start(options(config_path))
 
@@ -362,7 +367,7 @@ def test_the_service_reports_running_after_the_observers_and_stops_within_its_hi
         runner = threading.Thread(target=service.SvcRun, name="scm-service-main")
         runner.start()
         try:
-            wait_until(lambda: any(r[0] == win.SERVICE_RUNNING for r in service.reported))
+            wait_until(lambda: any(r[0] == win32_scm.SERVICE_RUNNING for r in service.reported))
             service.SvcStop()  # what the SCM's control thread calls
         finally:
             service.stop_requested.set()
@@ -371,9 +376,12 @@ def test_the_service_reports_running_after_the_observers_and_stops_within_its_hi
         emu.stop()
     assert not runner.is_alive()
     states = [(state, hint) for state, hint, _code, _specific in service.reported]
-    assert states[0] == (win.SERVICE_START_PENDING, 30_000)
-    assert states[1][0] == win.SERVICE_RUNNING
-    assert states[2:] == [(win.SERVICE_STOP_PENDING, 20_000), (win.SERVICE_STOP_PENDING, 20_000)]  # 5 s + 15
+    assert states[0] == (win32_scm.SERVICE_START_PENDING, 30_000)
+    assert states[1][0] == win32_scm.SERVICE_RUNNING
+    assert states[2:] == [
+        (win32_scm.SERVICE_STOP_PENDING, 20_000),
+        (win32_scm.SERVICE_STOP_PENDING, 20_000),
+    ]  # 5 s + 15
     assert [level for level, _ in scm.events] == ["info", "info"]
     assert scm.events[0][1].startswith("dropbox-sync-school2 started: 1 inbox, 0 held, 0 waiting")
     assert scm.events[1][1] == "dropbox-sync-school2 stopped"
@@ -390,7 +398,7 @@ def test_a_config_error_is_logged_and_stops_cleanly_so_the_recovery_actions_do_n
     assert level == "error"
     assert text.startswith(f"dropbox-sync cannot run: {tmp_path / 'missing.toml'}: config file not found")
     assert "Not restarted automatically: fix the config" in text
-    assert [r[0] for r in service.reported] == [win.SERVICE_START_PENDING, win.SERVICE_STOP_PENDING]
+    assert [r[0] for r in service.reported] == [win32_scm.SERVICE_START_PENDING, win32_scm.SERVICE_STOP_PENDING]
     assert all(code == 0 and specific == 0 for _s, _h, code, specific in service.reported)
 
 

@@ -1,6 +1,6 @@
 """Running dropbox-sync as an operating-system service: one chooser, three backends.
 
-    windows.py   Windows service (pywin32, through the one wrapper _win32api.py)
+    windows.py   Windows service (pywin32, only through win32_scm.py and win32_host.py)
     systemd.py   Linux systemd unit (Type=notify, watchdog, hardening)
     launchd.py   macOS LaunchDaemon
 

@@ -38,9 +38,10 @@ import time
 from pathlib import Path
 
 from dropbox_sync import paths
-from dropbox_sync.errors import ConfigError, ServiceError, ServiceFailed
+from dropbox_sync.errors import ConfigError, ServiceError, ServiceFailed, Win32Error
 from dropbox_sync.service import DESCRIPTION, DISPLAY_NAME, SERVICE_NAME, ServiceOptions
-from dropbox_sync.service import _win32api as win
+from dropbox_sync.service import win32_host as host
+from dropbox_sync.service import win32_scm as scm
 from dropbox_sync.service.core import (
     STOP_MARGIN,
     Reporter,
@@ -57,11 +58,11 @@ from dropbox_sync.service.plan import (
 )
 from dropbox_sync.service.windows_setup import (
     WELL_KNOWN,
-    _require_readable_python,
-    _warn_about_shares,
     grant_folders,
     host_dir,
     prepare_host,
+    require_readable_python,
+    warn_about_shares,
 )
 
 CLASS_STRING = "dropbox_sync.service.windows.DropboxSyncService"
@@ -84,21 +85,21 @@ class _ScmReporter(Reporter):
         self.service.stop_hint_ms = int(stop_budget(config) * 1000)
 
     def ready(self, pipeline) -> None:
-        self.service.ReportServiceStatus(win.SERVICE_RUNNING)
-        win.log_event("info", f"{self.service.name} started: {status_line(pipeline.snapshots())}")
+        self.service.ReportServiceStatus(scm.SERVICE_RUNNING)
+        host.log_event("info", f"{self.service.name} started: {status_line(pipeline.snapshots())}")
 
     def failed(self, error: BaseException) -> None:
         if isinstance(error, ConfigError):
-            win.log_event(
+            host.log_event(
                 "error",
                 f"{self.service.name} cannot run: {error}. Not restarted automatically: "
                 "fix the config (check it with: dropbox-sync check), then start the service.",
             )
             return
-        win.log_event("error", f"{self.service.name} cannot run: {error}")
+        host.log_event("error", f"{self.service.name} cannot run: {error}")
 
 
-class DropboxSyncService(win.service_framework_base()):
+class DropboxSyncService(host.service_framework_base()):
     _svc_name_ = SERVICE_NAME
     _svc_display_name_ = DISPLAY_NAME
     _svc_description_ = DESCRIPTION
@@ -118,9 +119,9 @@ class DropboxSyncService(win.service_framework_base()):
     def SvcRun(self) -> None:  # noqa: N802 - pywin32's name
         # pywin32's SvcRun reports RUNNING before any work; we report it from
         # the core once every observer runs, and START_PENDING until then.
-        self.ReportServiceStatus(win.SERVICE_START_PENDING, waitHint=START_WAIT_HINT_MS)
+        self.ReportServiceStatus(scm.SERVICE_START_PENDING, waitHint=START_WAIT_HINT_MS)
         self.SvcDoRun()
-        self.ReportServiceStatus(win.SERVICE_STOP_PENDING, waitHint=self.stop_hint_ms)
+        self.ReportServiceStatus(scm.SERVICE_STOP_PENDING, waitHint=self.stop_hint_ms)
 
     def SvcDoRun(self) -> None:  # noqa: N802
         config_path = configured_config_path(self.name)
@@ -132,10 +133,10 @@ class DropboxSyncService(win.service_framework_base()):
             # Already in the Event Log (reporter.failed). Raising makes the host
             # report an error exit, which triggers the recovery actions.
             raise ServiceFailed(f"{self.name} stopped: {exc}") from None
-        win.log_event("info", f"{self.name} stopped")
+        host.log_event("info", f"{self.name} stopped")
 
     def SvcStop(self) -> None:  # noqa: N802
-        self.ReportServiceStatus(win.SERVICE_STOP_PENDING, waitHint=self.stop_hint_ms)
+        self.ReportServiceStatus(scm.SERVICE_STOP_PENDING, waitHint=self.stop_hint_ms)
         self.stop_requested.set()
 
     SvcShutdown = SvcStop  # noqa: N815 - machine shutdown: the same orderly stop
@@ -143,7 +144,7 @@ class DropboxSyncService(win.service_framework_base()):
 
 def configured_config_path(name: str) -> Path:
     """The config path baked in at install, else the site default (always absolute)."""
-    stored = win.get_parameter(name, CONFIG_PARAMETER)
+    stored = scm.get_parameter(name, CONFIG_PARAMETER)
     return Path(stored) if stored else paths.default_config_path()
 
 
@@ -157,32 +158,32 @@ def install(opts: ServiceOptions) -> int:
     facts = read_facts(opts.config_path)
     account = opts.account or DEFAULT_ACCOUNT
     password = _password_for(account, opts.password)
-    _require_readable_python()
-    exe = prepare_host(host_dir(), win.host_files(), opts)
+    require_readable_python()
+    exe = prepare_host(host_dir(), host.host_files(), opts)
     _register(opts.name, exe, account, password, opts)
-    win.set_parameter(opts.name, CONFIG_PARAMETER, str(opts.config_path))
+    scm.set_parameter(opts.name, CONFIG_PARAMETER, str(opts.config_path))
     # Real Windows accepts all of these; Wine and old builds lack some, and the
     # service still works without them, so each one only warns.
     recovers = _best_effort(
         opts,
         "the recovery actions (restart on failure)",
-        win.set_failure_actions,
+        scm.set_failure_actions,
         opts.name,
         delays_ms=FAILURE_DELAYS_MS,
         reset_seconds=FAILURE_RESET_SECONDS,
     )
-    _best_effort(opts, "restart after an error exit", win.set_failure_actions_on_error_exit, opts.name)
-    _best_effort(opts, "a service SID (NT SERVICE\\name)", win.set_unrestricted_sid, opts.name)
+    _best_effort(opts, "restart after an error exit", scm.set_failure_actions_on_error_exit, opts.name)
+    _best_effort(opts, "a service SID (NT SERVICE\\name)", scm.set_unrestricted_sid, opts.name)
     if account.lower() not in WELL_KNOWN:  # built-in service accounts hold the right already
-        _best_effort(opts, f"'Log on as a service' for {account}", win.grant_service_logon_right, account)
-    win.register_event_source(opts.name)
+        _best_effort(opts, f"'Log on as a service' for {account}", host.grant_service_logon_right, account)
+    host.register_event_source(opts.name)
     recovery = "restarts after 10 s, 60 s, then every 5 min on failure" if recovers else "NO automatic restart"
     opts.say(
         f"service {opts.name}: runs as {account}, starts automatically (delayed), {recovery}; config {opts.config_path}"
     )
     if opts.grant:
         grant_folders(facts, account, opts)
-    _warn_about_shares(facts, account, opts)
+    warn_about_shares(facts, account, opts)
     if facts.problem:
         opts.say(
             f"warning: the config does not load yet: {facts.problem}\n"
@@ -195,7 +196,7 @@ def install(opts: ServiceOptions) -> int:
 
 
 def _require_admin() -> None:
-    if not win.is_admin():
+    if not host.is_admin():
         raise ServiceError(
             "this needs administrator rights: open PowerShell with 'Run as administrator' and run the command again"
         )
@@ -219,19 +220,19 @@ def _register(name: str, exe: Path, account: str, password: str | None, opts: Se
     args = (name, DISPLAY_NAME, DESCRIPTION, CLASS_STRING, exe)
     # Automatic, delayed: shares and the domain logon are up by then, and a
     # school server's boot is not slowed by an upload service.
-    how = {"start_type": win.SERVICE_AUTO_START, "delayed": True, "account": account, "password": password}
+    how = {"start_type": scm.SERVICE_AUTO_START, "delayed": True, "account": account, "password": password}
     try:
-        win.install_service(*args, **how)
+        scm.install_service(*args, **how)
         opts.say(f"installed service {name}, host {exe}")
-    except win.Win32Error as exc:
-        if exc.winerror == win.ERROR_SERVICE_MARKED_FOR_DELETE:
+    except Win32Error as exc:
+        if exc.winerror == scm.ERROR_SERVICE_MARKED_FOR_DELETE:
             raise ServiceError(
                 f"service {name} is still being deleted: close the Services window "
                 "(services.msc) and any 'sc' sessions, then try again"
             ) from None
-        if exc.winerror != win.ERROR_SERVICE_EXISTS:
+        if exc.winerror != scm.ERROR_SERVICE_EXISTS:
             raise
-        win.update_service(*args, **how)
+        scm.update_service(*args, **how)
         opts.say(f"updated the existing service {name}, host {exe}")
 
 
@@ -239,7 +240,7 @@ def _best_effort(opts: ServiceOptions, what: str, action, *args, **kwargs) -> bo
     """Settings that older Windows (or Wine) may lack; the service works without them."""
     try:
         action(*args, **kwargs)
-    except (win.Win32Error, NotImplementedError, ValueError) as exc:
+    except (Win32Error, NotImplementedError, ValueError) as exc:
         opts.say(f"warning: could not set {what}: {exc}")
         return False
     return True
@@ -256,9 +257,9 @@ def uninstall(opts: ServiceOptions) -> int:
     if status is None:
         opts.say(f"service {opts.name} is not installed")
     else:
-        if status.state != win.SERVICE_STOPPED:
+        if status.state != scm.SERVICE_STOPPED:
             stop(opts)
-        win.remove_service(opts.name)
+        scm.remove_service(opts.name)
         opts.say(f"removed service {opts.name} (config, logs and inbox folders are kept)")
     if opts.remove_data:
         _remove_data(opts)
@@ -276,14 +277,14 @@ def _remove_data(opts: ServiceOptions) -> None:
 def start(opts: ServiceOptions) -> int:
     _require_admin()
     try:
-        win.start_service(opts.name)
-    except win.Win32Error as exc:
-        if exc.winerror == win.ERROR_SERVICE_ALREADY_RUNNING:
+        scm.start_service(opts.name)
+    except Win32Error as exc:
+        if exc.winerror == scm.ERROR_SERVICE_ALREADY_RUNNING:
             opts.say(f"service {opts.name} is already running")
             return 0
         raise ServiceError(_explain(opts.name, exc)) from None
-    status = _wait_for(opts.name, {win.SERVICE_RUNNING, win.SERVICE_STOPPED}, START_TIMEOUT)
-    if status.state == win.SERVICE_RUNNING:
+    status = _wait_for(opts.name, {scm.SERVICE_RUNNING, scm.SERVICE_STOPPED}, START_TIMEOUT)
+    if status.state == scm.SERVICE_RUNNING:
         opts.say(f"service {opts.name} is running")
         return 0
     logs = _log_dir(configured_config_path(opts.name))
@@ -297,15 +298,15 @@ def start(opts: ServiceOptions) -> int:
 def stop(opts: ServiceOptions) -> int:
     _require_admin()
     try:
-        win.stop_service(opts.name)
-    except win.Win32Error as exc:
-        if exc.winerror == win.ERROR_SERVICE_NOT_ACTIVE:
+        scm.stop_service(opts.name)
+    except Win32Error as exc:
+        if exc.winerror == scm.ERROR_SERVICE_NOT_ACTIVE:
             opts.say(f"service {opts.name} is not running")
             return 0
         raise ServiceError(_explain(opts.name, exc)) from None
     budget = _stop_budget(opts)
-    status = _wait_for(opts.name, {win.SERVICE_STOPPED}, budget)
-    if status.state != win.SERVICE_STOPPED:
+    status = _wait_for(opts.name, {scm.SERVICE_STOPPED}, budget)
+    if status.state != scm.SERVICE_STOPPED:
         raise ServiceError(f"service {opts.name} did not stop within {budget:g} s ({status.state_name})")
     opts.say(f"service {opts.name} stopped")
     return 0
@@ -317,17 +318,17 @@ def status(opts: ServiceOptions) -> int:
     if current is None:
         opts.say(f"service {opts.name}: not installed")
         return 1
-    config = win.query_config(opts.name)
+    config = scm.query_config(opts.name)
     opts.say(f"service {opts.name}: {current.state_name}")
-    opts.say(f"  start:   {win.START_TYPE_NAMES.get(config.start_type, config.start_type)}")
+    opts.say(f"  start:   {scm.START_TYPE_NAMES.get(config.start_type, config.start_type)}")
     opts.say(f"  account: {config.account}")
     opts.say(f"  host:    {config.binary_path}")
     config_path = configured_config_path(opts.name)
     opts.say(f"  config:  {config_path}")
     opts.say(f"  logs:    {_log_dir(config_path)}  (and the Application Event Log, source {opts.name})")
-    if current.state == win.SERVICE_STOPPED and current.win32_exit_code:
+    if current.state == scm.SERVICE_STOPPED and current.win32_exit_code:
         opts.say(f"  last exit: Windows error {current.win32_exit_code}, service code {current.service_exit_code}")
-    return 0 if current.state == win.SERVICE_RUNNING else 1
+    return 0 if current.state == scm.SERVICE_RUNNING else 1
 
 
 def _log_dir(config_path: Path) -> Path:
@@ -339,23 +340,23 @@ def _log_dir(config_path: Path) -> Path:
     return configured or paths.log_dir()
 
 
-def _status_or_none(name: str) -> win.ServiceStatus | None:
+def _status_or_none(name: str) -> scm.ServiceStatus | None:
     try:
-        return win.query_status(name)
-    except win.Win32Error as exc:
-        if exc.winerror == win.ERROR_SERVICE_DOES_NOT_EXIST:
+        return scm.query_status(name)
+    except Win32Error as exc:
+        if exc.winerror == scm.ERROR_SERVICE_DOES_NOT_EXIST:
             return None
         raise
 
 
-def _wait_for(name: str, states: set[int], timeout: float) -> win.ServiceStatus:
+def _wait_for(name: str, states: set[int], timeout: float) -> scm.ServiceStatus:
     """Poll the SCM until the service reaches one of ``states`` or ``timeout`` passes."""
     pause = threading.Event()  # never set: an interruptible pause, not time.sleep
     deadline = time.monotonic() + timeout
-    current = win.query_status(name)
+    current = scm.query_status(name)
     while current.state not in states and time.monotonic() < deadline:
         pause.wait(POLL)
-        current = win.query_status(name)
+        current = scm.query_status(name)
     return current
 
 
@@ -366,20 +367,20 @@ def _stop_budget(opts: ServiceOptions) -> float:
         return DEFAULT_STOP_TIMEOUT + STOP_MARGIN
 
 
-def _explain(name: str, exc: win.Win32Error) -> str:
-    if exc.winerror == win.ERROR_SERVICE_DOES_NOT_EXIST:
+def _explain(name: str, exc: Win32Error) -> str:
+    if exc.winerror == scm.ERROR_SERVICE_DOES_NOT_EXIST:
         return f"service {name} is not installed (dropbox-sync service install)"
-    if exc.winerror == win.ERROR_SERVICE_REQUEST_TIMEOUT:
+    if exc.winerror == scm.ERROR_SERVICE_REQUEST_TIMEOUT:
         return (
             f"{exc}. The service host did not start: usually pythonXY.dll or pywintypesXY.dll was not "
             "found beside pythonservice.exe. Run 'dropbox-sync service install' again from the venv's "
             "Scripts folder and see docs/install-windows.md, Troubleshooting"
         )
-    if exc.winerror == win.ERROR_SERVICE_LOGON_FAILED:
+    if exc.winerror == scm.ERROR_SERVICE_LOGON_FAILED:
         return (
             f"{exc}. Windows could not log the service on: check the account's password (install again "
             "with --account and --password) and that it holds 'Log on as a service'"
         )
-    if exc.winerror == win.ERROR_ACCESS_DENIED:
+    if exc.winerror == scm.ERROR_ACCESS_DENIED:
         return f"{exc}: run this from an administrator prompt"
     return str(exc)

@@ -14,7 +14,7 @@ from pathlib import Path, PureWindowsPath
 from dropbox_sync import paths
 from dropbox_sync.errors import ServiceError
 from dropbox_sync.service import ServiceOptions
-from dropbox_sync.service import _win32api as win
+from dropbox_sync.service import win32_host as host
 from dropbox_sync.service.plan import InstallFacts, is_network_path
 
 # Well-known accounts by SID, so icacls works on localised Windows too
@@ -29,7 +29,7 @@ WELL_KNOWN = {
 }
 
 
-def _require_readable_python() -> None:
+def require_readable_python() -> None:
     """The service account must read the base Python: a per-user install under a profile is private."""
     base = PureWindowsPath(sys.base_prefix)
     users = PureWindowsPath(os.environ.get("SystemDrive", "C:") + "\\Users")
@@ -46,7 +46,7 @@ def host_dir() -> Path:
     return Path(sys.prefix)
 
 
-def prepare_host(prefix: Path, files: win.HostFiles, opts: ServiceOptions) -> Path:
+def prepare_host(prefix: Path, files: host.HostFiles, opts: ServiceOptions) -> Path:
     """Put pythonservice.exe and the DLLs it links against together in the venv root."""
     target = prefix / files.exe.name
     for source in (files.exe, *files.dlls):
@@ -101,14 +101,16 @@ def grant_folders(facts: InstallFacts, account: str, opts: ServiceOptions) -> No
             opts.say(f"warning: {path} does not exist yet; grant {account} rights on it once it does")
             continue
         try:
-            win.grant(path, who, rights, inherit=inherit)
+            host.grant(path, who, rights, inherit=inherit)
         except ServiceError as exc:
             opts.say(f"warning: {exc}")
             continue
         opts.say(f"granted {account} {'Modify' if rights == 'M' else 'Read'} on {path}")
 
 
-def _warn_about_shares(facts: InstallFacts, account: str, opts: ServiceOptions) -> None:
+def warn_about_shares(facts: InstallFacts, account: str, opts: ServiceOptions) -> None:
+    """Tell the installer that inboxes on a share need rights we cannot grant from here
+    (a warning when the account, LocalService, cannot reach a share at all)."""
     shares = [p for p in facts.inbox_paths if is_network_path(p)]
     if not shares:
         return
