@@ -44,7 +44,8 @@ def gather(
     now: dt.datetime,
     cache: dict | None = None,
 ) -> dict[str, Any]:
-    """Everything the template shows, as plain data."""
+    """Everything the template shows, as plain data; ``cache`` keeps what was read from result
+    files (pass the same dict on every call for one page: an archived result does not change)."""
     cache = {} if cache is None else cache
     reasons = snapshot.waiting if snapshot else {}
     waiting = status.waiting(inbox, reasons)
