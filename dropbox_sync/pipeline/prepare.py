@@ -297,7 +297,6 @@ def _without_error_column(upload: Upload, path: Path, scratch: Path | None, temp
     if not kept:
         _remove(made)
         return upload
-    temporaries.extend(made)
     return dataclasses.replace(
         upload, path=made[0], size=archive.lstat_claimed(made[0]).st_size, temporaries=tuple(temporaries)
     )
@@ -315,9 +314,20 @@ def _changes(
     """Stage 6: the upload against the route's roster memory; only the rows to send, with delta."""
     if upload.rows > changes.MAX_ROWS:
         return upload
-    target, sink = _temporary(path, scratch, ".changes")  # tidied after a crash like the others
-    sink.close()  # changes.plan writes it by name: a fresh file of ours, of a name nobody could guess
-    temporaries.append(target)
+    made: list[Path] = []
+
+    def open_target() -> BinaryIO:
+        """Only when plan rewrites the upload (delta, deactivating leavers): a comparison alone
+        makes no file. Tidied after a crash like the other temporaries."""
+        target, sink = _temporary(path, scratch, ".changes")
+        made.append(target)
+        temporaries.append(target)  # removed by prepare if anything escapes
+        return sink
+
+    def drop_made() -> None:
+        _remove(made)
+        temporaries[:] = [t for t in temporaries if t not in made]
+
     route = upload.route
     try:
         found = changes.plan(
@@ -327,24 +337,20 @@ def _changes(
             route.policy,
             roster,
             now,
-            target=target,
+            open_target=open_target,
             row_map=upload.mapped.row_map if upload.mapped is not None else None,
         )
     except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
         # Sending the file as it is stays right (the server reads it its own way and says
         # what it refused); only the memory learns nothing from it.
-        archive.discard(target)
+        drop_made()
         warning = f"not compared with the roster memory ({exc}); sent as it is"
         return dataclasses.replace(upload, warnings=(*upload.warnings, warning))
-    if found is None:
-        archive.discard(target)
-        return upload
-    if not found.rewritten:
-        archive.discard(target)  # made empty beforehand, never written
-        temporaries.remove(target)
-        return dataclasses.replace(upload, changes=found)
+    if found is None or not found.rewritten:
+        drop_made()  # written, but the file itself goes, byte for byte
+        return upload if found is None else dataclasses.replace(upload, changes=found)
     return dataclasses.replace(
-        upload, path=target, size=archive.lstat_claimed(target).st_size, changes=found, temporaries=tuple(temporaries)
+        upload, path=made[0], size=archive.lstat_claimed(made[0]).st_size, changes=found, temporaries=tuple(temporaries)
     )
 
 

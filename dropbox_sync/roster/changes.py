@@ -23,10 +23,10 @@ import hashlib
 import io
 import json
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from dropbox_sync.config.mapping import USERNAME, fold
 from dropbox_sync.config.policy import RosterPolicy
@@ -38,7 +38,6 @@ LISTED = 200  # users listed per kind in a result; the counts are always complet
 # Beyond this many rows a file is not compared nor remembered (no school has such a roster;
 # a 1 GiB export must stream in flat memory as before).
 MAX_ROWS = 500_000
-_BUFFER = 1 << 20
 
 
 class Codec:
@@ -181,13 +180,14 @@ def plan(
     roster: Roster | None,
     now: dt.datetime,
     *,
-    target: Path,
+    open_target: Callable[[], BinaryIO],
     row_map: Any = None,
 ) -> Changes | None:
     """Compare the CSV at ``path`` (as Infiniti would receive it) with the route's memory.
 
-    With ``policy.rewrites`` the rows to send are written to ``target`` (``Changes.rewritten``;
-    removed again when the file itself can be sent). ``row_map``: a mapping's trace from the
+    With ``policy.rewrites`` the rows to send are written to a file ``open_target()`` makes
+    (``Changes.rewritten``; when the file itself can be sent after all, the caller removes it).
+    Without, no file is made: most imports only compare. ``row_map``: a mapping's trace from the
     upload's rows to the export's (None: ``path`` is the export). None when the file has no
     username column (not a users import): nothing to compare. Raises OSError, csv.Error,
     UnicodeDecodeError (the preparation step has read this file successfully already)."""
@@ -206,7 +206,7 @@ def plan(
     if not policy.rewrites:
         _compare(changes, codec, rows, digests, header_line, row_map, None)
     else:
-        with open(target, "w", encoding="utf-8", newline="", buffering=_BUFFER) as sink:
+        with io.TextIOWrapper(open_target(), encoding="utf-8", newline="") as sink:
             extra = _extra_columns(header, policy)
             writer = csv.writer(sink)
             writer.writerow(header + [name for name, _ in extra])
@@ -219,8 +219,6 @@ def plan(
         changes.rewritten = changes.whole is None or changes.first_leaver_row > 0
         if changes.rewritten:
             changes.sent_map = SentRows(sent, row_map.header_line if row_map is not None else header_line)
-        else:
-            target.unlink(missing_ok=True)  # the file itself goes, byte for byte
     _old_values(changes, roster, inbox, route)
     return changes
 
