@@ -33,6 +33,7 @@ import json
 import os
 import secrets
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Self
@@ -291,16 +292,56 @@ def _user(uid: int) -> str:
         return f"uid {uid}"
 
 
+_kept = threading.local()  # this thread's ``kept_open`` folders: {inbox path: WorkFolders}
+
+
+@contextlib.contextmanager
+def kept_open(inbox_path: Path) -> Iterator[None]:
+    """Within the ``with``, in this thread, the inbox and its work folders are opened once
+    (strictly: links refused, ownership checked) and their handles reused by every
+    ``inbox_folders`` and ``work_folder`` call, instead of opening and closing them again
+    for each stat, open and rename: a file's path takes some 25 of those.
+
+    The worker keeps them for one pass. A folder swapped for a link during the pass is
+    still never reached through the link: the handle is the folder that was checked,
+    wherever it was moved to. The next pass opens afresh and finds the link (held).
+    Without handles (Windows) nothing is kept: the reparse-point check is per call."""
+    kept: dict[Path, WorkFolders] = _kept.__dict__.setdefault("folders", {})
+    if not HANDLES or inbox_path in kept:
+        yield
+        return
+    with open_trusted(inbox_path) as inbox:
+        kept[inbox_path] = WorkFolders(inbox, strict=True)
+        try:
+            yield
+        finally:
+            kept.pop(inbox_path).close()
+
+
+def _kept_folders(inbox_path: Path) -> WorkFolders | None:
+    folders = getattr(_kept, "folders", None)
+    return folders.get(inbox_path) if folders else None
+
+
 @contextlib.contextmanager
 def work_folder(inbox_path: Path, which: str, *, create: bool = False, strict: bool = True) -> Iterator[Folder]:
     """One work folder of an inbox, opened safely for the duration of a ``with``."""
+    kept = _kept_folders(inbox_path)
+    if kept is not None:  # opened strictly, so good for either ``strict``
+        yield kept.get(which, create=create)
+        return
     with open_trusted(inbox_path) as inbox, open_work_folder(inbox, which, create=create, strict=strict) as folder:
         yield folder
 
 
 @contextlib.contextmanager
 def inbox_folders(inbox_path: Path, *, strict: bool = True) -> Iterator[WorkFolders]:
-    """The inbox and its work folders, each opened on first use, all closed after."""
+    """The inbox and its work folders, each opened on first use, all closed after
+    (or kept: ``kept_open``)."""
+    kept = _kept_folders(inbox_path)
+    if kept is not None:
+        yield kept
+        return
     with open_trusted(inbox_path) as inbox:
         folders = WorkFolders(inbox, strict=strict)
         try:

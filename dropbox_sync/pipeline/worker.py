@@ -22,7 +22,7 @@ from loguru import logger
 
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.errors import UnsafeFolder
-from dropbox_sync.pipeline import archive, writers
+from dropbox_sync.pipeline import archive, workdirs, writers
 from dropbox_sync.pipeline.backoff import Backoff
 from dropbox_sync.pipeline.client import ImportClient
 from dropbox_sync.pipeline.discover import discover
@@ -170,6 +170,10 @@ class InboxWorker(FileTransaction):
     def _cycle(self, stop: threading.Event) -> float:
         if not self._folder_present():
             return MISSING_FOLDER_RECHECK
+        with workdirs.kept_open(self.inbox.path):  # one opening of the work folders per pass
+            return self._pass(stop)
+
+    def _pass(self, stop: threading.Event) -> float:
         archive.ensure_folders(self.inbox.path)  # UnsafeFolder: see cycle
         if self._unsafe_folder:
             logger.info('inbox "{}": its work folders are real folders of ours again; resuming', self.name)
