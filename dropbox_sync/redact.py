@@ -8,8 +8,8 @@ the Basic Auth token), in any text. Everything we write goes through it:
 
 - log sinks, every format (log.py), including tracebacks;
 - stdout and stderr of every command (cli.py wraps both streams);
-- results, status.json, notify.json and report pages (``workdirs.Folder``
-  writes them, scrubbing the data with ``scrub_data`` before encoding);
+- results, status.json and notify.json (``workdirs.Folder`` writes them as
+  ``to_json`` encodes them: scrubbed before encoding) and report pages;
 - the journal (journal.py) and emails (mail.py).
 
 URLs are shown without their ``user:password@`` part by ``redact_url``, which
@@ -30,6 +30,8 @@ MASK = "***"
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+_in_json: set[str] = set()  # each of _secrets as it reads inside a JSON string (see to_json)
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # no indent: the C encoder
 
 
 class Secret:
@@ -70,8 +72,10 @@ def register_secret(value: str) -> None:
             json.dumps(value, ensure_ascii=False)[1:-1],
             html.escape(value),  # a report page
         }
+        kept = {form for form in forms if len(form) >= 3}
         with _lock:
-            _secrets.update(form for form in forms if len(form) >= 3)
+            _secrets.update(kept)
+            _in_json.update(_json_escaped(form) for form in kept)
 
 
 def register_basic_auth(username: str, password: str) -> None:
@@ -100,6 +104,41 @@ def scrub_data(data: Any) -> Any:
     if isinstance(data, list | tuple):
         return [scrub_data(item) for item in data]
     return data
+
+
+def _json_escaped(text: str) -> str:
+    return _ENCODE(text)[1:-1]
+
+
+def to_json(data: dict[str, Any]) -> str:
+    """``data`` as JSON for people, every registered secret blanked: one line per top-level
+    key, and per key or item of a top-level object or list (a result's ``details`` row by
+    row); deeper levels on the line of their parent.
+
+    Encoded first as it is, by the C encoder (``indent`` would take the pure-Python one:
+    a third of the cost of a result). JSON escapes character by character, so a string
+    holding a secret in any of its forms shows that form, escaped, in the text: only then
+    is the data scrubbed string by string (``scrub_data``) and encoded again, so no
+    escaping can hide a secret."""
+    text = _pretty(data)
+    with _lock:
+        found = any(form in text for form in _in_json)
+    return _pretty(scrub_data(data)) if found else text
+
+
+def _pretty(data: dict[str, Any]) -> str:
+    lines = []
+    for key, value in data.items():
+        head = f"  {_ENCODE(key)}: "
+        if isinstance(value, dict) and value:
+            inner = ",\n".join(f"    {_ENCODE(k)}: {_ENCODE(v)}" for k, v in value.items())
+            lines.append(f"{head}{{\n{inner}\n  }}")
+        elif isinstance(value, list | tuple) and value:
+            inner = ",\n".join(f"    {_ENCODE(item)}" for item in value)
+            lines.append(f"{head}[\n{inner}\n  ]")
+        else:
+            lines.append(head + _ENCODE(value))
+    return "{\n" + ",\n".join(lines) + "\n}\n" if lines else "{}\n"
 
 
 class ScrubbingStream:

@@ -265,3 +265,31 @@ def test_the_config_folder_behind_a_swapped_sending_folder_leaks_nothing(tmp_pat
         ),
         "a file",
     )
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ['quo"te\\back', "ctl\x01char", "naïve-pässword", "plain-Secret-77"],
+    ids=["quote-backslash", "control", "non-ascii", "plain"],
+)
+def test_json_files_blank_a_secret_however_json_escapes_it(secret):
+    """Results and state files are encoded first and scrubbed only when the text shows a
+    secret (redact.to_json): a secret JSON must escape, in a key, deep in a list, or in
+    any of its other forms, is blanked all the same, and the data reads back unchanged."""
+    from dropbox_sync import redact
+
+    redact.register_secret(secret)
+    token = base64.b64encode(f"someone:{secret}".encode()).decode()
+    redact.register_basic_auth("someone", secret)
+    data = {
+        f"key {secret}": [1, {"deep": [f"at {secret} end"]}],
+        "details": {"1": f"Error: {urllib.parse.quote(secret, safe='')}", "2": f"Basic {token}"},
+        "clean": {"n": None, "t": True, "f": 1.5},
+    }
+    text = redact.to_json(data)
+    for form in (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]):
+        assert form not in text
+    assert urllib.parse.quote(secret, safe="") not in text and token not in text
+    assert json.loads(text) == redact.scrub_data(data)
+    clean = {"success": True, "details": {"1": "Success: created"}, "empty": {}, "none": []}
+    assert json.loads(redact.to_json(clean)) == clean

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import secrets
 import stat
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Self
 
 from dropbox_sync.errors import UnsafeFolder
-from dropbox_sync.redact import scrub_data
+from dropbox_sync.redact import to_json
 
 SENDING = "sending"
 PROCESSED = "processed"
@@ -129,7 +128,7 @@ class Folder:
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
         """A JSON file, scrubbed of every registered secret before it is encoded."""
-        text = json.dumps(scrub_data(data), indent=2, ensure_ascii=False) + "\n"
+        text = to_json(data)
         # backslashreplace: a file name that is not valid UTF-8 is kept as an
         # escape instead of failing the whole result.
         self.write_atomically(name, text.encode("utf-8", "backslashreplace"))
