@@ -180,3 +180,35 @@ def test_a_long_upload_is_not_called_wedged_before_its_deadline(tmp_path):
 def big_size(tmp_path: Path) -> int:
     [claimed] = (tmp_path / "inbox" / "sending").iterdir()
     return claimed.stat().st_size
+
+
+class AnswersOnceHandedOver(ScriptedServer):
+    """Reads the request, then answers only once the client said the request was out
+    (bounded: a client that waits for the reply first gets a failure after 30 s)."""
+
+    def __init__(self) -> None:
+        super().__init__(Scripted())
+        self.handed_over = threading.Event()
+
+    def next_reply(self) -> Scripted:
+        first = self.handed_over.wait(30)
+        return Scripted(body=b'{"success": %s, "summary": "ok"}' % (b"true" if first else b"false"))
+
+
+def test_the_server_s_time_is_handed_to_the_pipeline_before_the_reply_is_read(tmp_path):
+    """``ImportClient.upload``'s ``on_sent`` runs on the uploading thread once the whole request
+    is out and before the reply is read: the pipeline does the roster memory's bookkeeping
+    there, while the server imports (``transaction.FileTransaction._post``)."""
+    with AnswersOnceHandedOver() as server:
+        inbox = inbox_config(tmp_path, server)
+        uploading = threading.current_thread()
+        calls = []
+
+        def on_sent() -> None:
+            calls.append(threading.current_thread())
+            server.handed_over.set()
+
+        with ImportClient(inbox) as client:
+            reply = client.upload(drop_file(tmp_path), on_sent=on_sent)
+    assert reply.success, "the server answered only after on_sent"
+    assert calls == [uploading], "once, on the uploading thread"

@@ -460,3 +460,25 @@ def test_deactivate_guards_against_a_partial_export_unless_told_not_to(tmp_path,
     other.mkdir()
     for keys, guard in (({"leavers": "deactivate", "change_guard": 0}, 0), ({"leavers": "report"}, 0)):
         assert config.load(write_config(other, emu, **keys)).inboxes[0].routes[0].policy.change_guard == guard
+
+
+def test_files_in_one_pass_each_compare_with_what_the_one_before_taught(tmp_path, emu):
+    """The memory learns from a file while the server imports the next one, and compares the
+    next one then too (transaction._post): the comparisons must still see every file before
+    them, in order, in a single pass; and after the pass the memory holds the last file."""
+    school = School(tmp_path, emu, leavers="report")
+    school.day = 1
+    exports = [range(1, 6), range(2, 8), range(2, 8), range(3, 8)]
+    for night, numbers in enumerate(exports):
+        changed = {4: {"year": 8}} if night == 2 else None
+        (school.inbox / f"{night}_students.csv").write_text(export(numbers, changed), encoding="utf-8")
+    school.run()
+    results = [result_of(p) for p in sorted(archived(school.inbox, "processed"))]
+    seen = [
+        (c["added"], c["changed"], c["unchanged"], c["leavers"])
+        for c in (r["dropbox_sync"]["changes"] for r in results)
+    ]
+    assert seen == [(5, 0, 0, 0), (2, 0, 4, 1), (0, 1, 5, 0), (0, 1, 4, 1)]  # s0004 back in year 7
+    assert [r["dropbox_sync"]["changes"].get("leaver_users") for r in results] == [[], ["s0001"], [], ["s0002"]]
+    _, result = school.night(export(range(3, 8)))  # a new pass: the pass's last lesson was kept
+    assert result["dropbox_sync"]["changes"]["unchanged"] == 5

@@ -53,6 +53,13 @@ class RosterPolicy:
         """The upload is built from the rows to send, not the file (byte for byte) itself."""
         return self.delta or self.deactivates
 
+    @property
+    def shapes_upload(self) -> bool:
+        """The roster memory decides what is sent or whether (rewrites, change_guard): the
+        comparison must come before the upload. Otherwise it only informs the result, and
+        the pipeline runs it while the server works (``transaction.FileTransaction._post``)."""
+        return self.rewrites or self.change_guard > 0
+
 
 DEFAULT = RosterPolicy()
 

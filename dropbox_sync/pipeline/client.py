@@ -93,8 +93,11 @@ class ImportClient:
         filename: str | None = None,
         url: str | None = None,
         progress: ProgressCallback | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> Reply:
-        """POST ``path`` as the first (only) file part to ``url`` (default: the inbox's)."""
+        """POST ``path`` as the first (only) file part to ``url`` (default: the inbox's).
+        ``on_sent``: called on this thread once the whole request is out, before the reply is
+        read (the server's turn); it must not raise, and should be short next to the deadline."""
         url = url or self.inbox.url
         safe_url = redact_url(url)
         # Infiniti ignores the file name, but httpx must encode it: a name
@@ -108,7 +111,7 @@ class ImportClient:
             files = {"file": (name, stream, "text/csv")}
             budget = request_deadline(self.inbox, os.fstat(raw.fileno()).st_size)
             started = time.monotonic()
-            with _Deadline(budget, self._sockets, self._sockets_lock, self._watchdog) as deadline:
+            with _Deadline(budget, self._sockets, self._sockets_lock, self._watchdog, on_sent) as deadline:
                 try:
                     with self._http.stream("POST", url, files=files, extensions={"trace": deadline.trace}) as response:
                         content, truncated = _read_capped(response)
@@ -148,8 +151,14 @@ class _Deadline:
     network stream)."""
 
     def __init__(
-        self, seconds: float, sockets: weakref.WeakSet[socket.socket], lock: threading.Lock, watchdog: _Watchdog
+        self,
+        seconds: float,
+        sockets: weakref.WeakSet[socket.socket],
+        lock: threading.Lock,
+        watchdog: _Watchdog,
+        on_sent: Callable[[], None] | None = None,
     ) -> None:
+        self.on_sent = on_sent
         self.expired = False
         self.sent = False  # the whole request, file included, went out
         self.seconds = seconds
@@ -167,6 +176,8 @@ class _Deadline:
     def trace(self, event: str, info: dict[str, Any]) -> None:
         if event.endswith("send_request_body.complete"):  # httpcore's http11. and http2. events
             self.sent = True
+            if self.on_sent is not None:
+                self.on_sent()
         if event.endswith(("connect_tcp.complete", "start_tls.complete")):
             sock = info["return_value"].get_extra_info("socket")
             if sock is not None:

@@ -67,6 +67,7 @@ class Upload:
     temporaries: tuple[Path, ...] = ()  # ours to delete once sent (discard)
     mapped: MapResult | None = None  # set when [inbox.columns] built ``path`` from the export
     changes: Changes | None = None  # against the roster memory (None: not a users file)
+    compare_later: bool = False  # stage 6 left to the caller (``compare``): see prepare's compare_later
 
     @property
     def rewritten(self) -> bool:
@@ -152,6 +153,8 @@ def prepare(
     approved: bool = False,
     roster: Roster | None = None,
     now: dt.datetime | None = None,
+    compare_later: bool = False,
+    before_comparing: Callable[[], None] | None = None,
 ) -> Upload | Rejection:
     """Make ``path`` ready to upload for ``inbox``, or say why it must not be.
 
@@ -160,8 +163,12 @@ def prepare(
     ``sending/``, where a crash's leftovers are tidied at start). ``last_rows(url)``
     gives the rows of the last import on a route for the shrink guard (None: no guard).
     ``roster``: the roster memory to compare with (None: none, every row is "added");
-    ``now``: the clock of ``full_sync_days``. Never raises for a bad file; the caller
-    owns ``Upload.discard()``."""
+    ``now``: the clock of ``full_sync_days``. ``compare_later``: where the roster memory
+    only informs the result (``RosterPolicy.shapes_upload`` false), stage 6 is left out
+    (``Upload.compare_later``) for the caller to run with ``compare`` while the server
+    works; ``before_comparing`` is called before a comparison done here (the caller's
+    memory must be up to date first). Never raises for a bad file; the caller owns
+    ``Upload.discard()``."""
     name = path.name if name is None else name
     original = archive.display_name(name)
     try:
@@ -186,7 +193,12 @@ def prepare(
     try:
         prepared = _encoded(inbox, route, path, original, info.st_size, scratch, temporaries)
         if isinstance(prepared, Upload):
-            prepared = _changes(inbox, prepared, path, scratch, temporaries, roster, now or dt.datetime.now(dt.UTC))
+            if compare_later and not route.policy.shapes_upload:
+                prepared = dataclasses.replace(prepared, compare_later=True)
+            else:
+                if before_comparing is not None:
+                    before_comparing()
+                prepared = _changes(inbox, prepared, path, scratch, temporaries, roster, now or dt.datetime.now(dt.UTC))
         if isinstance(prepared, Upload):
             if approved:
                 prepared = dataclasses.replace(prepared, approved=True)
@@ -352,6 +364,16 @@ def _changes(
     return dataclasses.replace(
         upload, path=made[0], size=archive.lstat_claimed(made[0]).st_size, changes=found, temporaries=tuple(temporaries)
     )
+
+
+def compare(inbox: InboxConfig, upload: Upload, path: Path, roster: Roster | None, now: dt.datetime) -> Upload:
+    """Stage 6 of an upload prepared with ``compare_later`` (``path``: the claimed file). The
+    route's policy neither rewrites nor guards, so no temporary is made and nothing is held:
+    only ``Upload.changes`` (the result's facts) and perhaps a warning come of it."""
+    assert upload.compare_later and not upload.route.policy.shapes_upload
+    found = _changes(inbox, upload, path, None, list(upload.temporaries), roster, now)
+    assert isinstance(found, Upload) and found.temporaries == upload.temporaries
+    return dataclasses.replace(found, compare_later=False)
 
 
 def _change_guard(upload: Upload) -> Rejection | None:

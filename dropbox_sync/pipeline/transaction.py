@@ -11,7 +11,7 @@ hold means for the inbox, is the scheduler's job (``worker.py``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,16 @@ from dropbox_sync.errors import FileNotReady, HoldError, TransientError
 from dropbox_sync.pipeline import archive, failed_rows, mapper, preflight, result
 from dropbox_sync.pipeline.client import ImportClient, Reply, request_deadline
 from dropbox_sync.pipeline.outcome import FileReport, Outcome, is_foreign, judge
-from dropbox_sync.pipeline.prepare import Rejection, Upload, prepare
+from dropbox_sync.pipeline.prepare import Rejection, Upload, compare, prepare
 from dropbox_sync.pipeline.settle import Observation
 from dropbox_sync.pipeline.watcher import Candidate, observe
 from dropbox_sync.roster import changes
 from dropbox_sync.state.journal import Attempt
 
 NOT_READY_RECHECK = 1.0  # seconds before looking again at a file held open by its writer
+# Bookkeeping done while the server imports a file (_post) is only that of files up to this
+# size: milliseconds of work, next to a request deadline of at least 2 s.
+WINDOW_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,20 @@ class _Unrecorded:
     summary: str
     result: dict[str, Any]
     log_line: str  # the summary, with the first failed rows for the log
-    learn: Callable[[], None] | None = None  # what the roster memory takes from it, once it is on disk
+    lesson: _Lesson | None = None  # what the roster memory takes from it, once it is on disk
+
+
+@dataclass(frozen=True)
+class _Lesson:
+    """What the roster memory learns from one result, once the result is on disk (``_record``)."""
+
+    upload: Upload
+    body: dict[str, Any]
+    sent: Path | None  # the CSV as sent; None: nothing was uploaded
+    # ``sent`` is the claimed export itself (or nothing): it can still be read where it is
+    # filed, so the learning waits for the next upload's wait (``_post``). A temporary or a
+    # kept copy is learnt at once, before it goes.
+    can_wait: bool
 
 
 class FileTransaction:
@@ -143,6 +159,8 @@ class FileTransaction:
             approved=archive.is_approved(claimed),
             roster=self.roster,
             now=started,
+            compare_later=before is not None and before.size <= WINDOW_BYTES,  # then done in _post
+            before_comparing=self.learn_now,
         )
         if isinstance(prepared, Rejection):
             outcome = Outcome.GUARDED if prepared.held else Outcome.FAILED
@@ -169,16 +187,53 @@ class FileTransaction:
             facts,
             result.NO_CHANGES,
             Outcome.PROCESSED,
-            learn=lambda: self._remember(upload, body, None),
+            lesson=_Lesson(upload, body, None, can_wait=True),
         )
 
-    def _remember(self, upload: Upload, body: dict[str, Any], sent: Path | None) -> None:
+    def learn_now(self) -> None:
+        """Let the roster memory learn what earlier files' results say (``_record`` leaves it
+        to the next upload's wait, ``_post``): before anything compares with the memory, and
+        at the end of each pass. A crash before it only means those rows are sent again."""
+        while self._unlearned:
+            self._unlearned.pop(0)()
+
+    def _post(self, upload: Upload, original: str, claimed: Path, now: dt.datetime) -> tuple[Reply, Upload]:
+        """Upload, and while the server imports it, do what the roster memory owes: learn
+        from the files before (``learn_now``), then compare this one (``prepare.compare``).
+
+        That work runs on this thread from the client's ``on_sent`` hook, once the whole
+        request is out and before the reply is read: the server's time, otherwise spent
+        waiting. Neither step may change what is sent (a policy whose memory shapes the
+        upload is compared in ``prepare``, before it), and each is small (``WINDOW_BYTES``)
+        next to the request's deadline. Whatever did not happen there (the request failed
+        before it was out, an unexpected error) happens after the reply, as before."""
+        compared: list[Upload] = []
+
+        def while_the_server_works() -> None:
+            try:
+                self.learn_now()
+                if upload.compare_later:
+                    compared.append(compare(self.inbox, upload, claimed, self.roster, now))
+            except Exception:  # noqa: BLE001 - never break the request; redone below, where it raises
+                logger.opt(exception=True).debug('inbox "{}": bookkeeping during the upload failed', self.name)
+
+        reply = self._http().upload(
+            upload.path, filename=original, url=upload.route.url, on_sent=while_the_server_works
+        )
+        if upload.compare_later:
+            upload = compared[0] if compared else compare(self.inbox, upload, claimed, self.roster, now)
+        return reply, upload
+
+    def _remember(self, lesson: _Lesson, sent: Path | None) -> None:
         """The one place the roster memory learns: what the server confirmed of what was sent
-        (``sent``: that CSV; None: nothing was uploaded). Called once the result is on disk, so
-        the memory is never ahead of the results: a crash between the two only means those rows
-        are sent again."""
+        (``sent``: that CSV, where it is now; None: nothing was uploaded). Called once the
+        result is on disk, so the memory is never ahead of the results: a crash between the
+        two only means those rows are sent again."""
+        upload = lesson.upload
         try:
-            changes.remember(self.roster, self.name, upload.route.safe_url, upload.changes, sent, body, self.wall())
+            changes.remember(
+                self.roster, self.name, upload.route.safe_url, upload.changes, sent, lesson.body, self.wall()
+            )
         except Exception:  # noqa: BLE001 - the import happened: a memory problem must never make us send again
             logger.exception(
                 'inbox "{}": cannot update the roster memory; its rows are sent again next time', self.name
@@ -196,7 +251,8 @@ class FileTransaction:
         self._beat, self._uploading = self.clock(), original
         self._upload_deadline = request_deadline(self.inbox, upload.size)
         try:
-            reply = self._http().upload(upload.path, filename=original, url=upload.route.url)
+            reply, upload = self._post(upload, original, claimed, started)
+            facts = upload.facts  # the comparison's, made during the upload
         except HoldError as exc:
             return self._hold(claimed, original, started, str(exc), exc.status, facts)
         except TransientError as exc:
@@ -239,6 +295,7 @@ class FileTransaction:
         facts.update(self._keep_sent(claimed, upload, reply))
         kept = archive.sent_path(claimed)
         sent = kept if upload.rewritten and kept.exists() else upload.path
+        body = reply.body or {}
         return self._conclude(
             claimed,
             original,
@@ -247,7 +304,7 @@ class FileTransaction:
             reply,
             facts,
             result.UPLOAD,
-            learn=lambda: self._remember(upload, reply.body or {}, sent),
+            lesson=_Lesson(upload, body, sent, can_wait=sent == claimed and upload.size <= WINDOW_BYTES),
         )
 
     def _keep_sent(self, claimed: Path, upload: Upload, reply: Reply) -> dict[str, Any]:
@@ -283,10 +340,10 @@ class FileTransaction:
         facts: dict[str, Any],
         stage: str,
         outcome: Outcome | None = None,
-        learn: Callable[[], None] | None = None,
+        lesson: _Lesson | None = None,
     ) -> Outcome:
         """Every final outcome: write the one result, journal it, file the claimed file away.
-        ``learn``: what the roster memory takes from it, once the result is written."""
+        ``lesson``: what the roster memory takes from it, once the result is written."""
         if outcome is None:
             success = reply.success if reply else body.get("success") is True  # "true" as text too
             outcome = Outcome.PROCESSED if success else Outcome.FAILED
@@ -313,7 +370,7 @@ class FileTransaction:
             summary_line = summary
         # The journal first: it is history, and often on another disk than the inbox.
         self._journal(claimed.name, original, started, finished, status, outcome.value, summary, facts)
-        return self._record(claimed, _Unrecorded(original, outcome, summary, data, summary_line, learn))
+        return self._record(claimed, _Unrecorded(original, outcome, summary, data, summary_line, lesson))
 
     def _record(self, claimed: Path, verdict: _Unrecorded) -> Outcome:
         """Save the result beside the claimed file, then file both away.
@@ -333,8 +390,9 @@ class FileTransaction:
                 "It was imported and will not be sent again; saving is retried"
             )
         self._unrecorded.pop(claimed.name, None)
-        if verdict.learn is not None:
-            verdict.learn()  # never ahead of the result: a crash before this only means rows sent again
+        lesson = verdict.lesson
+        if lesson is not None and not lesson.can_wait:
+            self._remember(lesson, lesson.sent)  # never ahead of the result, and before it goes
         self.waiting.pop(claimed.name, None)
         outcome = verdict.outcome
         self._clear_retry()  # before filing away, which may hold for a local fault of its own
@@ -342,6 +400,11 @@ class FileTransaction:
         target = self._file_away(claimed, destination)
         if target is not None:
             self.aftercare.watch(target, seen)
+        if lesson is not None and lesson.can_wait:
+            if target is None and lesson.sent is not None:
+                self._remember(lesson, lesson.sent)  # not filed yet (busy): read where it is
+            else:  # read where it was filed, during the next upload (learn_now, _post)
+                self._unlearned.append(functools.partial(self._remember, lesson, lesson.sent and target))
         log = {Outcome.PROCESSED: logger.success, Outcome.GUARDED: logger.warning}.get(outcome, logger.error)
         where = f"{destination}/{target.name}" if target else f"{destination}/ once released"
         log('inbox "{}": {} -> {} ({})', self.name, verdict.original, where, verdict.log_line)

@@ -122,6 +122,7 @@ class InboxWorker(FileTransaction):
         )
         self.writes = self.gate.writes  # Pipeline.run feeds it the inotify events
         self._unsafe_folder = False  # held because a work folder is a link, a file, or not ours
+        self._unlearned: list[Callable[[], None]] = []  # roster learning left to the next upload
 
     @property
     def name(self) -> str:
@@ -157,6 +158,7 @@ class InboxWorker(FileTransaction):
         finally:
             self._beat = self.clock()
             if self.roster is not None:
+                self.learn_now()  # what the pass's last files taught it (see _post)
                 self.roster.release()  # kept open through the pass: see Roster
 
     def _hold_unsafe_folder(self, reason: str) -> float:
@@ -410,6 +412,7 @@ class InboxWorker(FileTransaction):
             return False  # missing, unlistable or held: nothing this pass can do
 
     def close(self) -> None:
+        self.learn_now()
         if self._client is not None:
             self._client.close()
             self._client = None
