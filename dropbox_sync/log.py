@@ -24,7 +24,7 @@ from typing import TextIO
 from loguru import logger
 
 from dropbox_sync import paths
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names
 from dropbox_sync.redact import ScrubbingStream, scrub, scrub_data
 
 CONSOLE_FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}"
@@ -76,7 +76,7 @@ def setup(
 
 
 def _one_line(record) -> None:
-    record["message"] = archive.display_name(record["message"])
+    record["message"] = archive_names.display_name(record["message"])
 
 
 def _route_uncaught_exceptions() -> None:
@@ -181,7 +181,7 @@ class DailyFileSink:
     def _tell(self, text: str) -> None:
         if self._fallback is not None:
             stamp = dt.datetime.now().strftime("%H:%M:%S")
-            self._fallback.write(f"{stamp} WARNING {archive.display_name(text)}\n")
+            self._fallback.write(f"{stamp} WARNING {archive_names.display_name(text)}\n")
 
     def _close(self) -> None:
         if self._file is not None:

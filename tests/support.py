@@ -14,7 +14,7 @@ from typing import Any
 
 from dropbox_sync import config
 from dropbox_sync.emulator import Emulator
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names, discover
 from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.state.journal import Journal
 
@@ -89,11 +89,11 @@ def emulator_with_password(tmp_path: Path, **kwargs: Any) -> Emulator:
 
 
 def archived(inbox: Path, which: str) -> list[Path]:
-    return archive.listed_files(inbox / which)
+    return discover.listed_files(inbox / which)
 
 
 def result_of(path: Path) -> dict[str, Any]:
-    return json.loads(archive.result_path(path).read_text(encoding="utf-8"))
+    return json.loads(archive_names.result_path(path).read_text(encoding="utf-8"))
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names, workdirs
 from tests.support import archived, good_csv, run_cli, write_config
 from tests.test_local_faults import fill, small_tmpfs
 
@@ -42,7 +42,7 @@ def test_hostile_names_never_forge_a_log_line_nor_break_the_report(tmp_path: Pat
     _drop_hostile(inbox)
     done = run_cli("--config", str(config_path), "once")
     assert done.returncode == 0, done.stderr
-    assert len(archived(inbox, archive.PROCESSED)) == len(HOSTILE_NAMES)
+    assert len(archived(inbox, workdirs.PROCESSED)) == len(HOSTILE_NAMES)
     assert "cannot write" not in done.stderr, done.stderr
     _assert_every_line_is_a_log_line(done.stderr, "stderr")
     for log_file in (tmp_path / "logs").iterdir():
@@ -113,7 +113,7 @@ def test_a_full_log_disk_costs_one_warning_not_a_dump_per_line(tmp_path: Path, e
         (tmp_path / "inbox" / f"f{number}.csv").write_text(good_csv(f"full{number}"), encoding="utf-8")
     done = run_cli("--config", str(config_path), "once")
     assert done.returncode == 0, done.stderr
-    assert len(archived(tmp_path / "inbox", archive.PROCESSED)) == 3
+    assert len(archived(tmp_path / "inbox", workdirs.PROCESSED)) == 3
     assert "Logging error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
     _assert_every_line_is_a_log_line(done.stderr, "stderr")
     warnings = [line for line in done.stderr.splitlines() if "cannot write the log file" in line]
@@ -129,7 +129,7 @@ def test_a_log_folder_that_cannot_be_made_costs_one_warning_not_a_traceback(tmp_
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     assert len([line for line in done.stderr.splitlines() if "cannot write the log file" in line]) == 1, done.stderr
-    assert len(archived(tmp_path / "inbox", archive.PROCESSED)) == 1
+    assert len(archived(tmp_path / "inbox", workdirs.PROCESSED)) == 1
 
 
 def test_a_reply_whose_headers_cannot_be_read_is_foreign_not_unreachable(tmp_path: Path) -> None:
@@ -313,7 +313,7 @@ def test_a_held_file_named_twice_is_approved_once_without_a_puzzling_error(tmp_p
     from tests.test_held import held_setup
 
     config_path, _inbox, held_path = held_setup(tmp_path, emu)
-    done = run_cli("--config", str(config_path), "approve", held_path.name, archive.original_name(held_path.name))
+    done = run_cli("--config", str(config_path), "approve", held_path.name, archive_names.original_name(held_path.name))
     assert done.returncode == 0, done.stderr
     assert "not approved" not in done.stderr, done.stderr
     assert done.stdout.count("approved; it is sent next") == 1, done.stdout
@@ -335,8 +335,8 @@ def test_a_row_reason_quoting_the_password_never_reaches_the_failed_rows_file(tm
     )
     with ScriptedServer(Scripted(body=body.encode())) as server:
         inbox, _result = once(tmp_path, server)
-    (failed,) = [p for p in archived(inbox, archive.FAILED)]
-    rows = failed.with_name(failed.name + archive.FAILED_ROWS_SUFFIX)
+    (failed,) = [p for p in archived(inbox, workdirs.FAILED)]
+    rows = failed.with_name(failed.name + archive_names.FAILED_ROWS_SUFFIX)
     assert rows.exists(), list(failed.parent.iterdir())
     text = rows.read_text(encoding="utf-8-sig")
     assert "Field (password) is not" in text and PASSWORD not in text, text

@@ -33,7 +33,7 @@ from loguru import logger
 
 from dropbox_sync import config
 from dropbox_sync.emulator.store import UploadRecord
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names, discover, workdirs
 from dropbox_sync.pipeline.worker import InboxWorker
 from dropbox_sync.state.journal import Journal
 from tests import corpus
@@ -46,7 +46,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the corpus uses
 REPO = Path(__file__).resolve().parents[1]
 SETTLE = 1.0  # long enough that the deleted-while-settling case is surely seen before it could settle
 GRACE = 3.0  # extra wait for known-bug cases, so a fix shows up as a clean XPASS, not by luck
-PLACES = ("inbox", archive.SENDING, archive.PROCESSED, archive.FAILED)
+PLACES = ("inbox", workdirs.SENDING, workdirs.PROCESSED, workdirs.FAILED)
 
 # Inputs the product still mishandles: case name -> why (a strict xfail each).
 # A fix turns the xfail into XPASS, which strict makes a failure: delete the entry.
@@ -124,7 +124,7 @@ STAMP = re.compile(r"\d{8}T\d{6}Z(?:-\d+)?_(?P<original>.+)\Z", re.DOTALL)
 def same_input(archived_name: str, filename: str) -> bool:
     """Does an archived entry hold this input? Long names are shortened when archived.
 
-    The stamp is stripped here, not with archive.original_name, so a bug there
+    The stamp is stripped here, not with archive_names.original_name, so a bug there
     cannot make a file look lost."""
     match = STAMP.match(archived_name)
     original = match.group("original") if match else archived_name
@@ -142,7 +142,9 @@ def locate(inbox: Path, case: Case) -> dict[str, list[Path]]:
     for which in PLACES[1:]:
         folder = inbox / which
         entries = (
-            sorted(p for p in folder.iterdir() if not p.name.endswith(archive.RESULT_SUFFIX)) if folder.is_dir() else []
+            sorted(p for p in folder.iterdir() if not p.name.endswith(archive_names.RESULT_SUFFIX))
+            if folder.is_dir()
+            else []
         )
         found[which] = [p for p in entries if same_input(p.name, case.filename)]
     return found
@@ -152,7 +154,7 @@ def reached(inbox: Path, case: Case, logs: list[str], seen: Callable[[str], bool
     where = locate(inbox, case)
     if case.expect in (PROCESSED, FAILED):
         done = where[case.expect]
-        return len(done) == 1 and archive.result_path(done[0]).exists()
+        return len(done) == 1 and archive_names.result_path(done[0]).exists()
     if case.expect == IGNORED:
         return bool(where["inbox"]) and (case.log is None or any(case.log in line for line in logs))
     return case.name in hooks_done and not any(where.values()) and not seen(case.filename)  # GONE
@@ -371,18 +373,20 @@ def test_no_input_is_lost(run: CorpusRun) -> None:
     assert {name: n for name, n in counts.items() if n != 1} == {}
     present = [p for p in run.inbox.iterdir() if p.name not in PLACES[1:]]
     for which in PLACES[1:]:
-        present += archive.listed_files(run.inbox / which)
+        present += discover.listed_files(run.inbox / which)
     assert len(present) == len(kept), sorted(p.name for p in present)
 
 
 def test_every_archived_file_has_its_result_and_nothing_else_is_left(run: CorpusRun) -> None:
-    for which in (archive.PROCESSED, archive.FAILED):
+    for which in (workdirs.PROCESSED, workdirs.FAILED):
         names = {p.name for p in (run.inbox / which).iterdir()}
-        files = {p.name for p in archive.listed_files(run.inbox / which)}
-        # Besides its result, only our companions of a file (archive.companions): the kept
+        files = {p.name for p in discover.listed_files(run.inbox / which)}
+        # Besides its result, only our companions of a file (archive_names.companions): the kept
         # full name of a long one, a done marker, the refused rows as a spreadsheet.
-        ours = {c.name for n in files for c in archive.companions(run.inbox / which / n)} & names
-        assert names == files | {n + archive.RESULT_SUFFIX for n in files} | ours, f"{which}/ holds {sorted(names)}"
+        ours = {c.name for n in files for c in archive_names.companions(run.inbox / which / n)} & names
+        assert names == files | {n + archive_names.RESULT_SUFFIX for n in files} | ours, (
+            f"{which}/ holds {sorted(names)}"
+        )
         for name in files:
             result = result_of(run.inbox / which / name)
             assert isinstance(result["success"], bool) and isinstance(result["summary"], str)
@@ -390,7 +394,7 @@ def test_every_archived_file_has_its_result_and_nothing_else_is_left(run: Corpus
 
 
 def test_nothing_is_left_in_sending(run: CorpusRun) -> None:
-    assert list((run.inbox / archive.SENDING).iterdir()) == []
+    assert list((run.inbox / workdirs.SENDING).iterdir()) == []
 
 
 def test_no_traceback_in_the_logs(run: CorpusRun) -> None:
@@ -498,7 +502,7 @@ def test_a_long_name_is_uploaded_once_and_archived(tmp_path: Path, emu) -> None:
     finally:
         worker.close()
     assert len(emu.uploads()) == 1, "uploaded more than once"
-    (done,) = archived(inbox, archive.PROCESSED)
+    (done,) = archived(inbox, workdirs.PROCESSED)
     assert result_of(done)["success"] is True
 
 
@@ -520,7 +524,7 @@ def test_once_with_a_long_name_still_sends_the_files_behind_it(tmp_path: Path, e
         timeout=120,
         stdin=subprocess.DEVNULL,
     )
-    processed = [archive.original_name(p.name) for p in archived(inbox, archive.PROCESSED)]
+    processed = [archive_names.original_name(p.name) for p in archived(inbox, workdirs.PROCESSED)]
     assert "later.csv" in processed, "the file behind the long name was never sent"
     assert len(processed) == 2 and len(emu.uploads()) == 2
     assert "Traceback" not in done.stderr, done.stderr

@@ -16,7 +16,7 @@ import pytest
 
 from dropbox_sync import config
 from dropbox_sync.cli import main
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names, claim
 from dropbox_sync.pipeline.runner import Pipeline
 from tests.support import (
     archived,
@@ -43,7 +43,7 @@ def test_a_long_name_is_routed_by_its_original_name_not_its_shortened_one(tmp_pa
     config_path = write_config(tmp_path, emu, settle_seconds=0)
     with_routes(config_path, emu)
     name = ("year7 " + "autumn term export " * 12)[:228] + "groups.csv"  # 238 bytes: the archive name is cut
-    assert len(name.encode()) == 238 and len(name.encode()) > archive.MAX_NAME_BYTES
+    assert len(name.encode()) == 238 and len(name.encode()) > archive_names.MAX_NAME_BYTES
     (inbox / name).write_text(good_csv("long1"), encoding="utf-8")
     assert main(["--config", str(config_path), "once"]) == 0
     (upload,) = emu.uploads()
@@ -54,7 +54,7 @@ def test_a_long_name_is_routed_by_its_original_name_not_its_shortened_one(tmp_pa
     facts = result_of(done)["dropbox_sync"]
     assert facts["file"] == name
     assert facts["endpoint"] == emu.base_url + "/api/import/userGroups?tenantId=school1"
-    assert archive.original_of(done) == name, "the original name travels with the file"
+    assert claim.original_of(done) == name, "the original name travels with the file"
 
 
 def test_retry_gives_a_long_name_back_in_full(tmp_path, emu):
@@ -67,7 +67,7 @@ def test_retry_gives_a_long_name_back_in_full(tmp_path, emu):
     assert result_of(failed)["dropbox_sync"]["file"] == name
     assert main(["--config", str(config_path), "retry"]) == 0
     assert (inbox / name).read_text(encoding="utf-8") == "username\nx\n"
-    assert [p.name for p in (inbox / "failed").iterdir() if not p.name.endswith(archive.RESULT_SUFFIX)] == []
+    assert [p.name for p in (inbox / "failed").iterdir() if not p.name.endswith(archive_names.RESULT_SUFFIX)] == []
 
 
 # -- item 13: every command agrees on what is ours ----------------------------------------
@@ -153,7 +153,7 @@ def test_a_utf8_file_in_a_cp1252_inbox_is_sent_unchanged(tmp_path, emu, bom):
     first, second = emu.uploads()
     assert first.stored_file.read_bytes() == legacy.decode("cp1252").encode("utf-8"), "cp1252 is transcoded"
     assert second.stored_file.read_bytes() == dropped, "valid UTF-8 is sent as it is"
-    names = {archive.original_name(p.name): result_of(p)["dropbox_sync"] for p in archived(inbox, "processed")}
+    names = {archive_names.original_name(p.name): result_of(p)["dropbox_sync"] for p in archived(inbox, "processed")}
     assert names["sis.csv"]["transcoded_from"] == "cp1252"
     assert "transcoded_from" not in names["office.csv"]
     stored = {u.username: u.fields for u in emu.users()}
@@ -198,8 +198,8 @@ def test_a_long_name_keeps_its_full_name_through_held_and_approve(tmp_path, emu)
     (inbox / name).write_text(good_csv("u1"), encoding="utf-8")  # 1 row after 10: held
     assert main(["--config", str(config_path), "once"]) == 0
     (held,) = archived(inbox, "held")
-    assert archive.original_of(held) == name and result_of(held)["dropbox_sync"]["file"] == name
+    assert claim.original_of(held) == name and result_of(held)["dropbox_sync"]["file"] == name
     assert main(["--config", str(config_path), "approve", held.name]) == 0
     assert main(["--config", str(config_path), "once"]) == 0
     assert [u.filename for u in emu.uploads()] == [name, name]
-    assert sorted(archive.original_of(p) for p in archived(inbox, "processed")) == [name, name]
+    assert sorted(claim.original_of(p) for p in archived(inbox, "processed")) == [name, name]

@@ -8,7 +8,7 @@ import io
 
 from dropbox_sync.cli import main
 from dropbox_sync.emulator import wording
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names
 from tests.support import archived, good_csv, result_of, run_cli, with_routes, write_config
 
 HEADER = ["username", "firstName", "lastName", "library-group", "system-group", "emailAddress", "notes"]
@@ -111,7 +111,7 @@ def test_retry_leaves_the_failed_rows_and_counts_one_file(tmp_path, emu, capsys)
     assert '"failed_files": 1' in capsys.readouterr().out
     assert main(["--config", str(config_path), "retry"]) == 0
     assert sorted(p.name for p in inbox.iterdir() if p.is_file() and p.suffix == ".csv") == ["students.csv"]
-    assert archive.failed_rows_path(failed).is_file(), "history, like the old result"
+    assert archive_names.failed_rows_path(failed).is_file(), "history, like the old result"
     assert main(["--config", str(config_path), "retry"]) == 0
     assert "nothing in failed/ to retry" in capsys.readouterr().out, "the rows file is not a failed file"
 
@@ -124,7 +124,7 @@ def test_failed_rows_in_the_source_encoding_and_routed_like_their_export(tmp_pat
     (inbox / "groups.csv").write_bytes(export.encode("cp1252"))
     assert main(["--config", str(config_path), "once"]) == 1
     (failed,) = archived(inbox, "failed")
-    rows_file = archive.failed_rows_path(failed)
+    rows_file = archive_names.failed_rows_path(failed)
     raw = rows_file.read_bytes()
     assert "Renée,Brontë".encode("cp1252") in raw, "written back in the export's encoding"
     assert raw.endswith(b"\n") and b"\r\n" not in raw
@@ -156,7 +156,7 @@ def test_with_a_column_mapping_the_failed_rows_are_the_exports_rows(tmp_path, em
     sample = sis_exports.tass()
     filed = run_one(tmp_path, emu, "TASS", sample)
     assert filed.parent.name == "failed"
-    rows_file = archive.failed_rows_path(filed)
+    rows_file = archive_names.failed_rows_path(filed)
     export = list(csv.reader(io.StringIO(sample.data.decode("cp1252"), newline="")))
     got = list(csv.reader(io.StringIO(rows_file.read_bytes().decode("cp1252"), newline="")))
     ((username, line),) = sample.refused.items()

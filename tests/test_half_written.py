@@ -22,7 +22,7 @@ from loguru import logger
 
 from dropbox_sync import config
 from dropbox_sync.emulator.importer import Importer
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names, claim, discover
 from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.pipeline.worker import InboxWorker
 from tests.helpers import wait_until
@@ -144,7 +144,7 @@ def test_run_waits_for_a_writer_that_pauses_with_the_file_open(tmp_path, emu, wr
             clock.advance(60)
             worker.wake.set()
             wait_until(lambda passes=passes: worker.passes >= passes + 2)
-        assert emu.uploads() == [] and archive.claimed_files(inbox) == []
+        assert emu.uploads() == [] and discover.claimed_files(inbox) == []
         assert "open for writing" in worker.snapshot().waiting["users.csv"]
         writer.finish()
         wait_until(lambda: not worker.writes.writing("users.csv"))
@@ -173,7 +173,7 @@ def test_once_waits_for_a_writer_that_pauses_with_the_file_open(tmp_path, emu, w
         for _ in range(4):
             worker.cycle(stop)
             clock.advance(60)
-        assert emu.uploads() == [] and archive.claimed_files(inbox) == []
+        assert emu.uploads() == [] and discover.claimed_files(inbox) == []
         assert "open for writing" in worker.snapshot().waiting["users.csv"]
         writer.finish()
         worker.cycle(stop)
@@ -205,7 +205,7 @@ def test_a_file_that_grows_after_it_was_imported_is_imported_again_whole(tmp_pat
         assert result_of(first)["summary"].startswith("1000 users processed."), "only half was there"
         writer.finish()
         worker.cycle(stop)
-        assert archive.claimed_files(inbox) == [inbox / "sending" / first.name], "taken back to be sent whole"
+        assert discover.claimed_files(inbox) == [inbox / "sending" / first.name], "taken back to be sent whole"
         clock.advance(SETTLE)
         worker.cycle(stop)
     finally:
@@ -215,10 +215,10 @@ def test_a_file_that_grows_after_it_was_imported_is_imported_again_whole(tmp_pat
     assert len(loud) == 1 and first.name in loud[0]
     whole = [p for p in archived(inbox, "processed") if p.read_text(encoding="utf-8") == WHOLE]
     assert len(whole) == 1 and result_of(whole[0])["summary"].startswith("2000 users processed.")
-    partial = archive.result_path(first)
+    partial = archive_names.result_path(first)
     assert partial.exists(), "the result of the partial import is kept"
     assert json.loads(partial.read_text(encoding="utf-8"))["summary"].startswith("1000 users processed.")
-    assert archive.claimed_files(inbox) == []
+    assert discover.claimed_files(inbox) == []
 
 
 @pytest.mark.parametrize("moment", ["claim", "upload"])
@@ -243,14 +243,14 @@ def test_a_claimed_file_that_changes_keeps_its_place_in_the_queue(tmp_path, emu,
             writer.finish()
 
     if moment == "claim":
-        real_claim = archive.claim
+        real_claim = claim.claim
 
         def claim_then_write(*args, **kwargs):
             claimed = real_claim(*args, **kwargs)
             resume_writer()
             return claimed
 
-        monkeypatch.setattr(archive, "claim", claim_then_write)
+        monkeypatch.setattr(claim, "claim", claim_then_write)
     else:
         real_run = Importer.run
 

@@ -127,12 +127,12 @@ def test_the_email_digest_lists_a_held_file_with_what_to_do(tmp_path, emu):
 
 
 def test_a_long_name_is_approved_and_discarded_by_the_name_it_was_dropped_with(tmp_path, emu):
-    from dropbox_sync.pipeline import archive
+    from dropbox_sync.pipeline import archive_names
 
     inbox = tmp_path / "inbox"
     config_path = write_config(tmp_path, emu, settle_seconds=0, shrink_guard=0.5)
     name = ("Year 7 students for the autumn term " * 7)[:228] + "users.csv"
-    assert len(name.encode()) > archive.MAX_NAME_BYTES
+    assert len(name.encode()) > archive_names.MAX_NAME_BYTES
     (inbox / name).write_text(BIG, encoding="utf-8")
     assert run_cli("--config", str(config_path), "once").returncode == 0
     (inbox / name).write_text(SMALL, encoding="utf-8")

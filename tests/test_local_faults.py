@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from dropbox_sync import config
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive, discover
 from dropbox_sync.pipeline.worker import InboxWorker
 from dropbox_sync.state.journal import Journal
 from tests.support import (
@@ -92,7 +92,7 @@ def test_a_full_disk_holds_the_inbox_and_never_sends_the_file_again(tmp_path, em
             clock.advance(10)
         assert len(emu.uploads()) == 1, "a reply in hand is never thrown away to send the file again"
         assert worker.hold_reason is not None and "No space left on device" in worker.hold_reason
-        (claimed,) = archive.claimed_files(inbox)
+        (claimed,) = discover.claimed_files(inbox)
         assert "result cannot be saved" in worker.snapshot().waiting[claimed.name]
         assert not [p for p in (inbox / "sending").iterdir() if p.name.endswith(".tmp")], "no half result left"
         filler.unlink()  # the technician frees some space

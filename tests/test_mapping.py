@@ -13,7 +13,7 @@ import pytest
 from dropbox_sync import config
 from dropbox_sync.config.mapping import Column, build, parse_template
 from dropbox_sync.errors import ConfigError, TemplateError
-from dropbox_sync.pipeline import archive, mapper
+from dropbox_sync.pipeline import archive, archive_names, discover, mapper, retention, workdirs
 
 # -- templates ---------------------------------------------------------------------
 
@@ -328,11 +328,11 @@ def test_a_sent_copy_follows_its_file_and_is_never_taken_for_a_claimed_one(tmp_p
     archive.ensure_folders(tmp_path)
     claimed = tmp_path / "sending" / "20261125T020000Z_students.csv"
     claimed.write_text("export\n")
-    archive.sent_path(claimed).write_text("sent\n")
-    assert archive.claimed_files(tmp_path) == [claimed]
-    target = archive.archive(claimed, archive.PROCESSED)
-    assert archive.sent_path(target).read_text() == "sent\n"
-    assert not archive.sent_path(claimed).exists()
+    archive_names.sent_path(claimed).write_text("sent\n")
+    assert discover.claimed_files(tmp_path) == [claimed]
+    target = archive.archive(claimed, workdirs.PROCESSED)
+    assert archive_names.sent_path(target).read_text() == "sent\n"
+    assert not archive_names.sent_path(claimed).exists()
 
 
 def test_a_user_file_named_like_a_sent_copy_is_still_sent(tmp_path):
@@ -340,7 +340,7 @@ def test_a_user_file_named_like_a_sent_copy_is_still_sent(tmp_path):
     archive.ensure_folders(tmp_path)
     claimed = tmp_path / "sending" / "20261126T020000Z_20261125T020000Z_students.csv.sent.csv"
     claimed.write_text("username,library-group,system-group\n")
-    assert archive.claimed_files(tmp_path) == [claimed]
+    assert discover.claimed_files(tmp_path) == [claimed]
 
 
 def test_retry_drops_the_old_sent_copy_and_prune_removes_it_with_its_file(tmp_path):
@@ -353,14 +353,14 @@ def test_retry_drops_the_old_sent_copy_and_prune_removes_it_with_its_file(tmp_pa
     archive.ensure_folders(inbox)
     failed = inbox / "failed" / "20261125T020000Z_students.csv"
     failed.write_text("export\n")
-    archive.sent_path(failed).write_text("sent\n")
+    archive_names.sent_path(failed).write_text("sent\n")
     moved, problems = retry_failed(cfg, [])
     assert (len(moved), problems) == (1, [])
-    assert not archive.sent_path(failed).exists()
+    assert not archive_names.sent_path(failed).exists()
     assert (inbox / "students.csv").read_text() == "export\n"
 
     done = inbox / "processed" / "20261125T020000Z_old.csv"
     done.write_text("export\n")
-    archive.sent_path(done).write_text("sent\n")
-    archive.prune_processed(inbox, 1, dt.datetime(2026, 12, 30, tzinfo=dt.UTC))
+    archive_names.sent_path(done).write_text("sent\n")
+    retention.prune_processed(inbox, 1, dt.datetime(2026, 12, 30, tzinfo=dt.UTC))
     assert list((inbox / "processed").iterdir()) == []

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names
 from tests import sis_exports
 from tests.helpers import wait_until
 from tests.support import (
@@ -66,7 +66,7 @@ def test_a_ready_mapping_sends_the_export_as_infiniti_needs_it(tmp_path, emu, sy
 
     # The export is archived as it was dropped; what was sent is kept beside it, byte for byte.
     assert filed.read_bytes() == sample.data
-    sent = archive.sent_path(filed)
+    sent = archive_names.sent_path(filed)
     (upload,) = emu.uploads()
     assert upload.filename == sample.name
     assert sent.read_bytes() == upload.stored_file.read_bytes()
@@ -130,7 +130,7 @@ def test_an_export_missing_a_column_fails_naming_it_and_its_header_and_sends_not
     assert "lacks column(s) the mapping uses: ST.YR_LEVEL." in summary
     assert "The header has: ST.ENROLMENT_NUM, ST.SURNAME, ST.GIVEN_NAME, ST.CLASS." in summary
     assert emu.uploads() == []
-    assert not archive.sent_path(filed).exists()
+    assert not archive_names.sent_path(filed).exists()
 
 
 def test_the_emulator_keeps_every_patron_field_and_still_checks_email(emu):

@@ -32,7 +32,7 @@ from dropbox_sync.errors import ConfigError
 from dropbox_sync.notify import notifier as notify
 from dropbox_sync.notify.notifier import Notifier
 from dropbox_sync.notify.notify_state import MAX_FILES
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names, workfiles
 from dropbox_sync.pipeline.outcome import FileReport, Outcome
 from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.state.journal import Attempt, Journal
@@ -186,7 +186,7 @@ def failed_report(inbox: Path, name: str, result: dict[str, Any], *, inbox_name:
     target = inbox / "failed" / f"20261125T020000Z_{name}"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(HEADER, encoding="utf-8")
-    archive.write_json_atomically(archive.result_path(target), result)
+    workfiles.write_json_atomically(archive_names.result_path(target), result)
     return FileReport(inbox_name, name, Outcome.FAILED, str(result.get("summary", "")), target)
 
 

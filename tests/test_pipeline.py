@@ -269,7 +269,7 @@ def test_a_sent_file_another_program_holds_is_filed_once_released(tmp_path, emu,
     # Windows refuses to rename a file an antivirus scanner or backup agent has
     # open (WinError 32); Linux never does, so the refusal is faked here for two
     # passes. The real one is proven under Wine (tests/windows/test_claim_while_held.py).
-    from dropbox_sync.pipeline import archive
+    from dropbox_sync.pipeline import archive, archive_names, discover
 
     inbox = tmp_path / "inbox"
     cfg = config.load(write_config(tmp_path, emu, settle_seconds=0))
@@ -279,7 +279,7 @@ def test_a_sent_file_another_program_holds_is_filed_once_released(tmp_path, emu,
         if refusals[0] and "scanned" in claimed.name:
             refusals[0] -= 1
             refused = PermissionError(13, "The process cannot access the file because it is being used")
-            refused.winerror = 32  # what Windows sets (ERROR_SHARING_VIOLATION); archive.is_busy reads it
+            refused.winerror = 32  # what Windows sets (ERROR_SHARING_VIOLATION); claim.is_busy reads it
             raise refused
         return real_archive(claimed, destination)
 
@@ -292,13 +292,13 @@ def test_a_sent_file_another_program_holds_is_filed_once_released(tmp_path, emu,
     os.utime(inbox / "scanned.csv", (1_700_000_000, 1_700_000_000))
     try:
         worker.cycle(stop)  # scanned.csv sent but held; next.csv goes on
-        (claimed,) = archive.claimed_files(inbox)
+        (claimed,) = discover.claimed_files(inbox)
         assert "once another program releases it" in worker.snapshot().waiting[claimed.name]
-        assert archive.result_path(claimed).exists(), "its outcome is on disk already"
+        assert archive_names.result_path(claimed).exists(), "its outcome is on disk already"
         worker.cycle(stop)  # still held
         worker.cycle(stop)  # released
     finally:
         worker.close()
     assert [u.filename for u in emu.uploads()] == ["scanned.csv", "next.csv"], "sent once; the next file went on"
-    assert len(archived(inbox, "processed")) == 2 and not archive.claimed_files(inbox)
+    assert len(archived(inbox, "processed")) == 2 and not discover.claimed_files(inbox)
     assert [r.original for r in reports] == ["scanned.csv", "next.csv"], "reported once each"

@@ -20,7 +20,7 @@ import pytest
 
 from dropbox_sync import config, when
 from dropbox_sync.config import ConfigError
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names
 from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.pipeline.worker import InboxSnapshot
 from dropbox_sync.report import content, pagefile
@@ -108,7 +108,7 @@ def test_the_page_a_person_sees_after_once(tmp_path, emu):
     targets = {inbox / urllib.parse.unquote(h) for h in links}
     assert all(t.is_file() for t in targets), targets
     failed_file = archived(inbox, "failed")[0]
-    assert {failed_file, archive.result_path(failed_file), archive.failed_rows_path(failed_file)} <= targets
+    assert {failed_file, archive_names.result_path(failed_file), archive_names.failed_rows_path(failed_file)} <= targets
     assert {p for p in archived(inbox, "processed")} <= targets
 
 
@@ -128,9 +128,9 @@ def test_once_from_the_command_line_writes_local_times_with_the_zone(tmp_path, e
     assert result.returncode == 0, result.stderr
     text = text_of(tmp_path / "inbox")
     assert "Times are this computer's local time, IST (UTC+05:30)." in text
-    stamp = json.loads(archive.result_path(archived(tmp_path / "inbox", "processed")[0]).read_text(encoding="utf-8"))[
-        "dropbox_sync"
-    ]["finished"]
+    stamp = json.loads(
+        archive_names.result_path(archived(tmp_path / "inbox", "processed")[0]).read_text(encoding="utf-8")
+    )["dropbox_sync"]["finished"]
     local = when.parse_iso(stamp).astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30)))
     assert local.strftime("%d %b %Y %H:%M IST") in text.split("Recent imports")[1]
 
@@ -214,10 +214,10 @@ def test_a_fifo_or_link_in_place_of_a_result_does_not_hang_or_leak(tmp_path, emu
     (inbox / "b.csv").write_text(HEADER + "b,F,L,Nope,Student,b@school.example\n", encoding="utf-8")
     once(config_path)
     first, second = archived(inbox, "failed")
-    archive.result_path(first).unlink()
-    os.mkfifo(archive.result_path(first))  # would block a plain open() for ever
-    archive.result_path(second).unlink()
-    archive.result_path(second).symlink_to(secret)
+    archive_names.result_path(first).unlink()
+    os.mkfifo(archive_names.result_path(first))  # would block a plain open() for ever
+    archive_names.result_path(second).unlink()
+    archive_names.result_path(second).symlink_to(secret)
     once(config_path)  # nothing new to send: the final page is written all the same
     text = text_of(inbox)
     assert "Library group (Nope) does not exist" not in text and "SECRET-DETAIL" not in text
@@ -276,7 +276,7 @@ def test_held_files_show_why_and_the_command_that_releases_them(tmp_path, emu):
     once(config_path)
     (inbox / "O'Brien short.csv").write_text(good_csv("u1"), encoding="utf-8")
     once(config_path)
-    held = [p.name for p in (inbox / "held").iterdir() if archive.is_archived_file(p.name)]
+    held = [p.name for p in (inbox / "held").iterdir() if archive_names.is_archived_file(p.name)]
     assert len(held) == 1
     dom = Dom(dump_dom(page_of(inbox)))
     assert "Files held for approval (1)" in dom.text

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from dropbox_sync import config
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names
 from dropbox_sync.pipeline.worker import PRUNE_EVERY, InboxWorker
 from tests.support import archived, good_csv, write_config
 from tests.test_settle import FakeClock
@@ -54,10 +54,10 @@ def test_a_file_claimed_while_the_clock_was_years_behind_is_kept(tmp_path, emu):
         worker.close()
     # The next run: every time we wrote then is years old, and so is the export's
     # mtime; only the kernel's change time (ctime, set by the archiving rename) is not.
-    for path in (done, archive.result_path(done)):
+    for path in (done, archive_names.result_path(done)):
         age(path, YEARS_AGO)
     prune_pass(cfg, dt.datetime.now(dt.UTC))
-    assert done.exists() and archive.result_path(done).exists()
+    assert done.exists() and archive_names.result_path(done).exists()
 
 
 def test_only_what_is_old_by_every_measure_is_deleted(tmp_path, emu):
@@ -79,12 +79,12 @@ def test_only_what_is_old_by_every_measure_is_deleted(tmp_path, emu):
         path = processed / f"{stamp.strftime('%Y%m%dT%H%M%SZ')}_{name}"
         path.write_text(good_csv(name), encoding="utf-8")
         iso = finished.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        archive.result_path(path).write_text(
+        archive_names.result_path(path).write_text(
             json.dumps({"success": True, "summary": "", "dropbox_sync": {"started": iso, "finished": iso}}),
             encoding="utf-8",
         )
         age(path, mtime)
-        age(archive.result_path(path), result_mtime)
+        age(archive_names.result_path(path), result_mtime)
         return path
 
     old = put("old.csv")
@@ -94,18 +94,18 @@ def test_only_what_is_old_by_every_measure_is_deleted(tmp_path, emu):
         put("young-result-file.csv", result_mtime=young),
         put("young-result-times.csv", finished=young),
     ]
-    sent_copy = archive.sent_path(kept[0])  # a companion goes with its file, never on its own
+    sent_copy = archive_names.sent_path(kept[0])  # a companion goes with its file, never on its own
     sent_copy.write_text(good_csv("mapped"), encoding="utf-8")
     age(sent_copy, YEARS_AGO)
-    orphan = archive.result_path(put("orphan.csv"))
-    orphan.with_name(orphan.name[: -len(archive.RESULT_SUFFIX)]).unlink()  # its file was taken back (aftercare)
+    orphan = archive_names.result_path(put("orphan.csv"))
+    orphan.with_name(orphan.name[: -len(archive_names.RESULT_SUFFIX)]).unlink()  # its file was taken back (aftercare)
     failed = inbox / "failed" / old.name
     failed.parent.mkdir()
     failed.write_text("x", encoding="utf-8")
     age(failed, YEARS_AGO)
     prune_pass(cfg, now)
-    assert not old.exists() and not archive.result_path(old).exists()
+    assert not old.exists() and not archive_names.result_path(old).exists()
     assert not orphan.exists(), "a result whose file is gone goes by its own times"
-    assert [p.exists() and archive.result_path(p).exists() for p in kept] == [True] * 4
+    assert [p.exists() and archive_names.result_path(p).exists() for p in kept] == [True] * 4
     assert sent_copy.exists()
     assert failed.exists(), "failed/ is never pruned"

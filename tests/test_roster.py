@@ -19,7 +19,7 @@ import pytest
 
 from dropbox_sync import config, paths
 from dropbox_sync.emulator import Emulator
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive, archive_names
 from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.pipeline.worker import InboxWorker
 from dropbox_sync.state.journal import Journal
@@ -101,7 +101,7 @@ def rows_of(text: str) -> list[dict[str, str]]:
 
 
 def sent_csv(path: Path) -> list[dict[str, str]]:
-    return rows_of(archive.sent_path(path).read_text(encoding="utf-8"))
+    return rows_of(archive_names.sent_path(path).read_text(encoding="utf-8"))
 
 
 def test_the_first_export_goes_whole_and_the_same_one_again_sends_nothing(tmp_path, emu):
@@ -259,7 +259,7 @@ def test_without_delta_the_file_goes_as_it_is_and_the_result_still_says_what_cha
     changes = result["dropbox_sync"]["changes"]
     assert (changes["added"], changes["changed"], changes["unchanged"], changes["sent_rows"]) == (1, 1, 4, 6)
     assert changes["why_whole"] == "delta is off"
-    assert not archive.sent_path(filed).exists()
+    assert not archive_names.sent_path(filed).exists()
     assert json.dumps(result)  # plain JSON
 
 

@@ -11,7 +11,7 @@ import pytest
 from dropbox_sync import config
 from dropbox_sync.cli import main
 from dropbox_sync.errors import ConfigError
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names, workfiles
 from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.pipeline.worker import InboxWorker
 from dropbox_sync.state.journal import Journal
@@ -97,8 +97,8 @@ def test_keep_days_prunes_processed_but_never_failed(tmp_path, emu):
         for stamp in ("20200101T000000Z", young):
             path = inbox / folder / f"{stamp}_old.csv"
             path.write_text("x", encoding="utf-8")
-            archive.result_path(path).write_text("{}", encoding="utf-8")
-            for each in (path, archive.result_path(path)):
+            archive_names.result_path(path).write_text("{}", encoding="utf-8")
+            for each in (path, archive_names.result_path(path)):
                 os.utime(each, (1_577_836_800, 1_577_836_800))  # 2020-01-01
     worker = InboxWorker(cfg.inboxes[0], wall=lambda: now)
     try:
@@ -153,8 +153,8 @@ def test_a_crash_between_guard_result_and_move_still_ends_in_held(tmp_path, emu)
     (inbox / "sending").mkdir()
     claimed = inbox / "sending" / "20261125T020000Z_users.csv"
     claimed.write_text(good_csv("g"), encoding="utf-8")
-    archive.write_json_atomically(
-        archive.result_path(claimed),
+    workfiles.write_json_atomically(
+        archive_names.result_path(claimed),
         {"success": False, "summary": "Held for approval: ...", "dropbox_sync": {"outcome": "guarded"}},
     )
     Pipeline(config.load(config_path)).once(threading.Event())

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from dropbox_sync import log
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive, discover
 from dropbox_sync.pipeline import runner as pipeline_module
 from dropbox_sync.pipeline.runner import InboxSnapshot, InboxWorker, Pipeline
 from dropbox_sync.service.core import (
@@ -268,7 +268,7 @@ def test_a_stop_during_an_upload_ends_within_stop_timeout_and_nothing_is_lost(tm
     # The service ended while its upload was still on the wire (the server lets go only when
     # it is stopped below): the stop waited stop_timeout, not for the server. No clock read.
     assert any(t.name == "inbox-inbox" and t.is_alive() for t in threading.enumerate()), "stop waited for the upload"
-    assert [p.name.split("_", 1)[1] for p in archive.claimed_files(inbox)] == ["students.csv"]
+    assert [p.name.split("_", 1)[1] for p in discover.claimed_files(inbox)] == ["students.csv"]
     assert archived(inbox, "processed") == []
     emu.stop()  # ends the hang; the abandoned upload ends with it
     wait_until(lambda: not any(t.name == "inbox-inbox" for t in threading.enumerate()), timeout=30)
@@ -285,7 +285,7 @@ def test_a_stop_during_an_upload_ends_within_stop_timeout_and_nothing_is_lost(tm
         server.stop()
     (done,) = archived(inbox, "processed")
     assert done.name.endswith("_students.csv"), "the abandoned file is sent at the next start"
-    assert not archive.claimed_files(inbox)
+    assert not discover.claimed_files(inbox)
 
 
 def test_a_config_error_is_reported_to_the_host_and_raised(tmp_path) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names
 from tests.helpers import wait_until
 from tests.support import (
     PASSWORD,
@@ -285,7 +285,7 @@ def test_a_swap_while_the_service_is_stopped_holds_at_restart_and_resumes_once_f
         wait_until(lambda: service_says(shared, f"{inbox / 'failed'} is a link"), timeout=60)
     assert snapshot(victim) == before
     assert len(emu.uploads()) == 2 and (inbox / "third.csv").is_file()
-    assert archive.original_name(archived(inbox, "processed")[-1].name) == "second.csv"
+    assert archive_names.original_name(archived(inbox, "processed")[-1].name) == "second.csv"
 
 
 def test_a_link_planted_at_report_html_is_replaced_never_written_through(tmp_path, shared, emu):

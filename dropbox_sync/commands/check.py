@@ -16,7 +16,7 @@ from typing import TextIO
 from dropbox_sync.commands.preview import notes
 from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.errors import HoldError, TransientError
-from dropbox_sync.pipeline import archive, routes
+from dropbox_sync.pipeline import claim, routes
 from dropbox_sync.pipeline.discover import NO_ROUTE, discover
 from dropbox_sync.pipeline.prepare import Rejection, prepare
 
@@ -97,7 +97,7 @@ def _check_waiting(inbox: InboxConfig, out: TextIO, scratch: Path) -> int:
         return 1
     for item in found.skipped:
         print(f"skip  {inbox.path / item.name}: it {item.reason}", file=out)
-    problems = sum(_check_file(path, inbox, out, scratch, archive.original_of(path)) for path in found.claimed)
+    problems = sum(_check_file(path, inbox, out, scratch, claim.original_of(path)) for path in found.claimed)
     return problems + sum(_check_file(inbox.path / c.name, inbox, out, scratch) for c in found.waiting)
 
 

@@ -20,7 +20,7 @@ from loguru import logger
 
 from dropbox_sync import config
 from dropbox_sync.emulator import Emulator
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names, discover, workdirs
 from dropbox_sync.pipeline.rows import failed_details, tidy_reason
 from dropbox_sync.session import Session
 
@@ -113,8 +113,8 @@ def _run_service_until_done(cfg: config.Config, workspace: Path, inbox: Path) ->
 
 def _archived(inbox: Path) -> list[Path]:
     found = []
-    for which in (archive.PROCESSED, archive.FAILED):
-        found += archive.listed_files(inbox / which)
+    for which in (workdirs.PROCESSED, workdirs.FAILED):
+        found += discover.listed_files(inbox / which)
     return found
 
 
@@ -122,16 +122,21 @@ def _print_table(inbox: Path, out: TextIO) -> None:
     """One row per file, then what the server said, and each failed row."""
     rows = []
     fixable = []
-    for path in sorted(_archived(inbox), key=lambda p: archive.original_name(p.name)):
-        if archive.failed_rows_path(path).exists():
-            fixable.append(archive.failed_rows_path(path).relative_to(inbox.parent))
-        result = archive.result_path(path)
+    for path in sorted(_archived(inbox), key=lambda p: archive_names.original_name(p.name)):
+        if archive_names.failed_rows_path(path).exists():
+            fixable.append(archive_names.failed_rows_path(path).relative_to(inbox.parent))
+        result = archive_names.result_path(path)
         try:
             reply = json.loads(result.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             reply = {"summary": "(no result file)"}
         rows.append(
-            (archive.original_name(path.name), f"{path.parent.name}/", str(result.relative_to(inbox.parent)), reply)
+            (
+                archive_names.original_name(path.name),
+                f"{path.parent.name}/",
+                str(result.relative_to(inbox.parent)),
+                reply,
+            )
         )
     width = max([len("file")] + [len(r[0]) for r in rows])
     print(f"\n{'file'.ljust(width)}  {'went to':<11} result saved as", file=out)
@@ -148,5 +153,5 @@ def _print_table(inbox: Path, out: TextIO) -> None:
 
 
 def _as_expected(inbox: Path) -> bool:
-    where = {archive.original_name(p.name): p.parent.name for p in _archived(inbox)}
+    where = {archive_names.original_name(p.name): p.parent.name for p in _archived(inbox)}
     return where == EXPECTED

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.errors import UnsafeFolder
-from dropbox_sync.pipeline import archive, workdirs
+from dropbox_sync.pipeline import archive_names, claim, discover, workdirs
 
 
 def retry_failed(cfg: Config, wanted: Sequence[str]) -> tuple[list[tuple[str, InboxConfig]], list[str]]:
@@ -37,9 +37,9 @@ def _retry_inbox(
     # strict=False: a person runs this, perhaps as another account than the service;
     # a failed/ that is a link is refused all the same (workdirs.py).
     with workdirs.inbox_folders(inbox.path, strict=False) as folders:
-        failed = folders.optional(archive.FAILED)
-        for path in archive.listed_files(inbox.path / archive.FAILED) if failed else []:
-            original = archive.original_of(path)
+        failed = folders.optional(workdirs.FAILED)
+        for path in discover.listed_files(inbox.path / workdirs.FAILED) if failed else []:
+            original = claim.original_of(path)
             if not failed.is_regular(path.name) or (names and path.name not in names and original not in names):
                 continue  # links and the like were filed there unread; they are not sent again
             unmatched -= {path.name, original}
@@ -51,7 +51,7 @@ def _retry_inbox(
             except OSError as exc:
                 problems.append(f"{inbox.name}: {path.name} not moved: {exc.strerror or exc}")
                 continue
-            failed.unlink(archive.original_path(path).name, missing_ok=True)
-            failed.unlink(archive.sent_path(path).name, missing_ok=True)  # made again when it is sent again
+            failed.unlink(archive_names.original_path(path).name, missing_ok=True)
+            failed.unlink(archive_names.sent_path(path).name, missing_ok=True)  # made again when it is sent again
             moved.append((original, inbox))
     return moved

@@ -34,7 +34,7 @@ from dropbox_sync.config.values import (
 from dropbox_sync.credentials import ENV, FILE, INLINE, KEYRING
 from dropbox_sync.errors import ConfigError, TemplateError
 from dropbox_sync.paths import control_character, path_value
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names, workdirs
 
 OBSERVER_KINDS = ("auto", "native", "polling")
 MAX_REPORT_IMPORTS = 1000  # keeps report.html small enough for any browser and share
@@ -146,7 +146,7 @@ def _inbox(
     values: dict[str, Any], table: Mapping[str, Any], index: int, where: str, base_dir: Path, warnings: list[str]
 ) -> InboxConfig:
     named = isinstance(table.get("name"), str)
-    label = f'inbox "{archive.display_name(table["name"])}"' if named else f"inbox #{index}"
+    label = f'inbox "{archive_names.display_name(table["name"])}"' if named else f"inbox #{index}"
     _reject_unknown(table, INBOX_DEFAULTS, f"{where}: {label}")
     read = _Reader(values, f"{where}: {label}", warnings)
     if values.get("path") is None:
@@ -296,7 +296,7 @@ def _reject_duplicates(inboxes: tuple[InboxConfig, ...], where: str) -> None:
     # inbox is fine: the scan is not recursive.
     for inbox in inboxes:
         for other in inboxes:
-            for work in (archive.SENDING, archive.PROCESSED, archive.FAILED, archive.HELD):
+            for work in (workdirs.SENDING, workdirs.PROCESSED, workdirs.FAILED, workdirs.HELD):
                 if inbox is not other and inbox.path.is_relative_to(other.path / work):
                     raise ConfigError(
                         f'{where}: inbox "{inbox.name}": path is inside {work}/ of inbox '

@@ -17,7 +17,7 @@ from pathlib import Path
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.config.notify_settings import NotifySettings
 from dropbox_sync.notify.notify_state import LEAVERS, FailedFile, Hold, Note
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names
 from dropbox_sync.pipeline.result import CHANGE_GUARD, SHRINK_GUARD
 from dropbox_sync.redact import scrub
 from dropbox_sync.when import duration, parse_iso, show_local
@@ -182,11 +182,11 @@ def _failed_lines(item: FailedFile) -> list[str]:
         if item.more_rows:
             lines.append(
                 f"    ... and {item.more_rows} more failed rows: see "
-                f"{archive.result_path(archived).name if archived else 'the result file'}"
+                f"{archive_names.result_path(archived).name if archived else 'the result file'}"
             )
-    if archived is not None and archive.failed_rows_path(archived).exists():
+    if archived is not None and archive_names.failed_rows_path(archived).exists():
         lines += [
-            f"  fix the rows: {archive.failed_rows_path(archived).name} (beside it) holds just these rows;",
+            f"  fix the rows: {archive_names.failed_rows_path(archived).name} (beside it) holds just these rows;",
             "                correct them in Excel and drop that file into the inbox",
         ]
     if archived is not None and item.stage != "preflight":

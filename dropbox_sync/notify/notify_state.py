@@ -17,7 +17,7 @@ from typing import Any
 from loguru import logger
 
 from dropbox_sync.errors import StateFileDamaged
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import workfiles
 from dropbox_sync.state import statefiles
 
 MAX_FILES = 200  # failed files kept for one digest; more are counted, not listed
@@ -112,7 +112,7 @@ class State:
             return data
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            archive.write_json_atomically(path, data)
+            workfiles.write_json_atomically(path, data)
         except OSError as exc:
             logger.warning("cannot write {}: {}", path, exc.strerror or exc)
             return previous or {}

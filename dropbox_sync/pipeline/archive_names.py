@@ -5,7 +5,7 @@ An archive name is the UTC time of the claim and the name as dropped
 the result's name would pass the 255-byte limit. Beside it: its result
 (``.result.json``), the CSV a mapped file was sent as (``.sent.csv``), its
 refused rows (``.failed-rows.csv``) and our dot-name companions (done marker,
-kept original name, approval). ``archive.py`` moves them; everyone asks here
+kept original name, approval). ``archive.py``, ``claim.py`` and their kin move them; everyone asks here
 what a name means, and how to show it to a person.
 """
 
@@ -69,7 +69,7 @@ def is_archived_file(name: str, siblings: Container[str] | None = None) -> bool:
 
 
 def result_path(file: Path) -> Path:
-    return file.with_name(file.name + RESULT_SUFFIX)
+    return file.with_name(result_name(file.name))
 
 
 def sent_path(file: Path) -> Path:
@@ -89,28 +89,54 @@ def export_name(name: str) -> str:
     return original_name(name[: -len(FAILED_ROWS_SUFFIX)])
 
 
+def result_name(archived: str) -> str:
+    """The name of a file's result, beside it."""
+    return archived + RESULT_SUFFIX
+
+
+def original_name_file(archived: str) -> str:
+    """Beside a file whose archive name was shortened, the dot-name holding its full original name."""
+    return f".{archived}{ORIGINAL_SUFFIX}"
+
+
+def marker_name(archived: str) -> str:
+    """Beside a claimed file, the dot-name its done marker waits under, then is archived with."""
+    return f".{archived}.done"
+
+
+def approval_name(archived: str) -> str:
+    """Beside a claimed file, the dot-name saying a person approved it past the shrink guard."""
+    return f".{archived}.approved"
+
+
+def companion_names(name: str) -> tuple[str, str, str, str]:
+    """Our companions of a file, which follow it from folder to folder: its done marker, its
+    kept original name, its sent copy and its refused rows (each only when there is one)."""
+    return marker_name(name), original_name_file(name), name + SENT_SUFFIX, name + FAILED_ROWS_SUFFIX
+
+
 def original_path(archived: Path) -> Path:
     """Beside a file whose archive name was shortened: its full original name."""
-    return archived.with_name(f".{archived.name}{ORIGINAL_SUFFIX}")
+    return archived.with_name(original_name_file(archived.name))
 
 
 def marker_path(claimed: Path) -> Path:
     """Where a claimed file's done marker waits, then is archived beside it."""
-    return claimed.with_name(f".{claimed.name}.done")
+    return claimed.with_name(marker_name(claimed.name))
 
 
 def approval_marker(claimed: Path) -> Path:
     """Beside a claimed file, says a person approved it past the shrink guard."""
-    return claimed.with_name(f".{claimed.name}.approved")
+    return claimed.with_name(approval_name(claimed.name))
 
 
 def companions(file: Path) -> tuple[Path, Path, Path, Path]:
-    """Our companions of a file, which follow it from folder to folder: its done marker,
-    its kept original name, its sent copy and its refused rows (each only when there is one)."""
-    return marker_path(file), original_path(file), sent_path(file), failed_rows_path(file)
+    """``companion_names`` as paths beside ``file``."""
+    marker, original, sent, rows = companion_names(file.name)
+    return file.with_name(marker), file.with_name(original), file.with_name(sent), file.with_name(rows)
 
 
-def _shorten(name: str) -> str:
+def shorten(name: str) -> str:
     """Cut an over-long name in the middle of its stem, keeping the extension."""
     # fsencode: a name that is not valid UTF-8 reaches us with surrogates.
     if len(os.fsencode(name)) <= MAX_NAME_BYTES:
@@ -126,7 +152,7 @@ def _shorten(name: str) -> str:
 def _whole_characters(data: bytes) -> bytes:
     """``data`` less a UTF-8 character the cut split at its end. Every other byte
     stays (even invalid ones), so a cut name is never more than 3 bytes under
-    its budget: ``original_of`` relies on that."""
+    its budget: ``claim.original_of`` relies on that."""
     for back in range(1, min(4, len(data)) + 1):
         byte = data[-back]
         if byte < 0x80:

@@ -15,19 +15,21 @@ whatever the patterns say.
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dropbox_sync.config import InboxConfig
-from dropbox_sync.pipeline import archive, routes
+from dropbox_sync.pipeline import routes, workdirs
+from dropbox_sync.pipeline.archive_names import is_archived_file
 from dropbox_sync.pipeline.watcher import Candidate, Ignored, scan
+from dropbox_sync.pipeline.workdirs import FAILED, HELD, PROCESSED, SENDING, Folder
 from dropbox_sync.report.pagefile import is_page_file
 
 NO_ROUTE = "matches no route of this inbox; left in place, not uploaded"
 # Our own names in an inbox (compared ignoring case: Windows and macOS do).
-RESERVED = frozenset(
-    n.lower() for n in (archive.SENDING, archive.PROCESSED, archive.FAILED, archive.HELD, archive.REPORT)
-)
+REPORT = "report.html"  # the inbox's page for people (never taken for a dropped file)
+RESERVED = frozenset(n.lower() for n in (SENDING, PROCESSED, FAILED, HELD, REPORT))
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def discover(inbox: InboxConfig, *, strict: bool = True) -> Discovery:
     Raises OSError when the folder cannot be listed (missing, unreadable), and
     ``UnsafeFolder`` when sending/ is a link, a file or (``strict``, the service)
     not ours: see workdirs.py."""
-    claimed = archive.claimed_files(inbox.path, strict=strict)
+    claimed = claimed_files(inbox.path, strict=strict)
     candidates, ignored, unfinished = scan(inbox)
     routed: list[tuple[int, Candidate]] = []
     skipped = [item for item in ignored if not is_reserved(item.name, inbox)]
@@ -73,3 +75,39 @@ def is_reserved(name: str, inbox: InboxConfig | None = None) -> bool:
     if inbox is not None and is_page_file(name, inbox.report):
         return True
     return name.lower() in RESERVED or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def claimed_files(inbox: Path, *, strict: bool = True) -> list[Path]:
+    """Files in sending/ (oldest claim first), not counting results or temporaries."""
+    return listed_files(inbox / SENDING, strict=strict)
+
+
+def listed_files(folder_path: Path, *, strict: bool = False) -> list[Path]:
+    """The archived files in one of our folders (``inbox/failed`` and the like), by name:
+    not results, not companions, not folders. Links are listed (never followed) so they
+    can be filed away. Through the folder's own handle (workdirs.py): a folder that is a
+    link raises ``UnsafeFolder``; ``strict`` (the service) also wants it ours."""
+    try:
+        with workdirs.inbox_folders(folder_path.parent, strict=strict) as folders:
+            directory = folders.optional(folder_path.name)
+            names = directory.names() if directory is not None else []
+            return sorted(folder_path / name for name in _listed(directory, names))
+    except FileNotFoundError:
+        return []  # no inbox folder (an unmounted share), or no such work folder yet
+
+
+def _listed(directory: Folder | None, names: list[str]) -> list[str]:
+    if directory is None:
+        return []
+    siblings = set(names)
+    found = []
+    for name in names:
+        if not is_archived_file(name, siblings):
+            continue
+        try:
+            if stat.S_ISDIR(directory.lstat(name).st_mode):
+                continue
+        except FileNotFoundError:
+            continue
+        found.append(name)
+    return found

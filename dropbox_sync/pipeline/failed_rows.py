@@ -24,9 +24,10 @@ from typing import Any, BinaryIO
 
 from loguru import logger
 
-from dropbox_sync.pipeline import archive
-from dropbox_sync.pipeline.archive import display_name, failed_rows_path, open_claimed
+from dropbox_sync.pipeline import workfiles
+from dropbox_sync.pipeline.archive_names import display_name, failed_rows_path
 from dropbox_sync.pipeline.rows import failed_details, row_number, tidy_reason
+from dropbox_sync.pipeline.workfiles import open_claimed
 
 ERROR_COLUMN = "import_error"
 _SNIFF = 64 * 1024
@@ -72,15 +73,15 @@ def write_beside(
     newline = _line_ending(export)
     target = failed_rows_path(export)
     written: list[FailedRow] = []
-    # An unpredictable name made O_EXCL through the folder's handle (archive.create_temporary):
+    # An unpredictable name made O_EXCL through the folder's handle (workfiles.create_temporary):
     # sending/ is shared ground, a link planted at a guessable name is never written through.
-    temporary, raw = archive.create_temporary(export, ".failed-rows")
+    temporary, raw = workfiles.create_temporary(export, ".failed-rows")
     try:
         with raw:
             written = _write_rows(export, raw, encoding, newline, reasons, by_export)
-        archive.rename_claimed(temporary, target.name)
+        workfiles.rename_claimed(temporary, target.name)
     except BaseException:
-        archive.discard(temporary)
+        workfiles.discard(temporary)
         raise
     return written
 

@@ -27,7 +27,7 @@ from filelock import FileLock, Timeout
 
 from dropbox_sync.errors import StateFileDamaged
 from dropbox_sync.paths import LOCK_DIR
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import workfiles
 from dropbox_sync.redact import scrub
 from dropbox_sync.state import statefiles
 
@@ -74,7 +74,7 @@ class InboxLock:
         if not self._take():
             return False
         try:
-            archive.write_json_atomically(
+            workfiles.write_json_atomically(
                 self.info_path,
                 {
                     "pid": os.getpid(),

@@ -31,9 +31,9 @@ from dropbox_sync.config.mapping import (
     Template,
     fold,
 )
-from dropbox_sync.pipeline.archive import open_claimed
 from dropbox_sync.pipeline.preflight import missing_columns_problem
 from dropbox_sync.pipeline.rows import row_number
+from dropbox_sync.pipeline.workfiles import open_claimed
 
 LISTED_ROWS = 1000  # rows listed by number in a result; beyond that only counted
 _BUFFER = 1 << 20
@@ -193,9 +193,9 @@ def _map_body(
 def map_file(mapping: ColumnMapping, source: Path, target: Path, *, sink: BinaryIO | None = None) -> MapResult:
     """Map the UTF-8 export at ``source`` (a BOM is fine) into a new UTF-8 CSV at ``target``.
 
-    The source is opened without following links (``archive.open_claimed``); ``sink``,
+    The source is opened without following links (``workfiles.open_claimed``); ``sink``,
     when given, is ``target`` already opened (the worker creates it through sending/'s
-    handle, ``archive.create_temporary``). On a problem, ``target`` is removed:
+    handle, ``workfiles.create_temporary``). On a problem, ``target`` is removed:
     nothing half-mapped is ever uploaded (the worker's own temporaries are removed by
     ``prepare``, through the folder's handle)."""
     binary = sink if sink is not None else open(target, "wb", buffering=_BUFFER)  # noqa: SIM115 - closed below

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names
 from dropbox_sync.pipeline.reply import Reply
 
 HOLD_STATUSES = {
@@ -50,7 +50,7 @@ class FileReport:
 
     @property
     def result_file(self) -> Path | None:
-        return archive.result_path(self.archived) if self.archived else None
+        return archive_names.result_path(self.archived) if self.archived else None
 
 
 def judge(reply: Reply) -> tuple[Outcome, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dropbox_sync.config.mapping import REQUIRED_OUTPUT as REQUIRED_COLUMNS
 from dropbox_sync.config.mapping import ColumnMapping, fold
-from dropbox_sync.pipeline.archive import open_claimed
+from dropbox_sync.pipeline.workfiles import open_claimed
 
 BOM = codecs.BOM_UTF8
 CHUNK = 1 << 20

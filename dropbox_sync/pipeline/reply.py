@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from dropbox_sync.pipeline.archive import display_name
+from dropbox_sync.pipeline.archive_names import display_name
 from dropbox_sync.redact import scrub
 
 # Infiniti's reply lists every row's outcome when some fail: about 100 bytes a

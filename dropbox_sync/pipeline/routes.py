@@ -5,14 +5,14 @@ One inbox may feed several imports by file name, e.g. ``users*.csv`` to
 Within a batch, routes are sent in the order the config lists them (users
 before groups, since groups need the users to exist), and within a route
 oldest first (``discover.py``). A file that matches no route is left where
-it is. A claimed file is routed by its original name (``archive.original_of``),
+it is. A claimed file is routed by its original name (``claim.original_of``),
 never by its archive name, which may have been shortened.
 """
 
 from __future__ import annotations
 
 from dropbox_sync.config import InboxConfig, Route
-from dropbox_sync.pipeline.archive import export_name
+from dropbox_sync.pipeline.archive_names import export_name
 from dropbox_sync.pipeline.watcher import matches
 
 

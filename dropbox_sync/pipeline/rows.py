@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import workfiles
 from dropbox_sync.redact import scrub
 
 ROW_SUCCESS = ("user created", "user updated")  # Infiniti lists every row once one fails
@@ -97,7 +97,7 @@ def _records(export: Path, wanted: set[int], encoding: str) -> dict[int, tuple[i
     """Data row number -> (spreadsheet row, username) for the rows in ``wanted``."""
     found: dict[int, tuple[int, str]] = {}
     try:
-        with archive.open_untrusted(export) as raw:
+        with workfiles.open_untrusted(export) as raw:
             text = io.TextIOWrapper(raw, encoding=encoding or "utf-8-sig", errors="replace", newline="")
             reader = csv.reader(text)
             column, data_row = None, 0

@@ -5,7 +5,7 @@ decides). The original bytes are what is archived; the UTF-8 copy is a
 temporary file beside the claimed one in sending/ (or in a scratch folder for
 ``check`` and ``send``), streamed in chunks so memory stays flat. It has an
 unpredictable dot-name, is made with O_EXCL and, in sending/, reached only
-through the folder's handle (``archive.create_temporary``, workdirs.py): a link
+through the folder's handle (``workfiles.create_temporary``, workdirs.py): a link
 planted at a guessed name is never written through.
 """
 
@@ -17,20 +17,20 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dropbox_sync.errors import TranscodeError
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import workfiles
 
 CHUNK = 1 << 20
 
 
 def to_utf8(claimed: Path, encoding: str, *, folder: Path | None = None) -> Path:
     """Write the UTF-8 copy of ``claimed`` (beside it, or in ``folder``) and return its path."""
-    with archive.open_claimed(claimed) as source:
-        target, sink = archive.create_temporary(folder / claimed.name if folder else claimed, ".utf8")
+    with workfiles.open_claimed(claimed) as source:
+        target, sink = workfiles.create_temporary(folder / claimed.name if folder else claimed, ".utf8")
         try:
             with sink:
                 _write_utf8(source, sink, encoding)
         except BaseException:
-            archive.discard(target)
+            workfiles.discard(target)
             raise
     return target
 

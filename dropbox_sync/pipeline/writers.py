@@ -39,7 +39,7 @@ from watchdog.events import (
     FileSystemEvent,
 )
 
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive, archive_names
 from dropbox_sync.pipeline.settle import Clock, Observation, Settler
 
 # A modify without its close-write for this long: the close event was lost
@@ -142,7 +142,7 @@ class WriterGate:
             logger.warning(
                 'inbox "{}": {} was modified but its writer has not closed it for {:g} s; going by settling alone',
                 self._inbox,
-                archive.display_name(path.name),
+                archive_names.display_name(path.name),
                 SILENT_WRITER_SECONDS,
             )
         if not (self._settler.observe(key, observation, writing=bool(marked)) or marked):
@@ -199,7 +199,7 @@ class Aftercare:
         Say so loudly and take it back into ``sending/``, where it settles and goes first."""
         for watched, current in self.moved_on(observe):
             path = watched.path
-            where = f"{path.parent.name}/{archive.display_name(path.name)}"
+            where = f"{path.parent.name}/{archive_names.display_name(path.name)}"
             try:
                 archive.take_back(path)
             except OSError as exc:

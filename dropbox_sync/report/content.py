@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from dropbox_sync import __version__, when
 from dropbox_sync.config import InboxConfig
-from dropbox_sync.pipeline import archive, rows
+from dropbox_sync.pipeline import archive_names, claim, rows, workdirs, workfiles
 from dropbox_sync.state import held, status
 
 if TYPE_CHECKING:
@@ -96,13 +96,13 @@ def _last_success(attempt: Attempt | None, now: dt.datetime) -> dict[str, Any] |
 def _import(inbox: InboxConfig, entry: HistoryEntry, now: dt.datetime, cache: dict) -> dict[str, Any]:
     folder = entry.folder
     archived = inbox.path / folder / entry.archived_as
-    result = archive.result_path(archived)
+    result = archive_names.result_path(archived)
     links = [
         (label, _href(folder, path.name))
         for label, path in (
             ("file", archived),
             ("result", result),
-            ("failed rows (CSV)", archive.failed_rows_path(archived)),
+            ("failed rows (CSV)", archive_names.failed_rows_path(archived)),
         )
         if _is_file(path)
     ]
@@ -192,12 +192,12 @@ def _held_files(inbox: InboxConfig, now: dt.datetime) -> list[dict[str, Any]]:
         name = path.name
         found.append(
             {
-                "file": archive.display_name(archive.original_of(path)),
-                "archived_as": archive.display_name(name),
-                "since": _moment(archive.archived_at(name), now),
+                "file": archive_names.display_name(claim.original_of(path)),
+                "archived_as": archive_names.display_name(name),
+                "since": _moment(archive_names.archived_at(name), now),
                 "why": reason,
-                "command": f"dropbox-sync approve {_quoted(archive.display_name(name))}",
-                "href": _href(archive.HELD, name),
+                "command": f"dropbox-sync approve {_quoted(archive_names.display_name(name))}",
+                "href": _href(workdirs.HELD, name),
             }
         )
     return found
@@ -206,7 +206,7 @@ def _held_files(inbox: InboxConfig, now: dt.datetime) -> list[dict[str, Any]]:
 def _read_json(path: Path) -> dict[str, Any]:
     """A result file from a shared folder: no link followed, nothing but a regular file read."""
     try:
-        with archive.open_untrusted(path) as handle:
+        with workfiles.open_untrusted(path) as handle:
             data = json.loads(handle.read(MAX_RESULT_BYTES + 1).decode("utf-8", "replace"))
     except (OSError, ValueError):
         return {}

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from dropbox_sync.config import InboxConfig
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names
 from dropbox_sync.redact import scrub
 from dropbox_sync.report import pagefile
 from dropbox_sync.report.content import gather
@@ -237,7 +237,7 @@ def _shown(value: object) -> object:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return archive.display_name(value)
+        return archive_names.display_name(value)
     return value
 
 

@@ -30,8 +30,8 @@ from typing import Any, BinaryIO
 
 from dropbox_sync.config.mapping import USERNAME, fold
 from dropbox_sync.config.policy import RosterPolicy
-from dropbox_sync.pipeline.archive import open_claimed
 from dropbox_sync.pipeline.rows import ROW_SUCCESS
+from dropbox_sync.pipeline.workfiles import open_claimed
 from dropbox_sync.roster.memory import Memory, Roster
 
 LISTED = 200  # users listed per kind in a result; the counts are always complete

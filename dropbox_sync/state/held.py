@@ -20,7 +20,7 @@ from typing import Any
 from dropbox_sync import __version__
 from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.errors import UnsafeFolder
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive, archive_names, claim, discover, workdirs, workfiles
 from dropbox_sync.state.journal import Attempt, Journal, iso_utc
 
 
@@ -33,7 +33,7 @@ class HeldFile:
 
     @property
     def original(self) -> str:
-        return archive.display_name(archive.original_of(self.path))
+        return archive_names.display_name(claim.original_of(self.path))
 
 
 def what_to_do(name: str) -> str:
@@ -49,11 +49,11 @@ def status_entries(inbox_path: Path) -> list[dict[str, Any]]:
     """The held files of one inbox for status, status.json and the digest."""
     entries = []
     for path, reason, _ in shown_files(inbox_path):
-        since = archive.archived_at(path.name)
-        original = archive.display_name(archive.original_of(path))
+        since = archive_names.archived_at(path.name)
+        original = archive_names.display_name(claim.original_of(path))
         entries.append(
             {
-                "file": archive.display_name(path.name),
+                "file": archive_names.display_name(path.name),
                 "original": original,
                 "held_since": iso_utc(since) if since else None,
                 "reason": reason,
@@ -76,10 +76,10 @@ def shown_files(inbox_path: Path) -> list[tuple[Path, str, str]]:
 def files_in(inbox_path: Path) -> list[tuple[Path, str, str]]:
     """(file, reason, endpoint) of each file in ``inbox_path``/held/, oldest first."""
     found = []
-    for path in archive.listed_files(inbox_path / archive.HELD):
+    for path in discover.listed_files(inbox_path / workdirs.HELD):
         if path.is_symlink() or not path.is_file():
             continue  # nothing of ours; never followed
-        saved = archive.read_result(path) or {}
+        saved = workfiles.read_result(path) or {}
         facts = saved.get("dropbox_sync") if isinstance(saved.get("dropbox_sync"), dict) else {}
         reason = saved.get("summary") if isinstance(saved.get("summary"), str) else "held for approval"
         found.append((path, reason, str(facts.get("endpoint") or "")))
@@ -94,7 +94,7 @@ def find(cfg: Config, wanted: Sequence[str]) -> tuple[list[HeldFile], list[str]]
     for want in wanted:
         name = Path(want).name
         matches = [i for i in everything if i.path.name == name] or [
-            i for i in everything if archive.original_of(i.path) == name
+            i for i in everything if claim.original_of(i.path) == name
         ]
         if not matches:
             problems.append(f"{name}: not found in any held/ folder")
@@ -112,13 +112,13 @@ def newer_import(journal: Journal | None, item: HeldFile) -> Attempt | None:
     names' timestamps only to the second)."""
     if journal is None:
         return None
-    return journal.imported_after(item.inbox.name, item.endpoint, archive.display_name(item.path.name))
+    return journal.imported_after(item.inbox.name, item.endpoint, archive_names.display_name(item.path.name))
 
 
 def discard(item: HeldFile, journal: Journal | None, *, now: dt.datetime, who: str | None = None) -> Path:
     """File a held file in failed/ with a result saying who discarded it and when."""
     who = who or _user()
-    saved = archive.read_result(item.path) or {}
+    saved = workfiles.read_result(item.path) or {}
     facts = saved.get("dropbox_sync") if isinstance(saved.get("dropbox_sync"), dict) else {}
     when = iso_utc(now)
     summary = f"Not imported: discarded by {who} at {when} while held for approval ({item.reason})"
@@ -130,7 +130,7 @@ def discard(item: HeldFile, journal: Journal | None, *, now: dt.datetime, who: s
             "version": __version__,
             "inbox": item.inbox.name,
             "file": item.original,
-            "archived_as": archive.display_name(item.path.name),
+            "archived_as": archive_names.display_name(item.path.name),
             "outcome": "failed",
             "stage": "discarded",
             "discarded_by": who,
@@ -138,13 +138,13 @@ def discard(item: HeldFile, journal: Journal | None, *, now: dt.datetime, who: s
             "held_reason": item.reason,
         },
     }
-    archive.write_json_atomically(archive.result_path(item.path), result)
-    target = archive.archive(item.path, archive.FAILED)
+    workfiles.write_json_atomically(archive_names.result_path(item.path), result)
+    target = archive.archive(item.path, workdirs.FAILED)
     if journal is not None:
         journal.record(
             Attempt(
                 item.inbox.name,
-                archive.display_name(target.name),
+                archive_names.display_name(target.name),
                 item.original,
                 facts.get("sha256"),
                 facts.get("bytes"),

@@ -22,8 +22,8 @@ from loguru import logger
 from dropbox_sync import __version__, paths, when
 from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.errors import StateFileDamaged, UnsafeFolder
-from dropbox_sync.pipeline import archive, workdirs
-from dropbox_sync.pipeline.discover import Discovery, discover
+from dropbox_sync.pipeline import archive_names, workdirs, workfiles
+from dropbox_sync.pipeline.discover import Discovery, discover, listed_files
 from dropbox_sync.pipeline.inboxlock import InboxLock
 from dropbox_sync.pipeline.watcher import observe
 from dropbox_sync.state import held, statefiles
@@ -53,7 +53,7 @@ def write_status_file(state_dir: Path, snapshots: Iterable[InboxSnapshot], *, mo
             for s in snapshots
         },
     }
-    archive.write_json_atomically(state_dir / paths.STATUS_FILE, data)
+    workfiles.write_json_atomically(state_dir / paths.STATUS_FILE, data)
 
 
 def read_status_file(state_dir: Path) -> dict[str, Any] | None:
@@ -130,9 +130,11 @@ def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal
         pass  # missing or unlistable: folder_missing says so
     found = _discover(inbox)
     status["waiting"] = waiting(inbox, reported.get("waiting", {}), found)
-    status["not_sent"] = [{"file": archive.display_name(item.name), "reason": item.reason} for item in found.skipped]
+    status["not_sent"] = [
+        {"file": archive_names.display_name(item.name), "reason": item.reason} for item in found.skipped
+    ]
     status["held_files"] = held.status_entries(inbox.path)  # none if held/ is a link or a file: "held" says so
-    status["failed_files"] = _count_files(inbox.path / archive.FAILED)
+    status["failed_files"] = _count_files(inbox.path / workdirs.FAILED)
     if journal is not None:
         last_success = journal.last(inbox.name, "processed")
         status["last_success"] = _attempt(last_success)
@@ -149,7 +151,8 @@ def waiting(inbox: InboxConfig, reasons: dict[str, str], found: Discovery | None
     found = _discover(inbox) if found is None else found
     entries = [_waiting_entry(path, reasons) for path in found.claimed + [inbox.path / c.name for c in found.waiting]]
     marker = {
-        c.name: f"waits for its done marker {archive.display_name(c.name)}{inbox.done_marker}" for c in found.unfinished
+        c.name: f"waits for its done marker {archive_names.display_name(c.name)}{inbox.done_marker}"
+        for c in found.unfinished
     }
     return entries + [_waiting_entry(inbox.path / name, marker) for name in marker]
 
@@ -162,14 +165,14 @@ def _discover(inbox: InboxConfig) -> Discovery:
 
 
 def _waiting_entry(path: Path, reasons: dict[str, str]) -> dict[str, Any]:
-    where = "sending/" if path.parent.name == archive.SENDING else "inbox"
+    where = "sending/" if path.parent.name == workdirs.SENDING else "inbox"
     try:
-        seen = archive.observe_claimed(path) if where == "sending/" else observe(path)
+        seen = workfiles.observe_claimed(path) if where == "sending/" else observe(path)
     except (OSError, UnsafeFolder):
         seen = None
     waited = max(0.0, _now().timestamp() - seen.mtime_ns / 1e9) if seen else None
     return {
-        "file": archive.display_name(path.name),
+        "file": archive_names.display_name(path.name),
         "where": where,
         "seconds_since_modified": waited,
         "reason": reasons.get(path.name) or ("claimed, to be sent next" if where == "sending/" else "queued"),
@@ -178,7 +181,7 @@ def _waiting_entry(path: Path, reasons: dict[str, str]) -> dict[str, Any]:
 
 def _count_files(folder: Path) -> int:
     try:
-        return sum(1 for path in archive.listed_files(folder) if path.is_file())
+        return sum(1 for path in listed_files(folder) if path.is_file())
     except (OSError, UnsafeFolder):
         return 0
 
@@ -194,7 +197,7 @@ def _last_changes(inbox: InboxConfig, attempt: Attempt | None) -> dict[str, Any]
     reports or deactivates them (leavers = "report" | "deactivate")."""
     if attempt is None:
         return None
-    saved = archive.read_result(inbox.path / archive.PROCESSED / attempt.file) or {}
+    saved = workfiles.read_result(inbox.path / workdirs.PROCESSED / attempt.file) or {}
     ours = saved.get("dropbox_sync")
     changes = ours.get("changes") if isinstance(ours, dict) else None
     if not isinstance(changes, dict):

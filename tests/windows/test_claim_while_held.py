@@ -27,7 +27,7 @@ from winpipeline import (
     write_config,
 )
 
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names, discover
 
 HELD_REASON = "is open in another program"
 
@@ -132,13 +132,13 @@ def test_a_sent_file_held_in_sending_is_filed_once_released_without_an_error(tmp
         worker = pipeline.workers[0]
         (inbox / "scanned.csv").write_bytes(data)
         wait_until(lambda: [u for u in emulator.uploads() if u.status == 503], timeout=PROCESS_TIMEOUT)
-        (claimed,) = wait_until(lambda: archive.claimed_files(inbox), timeout=PROCESS_TIMEOUT)
+        (claimed,) = wait_until(lambda: discover.claimed_files(inbox), timeout=PROCESS_TIMEOUT)
         with open(claimed, "rb"):
             wait_until(lambda: [u for u in emulator.uploads() if u.status == 200], timeout=PROCESS_TIMEOUT)
             # Sent and its result saved; the move into processed/ cannot happen yet.
             wait_until(lambda: filing_reason(worker, claimed.name) or logs.problems(), timeout=10)
             assert logs.problems() == [], "a held file is an expected situation, not an error"
-            assert archive.result_path(claimed).is_file()
+            assert archive_names.result_path(claimed).is_file()
         wait_until(lambda: finished(inbox), timeout=PROCESS_TIMEOUT)
         last = worker.journal.last("lane", "processed")
 

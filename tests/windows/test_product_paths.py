@@ -31,13 +31,13 @@ from winpipeline import (
 )
 
 from dropbox_sync import config, paths
-from dropbox_sync.pipeline import archive, watcher
+from dropbox_sync.pipeline import archive_names, claim, watcher
 from dropbox_sync.service import plan
 
 NON_ASCII = "\u00c9l\u00e8ves_\u00f1_\u65e5\u672c.csv"  # "Élèves_ñ_日本.csv", composed (NFC)
 LONG_ASCII = "SIS export - " + "x" * 100 + ".csv"  # 117 characters
 # 80 characters, but 240 bytes in UTF-8: over the archive's name budget
-# (archive.MAX_NAME_BYTES), though Windows counts only 80 UTF-16 units.
+# (archive_names.MAX_NAME_BYTES), though Windows counts only 80 UTF-16 units.
 LONG_CJK = "\u5b66\u751f" * 38 + ".csv"
 UNC = r"\\lane-no-such-server.invalid\share\SIS export"
 
@@ -49,7 +49,7 @@ def test_non_ascii_and_long_names_go_through_the_pipeline(tmp_path: Path, emulat
     config_path = write_config(tmp_path / "site", emulator, inbox=inbox, path=str(inbox).replace("\\", "/"))
     names = (NON_ASCII, LONG_ASCII, LONG_CJK)
     files = {name: csv_bytes(good_row(f"p{number}")) for number, name in enumerate(names)}
-    assert len(os.fsencode(LONG_CJK)) > archive.MAX_NAME_BYTES
+    assert len(os.fsencode(LONG_CJK)) > archive_names.MAX_NAME_BYTES
 
     with running_pipeline(config_path) as pipeline:
         watched = pipeline.workers[0].inbox.path
@@ -82,10 +82,10 @@ def test_non_ascii_and_long_names_go_through_the_pipeline(tmp_path: Path, emulat
     # item 12), so the result, the upload and routing carry the name as dropped.
     shortened = original(done[files[LONG_CJK]])
     assert shortened != LONG_CJK and shortened.endswith(".csv") and LONG_CJK.startswith(shortened[:-4])
-    assert len(os.fsencode(shortened)) <= archive.MAX_NAME_BYTES
+    assert len(os.fsencode(shortened)) <= archive_names.MAX_NAME_BYTES
     assert result_of(done[files[LONG_CJK]])["dropbox_sync"]["file"] == LONG_CJK
     assert uploads[files[LONG_CJK]].filename == LONG_CJK
-    assert archive.original_of(done[files[LONG_CJK]]) == LONG_CJK
+    assert claim.original_of(done[files[LONG_CJK]]) == LONG_CJK
 
 
 def test_a_local_drive_is_not_a_network_path(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ import pytest
 from winpipeline import PASSWORD, archived, csv_bytes, good_row, write_config
 
 from dropbox_sync import config
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names, workdirs
 from dropbox_sync.report import pagefile
 from dropbox_sync.session import pipeline_session
 
@@ -81,7 +81,7 @@ def test_the_page_is_written_into_an_inbox_on_a_unc_path(tmp_path: Path, unc_fol
         result = pipeline.once(threading.Event())
 
     assert not result.held and not result.failed
-    (filed,) = archived(inbox, archive.PROCESSED)
+    (filed,) = archived(inbox, workdirs.PROCESSED)
     html = (inbox / "report.html").read_text(encoding="utf-8")
     page = Page(html)
     text = " ".join(" ".join(page.text).split())
@@ -91,6 +91,6 @@ def test_the_page_is_written_into_an_inbox_on_a_unc_path(tmp_path: Path, unc_fol
     # Links are relative, so they open from \\server\share\... as from a drive letter.
     assert page.hrefs and all(not h.startswith(("/", "\\")) and ":" not in h for h in page.hrefs)
     targets = {inbox / urllib.parse.unquote(h) for h in page.hrefs}
-    assert {filed, archive.result_path(filed)} <= targets and all(t.is_file() for t in targets)
+    assert {filed, archive_names.result_path(filed)} <= targets and all(t.is_file() for t in targets)
     pages = [p.name for p in inbox.iterdir() if pagefile.is_page_file(p.name, "report.html")]
     assert pages == ["report.html"], "the temporary was renamed over the page"

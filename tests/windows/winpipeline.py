@@ -20,7 +20,7 @@ from typing import Any
 from loguru import logger
 
 from dropbox_sync import config
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names, workdirs
 from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.state.journal import Journal
 
@@ -120,24 +120,24 @@ def archived(inbox: Path, which: str) -> list[Path]:
     folder = inbox / which
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if archive.is_archived_file(p.name))
+    return sorted(p for p in folder.iterdir() if archive_names.is_archived_file(p.name))
 
 
 def original(path: Path) -> str:
-    return archive.original_name(path.name)
+    return archive_names.original_name(path.name)
 
 
 def result_of(path: Path) -> dict[str, Any]:
-    return json.loads(archive.result_path(path).read_text(encoding="utf-8"))
+    return json.loads(archive_names.result_path(path).read_text(encoding="utf-8"))
 
 
 def finished(inbox: Path) -> list[Path]:
     """Every file that reached processed/ or failed/ (with its result written)."""
     return [
         p
-        for which in (archive.PROCESSED, archive.FAILED)
+        for which in (workdirs.PROCESSED, workdirs.FAILED)
         for p in archived(inbox, which)
-        if archive.result_path(p).exists()
+        if archive_names.result_path(p).exists()
     ]
 
 

@@ -1,0 +1,127 @@
+"""One file in a work folder, read or written through its folder's handle.
+
+An entry of sending/, processed/, failed/ or held/ is reached through the
+folder's no-follow handle, relative to the inbox (workdirs.py): a link put in
+place of the file or of the folder is refused, never followed, and a FIFO is
+refused rather than waited on. A state or scratch folder the administrator or
+the program chose is opened as it is. The claim, the moves between folders
+and the pipeline's reads, results and temporaries all go through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from dropbox_sync.pipeline import workdirs
+from dropbox_sync.pipeline.archive_names import result_name
+from dropbox_sync.pipeline.settle import Observation
+from dropbox_sync.pipeline.workdirs import Folder, WorkFolders
+
+
+def folders_of(entry: Path, *, strict: bool = True) -> contextlib.AbstractContextManager[WorkFolders]:
+    """The opened inbox of an entry in one of its work folders (``inbox/which/name``)."""
+    return workdirs.inbox_folders(entry.parent.parent, strict=strict)
+
+
+@contextlib.contextmanager
+def folder_of(path: Path) -> Iterator[Folder]:
+    """The folder holding ``path``, opened: a work folder (``inbox/sending/x``,
+    ``inbox/failed/x``...) through its no-follow handle relative to the inbox, so a
+    work folder swapped for a link is refused (workdirs.py); any other folder (a
+    state or scratch folder the administrator or the program chose) as it is.
+
+    Ownership is the service's to check, once per pass (``archive.ensure_folders``), not
+    here: a person's command reading a folder they happen to call failed/ is fine."""
+    if path.parent.name in workdirs.WORK_FOLDERS:
+        with workdirs.work_folder(path.parent.parent, path.parent.name, strict=False) as folder:
+            yield folder
+    else:
+        with workdirs.open_trusted(path.parent) as folder:
+            yield folder
+
+
+def open_claimed(path: Path) -> BinaryIO:
+    """Open a regular file for reading without following a link (``folder_of``).
+
+    The scan only takes regular files, but a link could be put in place
+    between the scan and the claim; O_NOFOLLOW makes that fail instead of
+    reading (and uploading) whatever the link points at, and a FIFO is refused
+    rather than waited on."""
+    with folder_of(path) as folder:
+        return folder.open_read(path.name)
+
+
+open_untrusted = open_claimed  # a file people may have put in our folders: the same rules
+
+
+def open_nofollow(path: Path) -> BinaryIO:
+    """Open a file a person named (``send``, ``check``) for reading, not following a final link."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    return os.fdopen(os.open(path, flags), "rb")
+
+
+def lstat_claimed(path: Path) -> os.stat_result:
+    """The entry itself (never what a link points at)."""
+    with folder_of(path) as folder:
+        return folder.lstat(path.name)
+
+
+def observe_claimed(path: Path) -> Observation | None:
+    """Size and mtime of a regular file; None if it is gone or not a regular file."""
+    try:
+        info = lstat_claimed(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return Observation(info.st_size, info.st_mtime_ns)
+
+
+def exists_claimed(path: Path) -> bool:
+    """The entry exists, whatever it is (a link too)."""
+    with folder_of(path) as folder:
+        return folder.exists(path.name)
+
+
+def create_temporary(beside: Path, label: str) -> tuple[Path, BinaryIO]:
+    """A new temporary of unpredictable name, made O_EXCL without following a link, in
+    the folder of ``beside``; a dot-name ending .tmp, swept at start if a crash leaves it."""
+    with folder_of(beside) as folder:
+        name, handle = folder.create_temporary(label)
+    return beside.with_name(name), handle
+
+
+def rename_claimed(path: Path, new_name: str) -> None:
+    """Give an entry another name in the same folder (replacing one: a link is replaced,
+    never written through)."""
+    with folder_of(path) as folder:
+        folder.replace(path.name, new_name)
+
+
+def discard(path: Path) -> None:
+    """Remove one of our temporaries."""
+    with folder_of(path) as folder:
+        folder.unlink(path.name, missing_ok=True)
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """A JSON file written whole or not at all, scrubbed of secrets (``Folder.write_json``):
+    a result in a work folder, or a state file (status.json, notify.json)."""
+    with folder_of(path) as folder:
+        folder.write_json(path.name, data)
+
+
+def read_result(claimed: Path) -> dict[str, Any] | None:
+    """The saved result of a claimed file, if a complete one exists."""
+    with folder_of(claimed) as folder:
+        try:
+            data = json.loads(folder.read_bytes(result_name(claimed.name)))
+        except (OSError, ValueError):
+            return None
+    return data if isinstance(data, dict) else None
