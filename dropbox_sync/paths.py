@@ -27,7 +27,7 @@ JOURNAL_FILE = "journal.sqlite3"
 JOURNAL_COMPANIONS = ("-wal", "-shm")  # SQLite's own, beside the journal (suffixes)
 STATUS_FILE = "status.json"  # the running service's view, for `status` and monitoring
 NOTIFY_FILE = "notify.json"  # what the email notifier must remember across restarts
-ROSTER_FILE = "roster.sqlite3"  # what Infiniti confirmed, per inbox and route (roster.py); same companions
+ROSTER_FILE = "roster.sqlite3"  # what Infiniti confirmed, per inbox and route (roster/memory.py); same companions
 STATE_FILES = (
     JOURNAL_FILE,
     *(JOURNAL_FILE + c for c in JOURNAL_COMPANIONS),

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.pipeline.prepare import Rejection, prepare
-from dropbox_sync.roster.changes import LISTED, Changes
+from dropbox_sync.roster.changeset import LISTED, Changes
 from dropbox_sync.roster.memory import Roster
 
 OK, PROBLEMS = 0, 1

@@ -11,7 +11,7 @@ result. Our facts go under the one extra key ``dropbox_sync``, always the same k
     (+ transcoded_from, approved, warnings, mapping, export_rows when they apply;
     reply_bytes_read, reply_truncated, reply_problem when the reply could not be read
     whole: reply.py; changes: what the file changes against the roster memory, for every
-    users file: {added, changed, unchanged, leavers, sent_rows, ...} (changes.Changes.facts))
+    users file: {added, changed, unchanged, leavers, sent_rows, ...} (changeset.Changes.facts))
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def _result_facts(inbox: InboxConfig, archived: Path, result: Path, cache: dict)
 
 
 def _changes(changes: object) -> list[str]:
-    """The roster changes of an import (the result's ``changes``, changes.Changes.facts) in words:
+    """The roster changes of an import (the result's ``changes``, changeset.Changes.facts) in words:
     ``["3 added: ann, bob, cid", "1 changed: dan", "1996 unchanged", "2 leavers (deactivated): eve, fay"]``."""
     if not isinstance(changes, dict):
         return []
