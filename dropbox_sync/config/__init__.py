@@ -41,7 +41,7 @@ from loguru import logger
 from dropbox_sync import credentials
 from dropbox_sync.config.model import Config, InboxConfig, Route
 from dropbox_sync.config.notify_settings import resolve_settings
-from dropbox_sync.config.parser import INBOX_DEFAULTS, _reject_duplicates, _where, parse
+from dropbox_sync.config.parser import INBOX_DEFAULTS, parse, reject_duplicate_inboxes, source_label
 from dropbox_sync.errors import ConfigError
 from dropbox_sync.paths import BACKSLASH_HINT
 from dropbox_sync.redact import Secret, register_basic_auth
@@ -111,7 +111,7 @@ def check_files(cfg: Config) -> Config:
     """What ``parse`` leaves to the disk: paths resolved (symlinks, a share that does not
     answer kept as written), a ``ca_bundle`` that exists, an inbox path that is no file;
     then the warnings said at every start."""
-    where = _where(cfg.source)
+    where = source_label(cfg.source)
     inboxes = []
     for inbox in cfg.inboxes:
         label = f'{where}: inbox "{inbox.name}"'
@@ -121,7 +121,7 @@ def check_files(cfg: Config) -> Config:
         if path.is_file():
             raise ConfigError(f"{label}: path is a file, not a folder: {path}")
         inboxes.append(dataclasses.replace(inbox, path=path, ca_bundle=_existing(inbox.ca_bundle, label)))
-    _reject_duplicates(tuple(inboxes), where)
+    reject_duplicate_inboxes(tuple(inboxes), where)
     notify = cfg.notify
     if notify is not None and notify.server.ca_bundle is not None:
         server = dataclasses.replace(notify.server, ca_bundle=_existing(notify.server.ca_bundle, f"{where}: [notify]"))
@@ -161,7 +161,7 @@ def _warn(cfg: Config) -> None:
     if cfg.notify is not None and cfg.notify.server.password_source is not None:
         sources.append(cfg.notify.server.password_source)
     if cfg.source is not None and any(source.inline for source in sources):
-        _warn_if_readable_by_others(cfg.source, _where(cfg.source))
+        _warn_if_readable_by_others(cfg.source, source_label(cfg.source))
 
 
 def resolve_secrets(cfg: Config) -> Config:

@@ -20,16 +20,16 @@ from dropbox_sync.config.model import Config, InboxConfig, Route
 from dropbox_sync.config.notify_settings import parse_settings
 from dropbox_sync.config.values import (
     MAX_DAYS,
-    _check_transport_security,
-    _count,
-    _encoding,
-    _fraction,
-    _inbox_path,
-    _proxy,
-    _Reader,
-    _report_name,
-    _split_url,
-    _username,
+    Reader,
+    check_transport_security,
+    read_count,
+    read_encoding,
+    read_fraction,
+    read_inbox_path,
+    read_proxy,
+    read_report_name,
+    read_username,
+    split_url,
 )
 from dropbox_sync.credentials import ENV, FILE, INLINE, KEYRING
 from dropbox_sync.errors import ConfigError, TemplateError
@@ -87,7 +87,7 @@ LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL
 def parse(raw: Mapping[str, Any], *, source: Path | None = None, base_dir: Path | None = None) -> Config:
     """Validate an already parsed TOML document (``source`` names it in errors; relative
     paths are taken from ``base_dir``, by default the folder of ``source``). Pure: see above."""
-    where = _where(source)
+    where = source_label(source)
     if base_dir is None:
         base_dir = Path(os.path.abspath(source)).parent if source else Path.cwd()
     warnings: list[str] = []
@@ -105,7 +105,7 @@ def parse(raw: Mapping[str, Any], *, source: Path | None = None, base_dir: Path 
         _inbox({**INBOX_DEFAULTS, **defaults, **table}, table, index, where, base_dir, warnings)
         for index, table in enumerate(tables, start=1)
     )
-    _reject_duplicates(inboxes, where)
+    reject_duplicate_inboxes(inboxes, where)
     log_level = str(raw.get("log_level", "INFO")).upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"{where}: log_level must be one of {', '.join(LOG_LEVELS)}")
@@ -125,7 +125,8 @@ def parse(raw: Mapping[str, Any], *, source: Path | None = None, base_dir: Path 
     )
 
 
-def _where(source: Path | None) -> str:
+def source_label(source: Path | None) -> str:
+    """How messages name the config: its file name, or "config" for text with no file."""
     return source.name if source else "config"
 
 
@@ -148,10 +149,10 @@ def _inbox(
     named = isinstance(table.get("name"), str)
     label = f'inbox "{archive_names.display_name(table["name"])}"' if named else f"inbox #{index}"
     _reject_unknown(table, INBOX_DEFAULTS, f"{where}: {label}")
-    read = _Reader(values, f"{where}: {label}", warnings)
+    read = Reader(values, f"{where}: {label}", warnings)
     if values.get("path") is None:
         raise read.fail("path", "is missing (the folder to watch)")
-    path = _inbox_path(read, base_dir)
+    path = read_inbox_path(read, base_dir)
     name = read.text("name") if values.get("name") is not None else path.name
     if control_character(name) is not None:  # shown in logs, status, email subjects, lock names
         raise read.fail(
@@ -160,7 +161,7 @@ def _inbox(
         )
     routes, url_user, url_password = _routes(read)
     url = routes[0].url
-    username = _username(read, url_user)
+    username = read_username(read, url_user)
     password_source = credentials.parse_source(
         read.values,
         PASSWORD_KEYS,
@@ -174,7 +175,7 @@ def _inbox(
         raise read.fail("password_env", "is missing: set password_env, password_file or password")
     verify_tls = read.flag("verify_tls")
     for route in routes:
-        _check_transport_security(read, route.url, verify_tls)
+        check_transport_security(read, route.url, verify_tls)
     ca_bundle_text = read.text("ca_bundle")
     ca_bundle = path_value(ca_bundle_text, base_dir, lambda p: read.fail("ca_bundle", p)) if ca_bundle_text else None
     return InboxConfig(
@@ -185,7 +186,7 @@ def _inbox(
         password_source=password_source,
         ca_bundle=ca_bundle,  # check_files: present
         verify_tls=verify_tls,
-        proxy=_proxy(read),
+        proxy=read_proxy(read),
         settle_seconds=read.seconds("settle_seconds"),
         include=read.patterns("include"),
         exclude=read.patterns("exclude"),
@@ -203,21 +204,21 @@ def _inbox(
         stop_timeout=read.seconds("stop_timeout"),
         keep_days=read.seconds("keep_days", maximum=MAX_DAYS),
         routes=routes,
-        shrink_guard=_fraction(read, "shrink_guard"),
-        source_encoding=_encoding(read),
-        report=_report_name(read),
-        report_imports=_count(read, "report_imports", 1, MAX_REPORT_IMPORTS),
+        shrink_guard=read_fraction(read, "shrink_guard"),
+        source_encoding=read_encoding(read),
+        report=read_report_name(read),
+        report_imports=read_count(read, "report_imports", 1, MAX_REPORT_IMPORTS),
     )
 
 
-def _routes(read: _Reader) -> tuple[tuple[Route, ...], str | None, str | None]:
+def _routes(read: Reader) -> tuple[tuple[Route, ...], str | None, str | None]:
     """The inbox's routes, and any credentials found in a URL."""
     tables = read.values.get("route")
     inbox_mapping = _mapping(read, read.values)
     if tables is None:
         if read.values.get("url") is None:
             raise read.fail("url", "is missing (the Infiniti import URL)")
-        url, user, password = _split_url(read, read.text("url"), "url")
+        url, user, password = split_url(read, read.text("url"), "url")
         return (Route(("*",), url, inbox_mapping, _policy(read, {})),), user, password
     if read.values.get("url") is not None:
         raise read.fail("url", "conflicts with [[inbox.route]]: give each route its own url")
@@ -230,8 +231,8 @@ def _routes(read: _Reader) -> tuple[tuple[Route, ...], str | None, str | None]:
         for key in ("match", "url"):
             if key not in table:
                 raise read.fail(f"{label} {key}", "is missing")
-        patterns = _Reader(table, f"{read.where}: {label}").patterns("match")
-        url, route_user, route_password = _split_url(read, _Reader(table, read.where).text("url"), f"{label} url")
+        patterns = Reader(table, f"{read.where}: {label}").patterns("match")
+        url, route_user, route_password = split_url(read, Reader(table, read.where).text("url"), f"{label} url")
         user, password = user or route_user, password or route_password
         routes.append(
             Route(patterns, url, _route_mapping(read, table, label, inbox_mapping), _policy(read, table, label))
@@ -239,7 +240,7 @@ def _routes(read: _Reader) -> tuple[tuple[Route, ...], str | None, str | None]:
     return tuple(routes), user, password
 
 
-def _mapping(read: _Reader, table: Mapping[str, Any], label: str = "") -> mapping.ColumnMapping | None:
+def _mapping(read: Reader, table: Mapping[str, Any], label: str = "") -> mapping.ColumnMapping | None:
     """The ``columns``/``values`` of ``table`` (an inbox's or a route's), or None when it maps nothing."""
     columns, values = table.get("columns"), table.get("values")
     if columns is None:
@@ -253,7 +254,7 @@ def _mapping(read: _Reader, table: Mapping[str, Any], label: str = "") -> mappin
 
 
 def _route_mapping(
-    read: _Reader, table: Mapping[str, Any], label: str, inbox_mapping: mapping.ColumnMapping | None
+    read: Reader, table: Mapping[str, Any], label: str, inbox_mapping: mapping.ColumnMapping | None
 ) -> mapping.ColumnMapping | None:
     """A route with its own ``columns`` uses only its own ``values``; a route without
     uses the inbox's columns, its own ``values`` replacing the inbox's column by column."""
@@ -268,7 +269,7 @@ def _route_mapping(
     return _mapping(read, {"columns": read.values["columns"], "values": merged}, label)
 
 
-def _policy(read: _Reader, table: Mapping[str, Any], label: str = "") -> policy.RosterPolicy:
+def _policy(read: Reader, table: Mapping[str, Any], label: str = "") -> policy.RosterPolicy:
     """The inbox's roster keys, each overridden by the route's own."""
     try:
         return policy.build({**read.values, **{k: v for k, v in table.items() if k in policy.KEYS}})
@@ -280,7 +281,9 @@ def _policy(read: _Reader, table: Mapping[str, Any], label: str = "") -> policy.
 PASSWORD_KEYS = {INLINE: "password", ENV: "password_env", FILE: "password_file", KEYRING: "password_keyring"}
 
 
-def _reject_duplicates(inboxes: tuple[InboxConfig, ...], where: str) -> None:
+def reject_duplicate_inboxes(inboxes: tuple[InboxConfig, ...], where: str) -> None:
+    """``ConfigError`` for two inboxes with one name or one folder, or an inbox inside another's
+    work folder; ``parse`` checks the paths as written, ``check_files`` again once resolved."""
     names: set[str] = set()
     folders: dict[str, str] = {}
     for inbox in inboxes:

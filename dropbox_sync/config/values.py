@@ -1,6 +1,6 @@
 """Typed reading of one merged inbox table: each value checked, every error naming the key.
 
-``_Reader`` gives text, flags, seconds, patterns, choices and sizes; the
+``Reader`` gives text, flags, seconds, patterns, choices and sizes; the
 functions below check the values that need more (URLs and their credentials,
 the username, the proxy, the encoding, the report name). Pure, like ``parse``,
 which calls them: problems become ``ConfigError``, warnings are collected.
@@ -31,7 +31,7 @@ MAX_SECONDS = 1_000_000
 MAX_DAYS = 36_500
 
 
-class _Reader:
+class Reader:
     """Typed access to one merged inbox table, naming the key on every error."""
 
     def __init__(self, values: dict[str, Any], where: str, warnings: list[str] | None = None) -> None:
@@ -93,21 +93,24 @@ class _Reader:
         return int(float(match.group(1)) * factor)
 
 
-def _inbox_path(read: _Reader, base_dir: Path) -> Path:
+def read_inbox_path(read: Reader, base_dir: Path) -> Path:
+    """The inbox's ``path``, made absolute against the config's folder (``paths.path_value``)."""
     text = read.text("path")
     if not text.strip():
         raise read.fail("path", "is empty")
     return path_value(text, base_dir, lambda problem: read.fail("path", problem))  # check_files: not a file
 
 
-def _fraction(read: _Reader, key: str) -> float:
+def read_fraction(read: Reader, key: str) -> float:
+    """A fraction from 0 (off) to below 1 (``shrink_guard``)."""
     value = read.values.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
         raise read.fail(key, "must be a fraction from 0 (off) to below 1, e.g. 0.5")
     return float(value)
 
 
-def _encoding(read: _Reader) -> str:
+def read_encoding(read: Reader) -> str:
+    """``source_encoding`` as Python's canonical codec name; "" for none (UTF-8 expected)."""
     import codecs
 
     name = read.text("source_encoding").strip()
@@ -119,7 +122,7 @@ def _encoding(read: _Reader) -> str:
         raise read.fail("source_encoding", f"is not an encoding Python knows: {name} (try cp1252)") from None
 
 
-def _report_name(read: _Reader) -> str:
+def read_report_name(read: Reader) -> str:
     """A plain .html name in the inbox itself: never a path, a hidden name, or something the scan takes."""
     name = read.text("report").strip()
     if name and not _REPORT_NAME.fullmatch(name):
@@ -127,14 +130,15 @@ def _report_name(read: _Reader) -> str:
     return name
 
 
-def _count(read: _Reader, key: str, minimum: int, maximum: int) -> int:
+def read_count(read: Reader, key: str, minimum: int, maximum: int) -> int:
+    """A whole number from ``minimum`` to ``maximum`` (a bool is not one)."""
     value = read.values.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise read.fail(key, f"must be a whole number from {minimum} to {maximum}")
     return value
 
 
-def _split_url(read: _Reader, raw: str, key: str) -> tuple[str, str | None, str | None]:
+def split_url(read: Reader, raw: str, key: str) -> tuple[str, str | None, str | None]:
     """Validate a URL and take any ``user:password@`` out of it."""
     raw = raw.strip()
     try:
@@ -157,7 +161,8 @@ def _split_url(read: _Reader, raw: str, key: str) -> tuple[str, str | None, str 
     return clean, user, password
 
 
-def _username(read: _Reader, url_user: str | None) -> str:
+def read_username(read: Reader, url_user: str | None) -> str:
+    """The Infiniti account: ``username``, else the user in the url; never empty, never with ':'."""
     if read.values.get("username") is not None:
         username = read.text("username")
     elif url_user:
@@ -169,7 +174,8 @@ def _username(read: _Reader, url_user: str | None) -> str:
     return username
 
 
-def _proxy(read: _Reader) -> str | None:
+def read_proxy(read: Reader) -> str | None:
+    """The ``proxy`` URL (http, https or socks5), or None for a direct connection."""
     text = read.text("proxy").strip()
     if not text:
         return None
@@ -183,7 +189,7 @@ def _proxy(read: _Reader) -> str | None:
     return text  # its password, if any, is registered by resolve_secrets
 
 
-def _check_transport_security(read: _Reader, url: str, verify_tls: bool) -> None:
+def check_transport_security(read: Reader, url: str, verify_tls: bool) -> None:
     """Basic Auth sends the password in the clear unless TLS protects it."""
     host = urllib.parse.urlsplit(url).hostname or ""
     if urllib.parse.urlsplit(url).scheme == "http" and not is_loopback(host):
