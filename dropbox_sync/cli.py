@@ -37,13 +37,13 @@ from dropbox_sync.commands.support import (
     HELD,
     OK,
     USAGE,
-    _choose_inbox,
-    _config_path,
-    _existing_file,
-    _load,
-    _logger,
-    _positive,
-    _start_file_logging,
+    choose_inbox,
+    config_path,
+    existing_file,
+    get_logger,
+    load_config,
+    positive_count,
+    start_file_logging,
 )
 from dropbox_sync.config import example
 from dropbox_sync.errors import ConfigError, DropboxSyncError, ServiceError, UsageError
@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument(
         "--inbox", help="read it as this inbox would (default: the inbox whose folder holds it, else the first)"
     )
-    preview.add_argument("--rows", type=_positive, default=10, metavar="N", help="rows to show (default %(default)s)")
+    preview.add_argument(
+        "--rows", type=positive_count, default=10, metavar="N", help="rows to show (default %(default)s)"
+    )
     diff = command(
         "diff",
         cmd_diff,
@@ -110,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     history = command("history", cmd_history, "past imports, newest first: outcome, users created/updated/failed")
     history.add_argument("--inbox", metavar="NAME", help="only this inbox")
     history.add_argument("--since", metavar="DATE", help="only imports finished since DATE (2026-11-25, local time)")
-    history.add_argument("--limit", type=_positive, metavar="N", help="at most N entries")
+    history.add_argument("--limit", type=positive_count, metavar="N", help="at most N entries")
     history.add_argument("--json", action="store_true", help="print JSON")
     approve = command("approve", cmd_approve, "send a file the shrink guard put in held/ (it goes next)")
     approve.add_argument("files", nargs="+", help="names in an inbox's held/ folder (archived or as dropped)")
@@ -201,21 +203,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     stop_on_signals(stop)
     # The same core the Windows service, systemd and launchd run (minus their reporting).
-    run_service(_config_path(args), stop, verbose=args.verbose)
+    run_service(config_path(args), stop, verbose=args.verbose)
     return OK
 
 
 def cmd_once(args: argparse.Namespace) -> int:
     from dropbox_sync.session import pipeline_session
 
-    cfg = _load(args, sending=True)
-    _start_file_logging(args, cfg)
+    cfg = load_config(args, sending=True)
+    start_file_logging(args, cfg)
     stop = threading.Event()
     stop_on_signals(stop)
     with pipeline_session(cfg) as pipeline:
         result = pipeline.once(stop)
     for inbox, reason in result.held.items():
-        _logger().error('inbox "{}": not worked: {}', inbox, reason)
+        get_logger().error('inbox "{}": not worked: {}', inbox, reason)
     if result.held:
         return HELD
     return FAILED if result.failed else OK
@@ -227,9 +229,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     from dropbox_sync.pipeline.client import ImportClient
     from dropbox_sync.pipeline.prepare import Rejection, prepare
 
-    cfg = _load(args, sending=True)
-    inbox = _choose_inbox(cfg, args.inbox)
-    path = _existing_file(args.file)
+    cfg = load_config(args, sending=True)
+    inbox = choose_inbox(cfg, args.inbox)
+    path = existing_file(args.file)
     # The pipeline's own preparation (route, encoding, pre-flight); a UTF-8 copy
     # goes to a temporary folder, never beside the user's file.
     with tempfile.TemporaryDirectory(prefix="dropbox-sync-send-") as scratch:
@@ -249,10 +251,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     else:
         print(reply.text)
     if reply.status in (401, 403, 404):
-        _logger().error("HTTP {}: {}", reply.status, reply.summary)
+        get_logger().error("HTTP {}: {}", reply.status, reply.summary)
         return HELD
     if reply.success is None:
-        _logger().error("HTTP {}: the server did not give an Infiniti import reply", reply.status)
+        get_logger().error("HTTP {}: the server did not give an Infiniti import reply", reply.status)
         return HELD
     return OK if reply.success else FAILED
 
@@ -269,7 +271,7 @@ def _progress_bar(size: int):
 def cmd_check(args: argparse.Namespace) -> int:
     from dropbox_sync.commands.check import run_check
 
-    cfg = _load(args, sending=args.online)
+    cfg = load_config(args, sending=args.online)
     return run_check(cfg, args.files, online=args.online, out=sys.stdout)
 
 

@@ -12,13 +12,13 @@ import sys
 from dropbox_sync.commands.support import (
     FAILED,
     OK,
-    _choose_inbox,
-    _config_path,
-    _existing_journal,
-    _file_command,
-    _load,
-    _roster,
-    _state_dir,
+    choose_inbox,
+    config_path,
+    existing_journal,
+    file_command,
+    load_config,
+    read_only_roster,
+    state_dir_of,
 )
 from dropbox_sync.config import example
 from dropbox_sync.errors import UnsafeFolder, UsageError
@@ -27,24 +27,24 @@ from dropbox_sync.errors import UnsafeFolder, UsageError
 def cmd_preview(args: argparse.Namespace) -> int:
     from dropbox_sync.commands.preview import run_preview
 
-    cfg, inbox, path = _file_command(args)
-    return run_preview(inbox, path, rows=args.rows, out=sys.stdout, roster=_roster(cfg))
+    cfg, inbox, path = file_command(args)
+    return run_preview(inbox, path, rows=args.rows, out=sys.stdout, roster=read_only_roster(cfg))
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from dropbox_sync.commands.diff import run_diff
 
-    cfg, inbox, path = _file_command(args)
-    return run_diff(inbox, path, _roster(cfg), out=sys.stdout)
+    cfg, inbox, path = file_command(args)
+    return run_diff(inbox, path, read_only_roster(cfg), out=sys.stdout)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from dropbox_sync.state import status
 
-    cfg = _load(args)
-    journal = _existing_journal(cfg)
+    cfg = load_config(args)
+    journal = existing_journal(cfg)
     try:
-        data = status.gather(cfg, _state_dir(cfg), journal)
+        data = status.gather(cfg, state_dir_of(cfg), journal)
     finally:
         if journal is not None:
             journal.close()
@@ -55,11 +55,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from dropbox_sync.commands import history
 
-    cfg = _load(args)
-    inbox = _choose_inbox(cfg, args.inbox).name if args.inbox is not None else None
+    cfg = load_config(args)
+    inbox = choose_inbox(cfg, args.inbox).name if args.inbox is not None else None
     since = history.parse_since(args.since) if args.since is not None else None
     entries = []
-    journal = _existing_journal(cfg)
+    journal = existing_journal(cfg)
     if journal is not None:
         try:
             entries = journal.history(inbox=inbox, since=since, limit=args.limit)
@@ -76,12 +76,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
     from dropbox_sync.pipeline import archive
     from dropbox_sync.state import held
 
-    cfg = _load(args)
+    cfg = load_config(args)
     found, problems = held.find(cfg, args.files)
     for problem in problems:
         print(problem, file=sys.stderr)
     refused = 0
-    journal = _existing_journal(cfg)
+    journal = existing_journal(cfg)
     try:
         for item in found:
             newer = held.newer_import(journal, item)
@@ -118,11 +118,11 @@ def cmd_discard(args: argparse.Namespace) -> int:
 
     from dropbox_sync.state import held
 
-    cfg = _load(args)
+    cfg = load_config(args)
     found, problems = held.find(cfg, args.files)
     for problem in problems:
         print(problem, file=sys.stderr)
-    journal = _existing_journal(cfg)
+    journal = existing_journal(cfg)
     try:
         for item in found:
             try:
@@ -141,7 +141,7 @@ def cmd_discard(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     from dropbox_sync.commands.retry import retry_failed
 
-    cfg = _load(args)
+    cfg = load_config(args)
     moved, problems = retry_failed(cfg, args.files)
     for original, inbox in moved:
         print(f"{inbox.name}: {original} moved back into {inbox.path}")
@@ -157,7 +157,7 @@ def cmd_set_password(args: argparse.Namespace) -> int:
 
     # Loading reads no password, so the config loads before the password exists; the
     # inbox's name and username are the ones the service will look the password up by.
-    inbox = _choose_inbox(_load(args), args.inbox)
+    inbox = choose_inbox(load_config(args), args.inbox)
     username = inbox.username
     password = _read_new_password(args.stdin)
     try:
@@ -188,7 +188,7 @@ def _read_new_password(from_stdin: bool) -> str:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    target = _config_path(args)
+    target = config_path(args)
     if target.exists() and not args.force:
         raise UsageError(f"{target} already exists (use --force to overwrite)")
     try:
