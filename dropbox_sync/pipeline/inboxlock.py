@@ -30,6 +30,7 @@ from dropbox_sync.paths import LOCK_DIR
 from dropbox_sync.pipeline import workfiles
 from dropbox_sync.redact import scrub
 from dropbox_sync.state import statefiles
+from dropbox_sync.when import iso_utc
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class InboxLock:
                     "pid": os.getpid(),
                     "command": _command_line(),
                     "host": socket.gethostname(),
-                    "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                    "since": iso_utc(dt.datetime.now(dt.UTC)),
                 },
             )
         except OSError:
