@@ -15,8 +15,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import platformdirs
-
 from dropbox_sync.errors import ConfigError
 
 APP = "dropbox-sync"
@@ -92,11 +90,12 @@ def site_config_dir() -> Path:
         # platformdirs says /etc/xdg/dropbox-sync; /etc/dropbox-sync is where a
         # Linux administrator looks, and what the systemd unit names.
         return Path("/etc") / APP
-    return Path(platformdirs.site_config_dir(APP, appauthor=False))
+    return Path(_platformdirs().site_config_dir(APP, appauthor=False))
 
 
 def state_dir() -> Path:
     """The journal, status.json and notify.json (``STATE_FILES``) live here."""
+    platformdirs = _platformdirs()
     return _first_usable(
         Path(platformdirs.site_state_dir(APP, appauthor=False)),
         Path(platformdirs.user_state_dir(APP, appauthor=False)),
@@ -104,10 +103,19 @@ def state_dir() -> Path:
 
 
 def log_dir() -> Path:
+    platformdirs = _platformdirs()
     return _first_usable(
         Path(platformdirs.site_log_dir(APP, appauthor=False)),
         Path(platformdirs.user_log_dir(APP, appauthor=False)),
     )
+
+
+def _platformdirs():
+    # Imported when a directory is first asked for: a config naming state_dir and
+    # log_dir, and --help, never need it (it pulls in tempfile and shutil).
+    import platformdirs
+
+    return platformdirs
 
 
 def _first_usable(site: Path, user: Path) -> Path:

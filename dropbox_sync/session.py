@@ -39,7 +39,6 @@ class Session:
     """One pipeline and its companions, started in order; ``close`` stops them in order."""
 
     def __init__(self, cfg: Config, *, pipeline_factory: Callable[..., object] | None = None) -> None:
-        from dropbox_sync.notify import notifier
         from dropbox_sync.pipeline.runner import Pipeline
         from dropbox_sync.report import page
         from dropbox_sync.state.journal import Journal
@@ -50,7 +49,11 @@ class Session:
         self.notifier = self.pages = None
         self._closed = False
         try:
-            self.notifier = notifier.from_config(cfg, journal=self.journal, state_dir=state_dir)
+            if getattr(cfg, "notify", None) is not None:
+                # Only a config with [notify] imports the notifier (smtplib, email): start-up of `once`.
+                from dropbox_sync.notify import notifier
+
+                self.notifier = notifier.from_config(cfg, journal=self.journal, state_dir=state_dir)
             self.pages = page.from_config(cfg, journal=self.journal)
             listeners = [hears.on_report for hears in (self.notifier, self.pages) if hears is not None]
             self.pipeline = (pipeline_factory or Pipeline)(

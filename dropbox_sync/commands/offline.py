@@ -20,7 +20,6 @@ from dropbox_sync.commands.support import (
     read_only_roster,
     state_dir_of,
 )
-from dropbox_sync.config import example
 from dropbox_sync.errors import UnsafeFolder, UsageError
 
 
@@ -188,6 +187,9 @@ def _read_new_password(from_stdin: bool) -> str:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    # Late: importing the config package would cost every command's start-up (see cli.py).
+    from dropbox_sync.config import example
+
     target = config_path(args)
     if target.exists() and not args.force:
         raise UsageError(f"{target} already exists (use --force to overwrite)")

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import email.utils
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dropbox_sync import credentials
 from dropbox_sync.credentials import ENV, FILE, INLINE, is_loopback
 from dropbox_sync.errors import ConfigError
-from dropbox_sync.notify.mail import SmtpServer
 from dropbox_sync.paths import control_character, path_value
 from dropbox_sync.redact import register_secret
+
+if TYPE_CHECKING:
+    from dropbox_sync.notify.mail import SmtpServer
 
 # The SMTP password's sources, in priority order (credentials.parse_source).
 PASSWORD_KEYS = {INLINE: "smtp_password", ENV: "smtp_password_env", FILE: "smtp_password_file"}
@@ -68,6 +69,10 @@ def parse_settings(raw: Any, where: str, base_dir: Path) -> NotifySettings | Non
     """Validate the ``[notify]`` table (None if there is none); ConfigError names the key."""
     if raw is None:
         return None
+    # Imported only for a [notify] table: the mail module pulls in smtplib, email and ssl,
+    # which every config load (each command's start-up) would otherwise pay for.
+    from dropbox_sync.notify.mail import SmtpServer
+
     where = f"{where}: [notify]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table")
@@ -155,6 +160,8 @@ def _one_line(value: str, fail: Callable[[str, str], ConfigError], key: str) -> 
 
 
 def _address(value: str, fail: Callable[[str, str], ConfigError], key: str) -> str:
+    import email.utils  # late, with the [notify] table that needs it (see parse_settings)
+
     _one_line(value, fail, key)
     _, address = email.utils.parseaddr(value)
     if "@" not in address or any(c.isspace() for c in address):

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
-import shutil
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -138,7 +136,10 @@ def _banner(emulator: Emulator, ca_file: Path | None, username: str) -> list[str
 def command(args: argparse.Namespace, stop_event: threading.Event) -> int:
     # Imported here, not at the top: the main CLI imports this module to build its
     # parser on every start, and the server's imports (http.server, trustme,
-    # cryptography) are only worth paying for when the emulator runs.
+    # cryptography) are only worth paying for when the emulator runs; so are tempfile and shutil.
+    import shutil
+    import tempfile
+
     from dropbox_sync.emulator.emulator import Emulator
     from dropbox_sync.emulator.importer import DEFAULT_LIBRARY_GROUPS, DEFAULT_SYSTEM_GROUPS
 

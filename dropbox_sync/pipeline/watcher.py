@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loguru import logger
 from watchdog.events import (
@@ -33,12 +34,12 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver, ObservedWatch
-from watchdog.observers.polling import PollingObserver
 
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.pipeline.settle import Observation
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver, ObservedWatch
 
 NETWORK_FILESYSTEMS = {
     "cifs",
@@ -261,6 +262,10 @@ class Watcher:
         self._lock = threading.Lock()
         self._polling = {i.name: _wants_polling(i) for i in self._inboxes}
         poll_seconds = min((i.poll_seconds for i in self._inboxes if self._polling[i.name]), default=2.0)
+        # Observers are imported here, by `run` alone: watchdog.observers loads the platform's
+        # emitter (inotify via ctypes), which `once`, `status` and `check` (scan, observe) never use.
+        from watchdog.observers.polling import PollingObserver
+
         self._factories: dict[bool, Callable[[], BaseObserver]] = {
             False: _native_observer,
             True: lambda: PollingObserver(timeout=poll_seconds),
@@ -332,6 +337,8 @@ class Watcher:
 
 
 def _native_observer() -> BaseObserver:
+    from watchdog.observers import Observer  # late: see Watcher.__init__
+
     if sys.platform == "win32":
         # watchdog's Windows emitter hands events over only after the folder
         # has been quiet for its timeout (1 s by default): during a slow copy
