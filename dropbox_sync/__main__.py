@@ -1,5 +1,5 @@
 import sys
 
-from dropbox_sync.cli import main
+from dropbox_sync.cli import entry
 
-sys.exit(main())
+sys.exit(entry())
