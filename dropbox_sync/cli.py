@@ -251,7 +251,8 @@ def cmd_send(args: argparse.Namespace) -> int:
     import tempfile
 
     from dropbox_sync.pipeline.client import ImportClient
-    from dropbox_sync.pipeline.prepare import Rejection, prepare
+    from dropbox_sync.pipeline.prepare import prepare
+    from dropbox_sync.pipeline.prepared import Rejection
 
     cfg = load_config(args, sending=True)
     inbox = choose_inbox(cfg, args.inbox)

@@ -18,7 +18,8 @@ from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.errors import HoldError, TransientError
 from dropbox_sync.pipeline import claim, routes
 from dropbox_sync.pipeline.discover import NO_ROUTE, discover
-from dropbox_sync.pipeline.prepare import Rejection, prepare
+from dropbox_sync.pipeline.prepare import prepare
+from dropbox_sync.pipeline.prepared import Rejection
 
 OK, PROBLEMS, HELD = 0, 1, 3
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TextIO
 
 from dropbox_sync.config import InboxConfig
-from dropbox_sync.pipeline.prepare import Rejection, prepare
+from dropbox_sync.pipeline.prepare import prepare
+from dropbox_sync.pipeline.prepared import Rejection
 from dropbox_sync.roster.changeset import LISTED, Changes
 from dropbox_sync.roster.memory import Roster
 

@@ -15,7 +15,8 @@ from typing import TextIO
 
 from dropbox_sync.commands.diff import describe
 from dropbox_sync.config import InboxConfig
-from dropbox_sync.pipeline.prepare import Rejection, Upload, prepare
+from dropbox_sync.pipeline.prepare import prepare
+from dropbox_sync.pipeline.prepared import Rejection, Upload
 from dropbox_sync.roster.memory import Roster
 
 OK, PROBLEMS = 0, 1

@@ -1,4 +1,5 @@
-"""How long to wait before trying an upload again: pure logic, injectable randomness.
+"""How long to wait before trying an upload again (pure logic, injectable randomness), and
+the state of a streak of failed attempts.
 
 Exponential backoff with "full jitter" spreads the retries of many schools
 hitting one recovering server; a server's ``Retry-After`` wins when it asks for
@@ -9,6 +10,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class RetryState:
+    """The current streak of failed attempts of an inbox's first file (all zero: none)."""
+
+    due: float = 0.0  # monotonic time of the next attempt
+    attempts: int = 0
+    read_timeouts: int = 0
+    foreign_replies: int = 0  # in a row; see outcome.is_foreign
+    since: float | None = None  # first failure of the current streak
 
 
 class Backoff:

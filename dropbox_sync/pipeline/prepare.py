@@ -35,112 +35,18 @@ import csv
 import dataclasses
 import datetime as dt
 import stat
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from dropbox_sync.config import InboxConfig, Route
 from dropbox_sync.errors import TranscodeError
 from dropbox_sync.pipeline import archive, failed_rows, mapper, preflight, routes, transcode
-from dropbox_sync.pipeline.mapper import MapResult, RowMap
+from dropbox_sync.pipeline.prepared import Rejection, Upload, remove_temporaries
 from dropbox_sync.pipeline.result import CHANGE_GUARD, PREFLIGHT, SHRINK_GUARD
 from dropbox_sync.roster import changes
-from dropbox_sync.roster.changes import Changes
 from dropbox_sync.roster.memory import Roster
 from dropbox_sync.state import held
-
-
-@dataclass(frozen=True)
-class Upload:
-    """A file fit to send: where to, which bytes, and what we know of them."""
-
-    route: Route
-    original: str  # the name as dropped (for people and the multipart file name)
-    path: Path  # the bytes to upload: the file itself, or a temporary made from it
-    size: int  # of the bytes to upload
-    rows: int  # data lines after the header (of the whole file, whatever delta sends)
-    sha256: str | None = None  # None: the upload hashes the bytes as they go out
-    transcoded_from: str | None = None
-    approved: bool = False  # a person let it past the shrink guard
-    warnings: tuple[str, ...] = ()
-    temporaries: tuple[Path, ...] = ()  # ours to delete once sent (discard)
-    mapped: MapResult | None = None  # set when [inbox.columns] built ``path`` from the export
-    changes: Changes | None = None  # against the roster memory (None: not a users file)
-    compare_later: bool = False  # stage 6 left to the caller (``compare``): see prepare's compare_later
-
-    @property
-    def rewritten(self) -> bool:
-        """``path`` is a CSV we built (mapped, or only the rows to send), not the file itself."""
-        return self.mapped is not None or (self.changes is not None and self.changes.rewritten)
-
-    @property
-    def nothing_to_send(self) -> bool:
-        """Delta found no change to send: the file is filed without an upload."""
-        return self.changes is not None and self.changes.nothing_to_send
-
-    @property
-    def row_map(self) -> RowMap | changes.SentRows:
-        """Server row number -> the export's row number (and spreadsheet line): the same
-        numbers unless a mapping left rows out (blank rows, empty usernames) or only the
-        changes are sent."""
-        if self.changes is not None and self.changes.sent_map is not None:
-            return self.changes.sent_map
-        return self.mapped.row_map if self.mapped is not None else RowMap()
-
-    @property
-    def username_column(self) -> int | None:
-        """Where the username is in the CSV sent (None: unknown, not a users file)."""
-        if self.changes is not None:
-            return self.changes.username_column
-        return self.route.mapping.username_index if self.route.mapping is not None else None
-
-    def keep_sent(self, claimed: Path) -> Path | None:
-        """Move an upload we built beside the claimed export as ``<archived>.sent.csv`` (it
-        is archived with it); None when the export itself was uploaded."""
-        if not self.rewritten:
-            return None
-        target = archive.sent_path(claimed)
-        archive.rename_claimed(self.path, target.name)
-        return target
-
-    @property
-    def facts(self) -> dict[str, Any]:
-        """Our facts for the result and the journal (``result.build``)."""
-        facts: dict[str, Any] = {
-            "endpoint": self.route.safe_url,
-            "sha256": self.sha256,
-            "bytes": self.size,
-            "rows": self.rows,
-        }
-        if self.transcoded_from:
-            facts["transcoded_from"] = self.transcoded_from
-        if self.approved:
-            facts["approved"] = True
-        if self.warnings:
-            facts["warnings"] = list(self.warnings)
-        if self.mapped is not None:
-            facts["mapping"] = self.mapped.facts()
-        if self.changes is not None:
-            facts["changes"] = self.changes.facts()
-        return facts
-
-    def discard(self) -> None:
-        _remove(self.temporaries)
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """A file that must not be sent: why (one sentence for people), and what we know."""
-
-    summary: str
-    stage: str  # result.PREFLIGHT (goes to failed/), SHRINK_GUARD or CHANGE_GUARD (to held/)
-    facts: dict[str, Any]
-
-    @property
-    def held(self) -> bool:
-        """Waits in held/ for a person's approval, rather than failed/."""
-        return self.stage in (SHRINK_GUARD, CHANGE_GUARD)
 
 
 def prepare(
@@ -205,10 +111,10 @@ def prepare(
             else:
                 prepared = _shrink_guard(inbox, prepared, path.name, last_rows) or _change_guard(prepared) or prepared
     except BaseException:
-        _remove(temporaries)
+        remove_temporaries(temporaries)
         raise
     if isinstance(prepared, Rejection):
-        _remove(temporaries)
+        remove_temporaries(temporaries)
     return prepared
 
 
@@ -307,7 +213,7 @@ def _without_error_column(upload: Upload, path: Path, scratch: Path | None, temp
     except (OSError, UnicodeError, csv.Error):
         kept = False  # valid UTF-8 text but an odd CSV: the server's to judge, as sent
     if not kept:
-        _remove(made)
+        remove_temporaries(made)
         return upload
     return dataclasses.replace(
         upload, path=made[0], size=archive.lstat_claimed(made[0]).st_size, temporaries=tuple(temporaries)
@@ -337,7 +243,7 @@ def _changes(
         return sink
 
     def drop_made() -> None:
-        _remove(made)
+        remove_temporaries(made)
         temporaries[:] = [t for t in temporaries if t not in made]
 
     route = upload.route
@@ -415,8 +321,3 @@ def _temporary(path: Path, scratch: Path | None, label: str) -> tuple[Path, Bina
     ``path`` (in sending/, through its handle) or in ``scratch``: a dot-name ending .tmp,
     never taken for a dropped file, tidied after a crash (archive.create_temporary)."""
     return archive.create_temporary(scratch / path.name if scratch is not None else path, label)
-
-
-def _remove(temporaries: Iterable[Path]) -> None:
-    for temporary in temporaries:
-        archive.discard(temporary)

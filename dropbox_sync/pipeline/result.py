@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dropbox_sync import __version__
+from dropbox_sync.pipeline.archive_names import display_name
+from dropbox_sync.state.journal import Attempt
 
 # Stages: where the file's journey ended.
 PREFLIGHT = "preflight"
@@ -51,8 +53,8 @@ def build(
 ) -> dict[str, Any]:
     """The result of one file: ``body`` (the reply, or ours) plus our facts.
 
-    ``facts`` come from the preparation (``prepare.Upload.facts`` or
-    ``prepare.Rejection.facts``) and the upload; its ``endpoint``, the route's,
+    ``facts`` come from the preparation (``prepared.Upload.facts`` or
+    ``prepared.Rejection.facts``) and the upload; its ``endpoint``, the route's,
     wins over the inbox's."""
     ours: dict[str, Any] = {
         "version": __version__,
@@ -72,3 +74,32 @@ def build(
         "finished": iso(finished),
     }
     return {**body, "dropbox_sync": ours}
+
+
+def attempt(
+    inbox: str,
+    file: str,
+    original: str,
+    started: dt.datetime,
+    finished: dt.datetime,
+    status: int | None,
+    outcome: str,
+    summary: str,
+    facts: Mapping[str, Any],
+) -> Attempt:
+    """The journal's row of one attempt (any outcome, retries and holds too), from the same
+    facts as the result: ``file`` is the claimed (archive) name."""
+    return Attempt(
+        inbox,
+        display_name(file),
+        original,
+        facts.get("sha256"),
+        facts.get("bytes"),
+        iso(started),
+        iso(finished),
+        status,
+        outcome,
+        summary,
+        facts.get("endpoint", ""),
+        facts.get("rows"),
+    )

@@ -29,10 +29,11 @@ from loguru import logger
 
 from dropbox_sync import paths
 from dropbox_sync.config import Config
+from dropbox_sync.pipeline.health import InboxSnapshot
 from dropbox_sync.pipeline.inboxlock import InboxLock
 from dropbox_sync.pipeline.outcome import FileReport, Outcome
 from dropbox_sync.pipeline.watcher import Watcher
-from dropbox_sync.pipeline.worker import MISSING_FOLDER_RECHECK, InboxSnapshot, InboxWorker
+from dropbox_sync.pipeline.worker import MISSING_FOLDER_RECHECK, InboxWorker
 from dropbox_sync.roster.memory import Roster
 from dropbox_sync.state import status
 from dropbox_sync.state.journal import Journal

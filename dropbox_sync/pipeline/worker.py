@@ -22,10 +22,11 @@ from loguru import logger
 
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.errors import UnsafeFolder
-from dropbox_sync.pipeline import archive, workdirs, writers
-from dropbox_sync.pipeline.backoff import Backoff
+from dropbox_sync.pipeline import archive, result, workdirs, writers
+from dropbox_sync.pipeline.backoff import Backoff, RetryState
 from dropbox_sync.pipeline.client import ImportClient
 from dropbox_sync.pipeline.discover import discover
+from dropbox_sync.pipeline.health import Health, InboxSnapshot
 from dropbox_sync.pipeline.outcome import (
     FOREIGN_REPLIES_BEFORE_HOLD,
     FileReport,
@@ -33,7 +34,7 @@ from dropbox_sync.pipeline.outcome import (
     foreign_hold_reason,
 )
 from dropbox_sync.pipeline.settle import Clock, Observation, Settler
-from dropbox_sync.pipeline.transaction import FileTransaction, _Unrecorded
+from dropbox_sync.pipeline.transaction import FileTransaction
 from dropbox_sync.pipeline.watcher import Candidate, is_network_path, observe
 from dropbox_sync.roster.memory import Roster
 from dropbox_sync.state.journal import Journal
@@ -54,30 +55,8 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass(frozen=True)
-class InboxSnapshot:
-    """How one inbox is doing right now (for status.json, sd_notify, the service)."""
-
-    name: str
-    path: Path
-    folder_missing: bool
-    held: str | None  # why the inbox is paused, if it is
-    waiting: dict[str, str]  # file -> why it has not been sent yet
-    uploading: str | None  # the file on the wire now
-    seconds_since_beat: float  # since the worker last finished or started something
-
-
 @dataclass
-class _RetryState:
-    due: float = 0.0  # monotonic time of the next attempt
-    attempts: int = 0
-    read_timeouts: int = 0
-    foreign_replies: int = 0  # in a row; see outcome.is_foreign
-    since: float | None = None  # first failure of the current streak
-
-
-@dataclass
-class InboxWorker(FileTransaction):
+class InboxWorker:
     inbox: InboxConfig
     journal: Journal | None = None
     clock: Clock = time.monotonic
@@ -96,23 +75,16 @@ class InboxWorker(FileTransaction):
     def __post_init__(self) -> None:
         self.settler = Settler(self.inbox.settle_seconds, self.clock)
         self.backoff = Backoff(first=self.inbox.retry_first_seconds, cap=self.inbox.retry_max_seconds, rand=self.rand)
-        self.retry = _RetryState()
+        self.retry = RetryState()
         self.waiting: dict[str, str] = {}  # file name -> why it is not sent yet
-        self._client: ImportClient | None = None
         self._folder_missing = False
         self._reported_ignored: set[str] = set()
-        self._not_ready_until = 0.0
-        self._beat = self.clock()
-        self._uploading: str | None = None
-        self._upload_deadline = 0.0  # seconds the upload on the wire may take in all
+        self.health = Health(self.clock, self.inbox.rescan_seconds)
         self._recovered = False
         self._next_prune = 0.0
-        self._filing: set[str] = set()  # sent and reported, the move still blocked
-        self._refile_at = 0.0
         self.aftercare = writers.Aftercare(self.clock)
-        self._unrecorded: dict[str, _Unrecorded] = {}  # claimed name -> a verdict not yet on disk
-        self._held_locally = False  # hold_reason is a fault of this machine, not the server's
-        self._archived_at: dict[str, float] = {}  # processed/ name -> our clock when it went there
+        self.held_locally = False  # hold_reason is a fault of this machine, not the server's
+        self.archived_at: dict[str, float] = {}  # processed/ name -> our clock when it went there
         try:
             local = not is_network_path(self.inbox.path)  # a lease says nothing of other machines
         except OSError:
@@ -122,7 +94,7 @@ class InboxWorker(FileTransaction):
         )
         self.writes = self.gate.writes  # Pipeline.run feeds it the inotify events
         self._unsafe_folder = False  # held because a work folder is a link, a file, or not ours
-        self._unlearned: list[Callable[[], None]] = []  # roster learning left to the next upload
+        self.transaction = FileTransaction(self)  # the one-file steps: claim to archive
 
     @property
     def name(self) -> str:
@@ -135,30 +107,26 @@ class InboxWorker(FileTransaction):
             self._folder_missing,
             self.hold_reason,
             dict(self.waiting),
-            self._uploading,
-            self.clock() - self._beat,
+            self.health.uploading,
+            self.health.since_beat(),
         )
 
     def wedged(self) -> bool:
-        """True if the worker has given no sign of life for far longer than it should."""
-        allowed = 3 * self.inbox.rescan_seconds + 60
-        if self._uploading is not None:
-            allowed += self._upload_deadline
-        return self.clock() - self._beat > allowed
+        return self.health.wedged()
 
     # -- one pass -----------------------------------------------------------------
 
     def cycle(self, stop: threading.Event) -> float:
         """Do what can be done now; return seconds until the next pass is worth it."""
-        self._beat = self.clock()
+        self.health.alive()
         try:
             return self._cycle(stop)
         except UnsafeFolder as exc:
             return self._hold_unsafe_folder(str(exc))
         finally:
-            self._beat = self.clock()
+            self.health.alive()
             if self.roster is not None:
-                self.learn_now()  # what the pass's last files taught it (see _post)
+                self.transaction.lessons.learn_now()  # what the pass's last files taught it (see _post)
                 self.roster.release()  # kept open through the pass: see Roster
 
     def _hold_unsafe_folder(self, reason: str) -> float:
@@ -183,7 +151,7 @@ class InboxWorker(FileTransaction):
         if not self._recovered:
             archive.remove_stale_temporaries(self.inbox.path)  # only at start: none are ours yet
             self._recovered = True
-        self._reunite_orphan_results()
+        self.transaction.reunite_orphan_results()
         self._prune_if_due()
         self.aftercare.reclaim_moved_on(self.name, observe)
         blocked = self._send_claimed(stop)
@@ -194,7 +162,7 @@ class InboxWorker(FileTransaction):
         for candidate in candidates:
             if stop.is_set():
                 return 0.0
-            outcome = self._take(candidate)
+            outcome = self.transaction.take(candidate)
             if outcome in (Outcome.HELD, Outcome.RETRY):
                 self._queue_behind_claimed()
                 return self._seconds_until_retry()
@@ -222,7 +190,7 @@ class InboxWorker(FileTransaction):
 
     def _claim_unfinished(self) -> bool:
         """A claimed file still to be sent (not one sent and only waiting to be moved)."""
-        return any(p.name not in self._filing for p in archive.claimed_files(self.inbox.path))
+        return any(p.name not in self.transaction.filing for p in archive.claimed_files(self.inbox.path))
 
     def _folder_present(self) -> bool:
         present = self.inbox.path.is_dir()
@@ -243,9 +211,9 @@ class InboxWorker(FileTransaction):
         self._next_prune = self.clock() + PRUNE_EVERY
         # Young by our own monotonic clock, whatever the wall clock said or says.
         keep = self.inbox.keep_days * 86400
-        self._archived_at = {n: t for n, t in self._archived_at.items() if self.clock() - t < keep}
+        self.archived_at = {n: t for n, t in self.archived_at.items() if self.clock() - t < keep}
         removed = archive.prune_processed(
-            self.inbox.path, self.inbox.keep_days, self.wall(), spare=frozenset(self._archived_at)
+            self.inbox.path, self.inbox.keep_days, self.wall(), spare=frozenset(self.archived_at)
         )
         if removed:
             logger.info(
@@ -262,24 +230,24 @@ class InboxWorker(FileTransaction):
                 return 0.0
             saved = archive.read_result(claimed)
             if saved is not None:
-                self._archive_recovered(claimed, saved)
+                self.transaction.archive_recovered(claimed, saved)
                 continue
             if self.clock() < self.retry.due:
                 return self._seconds_until_retry()
-            verdict = self._unrecorded.get(claimed.name)
+            verdict = self.transaction.unrecorded.get(claimed.name)
             if verdict is not None:
-                if self._record(claimed, verdict) is Outcome.HELD:
+                if self.transaction.record(claimed, verdict) is Outcome.HELD:
                     return self._seconds_until_retry()
                 continue
             current = archive.observe_claimed(claimed)
             if current is None and archive.exists_claimed(claimed):
-                self._send(claimed)  # a link or special file: prepare rejects it, never read
+                self.transaction.send(claimed)  # a link or special file: prepare rejects it, never read
                 continue
             self.waiting.pop(claimed.name, None)
-            if current is None or not self._settled(("claimed", claimed.name), claimed, current):
+            if current is None or not self.settled(("claimed", claimed.name), claimed, current):
                 self.waiting.setdefault(claimed.name, "claimed; sent once unchanged for settle_seconds")
                 return self._next_pass_delay()
-            outcome = self._send(claimed)
+            outcome = self.transaction.send(claimed)
             if outcome in (Outcome.HELD, Outcome.RETRY):
                 return self._seconds_until_retry()
             if outcome is Outcome.NOT_READY:
@@ -305,28 +273,28 @@ class InboxWorker(FileTransaction):
         ready = []
         for candidate in candidates:
             self.waiting.pop(candidate.name, None)
-            if self._settled(candidate.name, self.inbox.path / candidate.name, candidate.observation):
+            if self.settled(candidate.name, self.inbox.path / candidate.name, candidate.observation):
                 ready.append(candidate)
             else:
                 self.waiting.setdefault(candidate.name, "settling (still changing, or seen too recently)")
         return ready
 
-    def _settled(self, key: Any, path: Path, observation: Observation) -> bool:
+    def settled(self, key: Any, path: Path, observation: Observation) -> bool:
         settled, why = self.gate.settled(key, path, observation)
         if why is not None:
             self.waiting[path.name] = why
         return settled
 
-    def _local_hold(self, reason: str) -> Outcome:
+    def local_hold(self, reason: str) -> Outcome:
         """A fault on this machine (disk full, permissions): the inbox waits, saying why."""
         if self.hold_reason != reason:
             logger.error('inbox "{}": HELD: {}', self.name, reason)
         self.hold_reason = reason
-        self._held_locally = True
+        self.held_locally = True
         self.retry.due = self.clock() + self.backoff.next_delay(None)
         return Outcome.HELD
 
-    def _hold(
+    def hold(
         self, claimed: Path, original: str, started: dt.datetime, reason: str, status: int | None, facts: dict[str, Any]
     ) -> Outcome:
         if self.hold_reason != reason:
@@ -340,11 +308,11 @@ class InboxWorker(FileTransaction):
         self.hold_reason = reason
         self.retry.due = self.clock() + self.inbox.hold_retry_seconds
         self.waiting[claimed.name] = f"held: {reason}"
-        self._journal(claimed.name, original, started, self.wall(), status, "held", reason, facts)
-        self._report(FileReport(self.name, original, Outcome.HELD, reason))
+        self.journal_attempt(claimed.name, original, started, self.wall(), status, "held", reason, facts)
+        self.report(FileReport(self.name, original, Outcome.HELD, reason))
         return Outcome.HELD
 
-    def _transient(
+    def transient(
         self,
         claimed: Path,
         original: str,
@@ -360,13 +328,13 @@ class InboxWorker(FileTransaction):
         self.retry.read_timeouts = self.retry.read_timeouts + 1 if read_timeout else 0
         self.retry.foreign_replies = self.retry.foreign_replies + 1 if foreign else 0
         if self.retry.foreign_replies >= FOREIGN_REPLIES_BEFORE_HOLD:
-            return self._hold(claimed, original, started, foreign_hold_reason(reason), status, facts)
+            return self.hold(claimed, original, started, foreign_hold_reason(reason), status, facts)
         if self.retry.read_timeouts >= READ_TIMEOUTS_BEFORE_HOLD:
             reason = (
                 f"{reason}, {self.retry.read_timeouts} times in a row: the server may need longer "
                 f"to import this file; raise 'timeout' (now {self.inbox.timeout:g} s)"
             )
-            return self._hold(claimed, original, started, reason, status, facts)
+            return self.hold(claimed, original, started, reason, status, facts)
         delay = self.backoff.next_delay(retry_after)
         now = self.clock()
         self.retry.due = now + delay
@@ -374,19 +342,45 @@ class InboxWorker(FileTransaction):
             self.retry.since = now
         logger.warning('inbox "{}": {} not sent: {}; retrying in {:.1f} s', self.name, original, reason, delay)
         self.waiting[claimed.name] = f"retrying: {reason}"
-        self._journal(claimed.name, original, started, self.wall(), status, "retry", reason, facts)
-        self._report(FileReport(self.name, original, Outcome.RETRY, reason))
+        self.journal_attempt(claimed.name, original, started, self.wall(), status, "retry", reason, facts)
+        self.report(FileReport(self.name, original, Outcome.RETRY, reason))
         return Outcome.RETRY
 
-    def _clear_retry(self) -> None:
-        if self._held_locally:
+    def clear_retry(self) -> None:
+        if self.held_locally:
             logger.info('inbox "{}": the local fault is gone; resuming', self.name)
         elif self.hold_reason is not None:
             logger.info('inbox "{}": the server accepts uploads again; resuming', self.name)
         self.hold_reason = None
-        self._held_locally = False
-        self.retry = _RetryState()
+        self.held_locally = False
+        self.retry = RetryState()
         self.backoff.reset()
+
+    def report(self, report: FileReport) -> None:
+        """Tell the listeners (notifications, status) what became of a file; they must be quick."""
+        self.reports.append(report)
+        for listener in self.listeners:
+            try:
+                listener(report)
+            except Exception:  # noqa: BLE001 - a notifier's fault must not stop uploads
+                logger.exception('inbox "{}": a report listener failed', self.name)
+
+    def journal_attempt(
+        self,
+        file: str,
+        original: str,
+        started: dt.datetime,
+        finished: dt.datetime,
+        status: int | None,
+        outcome: str,
+        summary: str,
+        facts: dict[str, Any],
+    ) -> None:
+        """One attempt in the history (the journal), whatever its outcome."""
+        if self.journal is not None:
+            self.journal.record(
+                result.attempt(self.name, file, original, started, finished, status, outcome, summary, facts)
+            )
 
     # -- timing -------------------------------------------------------------------
 
@@ -399,7 +393,7 @@ class InboxWorker(FileTransaction):
         if settle is not None:
             # A hair past the moment it could settle, so that pass sees it settled.
             delays.append(settle + 0.01)
-        for due in (self._not_ready_until, self._refile_at):
+        for due in (self.transaction.not_ready_until, self.transaction.refile_at):
             if due:
                 delays.append(max(0.0, due - self.clock()))
         return max(0.0, min(delays))
@@ -412,7 +406,4 @@ class InboxWorker(FileTransaction):
             return False  # missing, unlistable or held: nothing this pass can do
 
     def close(self) -> None:
-        self.learn_now()
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self.transaction.close()

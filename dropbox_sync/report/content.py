@@ -25,7 +25,7 @@ from dropbox_sync.pipeline import archive_names, claim, rows, workdirs, workfile
 from dropbox_sync.state import held, status
 
 if TYPE_CHECKING:
-    from dropbox_sync.pipeline.worker import InboxSnapshot
+    from dropbox_sync.pipeline.health import InboxSnapshot
     from dropbox_sync.state.journal import Attempt, HistoryEntry, Journal
 
 MAX_FAILED_ROWS = 20  # per import; the rest are in the result and the failed-rows CSV

@@ -37,8 +37,8 @@ from dropbox_sync.report import pagefile
 from dropbox_sync.report.content import gather
 
 if TYPE_CHECKING:
+    from dropbox_sync.pipeline.health import InboxSnapshot
     from dropbox_sync.pipeline.outcome import FileReport
-    from dropbox_sync.pipeline.worker import InboxSnapshot
     from dropbox_sync.state.journal import Journal
 
 RENDER_EVERY = 2.0  # seconds between rewrites of one page while files keep finishing

@@ -30,7 +30,7 @@ from dropbox_sync.state import held, statefiles
 from dropbox_sync.state.journal import Attempt, Journal
 
 if TYPE_CHECKING:  # pipeline imports this module to write status.json
-    from dropbox_sync.pipeline.worker import InboxSnapshot
+    from dropbox_sync.pipeline.health import InboxSnapshot
 
 FRESH_SECONDS = 30.0  # a status.json older than this is from a service that is not running
 
