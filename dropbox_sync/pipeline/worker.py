@@ -126,7 +126,7 @@ class InboxWorker:
         finally:
             self.health.alive()
             if self.roster is not None:
-                self.transaction.lessons.learn_now()  # what the pass's last files taught it (see _post)
+                self.transaction.lessons.learn_now()  # what the pass's last files taught it (lessons.py)
                 self.roster.release()  # kept open through the pass: see Roster
 
     def _hold_unsafe_folder(self, reason: str) -> float:
