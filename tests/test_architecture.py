@@ -198,7 +198,6 @@ def test_the_rules_see_what_they_guard() -> None:
         "dropbox_sync.pipeline.archive_names._cut",
         "dropbox_sync.pipeline.workdirs._kept_folders",
     ]
-    assert {"claim", "display_name", "SENDING"} <= archive_forwarded_names()
 
 
 def import_base(name: str, node: ast.ImportFrom) -> str:
@@ -249,70 +248,20 @@ def private_imports(name: str, tree: ast.AST | None = None) -> list[tuple[str, i
     return found
 
 
-# (module, name) pairs in modules the coordinator is changing in the same session (issue 13);
-# each comes off when its module keeps the rule. Empty this set, never add to it.
-PRIVATE_NAMES_ALLOWED = frozenset({("dropbox_sync.pipeline.worker", "dropbox_sync.pipeline.transaction._Unrecorded")})
-
-
 def test_no_module_takes_a_private_name_from_another() -> None:
     """A name starting with ``_`` is its module's own business: a module that needs it asks for
     a public name (with a docstring) in the module that defines it, so the concept has one home."""
-    found = [
-        f"{name}:{line} {taken}"
-        for module in MODULES
-        for name, line, taken in private_imports(module)
-        if (name, taken) not in PRIVATE_NAMES_ALLOWED
-    ]
+    found = [f"{name}:{line} {taken}" for module in MODULES for name, line, taken in private_imports(module)]
     assert not found, "private names used across modules:\n" + "\n".join(found)
 
 
 MAX_MODULE_LINES = 420  # "modules under about 400 lines" (issue 13), with a little slack
-# Modules the coordinator is changing in the same session (issue 13), over the limit for now;
-# each comes off when it is split. Empty this set, never add to it.
-LONG_MODULES_ALLOWED = frozenset({"dropbox_sync.pipeline.transaction", "dropbox_sync.pipeline.prepare"})
 
 
 def test_every_module_is_short_enough_to_read() -> None:
     long = sorted(
         f"{name}: {lines} lines"
         for name, path in MODULES.items()
-        if name not in LONG_MODULES_ALLOWED
-        and (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
     )
     assert not long, f"modules over {MAX_MODULE_LINES} lines (split one by concept): {long}"
-
-
-# pipeline/archive.py forwards names that moved to the module of their concept (its ``_MOVED_TO``)
-# only for the modules the coordinator is changing in the same session; each comes off this list
-# when it imports from the defining module, and the forwarding goes when the list is empty.
-ARCHIVE_FORWARDING_USERS = frozenset(
-    f"dropbox_sync.pipeline.{name}" for name in ("transaction", "worker", "prepare", "client")
-)
-
-
-def archive_forwarded_names() -> set[str]:
-    for node in TREES["dropbox_sync.pipeline.archive"].body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_MOVED_TO" for t in node.targets):
-            return {
-                element.value
-                for call in ast.walk(node.value)
-                if isinstance(call, ast.Call)
-                for element in ast.walk(call.args[0])
-                if isinstance(element, ast.Constant) and isinstance(element.value, str)
-            }
-    return set()
-
-
-def test_names_moved_out_of_archive_are_taken_from_their_module() -> None:
-    moved = archive_forwarded_names()
-    found = []
-    for name in MODULES:
-        if name in ARCHIVE_FORWARDING_USERS:
-            continue
-        aliases = {alias for alias, target in module_aliases(name).items() if target == "dropbox_sync.pipeline.archive"}
-        for node in ast.walk(TREES[name]):
-            if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) in aliases and node.attr in moved:
-                found.append(f"{name}:{node.lineno} archive.{node.attr}")
-            elif isinstance(node, ast.ImportFrom) and node.module == "dropbox_sync.pipeline.archive":
-                found += [f"{name}:{node.lineno} from archive import {a.name}" for a in node.names if a.name in moved]
-    assert not found, "import these from the module that defines them:\n" + "\n".join(found)

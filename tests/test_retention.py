@@ -14,7 +14,8 @@ from pathlib import Path
 
 from dropbox_sync import config
 from dropbox_sync.pipeline import archive_names
-from dropbox_sync.pipeline.worker import PRUNE_EVERY, InboxWorker
+from dropbox_sync.pipeline.retention import PRUNE_EVERY
+from dropbox_sync.pipeline.worker import InboxWorker
 from tests.support import archived, good_csv, write_config
 from tests.test_settle import FakeClock
 

@@ -22,14 +22,9 @@ import errno
 from pathlib import Path
 
 from dropbox_sync.pipeline import (
-    archive_names,
-    discover,
-    recovery,
-    retention,
     workdirs,
     workfiles,
 )
-from dropbox_sync.pipeline import claim as claiming  # its function claim is forwarded below
 from dropbox_sync.pipeline.archive_names import (
     FAILED_ROWS_SUFFIX,
     approval_marker,
@@ -128,38 +123,3 @@ def _free_name(directory: Folder, name: str) -> str:
         if not directory.exists(candidate) and not directory.exists(result_name(candidate)):
             return candidate
     raise OSError(f"no free name for {name} in {directory.path}")
-
-
-# TRANSITIONAL (issue 13): pipeline/transaction.py, worker.py, prepare.py and client.py, which the
-# coordinator is changing in the same session, still say ``archive.X`` for names that now live in
-# the module of their concept. They are looked up there on each use (PEP 562), so a test that
-# patches ``claim.claim`` patches what they call. Nothing else may use this: delete it once those
-# four import from the defining modules (tests/test_architecture.py checks who uses it).
-_MOVED_TO = {
-    **dict.fromkeys(("FAILED", "HELD", "PROCESSED", "SENDING"), workdirs),
-    **dict.fromkeys(("display_name", "result_path", "sent_path"), archive_names),
-    **dict.fromkeys(("claim", "is_busy", "original_of"), claiming),
-    **dict.fromkeys(("claimed_files",), discover),
-    **dict.fromkeys(("orphan_results", "reunite_orphan_result", "remove_stale_temporaries"), recovery),
-    **dict.fromkeys(("prune_processed",), retention),
-    **dict.fromkeys(
-        (
-            "create_temporary",
-            "discard",
-            "exists_claimed",
-            "lstat_claimed",
-            "observe_claimed",
-            "open_claimed",
-            "read_result",
-            "rename_claimed",
-            "write_json_atomically",
-        ),
-        workfiles,
-    ),
-}
-
-
-def __getattr__(name: str) -> object:
-    if name in _MOVED_TO:
-        return getattr(_MOVED_TO[name], name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,9 +30,10 @@ import httpx
 from dropbox_sync import __version__
 from dropbox_sync.config import InboxConfig, password_of
 from dropbox_sync.errors import HoldError, TransientError
-from dropbox_sync.pipeline.archive import display_name, open_claimed
+from dropbox_sync.pipeline.archive_names import display_name
 from dropbox_sync.pipeline.outcome import NOT_INFINITI
 from dropbox_sync.pipeline.reply import MAX_REPLY_BYTES, Reply, read_reply
+from dropbox_sync.pipeline.workfiles import open_claimed
 from dropbox_sync.redact import redact_url, scrub
 from dropbox_sync.tls import client_context
 

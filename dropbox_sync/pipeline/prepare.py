@@ -5,7 +5,7 @@ The pipeline (``transaction.py``), ``check`` and ``send`` all call ``prepare``, 
 
 1. regular file: a link or special file (put in ``sending/`` between scan and claim)
    is never followed or read;
-2. route: the first route matching the file's ORIGINAL name (``archive.original_of``:
+2. route: the first route matching the file's ORIGINAL name (``claim.original_of``:
    the archive name of a long name is shortened and may have lost "groups");
 3. encoding: a file that is valid UTF-8 (BOM or not) is sent as it is; with
    ``source_encoding`` set, any other file is transcoded into a UTF-8 copy (the
@@ -23,7 +23,7 @@ The pipeline (``transaction.py``), ``check`` and ``send`` all call ``prepare``, 
    the roster waits in held/.
 
 Every read, stat and temporary of a claimed file goes through its work folder's
-handle (``archive.open_claimed`` and kin, workdirs.py): sending/ is shared ground.
+handle (``workfiles.open_claimed`` and kin, workdirs.py): sending/ is shared ground.
 
 The caller uploads ``Upload.path`` and then calls ``Upload.discard()`` (the worker
 first keeps a mapped upload as ``<archived>.sent.csv``: ``Upload.keep_sent``).
@@ -41,7 +41,7 @@ from typing import BinaryIO
 
 from dropbox_sync.config import InboxConfig, Route
 from dropbox_sync.errors import TranscodeError
-from dropbox_sync.pipeline import archive, failed_rows, mapper, preflight, routes, transcode
+from dropbox_sync.pipeline import archive_names, failed_rows, mapper, preflight, routes, transcode, workfiles
 from dropbox_sync.pipeline.prepared import Rejection, Upload, remove_temporaries
 from dropbox_sync.pipeline.result import CHANGE_GUARD, PREFLIGHT, SHRINK_GUARD
 from dropbox_sync.roster import changes
@@ -76,9 +76,9 @@ def prepare(
     memory must be up to date first). Never raises for a bad file; the caller owns
     ``Upload.discard()``."""
     name = path.name if name is None else name
-    original = archive.display_name(name)
+    original = archive_names.display_name(name)
     try:
-        info = archive.lstat_claimed(path)  # through sending/'s handle for a claimed file
+        info = workfiles.lstat_claimed(path)  # through sending/'s handle for a claimed file
     except OSError as exc:
         return Rejection(f"File cannot be read: {exc.strerror or exc}.", PREFLIGHT, {})
     if not stat.S_ISREG(info.st_mode):
@@ -189,7 +189,7 @@ def _mapped(
     return dataclasses.replace(
         upload,
         path=target,
-        size=archive.lstat_claimed(target).st_size,
+        size=workfiles.lstat_claimed(target).st_size,
         rows=mapped.rows_sent,
         warnings=(*upload.warnings, *mapped.warnings),
         mapped=mapped,
@@ -216,7 +216,7 @@ def _without_error_column(upload: Upload, path: Path, scratch: Path | None, temp
         remove_temporaries(made)
         return upload
     return dataclasses.replace(
-        upload, path=made[0], size=archive.lstat_claimed(made[0]).st_size, temporaries=tuple(temporaries)
+        upload, path=made[0], size=workfiles.lstat_claimed(made[0]).st_size, temporaries=tuple(temporaries)
     )
 
 
@@ -268,7 +268,11 @@ def _changes(
         drop_made()  # written, but the file itself goes, byte for byte
         return upload if found is None else dataclasses.replace(upload, changes=found)
     return dataclasses.replace(
-        upload, path=made[0], size=archive.lstat_claimed(made[0]).st_size, changes=found, temporaries=tuple(temporaries)
+        upload,
+        path=made[0],
+        size=workfiles.lstat_claimed(made[0]).st_size,
+        changes=found,
+        temporaries=tuple(temporaries),
     )
 
 
@@ -319,5 +323,5 @@ def _sha256(inbox: InboxConfig, path: Path) -> str | None:
 def _temporary(path: Path, scratch: Path | None, label: str) -> tuple[Path, BinaryIO]:
     """A new temporary of unpredictable name, made O_EXCL without following a link, beside
     ``path`` (in sending/, through its handle) or in ``scratch``: a dot-name ending .tmp,
-    never taken for a dropped file, tidied after a crash (archive.create_temporary)."""
-    return archive.create_temporary(scratch / path.name if scratch is not None else path, label)
+    never taken for a dropped file, tidied after a crash (workfiles.create_temporary)."""
+    return workfiles.create_temporary(scratch / path.name if scratch is not None else path, label)

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from dropbox_sync.config import Route
-from dropbox_sync.pipeline import archive
+from dropbox_sync.pipeline import archive_names, workfiles
 from dropbox_sync.pipeline.mapper import MapResult, RowMap
 from dropbox_sync.pipeline.result import CHANGE_GUARD, SHRINK_GUARD
-from dropbox_sync.roster import changes
-from dropbox_sync.roster.changes import Changes
+from dropbox_sync.roster.changeset import Changes, SentRows
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class Upload:
         return self.changes is not None and self.changes.nothing_to_send
 
     @property
-    def row_map(self) -> RowMap | changes.SentRows:
+    def row_map(self) -> RowMap | SentRows:
         """Server row number -> the export's row number (and spreadsheet line): the same
         numbers unless a mapping left rows out (blank rows, empty usernames) or only the
         changes are sent."""
@@ -65,8 +64,8 @@ class Upload:
         is archived with it); None when the export itself was uploaded."""
         if not self.rewritten:
             return None
-        target = archive.sent_path(claimed)
-        archive.rename_claimed(self.path, target.name)
+        target = archive_names.sent_path(claimed)
+        workfiles.rename_claimed(self.path, target.name)
         return target
 
     @property
@@ -109,6 +108,6 @@ class Rejection:
 
 
 def remove_temporaries(temporaries: Iterable[Path]) -> None:
-    """Remove what an upload was built in (through its folder's handle: archive.discard)."""
+    """Remove what an upload was built in (through its folder's handle: workfiles.discard)."""
     for temporary in temporaries:
-        archive.discard(temporary)
+        workfiles.discard(temporary)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
+
+from loguru import logger
 
 from dropbox_sync.pipeline import workdirs
 from dropbox_sync.pipeline.archive_names import (
@@ -20,7 +23,41 @@ from dropbox_sync.pipeline.archive_names import (
     original_name_file,
     result_name,
 )
+from dropbox_sync.pipeline.settle import Clock
 from dropbox_sync.pipeline.workdirs import PROCESSED, Folder
+
+PRUNE_EVERY = 3600.0  # retention of processed/ is checked hourly
+
+
+class Retention:
+    """One inbox's ``keep_days``: which files this process filed, and when by its own monotonic
+    clock (young whatever the wall clock said or says), and an hourly ``prune_processed``."""
+
+    def __init__(self, name: str, inbox: Path, keep_days: float, clock: Clock, wall: Callable[[], dt.datetime]) -> None:
+        self.name, self.inbox, self.keep_days = name, inbox, keep_days
+        self.clock, self.wall = clock, wall
+        self._filed_at: dict[str, float] = {}  # processed/ name -> our clock when it went there
+        self._next = 0.0
+
+    def filed(self, name: str) -> None:
+        """``name`` went into processed/ now."""
+        if self.keep_days > 0:
+            self._filed_at[name] = self.clock()
+
+    def prune_if_due(self) -> None:
+        if self.keep_days <= 0 or self.clock() < self._next:
+            return
+        self._next = self.clock() + PRUNE_EVERY
+        keep = self.keep_days * 86400
+        self._filed_at = {n: t for n, t in self._filed_at.items() if self.clock() - t < keep}
+        removed = prune_processed(self.inbox, self.keep_days, self.wall(), spare=frozenset(self._filed_at))
+        if removed:
+            logger.info(
+                'inbox "{}": removed {} file(s) older than {:g} days from processed/ (keep_days)',
+                self.name,
+                len(removed),
+                self.keep_days,
+            )
 
 
 def prune_processed(

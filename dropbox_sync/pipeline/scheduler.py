@@ -19,6 +19,7 @@ from dropbox_sync.pipeline.backoff import RetryState
 from dropbox_sync.pipeline.client import ImportClient
 from dropbox_sync.pipeline.health import Health
 from dropbox_sync.pipeline.outcome import FileReport, Outcome
+from dropbox_sync.pipeline.retention import Retention
 from dropbox_sync.pipeline.settle import Clock, Observation, Settler
 from dropbox_sync.pipeline.writers import Aftercare, WriterGate
 from dropbox_sync.roster.memory import Roster
@@ -42,7 +43,7 @@ class Scheduler(Protocol):
     waiting: dict[str, str]  # file name -> why it is not sent yet (the scheduler may replace it)
     retry: RetryState
     held_locally: bool
-    archived_at: dict[str, float]
+    retention: Retention
     health: Health
 
     def settled(self, key: Any, path: Path, observation: Observation) -> bool: ...

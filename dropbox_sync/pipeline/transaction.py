@@ -20,7 +20,18 @@ from typing import Any
 from loguru import logger
 
 from dropbox_sync.errors import FileNotReady, HoldError, TransientError
-from dropbox_sync.pipeline import archive, failed_rows, mapper, preflight, result
+from dropbox_sync.pipeline import (
+    archive,
+    archive_names,
+    claim,
+    failed_rows,
+    mapper,
+    preflight,
+    recovery,
+    result,
+    workdirs,
+    workfiles,
+)
 from dropbox_sync.pipeline.client import ImportClient, Reply, request_deadline
 from dropbox_sync.pipeline.lessons import WINDOW_BYTES, Lesson, RosterLessons
 from dropbox_sync.pipeline.outcome import FileReport, Outcome, is_foreign, judge
@@ -71,11 +82,11 @@ class FileTransaction:
 
     def reunite_orphan_results(self) -> None:
         """A result left in sending/ after its file moved (a crash, or a held result file)."""
-        for orphan in archive.orphan_results(self.inbox.path):
+        for orphan in recovery.orphan_results(self.inbox.path):
             try:
-                archived = archive.reunite_orphan_result(orphan)
+                archived = recovery.reunite_orphan_result(orphan)
             except OSError as exc:
-                if not archive.is_busy(exc):
+                if not claim.is_busy(exc):
                     raise
                 continue  # held by another program: next pass
             if archived is not None:
@@ -86,12 +97,12 @@ class FileTransaction:
         program when we tried to move it, or a crash came between the two. Finish the move."""
         ours = saved.get("dropbox_sync") if isinstance(saved.get("dropbox_sync"), dict) else {}
         if ours.get("outcome") == Outcome.GUARDED.value:
-            destination = archive.HELD
+            destination = workdirs.HELD
         else:
             # Our recorded outcome first: the server's success may be odd ("true" as text).
             recorded = ours.get("outcome")
             success = recorded == Outcome.PROCESSED.value if recorded else saved.get("success") is True
-            destination = archive.PROCESSED if success else archive.FAILED
+            destination = workdirs.PROCESSED if success else workdirs.FAILED
         target = self._file_away(claimed, destination)
         if target is None:
             return
@@ -102,11 +113,11 @@ class FileTransaction:
             logger.info('inbox "{}": {} released; filed in {}/', self.name, claimed.name, destination)
             return  # reported when it was sent
         logger.info('inbox "{}": finished archiving {} into {}/ after a restart', self.name, claimed.name, destination)
-        outcome = Outcome.GUARDED if destination == archive.HELD else Outcome(destination)
+        outcome = Outcome.GUARDED if destination == workdirs.HELD else Outcome(destination)
         self.worker.report(
             FileReport(
                 self.name,
-                archive.display_name(archive.original_of(claimed)),
+                archive_names.display_name(claim.original_of(claimed)),
                 outcome,
                 str(saved.get("summary", "")),
                 target,
@@ -121,7 +132,7 @@ class FileTransaction:
         if current is None or not self.worker.settled(candidate.name, self.inbox.path / candidate.name, current):
             return Outcome.NOT_READY
         try:
-            claimed = archive.claim(self.inbox.path, candidate.name, self.wall(), done_marker=self.inbox.done_marker)
+            claimed = claim.claim(self.inbox.path, candidate.name, self.wall(), done_marker=self.inbox.done_marker)
         except FileNotReady as exc:
             logger.debug('inbox "{}": {}; will look again', self.name, exc)
             self.worker.waiting[candidate.name] = str(exc)
@@ -130,16 +141,16 @@ class FileTransaction:
         except OSError as exc:  # not "busy": permissions, a full disk, a broken share
             self.worker.waiting[candidate.name] = f"cannot be claimed ({exc.strerror or exc})"
             return self.worker.local_hold(
-                f"cannot move {archive.display_name(candidate.name)} into "
-                f"{archive.folder(self.inbox.path, archive.SENDING)}: {exc.strerror or exc}"
+                f"cannot move {archive_names.display_name(candidate.name)} into "
+                f"{archive.folder(self.inbox.path, workdirs.SENDING)}: {exc.strerror or exc}"
             )
         self.worker.waiting.pop(candidate.name, None)
         self.settler.forget(candidate.name)
         # What settled before the claim must be what we upload (DESIGN §5, Claim):
         # seed the claimed key so only a change after the claim restarts settling.
         self.settler.adopt(("claimed", claimed.name), current)
-        after = archive.observe_claimed(claimed)
-        if after is None and archive.exists_claimed(claimed):
+        after = workfiles.observe_claimed(claimed)
+        if after is None and workfiles.exists_claimed(claimed):
             return self.send(claimed)  # swapped for a link between scan and claim: prepare rejects it
         if after != current:
             self.worker.waiting[claimed.name] = "changed while being claimed; waiting for it to settle"
@@ -147,10 +158,10 @@ class FileTransaction:
         return self.send(claimed)
 
     def send(self, claimed: Path) -> Outcome:
-        name = archive.original_of(claimed)  # routes match the name as dropped, never a shortened one
-        original = archive.display_name(name)
+        name = claim.original_of(claimed)  # routes match the name as dropped, never a shortened one
+        original = archive_names.display_name(name)
         started = self.wall()
-        before = archive.observe_claimed(claimed)
+        before = workfiles.observe_claimed(claimed)
         prepared = prepare(
             self.inbox,
             claimed,
@@ -235,7 +246,7 @@ class FileTransaction:
                 facts,
                 foreign=is_foreign(reply),
             )
-        if archive.observe_claimed(claimed) != before or self.gate.still_written(claimed):
+        if workfiles.observe_claimed(claimed) != before or self.gate.still_written(claimed):
             # The writer was still at it: what arrived may be partial. Settle and send again.
             logger.warning(
                 'inbox "{}": {} changed during the upload; it will be sent again once it settles', self.name, original
@@ -244,7 +255,7 @@ class FileTransaction:
         facts["sha256"] = reply.sha256
         facts.update(reply.notes())
         facts.update(self._keep_sent(claimed, upload, reply))
-        kept = archive.sent_path(claimed)
+        kept = archive_names.sent_path(claimed)
         sent = kept if upload.rewritten and kept.exists() else upload.path
         body = reply.body or {}
         return self._conclude(
@@ -307,7 +318,7 @@ class FileTransaction:
             body,
             inbox=self.name,
             file=original,
-            archived_as=archive.display_name(claimed.name),
+            archived_as=archive_names.display_name(claimed.name),
             outcome=outcome.value,
             stage=stage,
             endpoint=self.inbox.safe_url,
@@ -332,15 +343,15 @@ class FileTransaction:
         A local error (disk full, permissions) keeps the verdict in memory and
         holds the inbox with the OS's reason: the reply is never thrown away,
         so the file is not sent again; saving is retried until it works."""
-        seen = archive.observe_claimed(claimed)  # what was sent, for the aftercare watch
+        seen = workfiles.observe_claimed(claimed)  # what was sent, for the aftercare watch
         try:
-            archive.write_json_atomically(archive.result_path(claimed), verdict.result)
+            workfiles.write_json_atomically(archive_names.result_path(claimed), verdict.result)
         except OSError as exc:
             self.unrecorded[claimed.name] = verdict
             self.worker.waiting[claimed.name] = f"sent; its result cannot be saved ({exc.strerror or exc})"
             return self.worker.local_hold(
                 f"cannot save the result of {verdict.original} in "
-                f"{archive.folder(self.inbox.path, archive.SENDING)}: {exc.strerror or exc}. "
+                f"{archive.folder(self.inbox.path, workdirs.SENDING)}: {exc.strerror or exc}. "
                 "It was imported and will not be sent again; saving is retried"
             )
         self.unrecorded.pop(claimed.name, None)
@@ -348,7 +359,7 @@ class FileTransaction:
         self.worker.waiting.pop(claimed.name, None)
         outcome = verdict.outcome
         self.worker.clear_retry()  # before filing away, which may hold for a local fault of its own
-        destination = archive.HELD if outcome is Outcome.GUARDED else outcome.value
+        destination = workdirs.HELD if outcome is Outcome.GUARDED else outcome.value
         target = self._file_away(claimed, destination)
         if target is not None:
             self.aftercare.watch(target, seen)
@@ -367,20 +378,20 @@ class FileTransaction:
         try:
             target = archive.archive(claimed, destination)
         except OSError as exc:
-            if archive.is_busy(exc):
+            if claim.is_busy(exc):
                 reason = f"sent; moves to {destination}/ once another program releases it ({exc.strerror})"
                 if self.worker.waiting.get(claimed.name) != reason:
                     logger.info('inbox "{}": {}: {}', self.name, claimed.name, reason)
             else:  # permissions, a broken share: a person must look; we keep trying
                 reason = f"sent; cannot be moved to {destination}/ ({exc.strerror or exc})"
                 self.worker.local_hold(
-                    f"cannot move {archive.display_name(claimed.name)} into {destination}/: {exc.strerror or exc}"
+                    f"cannot move {archive_names.display_name(claimed.name)} into {destination}/: {exc.strerror or exc}"
                 )
             self.worker.waiting[claimed.name] = reason
             self.filing.add(claimed.name)
             self.refile_at = self.clock() + NOT_READY_RECHECK
             return None
         self.worker.waiting.pop(claimed.name, None)
-        if destination == archive.PROCESSED and self.inbox.keep_days > 0:
-            self.worker.archived_at[target.name] = self.clock()
+        if destination == workdirs.PROCESSED:
+            self.worker.retention.filed(target.name)
         return target

@@ -22,10 +22,20 @@ from loguru import logger
 
 from dropbox_sync.config import InboxConfig
 from dropbox_sync.errors import UnsafeFolder
-from dropbox_sync.pipeline import archive, result, workdirs, writers
+from dropbox_sync.pipeline import (
+    archive,
+    archive_names,
+    claim,
+    recovery,
+    result,
+    retention,
+    workdirs,
+    workfiles,
+    writers,
+)
 from dropbox_sync.pipeline.backoff import Backoff, RetryState
 from dropbox_sync.pipeline.client import ImportClient
-from dropbox_sync.pipeline.discover import discover
+from dropbox_sync.pipeline.discover import claimed_files, discover
 from dropbox_sync.pipeline.health import Health, InboxSnapshot
 from dropbox_sync.pipeline.outcome import (
     FOREIGN_REPLIES_BEFORE_HOLD,
@@ -41,7 +51,6 @@ from dropbox_sync.state.journal import Journal
 
 READ_TIMEOUTS_BEFORE_HOLD = 3
 MISSING_FOLDER_RECHECK = 5.0
-PRUNE_EVERY = 3600.0  # retention of processed/ is checked hourly
 QUEUE_STATES = (
     ("retrying", "retrying"),
     ("held", "inbox held"),
@@ -81,10 +90,11 @@ class InboxWorker:
         self._reported_ignored: set[str] = set()
         self.health = Health(self.clock, self.inbox.rescan_seconds)
         self._recovered = False
-        self._next_prune = 0.0
         self.aftercare = writers.Aftercare(self.clock)
         self.held_locally = False  # hold_reason is a fault of this machine, not the server's
-        self.archived_at: dict[str, float] = {}  # processed/ name -> our clock when it went there
+        self.retention = retention.Retention(
+            self.name, self.inbox.path, self.inbox.keep_days, self.clock, self.wall
+        )  # keep_days
         try:
             local = not is_network_path(self.inbox.path)  # a lease says nothing of other machines
         except OSError:
@@ -149,10 +159,10 @@ class InboxWorker:
             logger.info('inbox "{}": its work folders are real folders of ours again; resuming', self.name)
             self.hold_reason, self._unsafe_folder = None, False
         if not self._recovered:
-            archive.remove_stale_temporaries(self.inbox.path)  # only at start: none are ours yet
+            recovery.remove_stale_temporaries(self.inbox.path)  # only at start: none are ours yet
             self._recovered = True
         self.transaction.reunite_orphan_results()
-        self._prune_if_due()
+        self.retention.prune_if_due()
         self.aftercare.reclaim_moved_on(self.name, observe)
         blocked = self._send_claimed(stop)
         if blocked is not None:
@@ -175,12 +185,12 @@ class InboxWorker:
 
     def _queue_behind_claimed(self) -> None:
         """Say truly why inbox files wait while a claimed file goes first (status: not "settling")."""
-        claimed = archive.claimed_files(self.inbox.path)
+        claimed = claimed_files(self.inbox.path)
         if not claimed:
             return
         reason = self.waiting.get(claimed[0].name, "")
         state = next((label for prefix, label in QUEUE_STATES if reason.startswith(prefix)), "being sent")
-        behind = f"queued behind {archive.display_name(archive.original_of(claimed[0]))} ({state})"
+        behind = f"queued behind {archive_names.display_name(claim.original_of(claimed[0]))} ({state})"
         try:
             waiting = discover(self.inbox).waiting
         except OSError:
@@ -190,7 +200,7 @@ class InboxWorker:
 
     def _claim_unfinished(self) -> bool:
         """A claimed file still to be sent (not one sent and only waiting to be moved)."""
-        return any(p.name not in self.transaction.filing for p in archive.claimed_files(self.inbox.path))
+        return any(p.name not in self.transaction.filing for p in claimed_files(self.inbox.path))
 
     def _folder_present(self) -> bool:
         present = self.inbox.path.is_dir()
@@ -205,30 +215,12 @@ class InboxWorker:
         self._folder_missing = not present
         return present
 
-    def _prune_if_due(self) -> None:
-        if self.inbox.keep_days <= 0 or self.clock() < self._next_prune:
-            return
-        self._next_prune = self.clock() + PRUNE_EVERY
-        # Young by our own monotonic clock, whatever the wall clock said or says.
-        keep = self.inbox.keep_days * 86400
-        self.archived_at = {n: t for n, t in self.archived_at.items() if self.clock() - t < keep}
-        removed = archive.prune_processed(
-            self.inbox.path, self.inbox.keep_days, self.wall(), spare=frozenset(self.archived_at)
-        )
-        if removed:
-            logger.info(
-                'inbox "{}": removed {} file(s) older than {:g} days from processed/ (keep_days)',
-                self.name,
-                len(removed),
-                self.inbox.keep_days,
-            )
-
     def _send_claimed(self, stop: threading.Event) -> float | None:
         """Finish files already in sending/ first; a delay if one must wait."""
-        for claimed in archive.claimed_files(self.inbox.path):
+        for claimed in claimed_files(self.inbox.path):
             if stop.is_set():
                 return 0.0
-            saved = archive.read_result(claimed)
+            saved = workfiles.read_result(claimed)
             if saved is not None:
                 self.transaction.archive_recovered(claimed, saved)
                 continue
@@ -239,8 +231,8 @@ class InboxWorker:
                 if self.transaction.record(claimed, verdict) is Outcome.HELD:
                     return self._seconds_until_retry()
                 continue
-            current = archive.observe_claimed(claimed)
-            if current is None and archive.exists_claimed(claimed):
+            current = workfiles.observe_claimed(claimed)
+            if current is None and workfiles.exists_claimed(claimed):
                 self.transaction.send(claimed)  # a link or special file: prepare rejects it, never read
                 continue
             self.waiting.pop(claimed.name, None)
