@@ -23,7 +23,7 @@ from dropbox_sync.pipeline.retention import Retention
 from dropbox_sync.pipeline.settle import Clock, Observation, Settler
 from dropbox_sync.pipeline.writers import Aftercare, WriterGate
 from dropbox_sync.roster.memory import Roster
-from dropbox_sync.state.journal import Journal
+from dropbox_sync.state.journal import Attempt, Journal
 
 
 class Scheduler(Protocol):
@@ -66,14 +66,4 @@ class Scheduler(Protocol):
     def local_hold(self, reason: str) -> Outcome: ...
     def clear_retry(self) -> None: ...
     def report(self, report: FileReport) -> None: ...
-    def journal_attempt(
-        self,
-        file: str,
-        original: str,
-        started: dt.datetime,
-        finished: dt.datetime,
-        status: int | None,
-        outcome: str,
-        summary: str,
-        facts: dict[str, Any],
-    ) -> None: ...
+    def journal_attempt(self, attempt: Attempt) -> None: ...

@@ -8,6 +8,8 @@ written (DESIGN §8.2; Camel CAMEL-19378, kopia #2227).
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -19,6 +21,11 @@ Clock = Callable[[], float]
 class Observation:
     size: int
     mtime_ns: int
+
+    @classmethod
+    def of(cls, info: os.stat_result) -> Observation | None:
+        """A regular file's size and mtime, from its ``lstat``; None for anything else."""
+        return cls(info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
 
 
 @dataclass

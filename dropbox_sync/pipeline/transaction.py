@@ -334,7 +334,10 @@ class FileTransaction:
         else:
             summary_line = summary
         # The journal first: it is history, and often on another disk than the inbox.
-        self.worker.journal_attempt(claimed.name, original, started, finished, status, outcome.value, summary, facts)
+        attempt = result.attempt(
+            self.name, claimed.name, original, started, finished, status, outcome.value, summary, facts
+        )
+        self.worker.journal_attempt(attempt)
         return self.record(claimed, _Unrecorded(original, outcome, summary, data, summary_line, lesson))
 
     def record(self, claimed: Path, verdict: _Unrecorded) -> Outcome:

@@ -149,9 +149,7 @@ def observe(path: Path) -> Observation | None:
         info = os.lstat(path)
     except OSError:
         return None
-    if not stat.S_ISREG(info.st_mode):
-        return None
-    return Observation(info.st_size, info.st_mtime_ns)
+    return Observation.of(info)
 
 
 # -- network paths ---------------------------------------------------------------

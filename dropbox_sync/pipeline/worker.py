@@ -47,7 +47,7 @@ from dropbox_sync.pipeline.settle import Clock, Observation, Settler
 from dropbox_sync.pipeline.transaction import FileTransaction
 from dropbox_sync.pipeline.watcher import Candidate, is_network_path, observe
 from dropbox_sync.roster.memory import Roster
-from dropbox_sync.state.journal import Journal
+from dropbox_sync.state.journal import Attempt, Journal
 
 READ_TIMEOUTS_BEFORE_HOLD = 3
 MISSING_FOLDER_RECHECK = 5.0
@@ -92,9 +92,8 @@ class InboxWorker:
         self._recovered = False
         self.aftercare = writers.Aftercare(self.clock)
         self.held_locally = False  # hold_reason is a fault of this machine, not the server's
-        self.retention = retention.Retention(
-            self.name, self.inbox.path, self.inbox.keep_days, self.clock, self.wall
-        )  # keep_days
+        # keep_days: what this process filed, by its own clock, and the hourly prune
+        self.retention = retention.Retention(self.name, self.inbox.path, self.inbox.keep_days, self.clock, self.wall)
         try:
             local = not is_network_path(self.inbox.path)  # a lease says nothing of other machines
         except OSError:
@@ -300,7 +299,9 @@ class InboxWorker:
         self.hold_reason = reason
         self.retry.due = self.clock() + self.inbox.hold_retry_seconds
         self.waiting[claimed.name] = f"held: {reason}"
-        self.journal_attempt(claimed.name, original, started, self.wall(), status, "held", reason, facts)
+        self.journal_attempt(
+            result.attempt(self.name, claimed.name, original, started, self.wall(), status, "held", reason, facts)
+        )
         self.report(FileReport(self.name, original, Outcome.HELD, reason))
         return Outcome.HELD
 
@@ -334,7 +335,9 @@ class InboxWorker:
             self.retry.since = now
         logger.warning('inbox "{}": {} not sent: {}; retrying in {:.1f} s', self.name, original, reason, delay)
         self.waiting[claimed.name] = f"retrying: {reason}"
-        self.journal_attempt(claimed.name, original, started, self.wall(), status, "retry", reason, facts)
+        self.journal_attempt(
+            result.attempt(self.name, claimed.name, original, started, self.wall(), status, "retry", reason, facts)
+        )
         self.report(FileReport(self.name, original, Outcome.RETRY, reason))
         return Outcome.RETRY
 
@@ -357,22 +360,10 @@ class InboxWorker:
             except Exception:  # noqa: BLE001 - a notifier's fault must not stop uploads
                 logger.exception('inbox "{}": a report listener failed', self.name)
 
-    def journal_attempt(
-        self,
-        file: str,
-        original: str,
-        started: dt.datetime,
-        finished: dt.datetime,
-        status: int | None,
-        outcome: str,
-        summary: str,
-        facts: dict[str, Any],
-    ) -> None:
-        """One attempt in the history (the journal), whatever its outcome."""
+    def journal_attempt(self, attempt: Attempt) -> None:
+        """One attempt in the history (the journal), whatever its outcome (``result.attempt``)."""
         if self.journal is not None:
-            self.journal.record(
-                result.attempt(self.name, file, original, started, finished, status, outcome, summary, facts)
-            )
+            self.journal.record(attempt)
 
     # -- timing -------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -78,9 +77,7 @@ def observe_claimed(path: Path) -> Observation | None:
         info = lstat_claimed(path)
     except FileNotFoundError:
         return None
-    if not stat.S_ISREG(info.st_mode):
-        return None
-    return Observation(info.st_size, info.st_mtime_ns)
+    return Observation.of(info)
 
 
 def exists_claimed(path: Path) -> bool:
