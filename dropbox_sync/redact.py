@@ -111,34 +111,54 @@ def _json_escaped(text: str) -> str:
 
 
 def to_json(data: dict[str, Any]) -> str:
-    """``data`` as JSON for people, every registered secret blanked: one line per top-level
-    key, and per key or item of a top-level object or list (a result's ``details`` row by
-    row); deeper levels on the line of their parent.
+    """``data`` as JSON for people, every registered secret blanked: one line per key or item
+    of any object or list of more than three (a result's ``details`` row by row, each user it
+    lists), four levels deep at most; small ones on one line.
 
-    Encoded first as it is, by the C encoder (``indent`` would take the pure-Python one:
-    a third of the cost of a result). JSON escapes character by character, so a string
-    holding a secret in any of its forms shows that form, escaped, in the text: only then
-    is the data scrubbed string by string (``scrub_data``) and encoded again, so no
-    escaping can hide a secret."""
-    text = _pretty(data)
+    Encoded by the C encoder (``indent`` would take the pure-Python one: a third of the cost
+    of a result), and as it is first. JSON escapes character by character, so a string
+    holding a secret in any of its forms shows that form, escaped, in the text: only then is
+    the data scrubbed string by string (``scrub_data``) and encoded again, so no escaping can
+    hide a secret."""
+    text = _pretty(data) + "\n"
     with _lock:
         found = any(form in text for form in _in_json)
-    return _pretty(scrub_data(data)) if found else text
+    return _pretty(scrub_data(data)) + "\n" if found else text
 
 
-def _pretty(data: dict[str, Any]) -> str:
-    lines = []
-    for key, value in data.items():
-        head = f"  {_ENCODE(key)}: "
-        if isinstance(value, dict) and value:
-            inner = ",\n".join(f"    {_ENCODE(k)}: {_ENCODE(v)}" for k, v in value.items())
-            lines.append(f"{head}{{\n{inner}\n  }}")
-        elif isinstance(value, list | tuple) and value:
-            inner = ",\n".join(f"    {_ENCODE(item)}" for item in value)
-            lines.append(f"{head}[\n{inner}\n  ]")
-        else:
-            lines.append(head + _ENCODE(value))
-    return "{\n" + ",\n".join(lines) + "\n}\n" if lines else "{}\n"
+_STRING = json.encoder.encode_basestring  # a str as JSON, non-ASCII kept: the C function
+_CONTAINERS = (dict, list, tuple)
+_LITERALS = {id(None): "null", id(True): "true", id(False): "false"}
+
+
+def _pretty(value: Any, depth: int = 0) -> str:
+    """A container with more than three items, or holding a container, gets one line per
+    item, four levels deep at most; anything else is one line, by the C encoder."""
+    if type(value) is str:
+        return _STRING(value)
+    if id(value) in _LITERALS:
+        return _LITERALS[id(value)]
+    if type(value) is int:
+        return int.__repr__(value)
+    if (
+        depth >= 4
+        or not isinstance(value, _CONTAINERS)
+        or len(value) <= 3
+        and not any(
+            isinstance(item, _CONTAINERS) and item for item in (value.values() if type(value) is dict else value)
+        )
+    ):
+        return _ENCODE(value)
+    pad, end = "  " * (depth + 1), "\n" + "  " * depth
+    if type(value) is dict:
+        items = ",\n".join(f"{pad}{_key(key)}: {_pretty(item, depth + 1)}" for key, item in value.items())
+        return "{\n" + items + end + "}"
+    return "[\n" + ",\n".join(pad + _pretty(item, depth + 1) for item in value) + end + "]"
+
+
+def _key(key: Any) -> str:
+    """An object key as JSON writes it (a number, true or null becomes a string)."""
+    return _STRING(key) if type(key) is str else _ENCODE({key: 0})[1:-4]
 
 
 class ScrubbingStream:
