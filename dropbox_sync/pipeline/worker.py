@@ -135,7 +135,6 @@ class InboxWorker:
         finally:
             self.health.alive()
             if self.roster is not None:
-                self.transaction.lessons.learn_now()  # what the pass's last files taught it (lessons.py)
                 self.roster.release()  # kept open through the pass: see Roster
 
     def _hold_unsafe_folder(self, reason: str) -> float:
@@ -150,7 +149,13 @@ class InboxWorker:
         if not self._folder_present():
             return MISSING_FOLDER_RECHECK
         with workdirs.kept_open(self.inbox.path):  # one opening of the work folders per pass
-            return self._pass(stop)
+            try:
+                return self._pass(stop)
+            finally:
+                # What the pass's last files taught it (lessons.py), read where they were filed
+                # through the handles the pass checked: after them, processed/ could be someone
+                # else's folder with a CSV of their own at that name (test_attack_perf.py).
+                self.transaction.lessons.learn_now()
 
     def _pass(self, stop: threading.Event) -> float:
         archive.ensure_folders(self.inbox.path)  # UnsafeFolder: see cycle

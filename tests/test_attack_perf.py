@@ -1,0 +1,141 @@
+"""Red team on issue 13's per-file speed-ups: the work folders kept open through a pass
+(workdirs.kept_open), results encoded before they are scrubbed (redact.to_json), the roster
+learning and comparing while the server imports (lessons.py), and the temporary a roster
+comparison makes only when it rewrites (prepare.py, roster/changes.py).
+
+The service runs as root in a real subprocess (``once``); the attacker is the real
+unprivileged user ``nobody`` (``setpriv``). A swap "during a pass" is made by the server
+itself: ``HookedServer`` runs the attack after reading a request in full and before it
+answers, so it falls between two files of one ``once`` deterministically, without timing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests import test_shared_inbox as nobody_kit
+from tests.badservers import Scripted, ScriptedServer, json_bytes
+from tests.support import good_csv, write_config
+from tests.test_shared_inbox import other_school, shell_as_nobody, snapshot
+
+shared = nobody_kit.shared  # the fixture: a folder only root can reach, for the inbox
+
+REPO = Path(__file__).resolve().parent.parent
+OK = Scripted(body=json_bytes('{"success": true, "summary": "1 user created"}'))  # no details: every row
+
+needs_nobody = pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root (the service) and setpriv (to be nobody)",
+)
+
+
+class HookedServer(ScriptedServer):
+    """Answers every request with ``OK``; ``attack(n)`` runs once request n (1-based) is read
+    in full, before its answer: inside the client's wait, between two files of a pass."""
+
+    def __init__(self, attack: Callable[[int], None]) -> None:
+        super().__init__(OK)
+        self.attack = attack
+
+    def next_reply(self) -> Scripted:
+        with self.lock:
+            number = self.stats.requests
+        self.attack(number)
+        return super().next_reply()
+
+
+def once(config_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def school(shared: Path, server: ScriptedServer, files: int) -> tuple[Path, Path]:
+    """A world-writable inbox (a share) with its work folders made by root, and ``files`` CSVs."""
+    config_path = write_config(shared, server, settle_seconds=0)
+    inbox = shared / "inbox"
+    inbox.chmod(0o777)
+    assert once(config_path).returncode == 0  # sending/, processed/, failed/ made as root
+    for number in range(files):
+        (inbox / f"f{number}.csv").write_text(good_csv(f"u{number}"), encoding="utf-8")
+    return config_path, inbox
+
+
+def every_csv(folder: Path) -> list[str]:
+    """Every export anywhere under ``folder`` by its dropped name (none may be lost)."""
+    return sorted(p.name.split("_", 1)[-1] for p in folder.rglob("*.csv") if not p.name.startswith("."))
+
+
+@needs_nobody
+@pytest.mark.parametrize("which", ["sending", "processed", "failed"])
+def test_a_work_folder_swapped_for_a_link_mid_pass_is_never_written_through(tmp_path, shared, which):
+    """nobody moves a work folder away and links another school's archive in its place while
+    the server imports the first of five files: the rest of the pass goes on in the folder
+    that was checked (wherever it now is), nothing reaches the victim, no file is lost, and
+    the next pass holds the inbox with the link's message."""
+    victim = other_school(shared) / "processed"
+    before = snapshot(victim)
+
+    def attack(number: int) -> None:
+        if number == 1:
+            shell_as_nobody(
+                f"mv {shared}/inbox/{which} {shared}/inbox/moved-{which} && ln -s {victim} {shared}/inbox/{which}"
+            )
+
+    with HookedServer(attack) as server:
+        config_path, inbox = school(shared, server, files=5)
+        first = once(config_path)
+        second = once(config_path)
+    assert "Traceback" not in first.stderr + second.stderr, first.stderr + second.stderr
+    assert snapshot(victim) == before
+    assert every_csv(inbox) == [f"f{n}.csv" for n in range(5)]
+    assert second.returncode == 3 and f"{inbox / which} is a link" in second.stderr, second.stderr
+    assert not list(inbox.rglob("*.tmp"))
+
+
+def remembered(state: Path) -> list[str]:
+    """Every username the roster memory holds."""
+    import sqlite3
+
+    db = sqlite3.connect(state / "roster.sqlite3")
+    try:
+        return sorted(row[0] for row in db.execute("SELECT username FROM users"))
+    finally:
+        db.close()
+
+
+@needs_nobody
+def test_a_planted_archive_mid_pass_never_teaches_the_roster_memory(tmp_path, shared):
+    """The last file's lesson is learnt after its upload, from the file where it was filed.
+    nobody, while the server imports it, moves processed/ away, makes a folder of their own
+    and puts a CSV of their choosing at the name the export is about to be filed under (they
+    can read it in sending/): the memory must learn what was sent, never the planted rows."""
+
+    def attack(number: int) -> None:
+        if number == 1:
+            inbox = shared / "inbox"
+            (claimed,) = [p.name for p in (inbox / "sending").iterdir() if p.name.endswith("_f0.csv")]
+            shell_as_nobody(
+                f"mv {inbox}/processed {inbox}/moved && mkdir {inbox}/processed && "
+                f"printf 'username,library-group,system-group\\nplanted,G,S\\n' > {inbox}/processed/{claimed}"
+            )
+
+    with HookedServer(attack) as server:
+        config_path, inbox = school(shared, server, files=1)
+        done = once(config_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert remembered(shared / "state") == ["u0"], done.stderr
+    assert every_csv(inbox / "moved") == ["f0.csv"]
