@@ -11,6 +11,7 @@ answers, so it falls between two files of one ``once`` deterministically, withou
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -139,3 +140,21 @@ def test_a_planted_archive_mid_pass_never_teaches_the_roster_memory(tmp_path, sh
     assert "Traceback" not in done.stderr, done.stderr
     assert remembered(shared / "state") == ["u0"], done.stderr
     assert every_csv(inbox / "moved") == ["f0.csv"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {1: "row one", None: "none", False: "no", 2.5: "half"},
+        {"details": {1: "Error: bad", 2: {"deep": [1]}}, "rows": {False: 0}},
+        {"details": [{1: "a"}, [], {}], "empty": {}, "none": [], "text": "\u2028\ud800\x00\x1f"},
+    ],
+    ids=["top-level keys", "second-level keys", "deeper and odd text"],
+)
+def test_json_files_read_back_as_the_old_encoder_wrote_them(data):
+    """redact.to_json writes the top two levels itself: keys that are not text (a row number,
+    None) must become JSON strings as json.dumps makes them, or the file does not parse."""
+    from dropbox_sync import redact
+
+    text = redact.to_json(data)
+    assert json.loads(text) == json.loads(json.dumps(data, indent=2, ensure_ascii=False))
