@@ -158,3 +158,42 @@ def test_json_files_read_back_as_the_old_encoder_wrote_them(data):
 
     text = redact.to_json(data)
     assert json.loads(text) == json.loads(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+# A quote, a backslash, HTML's specials, a line separator JSON leaves raw, non-ASCII.
+STRANGE_PASSWORD = 'Tr1"ck\\y<&>\u2028Pa55 w0rd/é7f3a'
+
+
+def test_a_reply_quoting_the_password_everywhere_leaves_no_form_in_any_byte(tmp_path):
+    """The server's reply quotes the password in every form we register, in the summary, in
+    keys at every level and deep in lists: no written byte holds any form (results are now
+    encoded first and scrubbed only when a form shows), and the result still parses."""
+    import base64
+    import html
+    import urllib.parse
+
+    from tests.test_secrets import all_forms, assert_no_form, everything_written
+
+    pw = STRANGE_PASSWORD
+    token = base64.b64encode(f"autoimport:{pw}".encode()).decode()
+    forms = [*all_forms("autoimport", pw), html.escape(pw)]
+    reply = {
+        "success": False,
+        "summary": f"Login autoimport:{pw} refused",
+        f"echo {pw}": {f"k {html.escape(pw)}": [urllib.parse.quote_plus(pw)]},
+        "details": {
+            "1": f"Error: Authorization: Basic {token}",
+            f"2 {json.dumps(pw)[1:-1]}": [f"at {urllib.parse.quote(pw, safe='')}", {"x": [pw]}],
+            "3": json.dumps(pw, ensure_ascii=False)[1:-1],
+        },
+    }
+    server = ScriptedServer(Scripted(body=json.dumps(reply).encode()))
+    with server:
+        config_path = write_config(tmp_path, server, settle_seconds=0, password=pw)
+        (tmp_path / "inbox" / "a.csv").write_text(good_csv("a"), encoding="utf-8")
+        done = once(config_path)
+    assert done.returncode == 1, done.stderr
+    assert_no_form(done.stdout + done.stderr, forms, "the output of once")
+    assert_no_form(everything_written(tmp_path), forms, "a file (result, journal, status.json, logs)")
+    (result,) = (tmp_path / "inbox" / "failed").glob("*.result.json")
+    assert json.loads(result.read_text(encoding="utf-8"))["summary"].startswith("Login autoimport:")
