@@ -11,6 +11,7 @@ answers, so it falls between two files of one ``once`` deterministically, withou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -197,3 +198,155 @@ def test_a_reply_quoting_the_password_everywhere_leaves_no_form_in_any_byte(tmp_
     assert_no_form(everything_written(tmp_path), forms, "a file (result, journal, status.json, logs)")
     (result,) = (tmp_path / "inbox" / "failed").glob("*.result.json")
     assert json.loads(result.read_text(encoding="utf-8"))["summary"].startswith("Login autoimport:")
+
+
+@needs_nobody
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ("rmdir {inbox}/processed", None),
+        ("rmdir {inbox}/processed && echo x > {inbox}/processed", "{inbox}/processed is a file, not a folder"),
+        ("mv {inbox}/processed {inbox}/moved && mkdir {inbox}/processed", "{inbox}/processed belongs to nobody"),
+        ("mv {inbox}/sending {inbox}/moved && mkdir {inbox}/sending", "{inbox}/sending belongs to nobody"),
+        ("mkdir {inbox}/held", "{inbox}/held belongs to nobody"),
+    ],
+    ids=["processed removed", "processed a file", "processed theirs", "sending theirs", "held theirs"],
+)
+def test_a_work_folder_replaced_mid_pass_loses_nothing_and_holds_next_pass(tmp_path, shared, script, message):
+    """nobody removes or replaces a work folder while the server imports the first of four
+    files: no file is lost, nothing lands in nobody's folder, no traceback, and the next
+    pass either carries on (a removed folder is made again) or holds with the reason."""
+    inbox = shared / "inbox"
+
+    def attack(number: int) -> None:
+        if number == 1:
+            shell_as_nobody(script.format(inbox=inbox))
+
+    with HookedServer(attack) as server:
+        config_path, inbox = school(shared, server, files=4)
+        first = once(config_path)
+        theirs = {p: snapshot(p) for p in inbox.iterdir() if p.is_dir() and p.stat().st_uid != 0}
+        second = once(config_path)
+        requests = server.stats.requests
+    output = first.stderr + second.stderr
+    assert "Traceback" not in output, output
+    assert every_csv(inbox) == [f"f{n}.csv" for n in range(4)], output
+    sent = [p for p in inbox.rglob("*.csv") if p.parent != inbox]
+    assert requests == len(sent), output  # each sent once; the rest wait in the inbox
+    assert {p: snapshot(p) for p in theirs} == theirs and all(not snapshot(p) for p in theirs), output
+    if message is None:
+        assert second.returncode == 0, output
+        assert sorted(p.name.split("_", 1)[1] for p in (inbox / "processed").glob("*.csv")) == [
+            f"f{n}.csv" for n in range(4)
+        ]
+    else:
+        assert second.returncode == 3 and message.format(inbox=inbox) in second.stderr, output
+    assert not [p for p in inbox.rglob("*.tmp")], output
+
+
+def test_two_inboxes_linked_to_one_folder_are_refused_before_any_handle_is_kept(tmp_path):
+    """kept_open keeps handles per configured path: two inboxes whose paths are links to one
+    folder would keep two sets of handles on one folder. The config refuses them first."""
+    server = ScriptedServer(OK)
+    with server:
+        config_path = write_config(tmp_path, server, inboxes=2, settle_seconds=0)
+        real = tmp_path / "real"
+        real.mkdir()
+        for name in ("inbox", "inbox2"):
+            (tmp_path / name).rmdir()
+            (tmp_path / name).symlink_to(real, target_is_directory=True)
+        (real / "a.csv").write_text(good_csv("a"), encoding="utf-8")
+        done = once(config_path)
+    assert done.returncode == 2 and "is the same folder as inbox" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and (real / "a.csv").is_file() and server.stats.requests == 0
+
+
+@pytest.mark.parametrize("recreated", [False, True], ids=["inbox moved away", "inbox moved and made again"])
+def test_the_inbox_moved_away_mid_pass_loses_nothing_and_says_why(tmp_path, recreated):
+    """An administrator moves the whole inbox away while the server imports the first of
+    four files (and perhaps makes a new one at its path, with a new file in it): the pass
+    must not traceback, every file is somewhere, none is sent twice."""
+    inbox = tmp_path / "inbox"
+    gone = tmp_path / "gone"
+
+    def attack(number: int) -> None:
+        if number == 1:
+            inbox.rename(gone)
+            if recreated:
+                inbox.mkdir()
+                (inbox / "late.csv").write_text(good_csv("late"), encoding="utf-8")
+
+    with HookedServer(attack) as server:
+        config_path = write_config(tmp_path, server, settle_seconds=0)
+        assert once(config_path).returncode == 0
+        for number in range(4):
+            (inbox / f"f{number}.csv").write_text(good_csv(f"u{number}"), encoding="utf-8")
+        first = once(config_path)
+        second = once(config_path)
+        requests = server.stats.requests
+    output = first.stderr + second.stderr
+    assert "Traceback" not in output, output
+    expected = [f"f{n}.csv" for n in range(4)] + (["late.csv"] if recreated else [])
+    assert sorted(every_csv(gone) + every_csv(inbox)) == expected, output
+    sent = [p for p in [*gone.rglob("*.csv"), *inbox.rglob("*.csv")] if p.parent not in (inbox, gone)]
+    assert requests == len(sent), output
+
+
+def handles_under(folder: Path) -> list[str]:
+    """This process's open file descriptors on ``folder`` or anything below it."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target == str(folder) or target.startswith(f"{folder}/"):
+                found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts handles in /proc")
+def test_kept_handles_are_all_closed_after_a_pass_that_raises(tmp_path):
+    from dropbox_sync.errors import UnsafeFolder
+    from dropbox_sync.pipeline import workdirs
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    workdirs.check_inbox(inbox)
+    (inbox / "held").write_text("a file\n", encoding="utf-8")
+    with pytest.raises(UnsafeFolder), workdirs.kept_open(inbox):
+        with workdirs.inbox_folders(inbox) as folders:
+            folders.get("sending"), folders.get("processed"), folders.optional("failed")
+        with workdirs.kept_open(inbox), workdirs.work_folder(inbox, "failed"):
+            assert len(handles_under(inbox)) == 4  # the inbox and three work folders, once each
+        with workdirs.work_folder(inbox, "held", create=True):
+            pass
+    assert handles_under(inbox) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts handles in /proc")
+def test_a_real_once_over_a_swapped_folder_leaves_no_handle_open(tmp_path):
+    """In process, so its handles can be counted: processed/ becomes a plain file while the
+    second of three files is imported; the pass goes on in the folder it checked, the next
+    one holds, and neither leaves anything of the inbox open."""
+    import threading
+
+    from dropbox_sync import config
+    from dropbox_sync.pipeline.runner import Pipeline
+
+    inbox = tmp_path / "inbox"
+
+    def attack(number: int) -> None:
+        if number == 2:
+            (inbox / "processed").rename(tmp_path / "moved")
+            (inbox / "processed").write_text("a file\n", encoding="utf-8")
+
+    with HookedServer(attack) as server:
+        config_path = write_config(tmp_path, server, settle_seconds=0)
+        for number in range(3):
+            (inbox / f"f{number}.csv").write_text(good_csv(f"u{number}"), encoding="utf-8")
+        cfg = config.load(config_path)
+        assert Pipeline(cfg, state_dir=cfg.state_dir).once(threading.Event()).held == {}
+        assert handles_under(inbox) == [] and handles_under(tmp_path / "moved") == []
+        again = Pipeline(cfg, state_dir=cfg.state_dir).once(threading.Event())
+    assert "is a file, not a folder" in again.held["inbox"]  # the next pass at the latest
+    assert handles_under(inbox) == [] and handles_under(tmp_path / "moved") == []
+    assert sorted(every_csv(inbox) + every_csv(tmp_path / "moved")) == ["f0.csv", "f1.csv", "f2.csv"]
