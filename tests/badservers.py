@@ -162,3 +162,46 @@ class HandshakeDropper(BackgroundServer):
     @property
     def port(self) -> int:
         return self.server_address[1]
+
+
+class _EarlyAnswer(_Handler):
+    server: EarlyAnswerServer
+
+    def handle(self) -> None:
+        with self.server.lock:
+            self.server.connections += 1
+            early = self.server.connections in self.server.early
+        if not early:
+            super().handle()
+            return
+        self.request.settimeout(30)
+        data = b""
+        while b"\r\n\r\n" not in data:  # the headers only: the file is never read
+            chunk = self.request.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        head, body = self.server.render(self.server.next_reply())
+        self.request.sendall(head + b"".join(body))
+        # SO_LINGER 0: close() with the body unread sends RST, and the client's blocked write fails.
+        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with self.server.lock:
+            self.server.answered_early += 1
+
+
+class EarlyAnswerServer(ScriptedServer):
+    """A ``ScriptedServer`` that answers the connections numbered in ``early`` (1-based) as soon
+    as it has their headers, then resets them without reading the file. Its receive buffer is
+    small, so a file of a few hundred KiB cannot be all out before the answer comes: httpcore
+    then drops the failed write and reads the answer (a server refusing a request early)."""
+
+    def __init__(self, *replies: Scripted, early: set[int]) -> None:
+        super().__init__(*replies)
+        self.RequestHandlerClass = _EarlyAnswer
+        self.early = early
+        self.connections = 0
+        self.answered_early = 0
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by accepted sockets
+        super().server_bind()

@@ -350,3 +350,30 @@ def test_a_real_once_over_a_swapped_folder_leaves_no_handle_open(tmp_path):
     assert "is a file, not a folder" in again.held["inbox"]  # the next pass at the latest
     assert handles_under(inbox) == [] and handles_under(tmp_path / "moved") == []
     assert sorted(every_csv(inbox) + every_csv(tmp_path / "moved")) == ["f0.csv", "f1.csv", "f2.csv"]
+
+
+def changes_of(inbox: Path, name: str) -> dict:
+    (result,) = inbox.glob(f"*/*_{name}.result.json")
+    return json.loads(result.read_text(encoding="utf-8"))["dropbox_sync"]["changes"]
+
+
+def test_a_file_the_server_answers_early_is_compared_after_every_earlier_lesson(tmp_path):
+    """The second file is answered (success) before its body is out, so the on_sent hook
+    never runs and its comparison happens after the reply: the first file's lesson, left for
+    that hook, must be learnt before it all the same, or the comparison misses the first
+    file (here: its one user counted as added again)."""
+    from tests.badservers import EarlyAnswerServer
+
+    inbox = tmp_path / "inbox"
+    with EarlyAnswerServer(OK, early={2}) as server:
+        config_path = write_config(tmp_path, server, settle_seconds=0)
+        (inbox / "a-first.csv").write_text(good_csv("kept"), encoding="utf-8")
+        many = [f"user{n:05d}" for n in range(6000)]  # about 400 KiB: under the 1 MiB window
+        (inbox / "b-second.csv").write_text(good_csv("kept", *many), encoding="utf-8")
+        done = once(config_path)
+        early = server.answered_early
+    assert early == 1, done.stderr  # the attack happened as meant
+    assert "Traceback" not in done.stderr, done.stderr
+    assert changes_of(inbox, "a-first.csv")["added"] == 1
+    second = changes_of(inbox, "b-second.csv")
+    assert (second["unchanged"], second["added"]) == (1, 6000), done.stderr

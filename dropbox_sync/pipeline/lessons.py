@@ -111,5 +111,10 @@ class RosterLessons:
 
         reply = send(while_the_server_works)
         if upload.compare_later:
-            upload = compared[0] if compared else compare(self.inbox, upload, claimed, self.roster, now)
+            if compared:
+                return reply, compared[0]
+            # The hook never ran (a server answering before the file was all out) or failed:
+            # the lessons before this file first, as there (test_attack_perf.py).
+            self.learn_now()
+            upload = compare(self.inbox, upload, claimed, self.roster, now)
         return reply, upload
