@@ -24,7 +24,7 @@ import pytest
 
 from tests import test_shared_inbox as nobody_kit
 from tests.badservers import Scripted, ScriptedServer, json_bytes
-from tests.support import good_csv, write_config
+from tests.support import archived, good_csv, result_of, write_config
 from tests.test_shared_inbox import other_school, shell_as_nobody, snapshot
 
 shared = nobody_kit.shared  # the fixture: a folder only root can reach, for the inbox
@@ -377,3 +377,68 @@ def test_a_file_the_server_answers_early_is_compared_after_every_earlier_lesson(
     assert changes_of(inbox, "a-first.csv")["added"] == 1
     second = changes_of(inbox, "b-second.csv")
     assert (second["unchanged"], second["added"]) == (1, 6000), done.stderr
+
+
+def test_once_killed_between_a_result_and_its_lesson_loses_nothing(tmp_path):
+    """SIGKILL while the server holds the second file's request: the first file's result is
+    on disk, its lesson perhaps not learnt yet (it waits for this upload's hook). The memory
+    holds nothing the server did not confirm; the next run sends the second file again,
+    loses nothing and shows no traceback."""
+    import signal
+
+    inbox = tmp_path / "inbox"
+    running: list[subprocess.Popen] = []
+
+    def attack(number: int) -> None:
+        if number == 2:
+            running[0].send_signal(signal.SIGKILL)
+            running[0].wait(60)
+
+    with HookedServer(attack) as server:
+        config_path = write_config(tmp_path, server, settle_seconds=0)
+        (inbox / "a.csv").write_text(good_csv("first"), encoding="utf-8")
+        (inbox / "b.csv").write_text(good_csv("second"), encoding="utf-8")
+        command = [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"]
+        running.append(subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        _, killed_stderr = running[0].communicate(timeout=120)
+        assert running[0].returncode == -signal.SIGKILL
+        assert set(remembered(tmp_path / "state")) <= {"first"}  # never the unanswered file's rows
+        again = once(config_path)
+        requests = server.stats.requests
+    assert again.returncode == 0 and "Traceback" not in killed_stderr.decode() + again.stderr, again.stderr
+    assert sorted(p.name.split("_", 1)[1] for p in (inbox / "processed").glob("*.csv")) == ["a.csv", "b.csv"]
+    assert requests == 3  # the second file once more, nothing else
+    # The first file's lesson may have died with the process: its rows are sent again next time.
+    assert "second" in remembered(tmp_path / "state") and set(remembered(tmp_path / "state")) <= {"first", "second"}
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [{"delta": True, "leavers": "report"}, {"delta": True, "leavers": "deactivate", "change_guard": 0}],
+    ids=["delta", "delta and deactivate"],
+)
+def test_small_and_large_files_in_one_pass_compare_in_order_and_send_the_right_rows(tmp_path, emu, policy):
+    """Small, above 1 MiB, small, in one pass over the emulator: a small file's lesson waits
+    for the next upload's hook, a large file is compared before its upload (and, for a policy
+    that shapes the upload, every file is): each comparison must still see every file before
+    it, and each delta upload carry exactly the rows that changed (and the leavers)."""
+    from dropbox_sync.pipeline.lessons import WINDOW_BYTES
+    from tests.test_roster import School, export
+
+    school = School(tmp_path, emu, **policy)
+    school.day = 1
+    big = 20001
+    files = [export(range(1, 6)), export(range(1, big), {2: {"year": 8}}), export(range(1, 8), {3: {"year": 8}})]
+    for number, text in enumerate(files):
+        (school.inbox / f"{number}_students.csv").write_text(text, encoding="utf-8")
+    assert (school.inbox / "1_students.csv").stat().st_size > WINDOW_BYTES
+    school.run()
+    results = [result_of(p) for p in sorted(archived(school.inbox, "processed"))]
+    seen = [
+        (c["added"], c["changed"], c["unchanged"], c["leavers"])
+        for c in (r["dropbox_sync"]["changes"] for r in results)
+    ]
+    assert seen == [(5, 0, 0, 0), (big - 6, 1, 4, 0), (0, 2, 5, big - 8)]
+    sent = [len(rows) for rows in school.uploads()]
+    deactivated = big - 8 if policy["leavers"] == "deactivate" else 0
+    assert sent == [5, big - 6 + 1, 2 + deactivated]
