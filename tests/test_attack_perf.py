@@ -442,3 +442,64 @@ def test_small_and_large_files_in_one_pass_compare_in_order_and_send_the_right_r
     sent = [len(rows) for rows in school.uploads()]
     deactivated = big - 8 if policy["leavers"] == "deactivate" else 0
     assert sent == [5, big - 6 + 1, 2 + deactivated]
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"\xff\xfe not UTF-8\n", b"s9999,First,Last,Year 7,Student,x@y\x00z\n", b'"' + b"x" * 200_000 + b'",a,b,c,d,e\n'],
+    ids=["bad UTF-8 late", "a NUL in a row", "a field past csv's limit"],
+)
+@pytest.mark.parametrize(
+    "policy",
+    [{"delta": True}, {"delta": True, "leavers": "deactivate", "change_guard": 0}, {"leavers": "report"}],
+    ids=["delta", "deactivate", "compare only"],
+)
+def test_a_file_the_comparison_cannot_read_leaves_no_temporary_in_sending(tmp_path, emu, policy, tail):
+    """The comparison makes its temporary only when it rewrites, and may fail after making
+    it (a bad byte, a NUL, a huge field far into the file): nothing may stay in sending/,
+    and each file ends filed with a result."""
+    from tests.test_roster import School, export
+
+    school = School(tmp_path, emu, **policy)
+    school.night(export(range(1, 4000)))  # a memory to compare with, and rows before the fault
+    (school.inbox / "bad.csv").write_bytes(export(range(1, 4000), {5: {"year": 9}}).encode() + tail)
+    school.run()
+    assert [p.name for p in (school.inbox / "sending").iterdir()] == []
+    (filed,) = [p for p in school.filed() if p.name.endswith("_bad.csv")]
+    assert result_of(filed)["dropbox_sync"]["file"] == "bad.csv"
+
+
+@pytest.mark.parametrize("how", ["overwritten", "replaced by a folder"])
+def test_the_roster_file_spoilt_mid_pass_loses_no_file_and_shows_no_traceback(tmp_path, how):
+    """While the server imports the second of four files (the first file's lesson not learnt
+    yet), the roster file is overwritten with garbage in place, or replaced by a folder."""
+    roster = tmp_path / "state" / "roster.sqlite3"
+
+    def attack(number: int) -> None:
+        if number == 2:
+            if how == "overwritten":
+                with open(roster, "r+b") as handle:
+                    handle.write(b"not a database at all " * 400)
+            else:
+                roster.rename(tmp_path / "old-roster")
+                roster.mkdir()
+
+    inbox = tmp_path / "inbox"
+    with HookedServer(attack) as server:
+        config_path = write_config(tmp_path, server, settle_seconds=0)
+        for number in range(4):
+            (inbox / f"f{number}.csv").write_text(good_csv(f"u{number}"), encoding="utf-8")
+        first = once(config_path)
+        (inbox / "late.csv").write_text(good_csv("late"), encoding="utf-8")
+        second = once(config_path)
+        requests = server.stats.requests
+    output = first.stderr + second.stderr
+    assert "Traceback" not in output, output
+    assert sorted(p.name.split("_", 1)[1] for p in archived(inbox, "processed")) == [
+        "f0.csv",
+        "f1.csv",
+        "f2.csv",
+        "f3.csv",
+        "late.csv",
+    ], output
+    assert requests == 5, output
