@@ -25,7 +25,7 @@ import pytest
 from tests import test_shared_inbox as nobody_kit
 from tests.badservers import Scripted, ScriptedServer, json_bytes
 from tests.support import archived, good_csv, result_of, write_config
-from tests.test_shared_inbox import other_school, shell_as_nobody, snapshot
+from tests.test_shared_inbox import once, other_school, shell_as_nobody, snapshot
 
 shared = nobody_kit.shared  # the fixture: a folder only root can reach, for the inbox
 
@@ -51,18 +51,6 @@ class HookedServer(ScriptedServer):
             number = self.stats.requests
         self.attack(number)
         return super().next_reply()
-
-
-def once(config_path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dropbox_sync", "--config", str(config_path), "once"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 def school(shared: Path, server: ScriptedServer, files: int) -> tuple[Path, Path]:
