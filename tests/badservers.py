@@ -171,6 +171,12 @@ class _EarlyAnswer(_Handler):
         with self.server.lock:
             self.server.connections += 1
             early = self.server.connections in self.server.early
+            reset = self.server.connections in self.server.reset
+        if reset:  # the whole request read, then RST instead of an answer
+            self.request.settimeout(30)
+            if self._read_request():
+                self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
         if not early:
             super().handle()
             return
@@ -193,12 +199,14 @@ class EarlyAnswerServer(ScriptedServer):
     """A ``ScriptedServer`` that answers the connections numbered in ``early`` (1-based) as soon
     as it has their headers, then resets them without reading the file. Its receive buffer is
     small, so a file of a few hundred KiB cannot be all out before the answer comes: httpcore
-    then drops the failed write and reads the answer (a server refusing a request early)."""
+    then drops the failed write and reads the answer (a server refusing a request early).
+    The connections numbered in ``reset`` are read in full, then reset without an answer."""
 
-    def __init__(self, *replies: Scripted, early: set[int]) -> None:
+    def __init__(self, *replies: Scripted, early: set[int], reset: frozenset[int] = frozenset()) -> None:
         super().__init__(*replies)
         self.RequestHandlerClass = _EarlyAnswer
         self.early = early
+        self.reset = reset
         self.connections = 0
         self.answered_early = 0
 

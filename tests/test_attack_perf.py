@@ -491,3 +491,28 @@ def test_the_roster_file_spoilt_mid_pass_loses_no_file_and_shows_no_traceback(tm
         "late.csv",
     ], output
     assert requests == 5, output
+
+
+@pytest.mark.parametrize("how", ["reset after the request", "a trickled answer"])
+def test_a_rude_server_mid_pass_never_makes_the_memory_learn_an_unconfirmed_file(tmp_path, how):
+    """The second of three files is reset once its request is in (no answer: it is sent
+    again), or its answer trickles in byte by byte while the hook learns the first file: the
+    memory learns each file only from its answer, every comparison sees the files before."""
+    from tests.badservers import EarlyAnswerServer
+
+    inbox = tmp_path / "inbox"
+    slow = Scripted(body=OK.body, trickle=0.0005)  # the pause IS the behaviour: a trickling server
+    replies = (OK,) if how.startswith("reset") else (OK, slow, OK)
+    reset = frozenset({2}) if how.startswith("reset") else frozenset()
+    with EarlyAnswerServer(*replies, early=set(), reset=reset) as server:
+        config_path = write_config(tmp_path, server, settle_seconds=0, once_retry_seconds=30, retry_first_seconds=0.01)
+        for number, users in enumerate((["a"], ["a", "b"], ["a", "b", "c"])):
+            (inbox / f"{number}.csv").write_text(good_csv(*users), encoding="utf-8")
+        done = once(config_path)
+        connections = server.connections
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert connections == 3 + len(reset), done.stderr  # the reset file once more
+    results = [result_of(p) for p in sorted(archived(inbox, "processed"))]
+    seen = [(c["added"], c["unchanged"]) for c in (r["dropbox_sync"]["changes"] for r in results)]
+    assert seen == [(1, 0), (1, 1), (1, 2)], done.stderr
+    assert remembered(tmp_path / "state") == ["a", "b", "c"]
