@@ -516,3 +516,37 @@ def test_a_rude_server_mid_pass_never_makes_the_memory_learn_an_unconfirmed_file
     seen = [(c["added"], c["unchanged"]) for c in (r["dropbox_sync"]["changes"] for r in results)]
     assert seen == [(1, 0), (1, 1), (1, 2)], done.stderr
     assert remembered(tmp_path / "state") == ["a", "b", "c"]
+
+
+@needs_nobody
+def test_held_planted_as_a_link_mid_pass_when_a_guarded_file_needs_it(tmp_path, shared):
+    """held/ is made only when a file is guarded. nobody links it to another school's archive
+    while the server imports the first file; the second would deactivate most of the school
+    (change_guard) and must go to held/: nothing goes through the link, the file waits in
+    sending/ with its result, the inbox holds, and it is filed once the link is gone."""
+    from tests.test_roster import export
+
+    victim = other_school(shared) / "processed"
+    before = snapshot(victim)
+
+    def attack(number: int) -> None:
+        if number == 1:
+            shell_as_nobody(f"ln -s {victim} {shared}/inbox/held")
+
+    with HookedServer(attack) as server:
+        config_path = write_config(shared, server, settle_seconds=0, leavers="deactivate")
+        inbox = shared / "inbox"
+        inbox.chmod(0o777)
+        assert once(config_path).returncode == 0
+        (inbox / "0_students.csv").write_text(export(range(1, 11)), encoding="utf-8")
+        (inbox / "1_students.csv").write_text(export([1, 2, 3]), encoding="utf-8")
+        first = once(config_path)
+        assert snapshot(victim) == before
+        assert first.returncode == 3 and f"{inbox / 'held'} is a link" in first.stderr, first.stderr
+        (inbox / "held").unlink()
+        second = once(config_path)
+        requests = server.stats.requests
+    assert "Traceback" not in first.stderr + second.stderr, first.stderr + second.stderr
+    assert snapshot(victim) == before and requests == 1
+    assert [p.name.split("_", 1)[1] for p in archived(inbox, "held")] == ["1_students.csv"], second.stderr
+    assert "change_guard" in result_of(archived(inbox, "held")[0])["summary"]
