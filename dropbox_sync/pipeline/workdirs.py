@@ -21,8 +21,10 @@ written through it. Temporary files get unpredictable names and are created
 with ``O_CREAT | O_EXCL | O_NOFOLLOW``: a link planted at a guessed name can
 neither be written through nor truncate what it points at.
 
-This is the one place for these rules: archive.py, transcode.py, retry and
-the report page use it; other code never touches a work folder by path.
+This is the one place for these rules: workfiles.py (one file in a work folder),
+claim.py, archive.py, recovery.py, retention.py, transcode.py, retry and the report
+page use it; other code never touches a work folder by path. The worker keeps the
+handles open for one pass (``kept_open``).
 """
 
 from __future__ import annotations
