@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import io
 import json
+import sqlite3
 import threading
 from contextlib import closing
 from pathlib import Path
@@ -481,4 +482,38 @@ def test_files_in_one_pass_each_compare_with_what_the_one_before_taught(tmp_path
     assert seen == [(5, 0, 0, 0), (2, 0, 4, 1), (0, 1, 5, 0), (0, 1, 4, 1)]  # s0004 back in year 7
     assert [r["dropbox_sync"]["changes"].get("leaver_users") for r in results] == [[], ["s0001"], [], ["s0002"]]
     _, result = school.night(export(range(3, 8)))  # a new pass: the pass's last lesson was kept
+    assert result["dropbox_sync"]["changes"]["unchanged"] == 5
+
+
+@pytest.mark.parametrize(
+    ("policy", "learnt_at_once"),
+    [({"leavers": "deactivate"}, True), ({"delta": True}, True), ({"change_guard": 0.5}, True), ({}, False)],
+    ids=["deactivate", "delta", "change_guard", "informs-only"],
+)
+def test_a_lesson_waits_for_the_next_upload_only_where_the_memory_only_informs_results(
+    tmp_path, emu, policy, learnt_at_once
+):
+    """A lesson learnt late is lost to a crash before it; where the memory decides what is
+    sent (delta, deactivating leavers, change_guard) that could leave a leaver never
+    deactivated, so there it is learnt at once, before the file's report (lessons.Lesson.of).
+    Elsewhere it waits for the next upload, and the pass's end learns the last one."""
+    school = School(tmp_path, emu, **policy)
+    (school.inbox / "students.csv").write_text(export(range(1, 6)), encoding="utf-8")
+    remembered_at_report = []
+
+    def count_remembered(_report) -> None:
+        if not school.roster_file.exists():
+            remembered_at_report.append(0)
+            return
+        with closing(sqlite3.connect(f"{school.roster_file.as_uri()}?mode=ro", uri=True)) as db:
+            remembered_at_report.append(db.execute("SELECT count(*) FROM users").fetchone()[0])
+
+    cfg = config.load(school.config_path)
+    journal = Journal(cfg.state_dir / "journal.sqlite3")
+    try:
+        Pipeline(cfg, journal=journal, state_dir=cfg.state_dir, listeners=[count_remembered]).once(threading.Event())
+    finally:
+        journal.close()
+    assert remembered_at_report == [5 if learnt_at_once else 0]
+    _, result = school.night(export(range(1, 6)))  # the next pass: the last lesson was kept
     assert result["dropbox_sync"]["changes"]["unchanged"] == 5

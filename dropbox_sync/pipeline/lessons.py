@@ -3,9 +3,10 @@ comparing the next file with what it learnt, in order.
 
 Learning from a result (one SQLite transaction) and comparing the next file took a sixth of
 the time per small file, between two uploads, while the server's time went by unused. So for
-a file of up to ``WINDOW_BYTES`` both happen while the server imports the next file: from
+a file of up to ``WINDOW_BYTES`` both can happen while the server imports the next file: from
 the client's ``on_sent`` hook, on the uploading thread, once the whole request is out and
-before the reply is read (``post``). Order is kept: a comparison always follows every
+before the reply is read (``post``); a lesson waits that long only where the route's memory
+just informs results (``Lesson.of``). Order is kept: a comparison always follows every
 learning before it (``learn_now`` runs first there, before a comparison ``prepare`` makes
 itself, and at the end of each pass). The memory is never ahead of the results: a lesson is
 only taken once its result is on disk, and a crash before it is learnt only means those rows
@@ -42,14 +43,18 @@ class Lesson:
     upload: Upload
     body: dict[str, Any]
     sent: Path | None  # the CSV as sent; None: nothing was uploaded
-    # ``sent`` is the claimed export itself (or nothing): it can still be read where it is
-    # filed, so the learning waits for the next upload. A temporary or a kept copy is
-    # learnt at once, before it goes.
-    can_wait: bool
+    can_wait: bool  # learnt during the next upload (see ``of``), else at once
 
     @classmethod
-    def of_upload(cls, upload: Upload, body: dict[str, Any], sent: Path, claimed: Path) -> Lesson:
-        return cls(upload, body, sent, can_wait=sent == claimed and upload.size <= WINDOW_BYTES)
+    def of(cls, upload: Upload, body: dict[str, Any], sent: Path | None, claimed: Path) -> Lesson:
+        """The lesson of one result. It waits for the next upload only when that loses nothing:
+        ``sent`` is the claimed export itself (it can still be read where it is filed) or
+        nothing; the file is small; and the route's memory only informs results. Where the
+        memory shapes what is sent (``delta``, deactivating leavers, ``change_guard``), a
+        crash before a late lesson would leave users out of the memory, and a leaver never
+        seen again would never be deactivated: there it is learnt at once, as before."""
+        small = upload.size <= WINDOW_BYTES and not upload.route.policy.shapes_upload
+        return cls(upload, body, sent, can_wait=small and sent in (None, claimed))
 
 
 class RosterLessons:

@@ -198,7 +198,7 @@ class FileTransaction:
             facts,
             result.NO_CHANGES,
             Outcome.PROCESSED,
-            lesson=Lesson(upload, body, None, can_wait=True),
+            lesson=Lesson.of(upload, body, None, claimed),
         )
 
     def _last_rows(self, endpoint: str) -> int | None:
@@ -266,7 +266,7 @@ class FileTransaction:
             reply,
             facts,
             result.UPLOAD,
-            lesson=Lesson.of_upload(upload, body, sent, claimed),
+            lesson=Lesson.of(upload, body, sent, claimed),
         )
 
     def _post(self, upload: Upload, original: str, on_sent: Callable[[], None]) -> Reply:
