@@ -75,7 +75,8 @@ class FileTransaction:
         self._client: ImportClient | None = None
 
     def close(self) -> None:
-        self.lessons.learn_now()
+        # No lessons to learn here: every pass learns its own before it ends, through the
+        # folders it checked (worker._cycle); read by name after that, one could be planted.
         if self._client is not None:
             self._client.close()
             self._client = None
