@@ -128,7 +128,6 @@ def to_json(data: dict[str, Any]) -> str:
 
 _STRING = json.encoder.encode_basestring  # a str as JSON, non-ASCII kept: the C function
 _CONTAINERS = (dict, list, tuple)
-_LITERALS = {id(None): "null", id(True): "true", id(False): "false"}
 
 
 def _pretty(value: Any, depth: int = 0) -> str:
@@ -136,8 +135,10 @@ def _pretty(value: Any, depth: int = 0) -> str:
     item, four levels deep at most; anything else is one line, by the C encoder."""
     if type(value) is str:
         return _STRING(value)
-    if id(value) in _LITERALS:
-        return _LITERALS[id(value)]
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
     if type(value) is int:
         return int.__repr__(value)
     if (
