@@ -42,6 +42,7 @@ def json_bytes(text: str) -> bytes:
 class _Stats:
     requests: int = 0
     bytes_sent: list[int] = field(default_factory=list)  # per answered request
+    heads: list[bytes] = field(default_factory=list)  # each request's line and headers, in order
     cut_short: int = 0  # replies the client stopped reading before their end
 
 
@@ -93,6 +94,7 @@ class _Handler(socketserver.BaseRequestHandler):
             body += chunk
         with self.server.lock:
             self.server.stats.requests += 1
+            self.server.stats.heads.append(head)
         return True
 
 

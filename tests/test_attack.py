@@ -149,6 +149,32 @@ def test_a_reply_whose_headers_cannot_be_read_is_foreign_not_unreachable(tmp_pat
     assert len(list((inbox / "sending").iterdir())) == 1, "the file waits, claimed, nothing lost"
 
 
+def test_a_cookie_a_server_sets_is_never_sent_back(tmp_path: Path) -> None:
+    """Infiniti's import is authenticated by Basic Auth on every request; a cookie is nothing
+    we asked for. Whatever a server (or a proxy in front of it) sets must not be kept and
+    replayed on the next upload of the batch: it would let a hostile reply tag or steer the
+    requests that follow, and storing it cost a tenth of the client's CPU per file."""
+    from dropbox_sync import config
+    from dropbox_sync.pipeline.runner import Pipeline
+    from tests.badservers import Scripted, ScriptedServer
+
+    ok = b'{"success": true, "summary": "1 users processed"}'
+    tagged = Scripted(
+        body=ok,
+        headers=(("Content-Type", "application/json"), ("Set-Cookie", "session=evil; Path=/")),
+    )
+    with ScriptedServer(tagged) as server:
+        inbox = tmp_path / "inbox"
+        config_path = write_config(tmp_path, server, settle_seconds=0)
+        for name in ("a.csv", "b.csv", "c.csv"):
+            (inbox / name).write_text(good_csv(name[0]), encoding="utf-8")
+        Pipeline(config.load(config_path)).once(__import__("threading").Event())
+    assert server.stats.requests == 3
+    for head in server.stats.heads:
+        assert b"\r\ncookie:" not in head.lower(), head
+    assert len(archived(inbox, workdirs.PROCESSED)) == 3
+
+
 def test_odd_command_arguments_are_usage_errors_never_a_traceback(tmp_path: Path, emu) -> None:
     """Regression: `history --limit 99999999999999999999` died with a traceback (SQLite's
     integer overflow), and a folder or device given as FILE was "no such file"."""

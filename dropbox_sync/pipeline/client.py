@@ -57,7 +57,7 @@ class ImportClient:
         self.inbox = inbox
         # A transport passed in (tests only) makes httpx ignore verify= and the
         # proxy environment: only MockTransport-based tests do that.
-        self._http = httpx.Client(
+        self._http = _CookielessClient(
             verify=client_context(inbox.ca_bundle, verify=inbox.verify_tls),
             # httpx.BasicAuth sets the header on the first request: no 401
             # round trip, which would mean sending a large file twice.
@@ -76,6 +76,7 @@ class ImportClient:
         self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self._sockets_lock = threading.Lock()
         self._watchdog = _Watchdog()
+        self._urls: dict[str, httpx.URL] = {}  # each route's URL parsed once, not per file
 
     def close(self) -> None:
         self._watchdog.close()
@@ -114,7 +115,10 @@ class ImportClient:
             started = time.monotonic()
             with _Deadline(budget, self._sockets, self._sockets_lock, self._watchdog, on_sent) as deadline:
                 try:
-                    with self._http.stream("POST", url, files=files, extensions={"trace": deadline.trace}) as response:
+                    target = self._urls.get(url) or self._urls.setdefault(url, httpx.URL(url))
+                    with self._http.stream(
+                        "POST", target, files=files, extensions={"trace": deadline.trace}
+                    ) as response:
                         content, truncated = _read_capped(response)
                 except httpx.HTTPError as exc:
                     if deadline.expired:
@@ -142,6 +146,33 @@ class ImportClient:
             seconds=time.monotonic() - started,
         )
         return dataclasses.replace(reply, sha256=stream.hexdigest())
+
+
+class _NoCookies(httpx.Cookies):
+    """A jar that keeps nothing and sends nothing (see ``_CookielessClient``)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        return None
+
+
+_NO_COOKIES = _NoCookies()
+
+
+class _CookielessClient(httpx.Client):
+    """An httpx client without a cookie jar. Infiniti's import is authenticated by Basic Auth
+    on every request; a cookie a server (or a proxy before it) sets must not be kept and
+    replayed on the next upload, where a hostile reply could tag or steer the requests that
+    follow. httpx has no switch for it (encode/httpx#2992, still open): a ``CookieJar`` that
+    refuses everything would still cost the parse httpx does before asking the jar, a tenth
+    of the client's CPU per small file, so the client's ``cookies`` is an empty jar that
+    never changes. Nothing of ours sets cookies on the client."""
+
+    @property  # type: ignore[override]
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
 
 
 class _Deadline:
