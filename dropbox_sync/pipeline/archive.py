@@ -34,7 +34,7 @@ from dropbox_sync.pipeline.archive_names import (
     result_name,
 )
 from dropbox_sync.pipeline.workdirs import HELD, SENDING, Folder
-from dropbox_sync.pipeline.workfiles import folders_of
+from dropbox_sync.pipeline.workfiles import folders_of, inbox_and_folder
 
 
 def folder(inbox: Path, which: str) -> Path:
@@ -48,8 +48,9 @@ def ensure_folders(inbox: Path) -> None:
 
 def archive(claimed: Path, destination: str) -> Path:
     """Move a claimed file, then its result, into processed/, failed/ or held/."""
-    with folders_of(claimed) as folders:
-        source = folders.get(claimed.parent.name)
+    inbox, which = inbox_and_folder(claimed)
+    with workdirs.inbox_folders(inbox) as folders:
+        source = folders.get(which)
         target_dir = folders.get(destination, create=True)
         target = _free_name(target_dir, claimed.name)
         # The failed rows go first: were the file to go first and a crash to follow, the
@@ -62,7 +63,7 @@ def archive(claimed: Path, destination: str) -> Path:
             source.rename(result_name(claimed.name), target_dir, result_name(target))
         source.unlink(approval_name(claimed.name), missing_ok=True)
         _move_companions(source, claimed.name, target_dir, target)
-    return claimed.parent.parent / destination / target
+    return Path(inbox, destination, target)
 
 
 def _move_companions(source: Folder, name: str, target: Folder, new_name: str) -> None:

@@ -293,7 +293,7 @@ def _user(uid: int) -> str:
         return f"uid {uid}"
 
 
-_kept = threading.local()  # this thread's ``kept_open`` folders: {inbox path: WorkFolders}
+_kept = threading.local()  # this thread's ``kept_open`` folders: {inbox path as text: WorkFolders}
 
 
 @contextlib.contextmanager
@@ -306,43 +306,58 @@ def kept_open(inbox_path: Path) -> Iterator[None]:
     The worker keeps them for one pass. A folder swapped for a link during the pass is
     still never reached through the link: the handle is the folder that was checked,
     wherever it was moved to. The next pass opens afresh and finds the link (held).
-    Without handles (Windows) nothing is kept: the reparse-point check is per call."""
-    kept: dict[Path, WorkFolders] = _kept.__dict__.setdefault("folders", {})
-    if not HANDLES or inbox_path in kept:
+    Without handles (Windows) nothing is kept: the reparse-point check is per call.
+
+    Kept folders are found by the inbox's path as text (``os.fspath``): a file's path is
+    split as text by its callers (workfiles.py), a dozen times per file, where making and
+    hashing ``Path`` parents cost more than the system calls they led to."""
+    kept: dict[str, WorkFolders] = _kept.__dict__.setdefault("folders", {})
+    key = os.fspath(inbox_path)
+    if not HANDLES or key in kept:
         yield
         return
     with open_trusted(inbox_path) as inbox:
-        kept[inbox_path] = WorkFolders(inbox, strict=True)
+        kept[key] = WorkFolders(inbox, strict=True)
         try:
             yield
         finally:
-            kept.pop(inbox_path).close()
+            kept.pop(key).close()
 
 
-def _kept_folders(inbox_path: Path) -> WorkFolders | None:
+def _kept_folders(inbox_path: str | os.PathLike[str]) -> WorkFolders | None:
     folders = getattr(_kept, "folders", None)
-    return folders.get(inbox_path) if folders else None
+    return folders.get(os.fspath(inbox_path)) if folders else None
 
 
-@contextlib.contextmanager
-def work_folder(inbox_path: Path, which: str, *, create: bool = False, strict: bool = True) -> Iterator[Folder]:
+def work_folder(
+    inbox_path: str | os.PathLike[str], which: str, *, create: bool = False, strict: bool = True
+) -> contextlib.AbstractContextManager[Folder]:
     """One work folder of an inbox, opened safely for the duration of a ``with``."""
     kept = _kept_folders(inbox_path)
     if kept is not None:  # opened strictly, so good for either ``strict``
-        yield kept.get(which, create=create)
-        return
+        return contextlib.nullcontext(kept.get(which, create=create))
+    return _work_folder(Path(inbox_path), which, create=create, strict=strict)
+
+
+@contextlib.contextmanager
+def _work_folder(inbox_path: Path, which: str, *, create: bool, strict: bool) -> Iterator[Folder]:
     with open_trusted(inbox_path) as inbox, open_work_folder(inbox, which, create=create, strict=strict) as folder:
         yield folder
 
 
-@contextlib.contextmanager
-def inbox_folders(inbox_path: Path, *, strict: bool = True) -> Iterator[WorkFolders]:
+def inbox_folders(
+    inbox_path: str | os.PathLike[str], *, strict: bool = True
+) -> contextlib.AbstractContextManager[WorkFolders]:
     """The inbox and its work folders, each opened on first use, all closed after
     (or kept: ``kept_open``)."""
     kept = _kept_folders(inbox_path)
     if kept is not None:
-        yield kept
-        return
+        return contextlib.nullcontext(kept)
+    return _inbox_folders(Path(inbox_path), strict=strict)
+
+
+@contextlib.contextmanager
+def _inbox_folders(inbox_path: Path, *, strict: bool) -> Iterator[WorkFolders]:
     with open_trusted(inbox_path) as inbox:
         folders = WorkFolders(inbox, strict=strict)
         try:

@@ -11,9 +11,9 @@ and the pipeline's reads, results and temporaries all go through here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,13 +23,24 @@ from dropbox_sync.pipeline.settle import Observation
 from dropbox_sync.pipeline.workdirs import Folder, WorkFolders
 
 
+def inbox_and_folder(entry: Path) -> tuple[str, str]:
+    """``inbox/which/name`` as the inbox's path and ``which``, split as text: cheaper than
+    two ``Path.parent`` (see ``workdirs.kept_open``); a file's path is split a dozen times."""
+    return _split_entry(os.fspath(entry))
+
+
+@functools.lru_cache(maxsize=64)
+def _split_entry(entry: str) -> tuple[str, str]:
+    inbox, which = os.path.split(os.path.dirname(entry))
+    return inbox or os.curdir, which
+
+
 def folders_of(entry: Path, *, strict: bool = True) -> contextlib.AbstractContextManager[WorkFolders]:
     """The opened inbox of an entry in one of its work folders (``inbox/which/name``)."""
-    return workdirs.inbox_folders(entry.parent.parent, strict=strict)
+    return workdirs.inbox_folders(inbox_and_folder(entry)[0], strict=strict)
 
 
-@contextlib.contextmanager
-def folder_of(path: Path) -> Iterator[Folder]:
+def folder_of(path: Path) -> contextlib.AbstractContextManager[Folder]:
     """The folder holding ``path``, opened: a work folder (``inbox/sending/x``,
     ``inbox/failed/x``...) through its no-follow handle relative to the inbox, so a
     work folder swapped for a link is refused (workdirs.py); any other folder (a
@@ -37,12 +48,10 @@ def folder_of(path: Path) -> Iterator[Folder]:
 
     Ownership is the service's to check, once per pass (``archive.ensure_folders``), not
     here: a person's command reading a folder they happen to call failed/ is fine."""
-    if path.parent.name in workdirs.WORK_FOLDERS:
-        with workdirs.work_folder(path.parent.parent, path.parent.name, strict=False) as folder:
-            yield folder
-    else:
-        with workdirs.open_trusted(path.parent) as folder:
-            yield folder
+    inbox, which = inbox_and_folder(path)
+    if which in workdirs.WORK_FOLDERS:
+        return workdirs.work_folder(inbox, which, strict=False)
+    return workdirs.open_trusted(path.parent)  # a Folder closes itself after a ``with``
 
 
 def open_claimed(path: Path) -> BinaryIO:
