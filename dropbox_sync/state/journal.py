@@ -16,7 +16,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, astuple, dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -235,20 +235,23 @@ class Journal:
 
     def record(self, attempt: Attempt) -> None:
         # Scrubbed like every byte we write: a summary may quote the password back.
-        attempt = Attempt(*(scrub(v) if isinstance(v, str) else v for v in astuple(attempt)))
-        values = (
-            attempt.inbox,
-            attempt.file,
-            attempt.original,
-            attempt.sha256,
-            attempt.bytes,
-            attempt.started,
-            attempt.finished,
-            attempt.status,
-            attempt.outcome,
-            attempt.summary,
-            attempt.route,
-            attempt.rows,
+        # The fields in the table's order (astuple would deep-copy each value first).
+        values = tuple(
+            scrub(v) if isinstance(v, str) else v
+            for v in (
+                attempt.inbox,
+                attempt.file,
+                attempt.original,
+                attempt.sha256,
+                attempt.bytes,
+                attempt.started,
+                attempt.finished,
+                attempt.status,
+                attempt.outcome,
+                attempt.summary,
+                attempt.route,
+                attempt.rows,
+            )
         )
 
         def insert(db: sqlite3.Connection) -> bool:
