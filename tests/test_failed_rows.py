@@ -190,3 +190,36 @@ def test_odd_row_numbers_in_a_reply_are_skipped_not_raised(tmp_path):
     assert (row.number, row.reason) == (2, "Field (x) is required")
     assert failed_rows.write_beside(export, details, export_rows={"²": {"row": 1}, "2": {"row": True}}) == []
     assert failed_rows.for_log(export, details, {}, "inbox").startswith(" Failed: row 2 (line 3)")
+
+
+def test_an_import_error_column_is_left_out_whatever_its_case_and_a_file_without_one_is_sent_as_it_is(tmp_path, emu):
+    """The pre-flight reads the header anyway, so a file that cannot hold the column skips the
+    copy without it (the common case: one read fewer per file). Any spelling Excel users type
+    is still caught, and a header longer than what the pre-flight reads is always checked."""
+    from dropbox_sync.config import load
+    from dropbox_sync.pipeline import preflight
+    from dropbox_sync.pipeline.prepare import prepare
+
+    inbox_config = load(write_config(tmp_path, emu, settle_seconds=0)).inboxes[0]
+    sending = tmp_path / "inbox" / "sending"
+    sending.mkdir(parents=True)
+    row = ["0042", "Zoë", "Ng", "Year 7", "Student", "zoe@school.example", "plain"]
+    # A quoted header cell with a line break, longer than the pre-flight reads of the header.
+    long_note = "note\n" + "n" * preflight.HEADER_LIMIT
+    cases = {
+        "plain.csv": ([HEADER, row], False),
+        "upper.csv": ([[*HEADER, " IMPORT_ERROR "], [*row, "bad email"]], True),
+        "long.csv": ([[*HEADER, long_note, "Import_Error"], [*row, "", "x"]], True),
+    }
+    for name, (rows, dropped) in cases.items():
+        text = io.StringIO(newline="")
+        csv.writer(text, lineterminator="\r\n").writerows(rows)
+        (sending / name).write_bytes(text.getvalue().encode("utf-8"))
+        upload = prepare(inbox_config, sending / name)
+        try:
+            assert (upload.path != sending / name) is dropped, name
+            sent = read_rows(upload.path)
+            assert all(cell.strip().lower() != "import_error" for cell in sent[0]), (name, sent[0])
+            assert sent[1][:7] == row, name
+        finally:
+            upload.discard()

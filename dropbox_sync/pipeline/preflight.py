@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dropbox_sync.config.mapping import REQUIRED_OUTPUT as REQUIRED_COLUMNS
 from dropbox_sync.config.mapping import ColumnMapping, fold
+from dropbox_sync.pipeline.failed_rows import ERROR_COLUMN
 from dropbox_sync.pipeline.workfiles import open_claimed
 
 BOM = codecs.BOM_UTF8
@@ -37,6 +38,9 @@ class Inspection:
     problem: str | None  # None: fit to upload; else one sentence saying why not
     rows: int = 0  # data lines after the header (for the shrink guard)
     not_utf8: bool = False  # the problem is the bytes: not UTF-8 text (another encoding?)
+    # The header may name an ``import_error`` column (failed_rows.py): False only when the
+    # whole header was read and the name is nowhere in it, so the copy without it is skipped.
+    error_column: bool = False
 
 
 def inspect(path: Path, *, max_file_size: int, digest: bool = True, mapping: ColumnMapping | None = None) -> Inspection:
@@ -60,10 +64,14 @@ def inspect(path: Path, *, max_file_size: int, digest: bool = True, mapping: Col
         workbook = _workbook(handle.read(len(OLE_SIGNATURE)))
         if workbook is not None:  # never transcoded: no encoding makes a workbook a CSV
             problem, not_utf8 = workbook, False
+        error_column = False
         if problem is None and size > 0:
             handle.seek(0)
-            problem = _check_header(handle.read(HEADER_LIMIT), mapping)
-    return Inspection(size, hasher.hexdigest() if hasher else None, problem, max(0, lines.total - 1), not_utf8)
+            start = handle.read(HEADER_LIMIT)
+            problem = _check_header(start, mapping)
+            error_column = _may_name(start, ERROR_COLUMN)
+    rows = max(0, lines.total - 1)
+    return Inspection(size, hasher.hexdigest() if hasher else None, problem, rows, not_utf8, error_column)
 
 
 def file_sha256(path: Path, *, max_file_size: int) -> str | None:
@@ -163,6 +171,15 @@ def _around(data: bytes, at: int) -> str:
     before = data[begin:at].decode("utf-8", "replace")[-CONTEXT:]
     after = data[at:end].decode("utf-8", "replace")[: CONTEXT + 1]
     return (before + after).replace("\r", "").replace('"', "'")
+
+
+def _may_name(start: bytes, column: str) -> bool:
+    """Whether the header may have a cell that is ``column`` (spaces and case aside): True
+    unless all of it was read (a file or header shorter than ``HEADER_LIMIT``) and the name
+    appears nowhere, in any case, in the text read."""
+    if len(start) >= HEADER_LIMIT:
+        return True
+    return column in start.decode("utf-8", errors="replace").lower()
 
 
 def _check_header(start: bytes, mapping: ColumnMapping | None) -> str | None:

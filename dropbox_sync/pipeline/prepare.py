@@ -159,7 +159,8 @@ def _encoded(
     )
     if inspection.problem is not None:
         return Rejection(inspection.problem, PREFLIGHT, {**upload.facts, "sha256": _sha256(inbox, path)})
-    upload = _without_error_column(upload, path, scratch, temporaries)
+    if inspection.error_column:
+        upload = _without_error_column(upload, path, scratch, temporaries)
     if route.mapping is None:
         return upload
     return _mapped(inbox, upload, path, scratch, temporaries)
