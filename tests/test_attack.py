@@ -175,6 +175,31 @@ def test_a_cookie_a_server_sets_is_never_sent_back(tmp_path: Path) -> None:
     assert len(archived(inbox, workdirs.PROCESSED)) == 3
 
 
+@pytest.mark.parametrize(
+    ("first", "filed"),
+    [((503, b"busy"), True), ((401, b'{"error": "no"}'), False), ((200, b"<html>not JSON</html>"), True)],
+    ids=["busy-then-ok", "refused-held", "foreign-then-ok"],
+)
+def test_the_result_temporary_made_during_the_upload_never_outlives_it(tmp_path: Path, first, filed) -> None:
+    """The result's temporary is made while the server imports the file (making a file is most
+    of a small durable write). A reply that writes no result (a retry, a hold, a reply that is
+    not Infiniti's) leaves no temporary behind, and the result that is written is whole."""
+    from tests.badservers import Scripted, ScriptedServer
+    from tests.test_replies import once
+
+    status, body = first
+    ok = Scripted(body=b'{"success": true, "summary": "1 users processed"}')
+    with ScriptedServer(Scripted(status=status, body=body), ok) as server:
+        inbox, _ = once(tmp_path, server)
+    assert not [p for p in inbox.rglob("*") if p.name.endswith(".tmp")]
+    if filed:
+        (archived_file,) = archived(inbox, workdirs.PROCESSED)
+        result = json.loads(archive_names.result_path(archived_file).read_text(encoding="utf-8"))
+        assert result["success"] is True and result["dropbox_sync"]["attempts"] == 2
+    else:
+        assert len(list((inbox / "sending").iterdir())) == 1, "the file waits, claimed, nothing lost"
+
+
 def test_odd_command_arguments_are_usage_errors_never_a_traceback(tmp_path: Path, emu) -> None:
     """Regression: `history --limit 99999999999999999999` died with a traceback (SQLite's
     integer overflow), and a folder or device given as FILE was "no such file"."""

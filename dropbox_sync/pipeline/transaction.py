@@ -73,6 +73,7 @@ class FileTransaction:
         self.not_ready_until = 0.0  # a file held open by its writer: look again then
         self.refile_at = 0.0  # a blocked move: try again then
         self._client: ImportClient | None = None
+        self.result_ahead: workfiles.Temporary | None = None  # made during the upload (``_post``)
 
     def close(self) -> None:
         # No lessons to learn here: every pass learns its own before it ends, through the
@@ -184,6 +185,8 @@ class FileTransaction:
             return self._upload(claimed, original, started, prepared, before)
         finally:
             prepared.discard()
+            if self.result_ahead is not None:  # no result written (a retry, a hold, a change)
+                self._take_result_ahead().discard()
 
     def _nothing_to_send(self, claimed: Path, original: str, started: dt.datetime, upload: Upload) -> Outcome:
         """Delta found no change: filed in processed/ with a result of our own, not uploaded."""
@@ -213,7 +216,7 @@ class FileTransaction:
         self.worker.retry.attempts += 1
         self.worker.health.upload(original, request_deadline(self.inbox, upload.size))
         try:
-            send = functools.partial(self._post, upload, original)
+            send = functools.partial(self._post, upload, original, claimed)
             reply, upload = self.lessons.post(send, upload, claimed, started)
             facts = upload.facts  # the comparison's, made during the upload
         except HoldError as exc:
@@ -270,8 +273,13 @@ class FileTransaction:
             lesson=Lesson.of(upload, body, sent, claimed),
         )
 
-    def _post(self, upload: Upload, original: str, on_sent: Callable[[], None]) -> Reply:
-        return self._http().upload(upload.path, filename=original, url=upload.route.url, on_sent=on_sent)
+    def _post(self, upload: Upload, original: str, claimed: Path, on_sent: Callable[[], None]) -> Reply:
+        def while_the_server_works() -> None:
+            # The result's temporary first: making a file is most of a small durable write.
+            self.result_ahead = workfiles.Temporary.ahead(archive_names.result_path(claimed))
+            on_sent()
+
+        return self._http().upload(upload.path, filename=original, url=upload.route.url, on_sent=while_the_server_works)
 
     def _keep_sent(self, claimed: Path, upload: Upload, reply: Reply) -> dict[str, Any]:
         """A mapped upload is kept beside the export (``<archived>.sent.csv``), and each row
@@ -290,6 +298,10 @@ class FileTransaction:
         except Exception:  # noqa: BLE001 - the reply is in hand: a nicety must never make us send again
             logger.exception('inbox "{}": cannot trace the reported rows of {} to the export', self.name, claimed.name)
             return {}
+
+    def _take_result_ahead(self) -> workfiles.Temporary | None:
+        ahead, self.result_ahead = self.result_ahead, None
+        return ahead
 
     def _http(self) -> ImportClient:
         if self._client is None:
@@ -349,7 +361,9 @@ class FileTransaction:
         so the file is not sent again; saving is retried until it works."""
         seen = workfiles.observe_claimed(claimed)  # what was sent, for the aftercare watch
         try:
-            workfiles.write_json_atomically(archive_names.result_path(claimed), verdict.result)
+            workfiles.write_json_atomically(
+                archive_names.result_path(claimed), verdict.result, ahead=self._take_result_ahead()
+            )
         except OSError as exc:
             self.unrecorded[claimed.name] = verdict
             self.worker.waiting[claimed.name] = f"sent; its result cannot be saved ({exc.strerror or exc})"

@@ -115,9 +115,10 @@ class Folder:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         return name, os.fdopen(self._open(name, flags, 0o666), "wb")
 
-    def write_atomically(self, name: str, data: bytes) -> None:
-        """Write ``name`` whole or not at all: temporary file, fsync, rename over."""
-        temporary, handle = self.create_temporary()
+    def write_atomically(self, name: str, data: bytes, *, temporary: tuple[str, BinaryIO] | None = None) -> None:
+        """Write ``name`` whole or not at all: temporary file, fsync, rename over.
+        ``temporary``: one made ahead by ``create_temporary`` in this folder (used up here)."""
+        temporary, handle = temporary or self.create_temporary()
         try:
             with handle:
                 handle.write(data)
@@ -128,12 +129,12 @@ class Folder:
             self.unlink(temporary, missing_ok=True)
             raise
 
-    def write_json(self, name: str, data: dict[str, Any]) -> None:
+    def write_json(self, name: str, data: dict[str, Any], *, temporary: tuple[str, BinaryIO] | None = None) -> None:
         """A JSON file, scrubbed of every registered secret before it is encoded."""
         text = to_json(data)
         # backslashreplace: a file name that is not valid UTF-8 is kept as an
         # escape instead of failing the whole result.
-        self.write_atomically(name, text.encode("utf-8", "backslashreplace"))
+        self.write_atomically(name, text.encode("utf-8", "backslashreplace"), temporary=temporary)
 
     def replace(self, name: str, new_name: str) -> None:
         """Rename within this folder, replacing whatever entry holds ``new_name`` (a link is

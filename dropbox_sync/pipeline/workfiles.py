@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from dropbox_sync.errors import UnsafeFolder
 from dropbox_sync.pipeline import workdirs
 from dropbox_sync.pipeline.archive_names import result_name
 from dropbox_sync.pipeline.settle import Observation
@@ -116,11 +117,48 @@ def discard(path: Path) -> None:
         folder.unlink(path.name, missing_ok=True)
 
 
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+def write_json_atomically(path: Path, data: dict[str, Any], *, ahead: Temporary | None = None) -> None:
     """A JSON file written whole or not at all, scrubbed of secrets (``Folder.write_json``):
-    a result in a work folder, or a state file (status.json, notify.json)."""
+    a result in a work folder, or a state file (status.json, notify.json). ``ahead``: its
+    temporary, made beforehand in the same folder (``Temporary.ahead``), is used up."""
     with folder_of(path) as folder:
-        folder.write_json(path.name, data)
+        if ahead is not None and ahead.beside.parent == path.parent:
+            folder.write_json(path.name, data, temporary=ahead.take())
+        else:
+            folder.write_json(path.name, data)
+
+
+class Temporary:
+    """A temporary made ahead of the data it will hold: making a file is the costly part of a
+    small durable write (inode allocation; on Windows the antivirus's look at a new file), so
+    the pipeline makes its result's temporary while the server imports the file. Used up by
+    ``write_json_atomically`` (``take``), else removed by ``discard``; one left by a crash is
+    a dot-name ending .tmp, swept at start like every temporary."""
+
+    def __init__(self, beside: Path) -> None:
+        self.beside = beside
+        self._made: tuple[str, BinaryIO] | None = None
+        with folder_of(beside) as folder:
+            self._made = folder.create_temporary()
+
+    @classmethod
+    def ahead(cls, beside: Path) -> Temporary | None:
+        """One in the folder of ``beside``; None if it cannot be made now (the write will say why).
+        Never raises: it runs on the uploading thread while the request is out."""
+        try:
+            return cls(beside)
+        except (OSError, UnsafeFolder):
+            return None
+
+    def take(self) -> tuple[str, BinaryIO] | None:
+        made, self._made = self._made, None
+        return made
+
+    def discard(self) -> None:
+        made = self.take()
+        if made is not None:
+            made[1].close()
+            discard(self.beside.with_name(made[0]))
 
 
 def read_result(claimed: Path) -> dict[str, Any] | None:
