@@ -8,6 +8,7 @@ trusts them and never looks at raw TOML.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ class Route:
     # delta, full_sync_days, leavers, leaver_values, change_guard: the inbox's, or the route's own
     policy: policy.RosterPolicy = policy.DEFAULT
 
-    @property
+    @functools.cached_property  # asked several times per file; a frozen object's stays true
     def safe_url(self) -> str:
         return redact_url(self.url)
 
@@ -68,7 +69,7 @@ class InboxConfig:
     report_imports: int = 50  # imports the page lists, newest first
     password: Secret | None = dataclasses.field(default=None, repr=False)  # set by resolve_secrets
 
-    @property
+    @functools.cached_property  # asked several times per file; a frozen object's stays true
     def safe_url(self) -> str:
         return redact_url(self.url)
 
