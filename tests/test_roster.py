@@ -517,3 +517,19 @@ def test_a_lesson_waits_for_the_next_upload_only_where_the_memory_only_informs_r
     assert remembered_at_report == [5 if learnt_at_once else 0]
     _, result = school.night(export(range(1, 6)))  # the next pass: the last lesson was kept
     assert result["dropbox_sync"]["changes"]["unchanged"] == 5
+
+
+# Computed by the first implementation of Codec.digest (before 2026-12-02).
+DIGESTS = (-5749708786399439094, 7628161951788050464, -1970711489451281740)
+
+
+def test_a_row_digest_is_stable_across_versions() -> None:
+    """The roster memory stores each row's digest: computing it differently after an upgrade
+    would make every remembered user look changed (and, with delta, sent again). These values
+    were computed by the first implementation; a faster one must give the same."""
+    from dropbox_sync.roster.changes import Codec
+
+    codec = Codec(["username", "firstName", " Notes ", "username", "e"])
+    assert codec.digest(["0042", "Zoë", "", "dup"]) == DIGESTS[0]
+    assert codec.digest(["0042", "Zoë", "x\x1ey", "dup", " "]) == DIGESTS[1]
+    assert codec.digest([]) == DIGESTS[2]

@@ -38,6 +38,7 @@ from dropbox_sync.roster.memory import Memory, Roster
 # Beyond this many rows a file is not compared nor remembered (no school has such a roster;
 # a 1 GiB export must stream in flat memory as before).
 MAX_ROWS = 500_000
+_ROW_JSON = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(ensure_ascii=False), one encoder
 
 
 class Codec:
@@ -49,7 +50,8 @@ class Codec:
             first.setdefault(fold(name), i)  # a repeated header: the first wins, as in Infiniti
         self.width = len(header)
         self.username = first.get(USERNAME)  # None: not a users import (a groups file)
-        self._sorted = sorted(first.items())
+        # (folded name + separator, column) in name order: the digest's text, made per row
+        self._keyed = [(name + "\x1e", i) for name, i in sorted(first.items())]
         self._named = [(header[i].strip(), i) for i in sorted(first.values())]
 
     def username_of(self, row: list[str]) -> str:
@@ -57,7 +59,8 @@ class Codec:
         return row[self.username].strip() if self.username < len(row) else ""
 
     def digest(self, row: list[str]) -> int:
-        text = "\x1f".join(f"{name}\x1e{row[i]}" for name, i in self._sorted if i < len(row) and row[i])
+        width = len(row)
+        text = "\x1f".join([key + row[i] for key, i in self._keyed if i < width and row[i]])
         return int.from_bytes(
             hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big", signed=True
         )
@@ -73,7 +76,7 @@ def records(path: Path) -> Iterator[tuple[int, list[str]]]:
 
 
 def _blank(row: list[str]) -> bool:
-    return not any(cell.strip() for cell in row)
+    return not "".join(row).strip()  # no cell holds more than spaces
 
 
 def plan(
@@ -295,7 +298,7 @@ def remember(
                 deactivated.append(username)
                 continue
             remembered += 1
-            yield username, codec.digest(row), json.dumps(codec.values(row), ensure_ascii=False)
+            yield username, codec.digest(row), _ROW_JSON(codec.values(row))
 
     if body.get("success") is not True and not isinstance(body.get("details"), Mapping | list):
         return 0  # a whole-file failure: the memory stays as it was
