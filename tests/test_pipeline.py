@@ -302,3 +302,32 @@ def test_a_sent_file_another_program_holds_is_filed_once_released(tmp_path, emu,
     assert [u.filename for u in emu.uploads()] == ["scanned.csv", "next.csv"], "sent once; the next file went on"
     assert len(archived(inbox, "processed")) == 2 and not discover.claimed_files(inbox)
     assert [r.original for r in reports] == ["scanned.csv", "next.csv"], "reported once each"
+
+
+def test_outcomes_are_filed_and_logged_in_the_order_files_were_sent(tmp_path, emu):
+    """A recorded file is filed while the server imports the next one (filing.py), or at once
+    before anything else is recorded: uploads, a pre-flight rejection and a server refusal in
+    one pass are logged, journalled and reported in the order they were taken, each log line
+    after its file reached its folder, and nothing is left in sending/."""
+    from tests.support import run_cli
+
+    inbox = tmp_path / "inbox"
+    config_path = write_config(tmp_path, emu, settle_seconds=0)
+    files = {
+        "a1.csv": good_csv("a1"),
+        "a2-no-column.csv": "username,library-group\nu4,Year 7\n",
+        "a3.csv": good_csv("a3"),
+        "a4-bad-row.csv": HEADER + "u9,A,B,Year 7,Student,not-an-email\n",
+        "a5.csv": good_csv("a5"),
+    }
+    for name, text in files.items():
+        (inbox / name).write_text(text, encoding="utf-8")
+    done = run_cli("--config", str(config_path), "once")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr  # 1: some files failed
+    logged = [line.split('": ', 1)[1].split(" -> ")[0] for line in done.stderr.splitlines() if " -> " in line]
+    assert logged == list(files), done.stderr
+    history = run_cli("--config", str(config_path), "history", "--limit", "10")
+    shown = [line.split()[3] for line in history.stdout.splitlines() if line[:1].isdigit()]
+    assert shown == list(reversed(files)), history.stdout  # newest first
+    assert not list((inbox / "sending").iterdir())
+    assert len(archived(inbox, "processed")) == 3 and len(archived(inbox, "failed")) == 2

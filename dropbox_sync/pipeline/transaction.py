@@ -1,11 +1,11 @@
 """One file's transaction: claim, prepare, upload, record, archive.
 
 ``FileTransaction`` takes one settled file from the inbox into ``sending/``,
-prepares it, uploads it, judges the reply, writes the one result, journals it
-and files both away; it also finishes what a crash or another program left
-behind in ``sending/`` (a saved result whose file was not moved yet, a result
-whose file already was). When to take the next file, and what a retry or a
-hold means for the inbox, is the scheduler's job (``worker.py``).
+prepares it, uploads it, judges the reply, writes the one result and journals
+it; ``filing.py`` then files both away (while the server imports the next file)
+and finishes what a crash or another program left in ``sending/``. When to take
+the next file, and what a retry or a hold means for the inbox, is the
+scheduler's job (``worker.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,9 @@ from dropbox_sync.pipeline import (
     workfiles,
 )
 from dropbox_sync.pipeline.client import ImportClient, Reply, request_deadline
+from dropbox_sync.pipeline.filing import Filing, Verdict
 from dropbox_sync.pipeline.lessons import WINDOW_BYTES, Lesson, RosterLessons
-from dropbox_sync.pipeline.outcome import FileReport, Outcome, is_foreign, judge
+from dropbox_sync.pipeline.outcome import Outcome, is_foreign, judge
 from dropbox_sync.pipeline.prepare import prepare
 from dropbox_sync.pipeline.prepared import Rejection, Upload
 from dropbox_sync.pipeline.scheduler import Scheduler
@@ -44,21 +44,9 @@ from dropbox_sync.pipeline.watcher import Candidate, observe
 NOT_READY_RECHECK = 1.0  # seconds before looking again at a file held open by its writer
 
 
-@dataclass(frozen=True)
-class _Unrecorded:
-    """A verdict whose result could not be saved yet."""
-
-    original: str
-    outcome: Outcome
-    summary: str
-    result: dict[str, Any]
-    log_line: str  # the summary, with the first failed rows for the log
-    lesson: Lesson | None = None  # what the roster memory takes from it, once it is on disk
-
-
 class FileTransaction:
     """One file's way through the pipeline, for one inbox's ``Scheduler``: it owns the HTTP
-    client, the roster lessons, the verdicts not saved yet and the files waiting to be moved;
+    client, the roster lessons, the verdicts not saved yet and the filing of recorded files;
     the scheduler owns the order, the retry and hold state, history and reports."""
 
     def __init__(self, worker: Scheduler) -> None:
@@ -68,14 +56,14 @@ class FileTransaction:
         self.clock, self.wall = worker.clock, worker.wall
         self.settler, self.gate, self.aftercare = worker.settler, worker.gate, worker.aftercare
         self.lessons = RosterLessons(worker.inbox, worker.roster, worker.wall)
-        self.unrecorded: dict[str, _Unrecorded] = {}  # claimed name -> a verdict not yet on disk
-        self.filing: set[str] = set()  # sent and reported, the move still blocked
+        self.filing = Filing(worker, self.lessons)  # moving recorded files into their folders
+        self.unrecorded: dict[str, Verdict] = {}  # claimed name -> a verdict not yet on disk
         self.not_ready_until = 0.0  # a file held open by its writer: look again then
-        self.refile_at = 0.0  # a blocked move: try again then
         self._client: ImportClient | None = None
         self.result_ahead: workfiles.Temporary | None = None  # made during the upload (``_post``)
 
     def close(self) -> None:
+        self.filing.finish()
         # No lessons to learn here: every pass learns its own before it ends, through the
         # folders it checked (worker._cycle); read by name after that, one could be planted.
         if self._client is not None:
@@ -93,38 +81,6 @@ class FileTransaction:
                 continue  # held by another program: next pass
             if archived is not None:
                 logger.info('inbox "{}": put the result of {} beside it', self.name, archived.name)
-
-    def archive_recovered(self, claimed: Path, saved: dict[str, Any]) -> None:
-        """A file whose result is saved but which is still in sending/: held open by another
-        program when we tried to move it, or a crash came between the two. Finish the move."""
-        ours = saved.get("dropbox_sync") if isinstance(saved.get("dropbox_sync"), dict) else {}
-        if ours.get("outcome") == Outcome.GUARDED.value:
-            destination = workdirs.HELD
-        else:
-            # Our recorded outcome first: the server's success may be odd ("true" as text).
-            recorded = ours.get("outcome")
-            success = recorded == Outcome.PROCESSED.value if recorded else saved.get("success") is True
-            destination = workdirs.PROCESSED if success else workdirs.FAILED
-        target = self._file_away(claimed, destination)
-        if target is None:
-            return
-        if self.worker.held_locally:
-            self.worker.clear_retry()
-        if claimed.name in self.filing:
-            self.filing.discard(claimed.name)
-            logger.info('inbox "{}": {} released; filed in {}/', self.name, claimed.name, destination)
-            return  # reported when it was sent
-        logger.info('inbox "{}": finished archiving {} into {}/ after a restart', self.name, claimed.name, destination)
-        outcome = Outcome.GUARDED if destination == workdirs.HELD else Outcome(destination)
-        self.worker.report(
-            FileReport(
-                self.name,
-                archive_names.display_name(claim.original_of(claimed)),
-                outcome,
-                str(saved.get("summary", "")),
-                target,
-            )
-        )
 
     def take(self, candidate: Candidate) -> Outcome:
         """Claim a settled file and send it, unless it changed since the scan."""
@@ -275,11 +231,20 @@ class FileTransaction:
 
     def _post(self, upload: Upload, original: str, claimed: Path, on_sent: Callable[[], None]) -> Reply:
         def while_the_server_works() -> None:
-            # The result's temporary first: making a file is most of a small durable write.
+            try:
+                self.filing.finish()  # the file before this one
+            except Exception:  # noqa: BLE001 - never break the request; its result is on disk
+                logger.exception('inbox "{}": filing the previous file failed; the next pass does it', self.name)
+            # The result's temporary next: making a file is most of a small durable write.
             self.result_ahead = workfiles.Temporary.ahead(archive_names.result_path(claimed))
             on_sent()
 
-        return self._http().upload(upload.path, filename=original, url=upload.route.url, on_sent=while_the_server_works)
+        try:
+            return self._http().upload(
+                upload.path, filename=original, url=upload.route.url, on_sent=while_the_server_works
+            )
+        finally:
+            self.filing.finish()  # the hook never ran (no request out): before anything is said of this one
 
     def _keep_sent(self, claimed: Path, upload: Upload, reply: Reply) -> dict[str, Any]:
         """A mapped upload is kept beside the export (``<archived>.sent.csv``), and each row
@@ -351,14 +316,15 @@ class FileTransaction:
             self.name, claimed.name, original, started, finished, status, outcome.value, summary, facts
         )
         self.worker.journal_attempt(attempt)
-        return self.record(claimed, _Unrecorded(original, outcome, summary, data, summary_line, lesson))
+        return self.record(claimed, Verdict(original, outcome, summary, data, summary_line, lesson))
 
-    def record(self, claimed: Path, verdict: _Unrecorded) -> Outcome:
+    def record(self, claimed: Path, verdict: Verdict) -> Outcome:
         """Save the result beside the claimed file, then file both away.
 
         A local error (disk full, permissions) keeps the verdict in memory and
         holds the inbox with the OS's reason: the reply is never thrown away,
         so the file is not sent again; saving is retried until it works."""
+        self.filing.finish()  # the file before this one first
         seen = workfiles.observe_claimed(claimed)  # what was sent, for the aftercare watch
         try:
             workfiles.write_json_atomically(
@@ -375,41 +341,6 @@ class FileTransaction:
         self.unrecorded.pop(claimed.name, None)
         self.lessons.before_filing(verdict.lesson)  # never ahead of the result
         self.worker.waiting.pop(claimed.name, None)
-        outcome = verdict.outcome
         self.worker.clear_retry()  # before filing away, which may hold for a local fault of its own
-        destination = workdirs.HELD if outcome is Outcome.GUARDED else outcome.value
-        target = self._file_away(claimed, destination)
-        if target is not None:
-            self.aftercare.watch(target, seen)
-        self.lessons.after_filing(verdict.lesson, target)
-        log = {Outcome.PROCESSED: logger.success, Outcome.GUARDED: logger.warning}.get(outcome, logger.error)
-        where = f"{destination}/{target.name}" if target else f"{destination}/ once released"
-        log('inbox "{}": {} -> {} ({})', self.name, verdict.original, where, verdict.log_line)
-        self.worker.report(FileReport(self.name, verdict.original, outcome, verdict.summary, target))
-        self.settler.forget(("claimed", claimed.name))
-        return outcome
-
-    def _file_away(self, claimed: Path, destination: str) -> Path | None:
-        """Move a claimed file and its result into their folder; None while another
-        program (antivirus, backup, indexer) holds the file: we try again shortly,
-        and files behind it go on, since its outcome is already on disk."""
-        try:
-            target = archive.archive(claimed, destination)
-        except OSError as exc:
-            if claim.is_busy(exc):
-                reason = f"sent; moves to {destination}/ once another program releases it ({exc.strerror})"
-                if self.worker.waiting.get(claimed.name) != reason:
-                    logger.info('inbox "{}": {}: {}', self.name, claimed.name, reason)
-            else:  # permissions, a broken share: a person must look; we keep trying
-                reason = f"sent; cannot be moved to {destination}/ ({exc.strerror or exc})"
-                self.worker.local_hold(
-                    f"cannot move {archive_names.display_name(claimed.name)} into {destination}/: {exc.strerror or exc}"
-                )
-            self.worker.waiting[claimed.name] = reason
-            self.filing.add(claimed.name)
-            self.refile_at = self.clock() + NOT_READY_RECHECK
-            return None
-        self.worker.waiting.pop(claimed.name, None)
-        if destination == workdirs.PROCESSED:
-            self.worker.retention.filed(target.name)
-        return target
+        self.filing.later(claimed, verdict, seen)  # while the server imports the next file
+        return verdict.outcome

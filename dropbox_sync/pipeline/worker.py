@@ -152,9 +152,11 @@ class InboxWorker:
             try:
                 return self._pass(stop)
             finally:
-                # What the pass's last files taught it (lessons.py), read where they were filed
-                # through the handles the pass checked: after them, processed/ could be someone
-                # else's folder with a CSV of their own at that name (test_attack_perf.py).
+                # The pass's last file filed, and what its last files taught it (lessons.py),
+                # read where they were filed through the handles the pass checked: after them,
+                # processed/ could be someone else's folder with a CSV of their own at that name
+                # (test_attack_perf.py).
+                self.transaction.filing.finish()
                 self.transaction.lessons.learn_now()
 
     def _pass(self, stop: threading.Event) -> float:
@@ -189,6 +191,7 @@ class InboxWorker:
 
     def _queue_behind_claimed(self) -> None:
         """Say truly why inbox files wait while a claimed file goes first (status: not "settling")."""
+        self.transaction.filing.finish()  # what sending/ holds now
         claimed = claimed_files(self.inbox.path)
         if not claimed:
             return
@@ -204,7 +207,8 @@ class InboxWorker:
 
     def _claim_unfinished(self) -> bool:
         """A claimed file still to be sent (not one sent and only waiting to be moved)."""
-        return any(p.name not in self.transaction.filing for p in claimed_files(self.inbox.path))
+        self.transaction.filing.finish()
+        return any(p.name not in self.transaction.filing.blocked for p in claimed_files(self.inbox.path))
 
     def _folder_present(self) -> bool:
         present = self.inbox.path.is_dir()
@@ -226,7 +230,7 @@ class InboxWorker:
                 return 0.0
             saved = workfiles.read_result(claimed)
             if saved is not None:
-                self.transaction.archive_recovered(claimed, saved)
+                self.transaction.filing.recovered(claimed, saved)
                 continue
             if self.clock() < self.retry.due:
                 return self._seconds_until_retry()
@@ -376,12 +380,13 @@ class InboxWorker:
         return max(0.0, self.retry.due - self.clock())
 
     def _next_pass_delay(self) -> float:
+        self.transaction.filing.finish()  # a move it cannot make yet sets when to try again
         delays = [self.inbox.rescan_seconds]
         settle = self.settler.seconds_until_next_check()
         if settle is not None:
             # A hair past the moment it could settle, so that pass sees it settled.
             delays.append(settle + 0.01)
-        for due in (self.transaction.not_ready_until, self.transaction.refile_at):
+        for due in (self.transaction.not_ready_until, self.transaction.filing.retry_at):
             if due:
                 delays.append(max(0.0, due - self.clock()))
         return max(0.0, min(delays))
