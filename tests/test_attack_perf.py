@@ -39,11 +39,12 @@ needs_nobody = pytest.mark.skipif(
 
 
 class HookedServer(ScriptedServer):
-    """Answers every request with ``OK``; ``attack(n)`` runs once request n (1-based) is read
-    in full, before its answer: inside the client's wait, between two files of a pass."""
+    """Answers every request with ``OK`` (or ``replies`` in turn); ``attack(n)`` runs once
+    request n (1-based) is read in full, before its answer: inside the client's wait, between
+    two files of a pass."""
 
-    def __init__(self, attack: Callable[[int], None]) -> None:
-        super().__init__(OK)
+    def __init__(self, attack: Callable[[int], None], *replies: Scripted) -> None:
+        super().__init__(*(replies or (OK,)))  # ``replies``: in turn, as ScriptedServer's (default: OK)
         self.attack = attack
 
     def next_reply(self) -> Scripted:
@@ -550,3 +551,42 @@ def test_held_planted_as_a_link_mid_pass_when_a_guarded_file_needs_it(tmp_path, 
     assert snapshot(victim) == before and requests == 1
     assert [p.name.split("_", 1)[1] for p in archived(inbox, "held")] == ["1_students.csv"], second.stderr
     assert "change_guard" in result_of(archived(inbox, "held")[0])["summary"]
+
+
+def temporaries_in(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0 or shutil.which("chattr") is None, reason="chattr +i")
+def test_a_temporary_the_os_will_not_remove_never_turns_a_reply_into_an_unexpected_error(tmp_path):
+    """The result's temporary is made while the server imports the file; a reply that writes no
+    result (here a 401: hold) removes it. Where the OS refuses (on a Windows share or Windows
+    itself: an antivirus or indexer holding the new file; here chattr +i, Linux's refusal, as a
+    stand-in we can drive), that must not replace the reply's outcome with an "unexpected error"
+    and a traceback: the inbox holds for the 401, the leftover is swept at the next start."""
+    from tests.helpers import wait_until
+
+    inbox = tmp_path / "inbox"
+    pinned: list[Path] = []
+
+    def attack(number: int) -> None:
+        if number == 1:  # once the result's temporary exists, the OS refuses to remove it
+            (temporary,) = wait_until(lambda: temporaries_in(inbox / "sending"))
+            subprocess.run(["chattr", "+i", str(temporary)], check=True, timeout=30)
+            pinned.append(temporary)
+
+    refused = Scripted(status=401, body=json_bytes('{"error": "Invalid credentials"}'))
+    try:
+        with HookedServer(attack, refused, OK) as server:
+            config_path = write_config(tmp_path, server, settle_seconds=0)
+            (inbox / "a.csv").write_text(good_csv("a"), encoding="utf-8")
+            held = once(config_path)
+            subprocess.run(["chattr", "-i", *map(str, pinned)], check=True, timeout=30)
+            again = once(config_path)
+            requests = server.stats.requests
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, pinned)], check=False, capture_output=True, timeout=30)
+    assert "Traceback" not in held.stderr and "unexpected error" not in held.stderr, held.stderr
+    assert held.returncode == 3 and "401" in held.stderr and "cannot remove the temporary" in held.stderr, held.stderr
+    assert again.returncode == 0 and requests == 2, again.stderr
+    assert every_csv(inbox / "processed") == ["a.csv"] and not list(inbox.rglob("*.tmp")), again.stderr

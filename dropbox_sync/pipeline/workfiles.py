@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from loguru import logger
+
 from dropbox_sync.errors import UnsafeFolder
 from dropbox_sync.pipeline import workdirs
 from dropbox_sync.pipeline.archive_names import result_name
@@ -112,9 +114,15 @@ def rename_claimed(path: Path, new_name: str) -> None:
 
 
 def discard(path: Path) -> None:
-    """Remove one of our temporaries."""
+    """Remove one of our temporaries, if the OS lets us: it runs after the real work (a reply
+    in hand, an error being raised), whose outcome a refusal must not replace. One the OS will
+    not remove now (an antivirus or indexer holding a new file, on Windows or a share) is left:
+    a dot-name ending .tmp, never taken for a file, swept at the next start."""
     with folder_of(path) as folder:
-        folder.unlink(path.name, missing_ok=True)
+        try:
+            folder.unlink(path.name, missing_ok=True)
+        except OSError as exc:
+            logger.warning("cannot remove the temporary {} ({}); it is removed at the next start", path, exc.strerror)
 
 
 def write_json_atomically(path: Path, data: dict[str, Any], *, ahead: Temporary | None = None) -> None:
