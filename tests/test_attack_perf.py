@@ -24,6 +24,7 @@ import pytest
 
 from tests import test_shared_inbox as nobody_kit
 from tests.badservers import Scripted, ScriptedServer, json_bytes
+from tests.helpers import wait_until
 from tests.support import archived, good_csv, result_of, write_config
 from tests.test_shared_inbox import once, other_school, shell_as_nobody, snapshot
 
@@ -70,6 +71,11 @@ def every_csv(folder: Path) -> list[str]:
     return sorted(p.name.split("_", 1)[-1] for p in folder.rglob("*.csv") if not p.name.startswith("."))
 
 
+def temporaries_in(folder: Path) -> list[Path]:
+    """Our dot-name temporaries in ``folder`` (the result's is made while the server imports)."""
+    return [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+
+
 @needs_nobody
 @pytest.mark.parametrize("which", ["sending", "processed", "failed"])
 def test_a_work_folder_swapped_for_a_link_mid_pass_is_never_written_through(tmp_path, shared, which):
@@ -81,7 +87,8 @@ def test_a_work_folder_swapped_for_a_link_mid_pass_is_never_written_through(tmp_
     before = snapshot(victim)
 
     def attack(number: int) -> None:
-        if number == 1:
+        if number == 1:  # after the first file's result temporary is made in sending/ (transaction._post)
+            wait_until(lambda: temporaries_in(shared / "inbox" / "sending"))
             shell_as_nobody(
                 f"mv {shared}/inbox/{which} {shared}/inbox/moved-{which} && ln -s {victim} {shared}/inbox/{which}"
             )
@@ -208,7 +215,8 @@ def test_a_work_folder_replaced_mid_pass_loses_nothing_and_holds_next_pass(tmp_p
     inbox = shared / "inbox"
 
     def attack(number: int) -> None:
-        if number == 1:
+        if number == 1:  # after the first file's result temporary is made in sending/ (transaction._post)
+            wait_until(lambda: temporaries_in(inbox / "sending"))
             shell_as_nobody(script.format(inbox=inbox))
 
     with HookedServer(attack) as server:
@@ -370,9 +378,10 @@ def test_a_file_the_server_answers_early_is_compared_after_every_earlier_lesson(
 
 def test_once_killed_between_a_result_and_its_lesson_loses_nothing(tmp_path):
     """SIGKILL while the server holds the second file's request: the first file's result is
-    on disk, its lesson perhaps not learnt yet (it waits for this upload's hook). The memory
-    holds nothing the server did not confirm; the next run sends the second file again,
-    loses nothing and shows no traceback."""
+    on disk, its lesson perhaps not learnt yet (it waits for this upload's hook), and the
+    second file's result temporary made (the hook makes it first). The memory holds nothing
+    the server did not confirm; the next run sweeps the temporary, sends the second file
+    again, loses nothing and shows no traceback."""
     import signal
 
     inbox = tmp_path / "inbox"
@@ -380,6 +389,7 @@ def test_once_killed_between_a_result_and_its_lesson_loses_nothing(tmp_path):
 
     def attack(number: int) -> None:
         if number == 2:
+            wait_until(lambda: temporaries_in(inbox / "sending"))  # the upload's hook has begun
             running[0].send_signal(signal.SIGKILL)
             running[0].wait(60)
 
@@ -397,6 +407,7 @@ def test_once_killed_between_a_result_and_its_lesson_loses_nothing(tmp_path):
     assert again.returncode == 0 and "Traceback" not in killed_stderr.decode() + again.stderr, again.stderr
     assert sorted(p.name.split("_", 1)[1] for p in (inbox / "processed").glob("*.csv")) == ["a.csv", "b.csv"]
     assert requests == 3  # the second file once more, nothing else
+    assert not list(inbox.rglob("*.tmp")), "the killed run's temporary is swept at start"
     # The first file's lesson may have died with the process: its rows are sent again next time.
     assert "second" in remembered(tmp_path / "state") and set(remembered(tmp_path / "state")) <= {"first", "second"}
 
@@ -553,10 +564,6 @@ def test_held_planted_as_a_link_mid_pass_when_a_guarded_file_needs_it(tmp_path, 
     assert "change_guard" in result_of(archived(inbox, "held")[0])["summary"]
 
 
-def temporaries_in(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
-
-
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0 or shutil.which("chattr") is None, reason="chattr +i")
 def test_a_temporary_the_os_will_not_remove_never_turns_a_reply_into_an_unexpected_error(tmp_path):
     """The result's temporary is made while the server imports the file; a reply that writes no
@@ -564,8 +571,6 @@ def test_a_temporary_the_os_will_not_remove_never_turns_a_reply_into_an_unexpect
     itself: an antivirus or indexer holding the new file; here chattr +i, Linux's refusal, as a
     stand-in we can drive), that must not replace the reply's outcome with an "unexpected error"
     and a traceback: the inbox holds for the 401, the leftover is swept at the next start."""
-    from tests.helpers import wait_until
-
     inbox = tmp_path / "inbox"
     pinned: list[Path] = []
 
