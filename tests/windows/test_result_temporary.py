@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Self
 
 from winhelpers import held_open, wait_until
-from winpipeline import csv_bytes, good_row, write_config
+from winpipeline import LoopbackServer, csv_bytes, good_row, read_request, write_config
 
 from dropbox_sync import config
 from dropbox_sync.pipeline.worker import InboxWorker
@@ -40,13 +40,7 @@ class _Refuser:
         connection, _ = self.listener.accept()
         with connection:
             connection.settimeout(60)
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += connection.recv(65536)
-            head, _, body = request.partition(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            while len(body) < length:
-                body += connection.recv(65536)
+            read_request(connection)
             self.go.wait(60)
             connection.sendall(REFUSED)
         self.listener.close()  # the next attempt is refused at connect
@@ -61,19 +55,6 @@ class _Refuser:
         self.listener.close()
 
 
-class _Server:
-    """What winpipeline.write_config needs of an emulator, for a plain-HTTP loopback server."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-    def copy_ca(self, destination: Path) -> str:
-        return ""
-
-    def import_url(self, route: str) -> str:
-        return f"http://127.0.0.1:{self.port}/api/import/{route}"
-
-
 def temporaries(folder: Path) -> list[Path]:
     """Our dot-name temporaries in ``folder`` (none while it does not exist yet)."""
     names = folder.iterdir() if folder.is_dir() else ()
@@ -84,7 +65,11 @@ def test_a_held_result_temporary_never_replaces_the_reply(tmp_path: Path) -> Non
     inbox = tmp_path / "inbox"
     with _Refuser() as server:
         path = write_config(
-            tmp_path / "conf", _Server(server.listener.getsockname()[1]), inbox=inbox, ca_bundle="", settle_seconds=0
+            tmp_path / "conf",
+            LoopbackServer(server.listener.getsockname()[1]),
+            inbox=inbox,
+            ca_bundle="",
+            settle_seconds=0,
         )
         cfg = config.resolve_secrets(config.load(path))
         (inbox / "a.csv").write_bytes(csv_bytes(good_row("a")))

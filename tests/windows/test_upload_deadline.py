@@ -15,7 +15,7 @@ from typing import Self
 
 import pytest
 from winhelpers import wait_until
-from winpipeline import csv_bytes, good_row, write_config
+from winpipeline import LoopbackServer, csv_bytes, good_row, read_request, write_config
 
 from dropbox_sync import config
 from dropbox_sync.errors import TransientError
@@ -38,13 +38,7 @@ class _Trickler:
         sent = 0
         with connection:
             connection.settimeout(30)
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += connection.recv(65536)
-            head, _, body = request.partition(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            while len(body) < length:
-                body += connection.recv(65536)
+            read_request(connection)
             try:
                 connection.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % REPLY_BODY
@@ -66,24 +60,11 @@ class _Trickler:
         self.listener.close()
 
 
-class _Server:
-    """What winpipeline.write_config needs of an emulator, for a plain-HTTP loopback server."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-    def copy_ca(self, destination: Path) -> str:
-        return ""
-
-    def import_url(self, route: str) -> str:
-        return f"http://127.0.0.1:{self.port}/api/import/{route}"
-
-
 def test_a_trickled_reply_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
     with _Trickler() as server:
         path = write_config(
             tmp_path / "conf",
-            _Server(server.listener.getsockname()[1]),
+            LoopbackServer(server.listener.getsockname()[1]),
             inbox=tmp_path / "inbox",
             timeout=1,
             connect_timeout=1,

@@ -180,3 +180,28 @@ class LogRecords:
             for r in self.snapshot()
             if r["exception"] is not None or r["level"] in ("ERROR", "CRITICAL") or "Traceback" in r["text"]
         ]
+
+
+class LoopbackServer:
+    """What ``write_config`` needs of an emulator, for a test's own plain-HTTP server on ``port``."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def copy_ca(self, destination: Path) -> str:
+        return ""
+
+    def import_url(self, route: str) -> str:
+        return f"http://127.0.0.1:{self.port}/api/import/{route}"
+
+
+def read_request(connection) -> bytes:
+    """Read one request (with a Content-Length body) from a socket, in full; return its body."""
+    request = b""
+    while b"\r\n\r\n" not in request:
+        request += connection.recv(65536)
+    head, _, body = request.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += connection.recv(65536)
+    return body
