@@ -595,3 +595,25 @@ def test_a_temporary_the_os_will_not_remove_never_turns_a_reply_into_an_unexpect
     assert held.returncode == 3 and "401" in held.stderr and "cannot remove the temporary" in held.stderr, held.stderr
     assert again.returncode == 0 and requests == 2, again.stderr
     assert every_csv(inbox / "processed") == ["a.csv"] and not list(inbox.rglob("*.tmp")), again.stderr
+
+
+def test_a_large_file_is_compared_after_the_lesson_of_the_small_file_before_it(tmp_path):
+    """A file above the 1 MiB window is compared before its upload, after every lesson before
+    it (``learn_now``). A small file's lesson is queued when that file is filed, and filing now
+    waits for the next upload's hook (filing.py): the large file's comparison must not come
+    first, or it misses the small file (its one user counted as added again) and the memory
+    learns the two files out of order."""
+    from dropbox_sync.pipeline.lessons import WINDOW_BYTES
+
+    inbox = tmp_path / "inbox"
+    with ScriptedServer(OK) as server:
+        config_path = write_config(tmp_path, server, settle_seconds=0)
+        (inbox / "a-first.csv").write_text(good_csv("kept"), encoding="utf-8")
+        many = [f"user{n:05d}" for n in range(18000)]  # about 1.1 MiB: above the window
+        (inbox / "b-second.csv").write_text(good_csv("kept", *many), encoding="utf-8")
+        assert (inbox / "b-second.csv").stat().st_size > WINDOW_BYTES
+        done = once(config_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert changes_of(inbox, "a-first.csv")["added"] == 1
+    second = changes_of(inbox, "b-second.csv")
+    assert (second["unchanged"], second["added"]) == (1, 18000), done.stderr

@@ -5,9 +5,10 @@ Once a file's result is on disk (``FileTransaction.record``), nothing that follo
 it be sent again: a crash leaves it in sending/ with its result, and the next start files it
 (``recovered``). So its filing waits for the next upload's ``on_sent`` hook, while the server
 imports the next file (``later``), instead of between two uploads; it happens at once
-(``finish``) before anything else records, reports or looks at sending/ (the worker's queue,
-its next wake-up), and at the end of every pass. A file another program holds (antivirus,
-backup, indexer) is filed at a later pass; files behind it go on.
+(``finish``) before anything else records, reports, compares (a small file's lesson is queued
+here) or looks at sending/ (the worker's queue, its next wake-up), and at the end of every
+pass. A file another program holds (antivirus, backup, indexer) is filed at a later pass;
+files behind it go on.
 """
 
 from __future__ import annotations

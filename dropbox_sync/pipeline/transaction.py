@@ -129,7 +129,7 @@ class FileTransaction:
             roster=self.worker.roster,
             now=started,
             compare_later=before is not None and before.size <= WINDOW_BYTES,  # then in RosterLessons.post
-            before_comparing=self.lessons.learn_now,
+            before_comparing=self._learn_everything_before,
         )
         if isinstance(prepared, Rejection):
             outcome = Outcome.GUARDED if prepared.held else Outcome.FAILED
@@ -160,6 +160,12 @@ class FileTransaction:
             Outcome.PROCESSED,
             lesson=Lesson.of(upload, body, None, claimed),
         )
+
+    def _learn_everything_before(self) -> None:
+        """Before a comparison made ahead of the upload: every earlier file filed (a small
+        file's lesson is queued only then: filing.py) and every lesson learnt, in order."""
+        self.filing.finish()
+        self.lessons.learn_now()
 
     def _last_rows(self, endpoint: str) -> int | None:
         """Rows of the last import on a route, for the shrink guard."""
