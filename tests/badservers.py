@@ -82,6 +82,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 return False
             data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
+        with self.server.lock:
+            number = self.server.stats.requests + 1
+        self.server.headers_read(number)
         length = 0
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
@@ -117,6 +120,9 @@ class ScriptedServer(BackgroundServer):
     def next_reply(self) -> Scripted:
         with self.lock:
             return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+
+    def headers_read(self, number: int) -> None:
+        """Request ``number`` (1-based) has its headers read, its body not yet: a subclass's hook."""
 
     @staticmethod
     def render(reply: Scripted) -> tuple[bytes, Iterable[bytes]]:

@@ -617,3 +617,39 @@ def test_a_large_file_is_compared_after_the_lesson_of_the_small_file_before_it(t
     assert changes_of(inbox, "a-first.csv")["added"] == 1
     second = changes_of(inbox, "b-second.csv")
     assert (second["unchanged"], second["added"]) == (1, 18000), done.stderr
+
+
+class _LooksBeforeTheBody(ScriptedServer):
+    """Answers OK; when a request's headers are in, before it reads the body, notes whether
+    the file before it is already filed. A small receive buffer, so a large body cannot be all
+    out (and the client's on_sent hook run) before the server reads it."""
+
+    def __init__(self, inbox: Path) -> None:
+        super().__init__(OK)
+        self.inbox = inbox
+        self.filed_before_body: dict[int, bool] = {}
+
+    def server_bind(self) -> None:
+        import socket
+
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by accepted sockets
+        super().server_bind()
+
+    def headers_read(self, number: int) -> None:
+        self.filed_before_body[number] = any(self.inbox.glob("processed/*_a-small.csv"))
+
+
+def test_the_file_before_a_large_upload_is_filed_before_that_upload_starts(tmp_path):
+    """A recorded file is filed while the server imports the next one (filing.py); but a large
+    next file may take minutes to go out, and an upload dropped at stop would leave the
+    filing to the next start. So before an upload beyond the 1 MiB window, the file before it
+    is filed at once: its log line and reports never wait for a large body."""
+    inbox = tmp_path / "inbox"
+    with _LooksBeforeTheBody(inbox) as server:
+        config_path = write_config(tmp_path, server, settle_seconds=0)
+        (inbox / "a-small.csv").write_text(good_csv("small"), encoding="utf-8")
+        users = (f"user{n:07d}" for n in range(200_000))  # about 12 MiB: more than socket buffers hold
+        (inbox / "b-large.csv").write_text(good_csv(*users), encoding="utf-8")
+        done = once(config_path)
+    assert done.returncode == 0, done.stderr
+    assert server.filed_before_body == {1: False, 2: True}, server.filed_before_body

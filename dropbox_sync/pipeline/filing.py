@@ -7,7 +7,8 @@ it be sent again: a crash leaves it in sending/ with its result, and the next st
 imports the next file (``later``), instead of between two uploads; it happens at once
 (``finish``) before anything else records, reports, compares (a small file's lesson is queued
 here) or looks at sending/ (the worker's queue, its next wake-up), and at the end of every
-pass. A file another program holds (antivirus, backup, indexer) is filed at a later pass;
+pass, and before an upload beyond the 1 MiB window (its body may take minutes to go out).
+A file another program holds (antivirus, backup, indexer) is filed at a later pass;
 files behind it go on.
 """
 

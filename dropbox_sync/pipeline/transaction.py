@@ -175,6 +175,8 @@ class FileTransaction:
         self, claimed: Path, original: str, started: dt.datetime, upload: Upload, before: Observation | None
     ) -> Outcome:
         facts = upload.facts
+        if upload.size > WINDOW_BYTES:  # its body may take minutes to go out: not after that
+            self.filing.finish()
         self.worker.retry.attempts += 1
         self.worker.health.upload(original, request_deadline(self.inbox, upload.size))
         try:

@@ -126,7 +126,10 @@ class Folder:
                 os.fsync(handle.fileno())
             self.replace(temporary, name)
         except BaseException:
-            self.unlink(temporary, missing_ok=True)
+            # The error being raised is the one to tell; a temporary the OS will not remove
+            # (held by another program) is a dot-name .tmp, swept at the next start.
+            with contextlib.suppress(OSError):
+                self.unlink(temporary, missing_ok=True)
             raise
 
     def write_json(self, name: str, data: dict[str, Any], *, temporary: tuple[str, BinaryIO] | None = None) -> None:
