@@ -533,3 +533,29 @@ def test_a_row_digest_is_stable_across_versions() -> None:
     assert codec.digest(["0042", "Zoë", "", "dup"]) == DIGESTS[0]
     assert codec.digest(["0042", "Zoë", "x\x1ey", "dup", " "]) == DIGESTS[1]
     assert codec.digest([]) == DIGESTS[2]
+
+
+def test_a_file_compared_while_the_server_imports_it_is_remembered_as_compared(tmp_path) -> None:
+    """A small file is compared while the server imports it and remembered from the rows that
+    comparison read (``plan(keep_rows=True)``), never from the file read again later: someone
+    who edits the archived copy in processed/ (a share open to office staff) before the lesson
+    is learnt cannot make the memory hold rows that were never sent."""
+    from dropbox_sync.config.policy import DEFAULT
+    from dropbox_sync.roster import changes
+    from dropbox_sync.roster.memory import Roster
+    from tests.support import good_csv
+
+    sent = tmp_path / "20261202T000000Z_a.csv"
+    sent.write_text(good_csv("alice", "bob"), encoding="utf-8")
+    roster = Roster(tmp_path / "roster.sqlite3")
+    now = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+
+    def target():
+        raise AssertionError("a plain comparison makes no file")
+
+    found = changes.plan(sent, "inbox", "https://x/api", DEFAULT, roster, now, open_target=target, keep_rows=True)
+    assert found is not None and found.added == 2
+    sent.write_text(good_csv("mallory"), encoding="utf-8")  # edited after it was sent
+    body = {"success": True, "summary": "2 users processed"}
+    assert changes.remember(roster, "inbox", "https://x/api", found, sent, body, now) == 2
+    assert sorted(roster.memory("inbox", "https://x/api").digests) == ["alice", "bob"]

@@ -258,6 +258,7 @@ def _changes(
             now,
             open_target=open_target,
             row_map=upload.mapped.row_map if upload.mapped is not None else None,
+            keep_rows=upload.compare_later,  # the file sent, remembered from these rows
         )
     except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
         # Sending the file as it is stays right (the server reads it its own way and says

@@ -89,13 +89,16 @@ def plan(
     *,
     open_target: Callable[[], BinaryIO],
     row_map: Any = None,
+    keep_rows: bool = False,
 ) -> Changes | None:
     """Compare the CSV at ``path`` (as Infiniti would receive it) with the route's memory.
 
     With ``policy.rewrites`` the rows to send are written to a file ``open_target()`` makes
     (``Changes.rewritten``; when the file itself can be sent after all, the caller removes it).
     Without, no file is made: most imports only compare. ``row_map``: a mapping's trace from the
-    upload's rows to the export's (None: ``path`` is the export). None when the file has no
+    upload's rows to the export's (None: ``path`` is the export). ``keep_rows``: a comparison
+    alone (no rewrite) keeps the rows it read (``Changes.compared_rows``) for ``remember``,
+    when the file compared is the file sent (a small file). None when the file has no
     username column (not a users import): nothing to compare. Raises OSError, csv.Error,
     UnicodeDecodeError (the preparation step has read this file successfully already)."""
     memory = roster.memory(inbox, route) if roster is not None else None
@@ -111,7 +114,10 @@ def plan(
     changes.username_column = codec.username
     digests = memory.digests if memory is not None else {}
     if not policy.rewrites:
-        _compare(changes, codec, rows, digests, header_line, row_map, None)
+        kept: list[list[str]] | None = [] if keep_rows else None
+        _compare(changes, codec, rows, digests, header_line, row_map, None, kept=kept)
+        if kept is not None:
+            changes.compared_rows = (header, kept)
     else:
         with io.TextIOWrapper(open_target(), encoding="utf-8", newline="") as sink:
             extra = _extra_columns(header, policy)
@@ -152,6 +158,8 @@ def _compare(
     row_map: Any,
     writer: Any,
     extra: int = 0,
+    *,
+    kept: list[list[str]] | None = None,
 ) -> array:
     """The one pass: count, list, and write the rows to send (``extra`` empty cells for the
     leaver_values columns added to the header); their export rows."""
@@ -163,6 +171,8 @@ def _compare(
         if _blank(row):
             continue
         number += 1
+        if kept is not None:
+            kept.append(row)
         export_row = row_map.export_row(number) if row_map is not None else record - header_line
         username = codec.username_of(row)
         old = digests.get(username) if username else None
@@ -281,15 +291,16 @@ def remember(
         nonlocal remembered
         if sent is None:
             return
-        found = records(sent)
-        header = next((r for _, r in found if not _blank(r)), [])
+        if changes.compared_rows is not None:  # the same file, read while the server imported it
+            header, found = changes.compared_rows
+        else:
+            found = (row for _, row in records(sent) if not _blank(row))
+            header = next(found, [])
         codec = Codec(header)
         if codec.username is None:
             return
         number = 0
-        for _, row in found:
-            if _blank(row):
-                continue
+        for row in found:
             number += 1
             username = codec.username_of(row)
             if not username or not ok(number):

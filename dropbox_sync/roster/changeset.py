@@ -55,6 +55,9 @@ class Changes:
     username_column: int | None = None
     note: str | None = None  # why the memory could not be used
     sent_map: SentRows | None = None
+    # A plain comparison made while the server imports the file (``plan(keep_rows=True)``):
+    # its header and rows that are not blank, so ``remember`` need not read the file again.
+    compared_rows: tuple[list[str], list[list[str]]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def nothing_to_send(self) -> bool:
