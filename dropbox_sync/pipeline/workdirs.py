@@ -115,12 +115,17 @@ class Folder:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         return name, os.fdopen(self._open(name, flags, 0o666), "wb")
 
-    def write_atomically(self, name: str, data: bytes, *, temporary: tuple[str, BinaryIO] | None = None) -> None:
+    def write_atomically(
+        self, name: str, data: bytes, *, temporary: tuple[str, BinaryIO] | None = None, mode: int | None = None
+    ) -> None:
         """Write ``name`` whole or not at all: temporary file, fsync, rename over.
-        ``temporary``: one made ahead by ``create_temporary`` in this folder (used up here)."""
+        ``temporary``: one made ahead by ``create_temporary`` in this folder (used up here);
+        ``mode``: its permissions on POSIX, whatever the umask (the report page is for the share)."""
         temporary, handle = temporary or self.create_temporary()
         try:
             with handle:
+                if mode is not None and os.name == "posix":
+                    os.fchmod(handle.fileno(), mode)
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())

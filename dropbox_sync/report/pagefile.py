@@ -14,7 +14,6 @@ Discovery never takes these files as imports (``discover.is_reserved`` asks ``is
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 from dropbox_sync.pipeline import workdirs
@@ -36,21 +35,10 @@ def is_page_file(name: str, page: str) -> bool:
 
 def write_page(folder: Path, page: str, text: str) -> None:
     """Replace ``folder/page`` with ``text`` atomically; never follows a link. Raises OSError."""
-    data = text.encode("utf-8")
     with workdirs.open_trusted(folder) as inbox:
-        temporary, handle = inbox.create_temporary(f".{page}")
-        try:
-            with handle:
-                if os.name == "posix":
-                    os.fchmod(handle.fileno(), PAGE_MODE)  # not the service's umask: the page is for the share
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            inbox.replace(temporary, page)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                inbox.unlink(temporary, missing_ok=True)
-            raise
+        # Its temporary is named after the page (``is_page_file``), so a crash's is known.
+        named = inbox.create_temporary(f".{page}")
+        inbox.write_atomically(page, text.encode("utf-8"), temporary=named, mode=PAGE_MODE)
 
 
 def remove_stale_temporaries(folder: Path, page: str) -> None:
