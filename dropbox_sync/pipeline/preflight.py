@@ -68,8 +68,11 @@ def inspect(path: Path, *, max_file_size: int, digest: bool = True, mapping: Col
         if problem is None and size > 0:
             handle.seek(0)
             start = handle.read(HEADER_LIMIT)
-            problem = _check_header(start, mapping)
-            error_column = _may_name(start, ERROR_COLUMN)
+            whole = len(start) < HEADER_LIMIT  # the file, hence its header, was read to its end
+            text = start.removeprefix(BOM).decode("utf-8", errors="replace")
+            problem = _check_header(text, whole, mapping)
+            # Ruled out only when the whole header was read and the name is nowhere in it.
+            error_column = not whole or ERROR_COLUMN in text.lower()
     rows = max(0, lines.total - 1)
     return Inspection(size, hasher.hexdigest() if hasher else None, problem, rows, not_utf8, error_column)
 
@@ -173,23 +176,14 @@ def _around(data: bytes, at: int) -> str:
     return (before + after).replace("\r", "").replace('"', "'")
 
 
-def _may_name(start: bytes, column: str) -> bool:
-    """Whether the header may have a cell that is ``column`` (spaces and case aside): True
-    unless all of it was read (a file or header shorter than ``HEADER_LIMIT``) and the name
-    appears nowhere, in any case, in the text read."""
-    if len(start) >= HEADER_LIMIT:
-        return True
-    return column in start.decode("utf-8", errors="replace").lower()
-
-
-def _check_header(start: bytes, mapping: ColumnMapping | None) -> str | None:
-    text = start.removeprefix(BOM).decode("utf-8", errors="replace")
+def _check_header(text: str, whole: bool, mapping: ColumnMapping | None) -> str | None:
+    """``text``: the start of the file, decoded; ``whole``: it is all of the file."""
     if not text.strip():
         return None  # only a BOM or blank lines: an empty import, which the vendor allows
     first_line = text.splitlines()[0]
     if not first_line.strip():
         return "File has no header line: the first line is empty."
-    if "\n" not in text and len(start) >= HEADER_LIMIT:
+    if "\n" not in text and not whole:
         return f"File has no header line: no line break in the first {HEADER_LIMIT // 1024} KiB."
     return missing_columns_problem(next(csv.reader([first_line])), mapping)
 
