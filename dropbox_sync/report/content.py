@@ -48,7 +48,7 @@ def gather(
     files (pass the same dict on every call for one page: an archived result does not change)."""
     cache = {} if cache is None else cache
     reasons = snapshot.waiting if snapshot else {}
-    waiting = status.waiting(inbox, reasons)
+    found = status.discover_quietly(inbox)
     imports = journal.history(inbox.name, limit=inbox.report_imports) if journal else []
     success = journal.last(inbox.name, "processed") if journal else None
     return {
@@ -60,8 +60,8 @@ def gather(
         "held": snapshot.held if snapshot else None,
         "hold_retry": when.duration(inbox.hold_retry_seconds),
         "uploading": snapshot.uploading if snapshot else None,
-        "waiting": [_waiting(entry) for entry in waiting[:MAX_WAITING]],
-        "waiting_count": len(waiting),
+        "waiting": [_waiting(entry) for entry in status.waiting(inbox, reasons, found, limit=MAX_WAITING)],
+        "waiting_count": status.count_waiting(found),
         "last_success": _last_success(success, now),
         "held_files": _held_files(inbox, now),
         "imports": [_import(inbox, attempt, now, cache) for attempt in imports],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,7 +26,7 @@ from dropbox_sync.errors import StateFileDamaged, UnsafeFolder
 from dropbox_sync.pipeline import archive_names, workdirs, workfiles
 from dropbox_sync.pipeline.discover import Discovery, discover, listed_files
 from dropbox_sync.pipeline.inboxlock import InboxLock
-from dropbox_sync.pipeline.watcher import observe
+from dropbox_sync.pipeline.settle import Observation
 from dropbox_sync.state import held, statefiles
 from dropbox_sync.state.journal import Attempt, Journal
 
@@ -128,7 +129,7 @@ def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal
         status["held"] = status["held"] or str(exc)
     except OSError:
         pass  # missing or unlistable: folder_missing says so
-    found = _discover(inbox)
+    found = discover_quietly(inbox)
     status["waiting"] = waiting(inbox, reported.get("waiting", {}), found)
     status["not_sent"] = [
         {"file": archive_names.display_name(item.name), "reason": item.reason} for item in found.skipped
@@ -144,38 +145,60 @@ def _inbox_status(inbox: InboxConfig, reported: dict[str, Any], journal: Journal
     return status
 
 
-def waiting(inbox: InboxConfig, reasons: dict[str, str], found: Discovery | None = None) -> list[dict[str, Any]]:
-    """The files an inbox has not dealt with yet (sending/ first, then the queue), and why.
+def waiting(
+    inbox: InboxConfig, reasons: dict[str, str], found: Discovery | None = None, *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The files an inbox has not dealt with yet (sending/ first, then the queue), and why;
+    the first ``limit`` of them when given (``count_waiting`` counts them all).
 
     ``reasons``: what the worker said about each (its snapshot's ``waiting``)."""
-    found = _discover(inbox) if found is None else found
-    entries = [_waiting_entry(path, reasons) for path in found.claimed + [inbox.path / c.name for c in found.waiting]]
-    marker = {
-        c.name: f"waits for its done marker {archive_names.display_name(c.name)}{inbox.done_marker}"
-        for c in found.unfinished
-    }
-    return entries + [_waiting_entry(inbox.path / name, marker) for name in marker]
+    found = discover_quietly(inbox) if found is None else found
+    marker = inbox.done_marker
+    # The scan's own look at each inbox file is reused: a page shown during a burst of
+    # 10,000 files costs a look at the few it lists, not one per file.
+    files: Iterable[tuple[Path, Observation | None, str | None]] = itertools.chain(
+        ((path, None, None) for path in found.claimed),
+        ((inbox.path / c.name, c.observation, None) for c in found.waiting),
+        (
+            (
+                inbox.path / c.name,
+                c.observation,
+                f"waits for its done marker {archive_names.display_name(c.name)}{marker}",
+            )
+            for c in found.unfinished
+        ),
+    )
+    return [
+        _waiting_entry(path, seen, reason or reasons.get(path.name))
+        for path, seen, reason in itertools.islice(files, limit)
+    ]
 
 
-def _discover(inbox: InboxConfig) -> Discovery:
+def count_waiting(found: Discovery) -> int:
+    return len(found.claimed) + len(found.waiting) + len(found.unfinished)
+
+
+def discover_quietly(inbox: InboxConfig) -> Discovery:
+    """``discover`` for a look from outside the service: a folder that cannot be listed shows as empty."""
     try:
         return discover(inbox, strict=False)  # perhaps run as another account than the service
     except (OSError, UnsafeFolder):
         return Discovery()  # missing, unlistable or a link: folder_missing or held says so
 
 
-def _waiting_entry(path: Path, reasons: dict[str, str]) -> dict[str, Any]:
+def _waiting_entry(path: Path, seen: Observation | None, reason: str | None) -> dict[str, Any]:
     where = "sending/" if path.parent.name == workdirs.SENDING else "inbox"
-    try:
-        seen = workfiles.observe_claimed(path) if where == "sending/" else observe(path)
-    except (OSError, UnsafeFolder):
-        seen = None
+    if seen is None:
+        try:
+            seen = workfiles.observe_claimed(path)
+        except (OSError, UnsafeFolder):
+            seen = None
     waited = max(0.0, _now().timestamp() - seen.mtime_ns / 1e9) if seen else None
     return {
         "file": archive_names.display_name(path.name),
         "where": where,
         "seconds_since_modified": waited,
-        "reason": reasons.get(path.name) or ("claimed, to be sent next" if where == "sending/" else "queued"),
+        "reason": reason or ("claimed, to be sent next" if where == "sending/" else "queued"),
     }
 
 
