@@ -232,14 +232,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from dropbox_sync.session import pipeline_session
+    from dropbox_sync.pipeline.discover import first_look
 
     cfg = load_config(args, sending=True)
+    look = first_look(cfg.inboxes)  # before the pipeline's imports: they count toward settling
     start_file_logging(args, cfg)
     stop = threading.Event()
     stop_on_signals(stop)
-    with pipeline_session(cfg) as pipeline:
-        result = pipeline.once(stop)
+    from dropbox_sync.session import pipeline_session
+
+    # A short run writes its report pages once, at its end; a long one also every few seconds.
+    with pipeline_session(cfg, pages_at_start=False) as pipeline:
+        result = pipeline.once(stop, look=look)
     for inbox, reason in result.held.items():
         get_logger().error('inbox "{}": not worked: {}', inbox, reason)
     if result.held:

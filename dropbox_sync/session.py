@@ -38,7 +38,9 @@ Monitor = Callable[[object, threading.Event], None]  # (pipeline, stop): tells a
 class Session:
     """One pipeline and its companions, started in order; ``close`` stops them in order."""
 
-    def __init__(self, cfg: Config, *, pipeline_factory: Callable[..., object] | None = None) -> None:
+    def __init__(
+        self, cfg: Config, *, pipeline_factory: Callable[..., object] | None = None, pages_at_start: bool = True
+    ) -> None:
         from dropbox_sync.pipeline.runner import Pipeline
         from dropbox_sync.report import page
         from dropbox_sync.state.journal import Journal
@@ -60,7 +62,7 @@ class Session:
                 cfg, journal=self.journal, state_dir=state_dir, listeners=listeners
             )
             if self.pages is not None:
-                self.pages.start(self.pipeline)
+                self.pages.start(self.pipeline, at_once=pages_at_start)
         except BaseException:
             self.close()
             raise
@@ -99,7 +101,9 @@ class Session:
 
 
 @contextlib.contextmanager
-def pipeline_session(cfg: Config, *, pipeline_factory: Callable[..., object] | None = None) -> Iterator[object]:
+def pipeline_session(
+    cfg: Config, *, pipeline_factory: Callable[..., object] | None = None, pages_at_start: bool = True
+) -> Iterator[object]:
     """The pipeline of a ``Session``, closed in order on the way out (for ``once`` and tests)."""
-    with Session(cfg, pipeline_factory=pipeline_factory) as session:
+    with Session(cfg, pipeline_factory=pipeline_factory, pages_at_start=pages_at_start) as session:
         yield session.pipeline

@@ -121,6 +121,46 @@ def test_files_present_before_start_up_are_processed(tmp_path, emu):
     assert len(emu.uploads()) == 3
 
 
+def test_once_counts_its_start_up_toward_settling_but_not_past_a_change(tmp_path, emu):
+    """``once`` looks at its inboxes before its imports (discover.first_look). Files unchanged
+    since that look have settled once settle_seconds have passed on the worker's clock, and go
+    in the first pass; a file that changed since the look waits settle_seconds from its change.
+    The clock is injected: without the look, this once would wait for time that never passes
+    (the stop event bounds that failure; it is not how the test synchronises)."""
+    import functools
+
+    from dropbox_sync.pipeline.discover import first_look
+    from tests.test_settle import FakeClock
+
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=60, once_retry_seconds=0))
+    inbox = tmp_path / "inbox"
+    for name in ("a.csv", "b.csv", "grown.csv"):
+        (inbox / name).write_text(good_csv(name[0]), encoding="utf-8")
+    clock = FakeClock()
+    look = first_look(cfg.inboxes)
+    look = type(look)(clock(), look.waiting)  # on the injected clock
+    clock.advance(60)
+    with (inbox / "grown.csv").open("a", encoding="utf-8") as still_written:
+        still_written.write("zed,Zed,Zee,Adults,Patron,z@example.org\n")
+    stop, timed_out, reports = threading.Event(), threading.Event(), []
+
+    def heard(report) -> None:
+        reports.append(report)
+        if len(reports) == 2:
+            stop.set()  # only grown.csv is left, and it must wait: this once would not end by itself
+
+    pipeline = Pipeline(cfg, listeners=[heard], worker_factory=functools.partial(InboxWorker, clock=clock))
+    bound = threading.Timer(30, lambda: (timed_out.set(), stop.set()))
+    bound.start()
+    try:
+        pipeline.once(stop, look=look)
+    finally:
+        bound.cancel()
+    assert not timed_out.is_set(), "the first pass took every file that had settled since the look"
+    assert sorted(p.name.split("_", 1)[1] for p in archived(inbox, "processed")) == ["a.csv", "b.csv"]
+    assert (inbox / "grown.csv").exists(), "changed since the look: settling starts from the change"
+
+
 def test_the_same_name_dropped_twice_gives_two_archives(tmp_path, emu):
     inbox = tmp_path / "inbox"
     with running_service(write_config(tmp_path, emu)):

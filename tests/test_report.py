@@ -189,6 +189,32 @@ def test_a_burst_is_rendered_a_bounded_number_of_times_and_ends_current(tmp_path
     assert "f249.csv" not in text.split("Recent imports")[1]
 
 
+def test_once_writes_its_page_at_the_end_and_during_a_run_longer_than_render_every(tmp_path, emu):
+    """``once`` starts its pages with at_once=False: no render before its first uploads, so a
+    short run writes the page once, at its end; a run still going after RENDER_EVERY shows
+    it is under way. The pages' clock is the seam (frozen, then moved on by hand)."""
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=0))
+    inbox = tmp_path / "inbox"
+    for number in range(3):
+        (inbox / f"f{number}.csv").write_text(good_csv(f"u{number}"), encoding="utf-8")
+    now = [1000.0]
+    journal = Journal(tmp_path / "state" / "journal.sqlite3")
+    pages = report.ReportPages(cfg.inboxes, journal, clock=lambda: now[0])
+    pipeline = Pipeline(cfg, journal=journal, listeners=[pages.on_report])
+    pages.start(pipeline, at_once=False)
+    try:
+        pipeline.once(threading.Event())
+        assert pages.renders == 0, "no time passed on the pages' clock: nothing written yet"
+        assert not page_of(inbox).exists()
+        now[0] += report.RENDER_EVERY
+        wait_until(lambda: pages.renders == 1)  # the thread looks every CHECK_EVERY
+    finally:
+        pages.stop()
+        journal.close()
+    assert pages.renders == 2, "the one a long run shows, then the final state"
+    assert len(archived(inbox, "processed")) == 3 and "f2.csv" in text_of(inbox)
+
+
 def test_a_link_planted_at_the_page_is_replaced_never_followed(tmp_path, emu):
     inbox = tmp_path / "inbox"
     outside = tmp_path / "precious.txt"

@@ -96,3 +96,27 @@ def test_backoff_honours_retry_after_within_the_cap():
     assert backoff.next_delay(retry_after=3600) == 30
     backoff.reset()
     assert backoff.next_delay() == 0.5
+
+
+def test_an_earlier_look_counts_toward_settling_by_the_same_rule():
+    """``once`` looks at its inboxes before its imports (discover.first_look): that look is
+    an observation like any other, so an unchanged file has settled sooner, and a file that
+    changed since is watched from its change, never from the look."""
+    clock = FakeClock()
+    settler = Settler(2.0, clock)
+    looked_at = clock.now
+    clock.advance(2.0)
+    settler.seen("a.csv", Observation(10, 5), looked_at)
+    settler.seen("b.csv", Observation(10, 5), looked_at)
+    assert settler.observe("a.csv", Observation(10, 5)), "unchanged since the look, settle_seconds ago"
+    assert not settler.observe("b.csv", Observation(11, 6)), "changed since the look: the wait starts again"
+    clock.advance(1.9)
+    assert not settler.observe("b.csv", Observation(11, 6))
+
+
+def test_an_earlier_look_never_replaces_a_later_observation():
+    clock = FakeClock()
+    settler = Settler(2.0, clock)
+    settler.observe("a.csv", Observation(10, 5))
+    settler.seen("a.csv", Observation(10, 5), clock.now - 60)
+    assert not settler.observe("a.csv", Observation(10, 5)), "the worker's own look comes first"

@@ -16,10 +16,13 @@ whatever the patterns say.
 from __future__ import annotations
 
 import stat
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dropbox_sync.config import InboxConfig
+from dropbox_sync.errors import UnsafeFolder
 from dropbox_sync.pipeline import routes, workdirs
 from dropbox_sync.pipeline.archive_names import is_archived_file
 from dropbox_sync.pipeline.watcher import Candidate, Ignored, scan
@@ -67,6 +70,29 @@ def discover(inbox: InboxConfig, *, strict: bool = True) -> Discovery:
     routed.sort(key=lambda pair: (pair[0], pair[1].order_key))
     unfinished = [c for c in unfinished if not is_reserved(c.name) and routes.route_for(inbox, c.name)]
     return Discovery(claimed, [candidate for _, candidate in routed], skipped, unfinished)
+
+
+@dataclass(frozen=True)
+class FirstLook:
+    """What each inbox held as a run began, seen by ``at`` (``time.monotonic``). ``once`` takes
+    it as soon as its config is read, so the rest of its start-up (imports, journal, locks)
+    counts toward settling instead of coming before it (``InboxWorker.seen_before``)."""
+
+    at: float
+    waiting: dict[str, list[Candidate]]
+
+
+def first_look(inboxes: Iterable[InboxConfig]) -> FirstLook:
+    """A read-only look at each inbox (nothing claimed, no folder made); an inbox that cannot
+    be looked at is left out: its worker's own pass says what is wrong."""
+    found = {}
+    for inbox in inboxes:
+        try:
+            found[inbox.name] = discover(inbox, strict=False).waiting
+        except (OSError, UnsafeFolder):
+            continue
+    # After the scan: every observation was true by then, so settling never counts from too early.
+    return FirstLook(time.monotonic(), found)
 
 
 def is_reserved(name: str, inbox: InboxConfig | None = None) -> bool:

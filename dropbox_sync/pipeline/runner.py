@@ -29,6 +29,7 @@ from loguru import logger
 
 from dropbox_sync import paths
 from dropbox_sync.config import Config
+from dropbox_sync.pipeline.discover import FirstLook
 from dropbox_sync.pipeline.health import InboxSnapshot
 from dropbox_sync.pipeline.inboxlock import InboxLock
 from dropbox_sync.pipeline.outcome import FileReport, Outcome
@@ -224,9 +225,13 @@ class Pipeline:
         self.activity = "stopped"
         self.write_status("stopped")
 
-    def once(self, stop: threading.Event) -> OnceResult:
-        """Deal with every file now in the inboxes, then return (scheduled-task mode)."""
+    def once(self, stop: threading.Event, *, look: FirstLook | None = None) -> OnceResult:
+        """Deal with every file now in the inboxes, then return (scheduled-task mode).
+        ``look``: the inboxes as the process found them at its start (``discover.first_look``)."""
         held: dict[str, str] = {}
+        for worker in self.workers:
+            if look is not None and worker.name in look.waiting:
+                worker.seen_before(look.waiting[worker.name], look.at)
         self.activity = "checking"
         threads = [
             threading.Thread(target=self._once_inbox, args=(w, stop, held), name=f"once-{w.name}") for w in self.workers

@@ -54,6 +54,11 @@ class Settler:
             return self.settle_seconds <= 0 and not writing
         return now - tracked.unchanged_since >= self.settle_seconds
 
+    def seen(self, key: Hashable, observation: Observation, at: float) -> None:
+        """An earlier look at a file not tracked yet, taken by ``at`` on this clock: settling
+        counts from then (the same rule, only an earlier first observation)."""
+        self._tracked.setdefault(key, _Tracked(observation, at))
+
     def adopt(self, key: Hashable, observation: Observation) -> None:
         """Track ``observation`` as already settled (a file renamed after settling)."""
         self._tracked[key] = _Tracked(observation, self.clock() - self.settle_seconds)

@@ -279,6 +279,11 @@ class InboxWorker:
                 self.waiting.setdefault(candidate.name, "settling (still changing, or seen too recently)")
         return ready
 
+    def seen_before(self, candidates: list[Candidate], at: float) -> None:
+        """Files seen by ``at`` (this worker's clock) before its first pass: settling counts from then."""
+        for candidate in candidates:
+            self.settler.seen(candidate.name, candidate.observation, at)
+
     def settled(self, key: Any, path: Path, observation: Observation) -> bool:
         settled, why = self.gate.settled(key, path, observation)
         if why is not None:

@@ -104,11 +104,15 @@ class ReportPages:
         if not already:
             self._wake.set()
 
-    def start(self, pipeline: Any) -> ReportPages:
-        """Watch ``pipeline`` (its ``snapshots()`` and ``activity``); the first pages are written at once."""
+    def start(self, pipeline: Any, *, at_once: bool = True) -> ReportPages:
+        """Watch ``pipeline`` (its ``snapshots()`` and ``activity``). The first pages are written
+        at once, or (``at_once=False``: ``once``) after ``render_every`` like any rewrite, so a
+        short run writes each page once, at its end (``stop``), and uploads start sooner."""
         self._pipeline = pipeline
         for page in self._pages.values():
             pagefile.remove_stale_temporaries(page.inbox.path, page.inbox.report)
+            if not at_once:
+                page.rendered_at = self.clock()
         self._thread = threading.Thread(target=self._run, name="report-pages", daemon=True)
         self._thread.start()
         return self
