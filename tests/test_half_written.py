@@ -187,6 +187,32 @@ def test_once_waits_for_a_writer_that_pauses_with_the_file_open(tmp_path, emu, w
     assert done.read_text(encoding="utf-8") == WHOLE
 
 
+def test_each_file_is_probed_for_a_writer_right_before_its_claim_and_after_its_upload(tmp_path, emu):
+    """The lease probe opens the file: a scan asks it nothing (it was probed again at the
+    claim anyway), so a pass costs two probes per file sent, the two that decide."""
+    inbox = tmp_path / "inbox"
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=SETTLE))
+    for name in ("a.csv", "b.csv", "c.csv"):
+        (inbox / name).write_text(good_csv(name[0]), encoding="utf-8")
+    probed: list[str] = []
+
+    def probe(path: Path) -> bool:
+        probed.append(path.parent.name)
+        return False
+
+    clock = FakeClock()
+    worker = InboxWorker(cfg.inboxes[0], clock=clock, write_probe=probe)
+    try:
+        worker.cycle(threading.Event())  # first sight: settling starts, nothing probed
+        assert probed == []
+        clock.advance(SETTLE)
+        worker.cycle(threading.Event())
+    finally:
+        worker.close()
+    assert len(archived(inbox, "processed")) == 3
+    assert probed == ["inbox", "sending"] * 3, "before the claim, and after the upload"
+
+
 def test_a_file_that_grows_after_it_was_imported_is_imported_again_whole(tmp_path, emu, writers, log_lines):
     # Neither signal (a share: no inotify from other machines, no lease): the
     # paused file settles and is sent half-written. The writer goes on into the

@@ -113,13 +113,14 @@ class FileTransaction:
         if after != current:
             self.worker.waiting[claimed.name] = "changed while being claimed; waiting for it to settle"
             return Outcome.NOT_READY
-        return self.send(claimed)
+        return self.send(claimed, seen=after)
 
-    def send(self, claimed: Path) -> Outcome:
+    def send(self, claimed: Path, *, seen: Observation | None = None) -> Outcome:
+        """``seen``: the claimed file as just observed (``take``), else looked at here."""
         name = claim.original_of(claimed)  # routes match the name as dropped, never a shortened one
         original = archive_names.display_name(name)
         started = self.wall()
-        before = workfiles.observe_claimed(claimed)
+        before = seen or workfiles.observe_claimed(claimed)
         prepared = prepare(
             self.inbox,
             claimed,

@@ -273,7 +273,7 @@ class InboxWorker:
         ready = []
         for candidate in candidates:
             self.waiting.pop(candidate.name, None)
-            if self.settled(candidate.name, self.inbox.path / candidate.name, candidate.observation):
+            if self.settled(candidate.name, self.inbox.path / candidate.name, candidate.observation, probe=False):
                 ready.append(candidate)
             else:
                 self.waiting.setdefault(candidate.name, "settling (still changing, or seen too recently)")
@@ -284,8 +284,8 @@ class InboxWorker:
         for candidate in candidates:
             self.settler.seen(candidate.name, candidate.observation, at)
 
-    def settled(self, key: Any, path: Path, observation: Observation) -> bool:
-        settled, why = self.gate.settled(key, path, observation)
+    def settled(self, key: Any, path: Path, observation: Observation, *, probe: bool = True) -> bool:
+        settled, why = self.gate.settled(key, path, observation, probe=probe)
         if why is not None:
             self.waiting[path.name] = why
         return settled

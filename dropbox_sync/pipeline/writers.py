@@ -135,8 +135,12 @@ class WriterGate:
         self._probe = probe if probe_enabled else None
         self.writes = WriteTracker(clock)  # fed by the inotify observer (Pipeline.run)
 
-    def settled(self, key: Hashable, path: Path, observation: Observation) -> tuple[bool, str | None]:
-        """Unchanged for settle_seconds and no writer known to have it open; else why not."""
+    def settled(
+        self, key: Hashable, path: Path, observation: Observation, *, probe: bool = True
+    ) -> tuple[bool, str | None]:
+        """Unchanged for settle_seconds and no writer known to have it open; else why not.
+        ``probe=False`` (a scan): the OS is asked only about a file inotify marks as written;
+        the others are asked once, right before their claim, where the answer counts."""
         marked = self.writes.writing(path.name) if path.parent == self._folder else False
         if marked is None:
             logger.warning(
@@ -148,7 +152,7 @@ class WriterGate:
         if not (self._settler.observe(key, observation, writing=bool(marked)) or marked):
             return False, None
         # The lease is asked only at the last step (it opens the file), and while a mark stands.
-        held_open = self._probe(path) if self._probe is not None else None
+        held_open = self._probe(path) if self._probe is not None and (probe or marked) else None
         if held_open is False and marked:
             self.writes.forget(path.name)  # its close event was lost, or is on its way
         elif held_open or (held_open is None and marked):
