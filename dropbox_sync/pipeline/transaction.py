@@ -120,7 +120,7 @@ class FileTransaction:
         name = claim.original_of(claimed)  # routes match the name as dropped, never a shortened one
         original = archive_names.display_name(name)
         started = self.wall()
-        before = seen or workfiles.observe_claimed(claimed)
+        before = seen if seen is not None else workfiles.observe_claimed(claimed)
         prepared = prepare(
             self.inbox,
             claimed,
