@@ -1,14 +1,15 @@
-"""Filing a recorded file: moving it and its result into processed/, failed/ or held/, then
-announcing it (the log line, the reports), in the order files were recorded.
+"""Filing a recorded file: its journal row, moving it and its result into processed/, failed/
+or held/, then announcing it (the log line, the reports), in the order files were recorded.
 
 Once a file's result is on disk (``FileTransaction.record``), nothing that follows can make
 it be sent again: a crash leaves it in sending/ with its result, and the next start files it
-(``recovered``). So its filing waits for the next upload's ``on_sent`` hook, while the server
-imports the next file (``later``), instead of between two uploads; it happens at once
-(``finish``) before anything else records, reports, compares (a small file's lesson is queued
-here) or looks at sending/ (the worker's queue, its next wake-up), and at the end of every
-pass, and before an upload beyond the 1 MiB window (its body may take minutes to go out).
-A file another program holds (antivirus, backup, indexer) is filed at a later pass;
+(``recovered``, which also writes the journal row the crash kept out, once). So its filing
+waits for the next upload's ``on_sent`` hook, while the server imports the next file
+(``later``), instead of between two uploads; it happens at once (``finish``) before anything
+else records, reports, compares (a small file's lesson is queued here), reads the journal for
+the shrink guard, or looks at sending/ (the worker's queue, its next wake-up), and at the end
+of every pass, and before an upload beyond the 1 MiB window (its body may take minutes to go
+out). A file another program holds (antivirus, backup, indexer) is filed at a later pass;
 files behind it go on.
 """
 
@@ -22,11 +23,12 @@ from typing import Any
 
 from loguru import logger
 
-from dropbox_sync.pipeline import archive, archive_names, claim, workdirs
+from dropbox_sync.pipeline import archive, archive_names, claim, result, workdirs
 from dropbox_sync.pipeline.lessons import Lesson, RosterLessons
 from dropbox_sync.pipeline.outcome import FileReport, Outcome
 from dropbox_sync.pipeline.scheduler import Scheduler
 from dropbox_sync.pipeline.settle import Observation
+from dropbox_sync.state.journal import Attempt
 
 REFILE_AFTER = 1.0  # seconds before trying again to move a file another program holds
 
@@ -41,6 +43,7 @@ class Verdict:
     result: dict[str, Any]
     log_line: str  # the summary, with the first failed rows for the log
     lesson: Lesson | None = None  # what the roster memory takes from it, once it is on disk
+    attempt: Attempt | None = None  # its journal row, written when it is filed (None: written)
 
 
 class Filing:
@@ -67,6 +70,8 @@ class Filing:
             unfiled()
 
     def _file(self, claimed: Path, verdict: Verdict, seen: Observation | None) -> None:
+        if verdict.attempt is not None:
+            self.worker.journal_attempt(verdict.attempt)  # history before anyone hears of it
         outcome = verdict.outcome
         destination = workdirs.HELD if outcome is Outcome.GUARDED else outcome.value
         target = self.move(claimed, destination)
@@ -81,8 +86,12 @@ class Filing:
 
     def recovered(self, claimed: Path, saved: dict[str, Any]) -> None:
         """A file whose result is saved but which is still in sending/: held open by another
-        program when we tried to move it, or a crash came between the two. Finish the move."""
+        program when we tried to move it, or a crash came between the two. Finish the move, and
+        the journal row, which a crash before the filing kept from being written."""
         self.finish()
+        attempt = result.recorded_attempt(self.name, claimed.name, saved)
+        if attempt is not None:
+            self.worker.journal_attempt(attempt, unless_there=True)
         ours = saved.get("dropbox_sync") if isinstance(saved.get("dropbox_sync"), dict) else {}
         if ours.get("outcome") == Outcome.GUARDED.value:
             destination = workdirs.HELD

@@ -66,18 +66,21 @@ class Reply:
     def summary(self) -> str:
         """One line for people: the server's summary, or the start of what it sent."""
         value = self.body.get("summary") if self.body is not None else None
-        if value is None:
-            value = self.text[:200].strip() or f"HTTP {self.status}"
-        elif not isinstance(value, str):
-            value = json.dumps(value, ensure_ascii=False)
-        line = display_name(" ".join(value.split()))
-        return line if len(line) <= SUMMARY_CHARS else line[: SUMMARY_CHARS - 1] + "…"
+        return summary_line(self.text[:200].strip() or f"HTTP {self.status}" if value is None else value)
 
     def notes(self) -> dict[str, Any]:
         """Facts about the reply itself for the result file, when there is something to say."""
         if self.problem is None:
             return {}
         return {"reply_bytes_read": self.size, "reply_truncated": self.truncated, "reply_problem": self.problem}
+
+
+def summary_line(value: object) -> str:
+    """A summary as one line for people (logs, emails, status, the journal), however odd."""
+    if not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=False)
+    line = display_name(" ".join(value.split()))
+    return line if len(line) <= SUMMARY_CHARS else line[: SUMMARY_CHARS - 1] + "…"
 
 
 def read_reply(

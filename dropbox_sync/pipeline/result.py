@@ -22,6 +22,7 @@ from typing import Any
 
 from dropbox_sync import __version__
 from dropbox_sync.pipeline.archive_names import display_name
+from dropbox_sync.pipeline.reply import summary_line
 from dropbox_sync.state.journal import Attempt
 
 # Stages: where the file's journey ended.
@@ -102,4 +103,38 @@ def attempt(
         summary,
         facts.get("endpoint", ""),
         facts.get("rows"),
+    )
+
+
+def recorded_attempt(inbox: str, file: str, saved: Mapping[str, Any]) -> Attempt | None:
+    """The journal's row of the attempt a saved result records (``file``: the claimed name), for
+    a file found in sending/ with its result after a crash (``Filing.recovered``): the same
+    fields ``attempt`` gives, read back from the result. None for a result without our facts."""
+    ours = saved.get("dropbox_sync")
+    if not isinstance(ours, Mapping) or not isinstance(ours.get("finished"), str):
+        return None
+
+    def text(key: str) -> str | None:
+        value = ours.get(key)
+        return value if isinstance(value, str) else None
+
+    def number(key: str) -> int | None:
+        value = ours.get(key)
+        return value if type(value) is int else None
+
+    finished = ours["finished"]
+    status = number("http_status")
+    return Attempt(
+        inbox,
+        display_name(file),
+        text("file") or display_name(file),
+        text("sha256"),
+        number("bytes"),
+        text("started") or finished,
+        finished,
+        status,
+        text("outcome") or ("processed" if saved.get("success") is True else "failed"),
+        summary_line(saved.get("summary", f"HTTP {status}")),
+        text("endpoint") or "",
+        number("rows"),
     )

@@ -1,15 +1,16 @@
 """One file's transaction: claim, prepare, upload, record, archive.
 
 ``FileTransaction`` takes one settled file from the inbox into ``sending/``,
-prepares it, uploads it, judges the reply, writes the one result and journals
-it; ``filing.py`` then files both away (while the server imports the next file)
-and finishes what a crash or another program left in ``sending/``. When to take
+prepares it, uploads it, judges the reply and writes the one result;
+``filing.py`` then journals it and files both away (while the server imports the
+next file) and finishes what a crash or another program left in ``sending/``. When to take
 the next file, and what a retry or a hold means for the inbox, is the
 scheduler's job (``worker.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Callable
@@ -169,7 +170,9 @@ class FileTransaction:
         self.lessons.learn_now()
 
     def _last_rows(self, endpoint: str) -> int | None:
-        """Rows of the last import on a route, for the shrink guard."""
+        """Rows of the last import on a route, for the shrink guard (every file before this one
+        filed first: its journal row goes in then)."""
+        self.filing.finish()
         return self.worker.journal.last_rows(self.name, endpoint) if self.worker.journal is not None else None
 
     def _upload(
@@ -320,12 +323,12 @@ class FileTransaction:
             summary_line = summary + failed_rows.for_log(claimed, body.get("details"), facts, self.name)
         else:
             summary_line = summary
-        # The journal first: it is history, and often on another disk than the inbox.
+        # Its journal row goes in when the file is filed (filing.py), in the server's time of
+        # the next file; at once only if the result cannot be saved (``record``).
         attempt = result.attempt(
             self.name, claimed.name, original, started, finished, status, outcome.value, summary, facts
         )
-        self.worker.journal_attempt(attempt)
-        return self.record(claimed, Verdict(original, outcome, summary, data, summary_line, lesson))
+        return self.record(claimed, Verdict(original, outcome, summary, data, summary_line, lesson, attempt))
 
     def record(self, claimed: Path, verdict: Verdict) -> Outcome:
         """Save the result beside the claimed file, then file both away.
@@ -340,6 +343,11 @@ class FileTransaction:
                 archive_names.result_path(claimed), verdict.result, ahead=self._take_result_ahead()
             )
         except OSError as exc:
+            if verdict.attempt is not None:
+                # The history keeps the import even if the result is never saved (a full disk
+                # through a restart); the journal usually lives on another disk than the inbox.
+                self.worker.journal_attempt(verdict.attempt)
+                verdict = dataclasses.replace(verdict, attempt=None)
             self.unrecorded[claimed.name] = verdict
             self.worker.waiting[claimed.name] = f"sent; its result cannot be saved ({exc.strerror or exc})"
             return self.worker.local_hold(

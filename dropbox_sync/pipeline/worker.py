@@ -374,10 +374,10 @@ class InboxWorker:
             except Exception:  # noqa: BLE001 - a notifier's fault must not stop uploads
                 logger.exception('inbox "{}": a report listener failed', self.name)
 
-    def journal_attempt(self, attempt: Attempt) -> None:
+    def journal_attempt(self, attempt: Attempt, *, unless_there: bool = False) -> None:
         """One attempt in the history (the journal), whatever its outcome (``result.attempt``)."""
         if self.journal is not None:
-            self.journal.record(attempt)
+            self.journal.record(attempt, unless_there=unless_there)
 
     # -- timing -------------------------------------------------------------------
 

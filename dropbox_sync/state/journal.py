@@ -233,7 +233,9 @@ class Journal:
                     logger.warning("journal: cannot {} ({}); history for status is incomplete", what, exc)
                 return default
 
-    def record(self, attempt: Attempt) -> None:
+    def record(self, attempt: Attempt, *, unless_there: bool = False) -> None:
+        """One row. ``unless_there``: not if this very attempt (inbox, file, finished) has one
+        already (a result recovered after a crash may or may not have reached the journal)."""
         # Scrubbed like every byte we write: a summary may quote the password back.
         # The fields in the table's order (astuple would deep-copy each value first).
         values = tuple(
@@ -256,6 +258,14 @@ class Journal:
 
         def insert(db: sqlite3.Connection) -> bool:
             with db:
+                if (
+                    unless_there
+                    and db.execute(
+                        "SELECT 1 FROM attempts WHERE inbox = ? AND file = ? AND finished = ? LIMIT 1",
+                        (values[0], values[1], values[6]),
+                    ).fetchone()
+                ):
+                    return True
                 db.execute(
                     "INSERT INTO attempts (inbox, file, original, sha256, bytes, started, finished,"
                     " status, outcome, summary, route, rows) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
