@@ -163,9 +163,17 @@ def _whole_characters(data: bytes) -> bytes:
     return data
 
 
+CLAIM_STAMP = "%Y%m%dT%H%M%SZ"  # an archive name's first 16 characters: when it was claimed, UTC
+
+
+def claim_stamp(moment: dt.datetime) -> str:
+    """The front of an archive name claimed at ``moment`` (``archived_at`` reads it back)."""
+    return moment.astimezone(dt.UTC).strftime(CLAIM_STAMP)
+
+
 def archived_at(name: str) -> dt.datetime | None:
     """When a file was claimed, from its archive name (None if the name is not one of ours)."""
     try:
-        return dt.datetime.strptime(name[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        return dt.datetime.strptime(name[:16], CLAIM_STAMP).replace(tzinfo=dt.UTC)
     except ValueError:
         return None

@@ -16,6 +16,7 @@ from dropbox_sync.errors import FileNotReady
 from dropbox_sync.pipeline import workdirs
 from dropbox_sync.pipeline.archive_names import (
     MAX_NAME_BYTES,
+    claim_stamp,
     marker_name,
     original_name,
     original_name_file,
@@ -87,7 +88,7 @@ def is_busy(exc: OSError) -> bool:
 
 
 def _unique_archive_name(folders: WorkFolders, name: str, now: dt.datetime) -> str:
-    stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = claim_stamp(now)
     base = shorten(name)
     existing = [f for f in (folders.optional(which) for which in (SENDING, PROCESSED, FAILED, HELD)) if f is not None]
     for counter in range(1, 10_000):
