@@ -48,23 +48,25 @@ def test_a_file_held_open_by_another_process_waits_and_is_sent_after_release(tmp
     dropped = inbox / "held.csv"
     dropped.write_bytes(data)
 
-    with LogRecords() as logs, running_pipeline(config_path) as pipeline:
-        with held_open(dropped) as holder:
-            # The file settles (it does not change), the claim fails with
-            # WinError 32, and the inbox's status says why it waits.
-            reason = wait_until(
-                lambda: (
-                    HELD_REASON in (waiting_reason(pipeline, "held.csv") or "") and waiting_reason(pipeline, "held.csv")
-                ),
-                timeout=PROCESS_TIMEOUT,
-            )
-            assert dropped.read_bytes() == data, "a failed claim must leave the file where it was"
-            assert not list((inbox / "sending").iterdir())
-            assert emulator.uploads() == []
-            # Retried, not given up on: the claim is attempted again and again.
-            wait_until(lambda: len(claim_attempts(logs, "held.csv")) >= 2, timeout=PROCESS_TIMEOUT)
-            holder.release()
-            wait_until(lambda: finished(inbox), timeout=PROCESS_TIMEOUT)
+    # Held before the pipeline starts: started after, the holder (a Python process, slow to
+    # start under Wine on a loaded machine) could lose the race with settling, and the file
+    # was sent before it was held (seen in CI).
+    with held_open(dropped) as holder, LogRecords() as logs, running_pipeline(config_path) as pipeline:
+        # The file settles (it does not change), the claim fails with
+        # WinError 32, and the inbox's status says why it waits.
+        reason = wait_until(
+            lambda: (
+                HELD_REASON in (waiting_reason(pipeline, "held.csv") or "") and waiting_reason(pipeline, "held.csv")
+            ),
+            timeout=PROCESS_TIMEOUT,
+        )
+        assert dropped.read_bytes() == data, "a failed claim must leave the file where it was"
+        assert not list((inbox / "sending").iterdir())
+        assert emulator.uploads() == []
+        # Retried, not given up on: the claim is attempted again and again.
+        wait_until(lambda: len(claim_attempts(logs, "held.csv")) >= 2, timeout=PROCESS_TIMEOUT)
+        holder.release()
+        wait_until(lambda: finished(inbox), timeout=PROCESS_TIMEOUT)
         assert "held.csv" not in pipeline.workers[0].snapshot().waiting
 
     # The strerror of WinError 32: Windows says "...being used by another
