@@ -144,3 +144,46 @@ def test_a_long_name_is_approved_and_discarded_by_the_name_it_was_dropped_with(t
     done = run_cli("--config", str(config_path), "discard", name)
     assert done.returncode == 0, done.stderr
     assert result_of(archived(inbox, "failed")[0])["dropbox_sync"]["file"] == name
+
+
+class Crash(BaseException):
+    """The process dying at this step, raised in-process (nothing in the pipeline catches a
+    BaseException): a real kill -9 cannot be aimed between a file's result and its filing."""
+
+
+def test_approve_refuses_while_a_newer_import_waits_in_sending_with_its_result(tmp_path, emu, monkeypatch):
+    """A newer full export is imported and its result saved, then the process dies before the
+    file is filed (its journal row is written with the filing: the next start writes it). Until
+    that start the journal does not know the import; the folders do. Approving the older held
+    file then must still be refused: it would be sent first and overwrite the newer data."""
+    import threading
+
+    from dropbox_sync.pipeline.filing import Filing
+    from dropbox_sync.pipeline.worker import InboxWorker
+
+    config_path, inbox, held = held_setup(tmp_path, emu)
+    (inbox / "users.csv").write_text(good_csv(*[f"u{n}" for n in range(12)]), encoding="utf-8")
+    cfg = config.load(config_path)
+    journal = Journal(tmp_path / "state" / "journal.sqlite3")
+
+    def dies_filing(*args, **kwargs):
+        raise Crash
+
+    monkeypatch.setattr(Filing, "_file", dies_filing)
+    worker = InboxWorker(cfg.inboxes[0], journal=journal)
+    try:
+        try:
+            worker.cycle(threading.Event())
+        except Crash:
+            pass
+        else:
+            raise AssertionError("the pass was to die filing the newer export")
+    finally:
+        journal.close()
+    (sent,) = [p for p in (inbox / "sending").glob("*.csv")]
+    assert result_of(sent)["dropbox_sync"]["outcome"] == "processed", "imported, not filed yet"
+
+    refused = run_cli("--config", str(config_path), "approve", "users.csv")
+    assert refused.returncode == 1, refused.stdout
+    assert f"{held.name} NOT approved: users.csv was dropped after it and imported" in refused.stderr
+    assert archived(inbox, "held") == [held], "still held"

@@ -20,7 +20,7 @@ from typing import Any
 from dropbox_sync import __version__
 from dropbox_sync.config import Config, InboxConfig
 from dropbox_sync.errors import UnsafeFolder
-from dropbox_sync.pipeline import archive, archive_names, claim, discover, workdirs, workfiles
+from dropbox_sync.pipeline import archive, archive_names, claim, discover, result, workdirs, workfiles
 from dropbox_sync.state.journal import Attempt, Journal, iso_utc
 
 
@@ -109,10 +109,35 @@ def find(cfg: Config, wanted: Sequence[str]) -> tuple[list[HeldFile], list[str]]
 def newer_import(journal: Journal | None, item: HeldFile) -> Attempt | None:
     """A file imported on the same route after this one was held, if any: approving
     this one would overwrite that newer data. The journal knows the order (the
-    names' timestamps only to the second)."""
-    if journal is None:
+    names' timestamps only to the second). So do the folders, for a file imported but not
+    filed yet: its journal row is written when it is filed, or at the next start after a crash
+    left it in sending/ with its result."""
+    found = None
+    if journal is not None:
+        found = journal.imported_after(item.inbox.name, item.endpoint, archive_names.display_name(item.path.name))
+    return found or _imported_in_sending(item)
+
+
+def _imported_in_sending(item: HeldFile) -> Attempt | None:
+    """A file in sending/ whose saved result records an import on the held file's route
+    after it was held (every such file, when the held file's result does not say when)."""
+    ours = (workfiles.read_result(item.path) or {}).get("dropbox_sync")
+    held_at = ours.get("finished") if isinstance(ours, dict) else None
+    try:
+        claimed = discover.claimed_files(item.inbox.path, strict=False)
+    except (OSError, UnsafeFolder):
         return None
-    return journal.imported_after(item.inbox.name, item.endpoint, archive_names.display_name(item.path.name))
+    for path in reversed(claimed):  # the newest claim first
+        saved = workfiles.read_result(path)
+        attempt = result.recorded_attempt(item.inbox.name, path.name, saved) if saved is not None else None
+        if (
+            attempt is not None
+            and attempt.outcome == "processed"
+            and attempt.route == item.endpoint
+            and (not isinstance(held_at, str) or attempt.finished > held_at)
+        ):
+            return attempt
+    return None
 
 
 def discard(item: HeldFile, journal: Journal | None, *, now: dt.datetime, who: str | None = None) -> Path:
