@@ -108,6 +108,39 @@ def test_a_full_disk_holds_the_inbox_and_never_sends_the_file_again(tmp_path, em
     assert history == {"processed": 1}, "journalled once, when the reply came"
 
 
+def test_a_disk_too_full_for_the_result_and_the_journal_journals_the_import_once_freed(tmp_path, emu):
+    """The inbox and the state folder on one disk (a small install), and it is full: the
+    result cannot be saved and the journal row written at once cannot be either. Once space
+    is freed the result is saved and the file filed; its import must still reach the history
+    (the shrink guard, `approve` and `status` read it), once. It was lost for good."""
+    with small_tmpfs(tmp_path / "disk") as disk:
+        inbox = disk / "inbox"
+        inbox.mkdir()
+        cfg = config.load(write_config(tmp_path, emu, settle_seconds=0, retry_first_seconds=1, path=str(inbox)))
+        clock = FakeClock()
+        journal = Journal(disk / "state" / "journal.sqlite3")  # beside the inbox
+        worker = InboxWorker(cfg.inboxes[0], journal=journal, clock=clock)
+        stop = threading.Event()
+        archive.ensure_folders(inbox)
+        (inbox / "users.csv").write_text(good_csv("d1", "d2"), encoding="utf-8")
+        filler = fill(disk)
+        try:
+            worker.cycle(stop)
+            assert worker.hold_reason is not None and "No space left on device" in worker.hold_reason
+            assert journal.counts_since("inbox", "2000") == {}, "the journal could not take the row either"
+            filler.unlink()  # the technician frees some space
+            clock.advance(10)
+            worker.cycle(stop)
+            assert worker.hold_reason is None
+            history = journal.counts_since("inbox", "2000")
+        finally:
+            worker.close()
+            journal.close()
+        assert len(emu.uploads()) == 1
+        assert [p.name.split("_", 1)[1] for p in archived(inbox, "processed")] == ["users.csv"]
+        assert history == {"processed": 1}, "journalled once, when it was filed"
+
+
 def test_a_refused_rename_on_linux_is_an_error_with_its_reason_not_busy(tmp_path, emu):
     # On Linux nothing "holds" a file: EACCES on the claim is a real fault (here
     # sending/ belongs to root and the service runs as nobody). It used to be

@@ -43,7 +43,8 @@ class Verdict:
     result: dict[str, Any]
     log_line: str  # the summary, with the first failed rows for the log
     lesson: Lesson | None = None  # what the roster memory takes from it, once it is on disk
-    attempt: Attempt | None = None  # its journal row, written when it is filed (None: written)
+    attempt: Attempt | None = None  # its journal row, written when it is filed (None: none)
+    journalled: bool = False  # its row was tried at once (no result yet): at filing, only if not there
 
 
 class Filing:
@@ -71,7 +72,8 @@ class Filing:
 
     def _file(self, claimed: Path, verdict: Verdict, seen: Observation | None) -> None:
         if verdict.attempt is not None:
-            self.worker.journal_attempt(verdict.attempt)  # history before anyone hears of it
+            # History before anyone hears of it (once: a full disk may have kept the first try out).
+            self.worker.journal_attempt(verdict.attempt, unless_there=verdict.journalled)
         outcome = verdict.outcome
         destination = workdirs.HELD if outcome is Outcome.GUARDED else outcome.value
         target = self.move(claimed, destination)

@@ -343,11 +343,12 @@ class FileTransaction:
                 archive_names.result_path(claimed), verdict.result, ahead=self._take_result_ahead()
             )
         except OSError as exc:
-            if verdict.attempt is not None:
+            if verdict.attempt is not None and not verdict.journalled:
                 # The history keeps the import even if the result is never saved (a full disk
                 # through a restart); the journal usually lives on another disk than the inbox.
+                # If it shares this one, the row is tried again when the file is filed.
                 self.worker.journal_attempt(verdict.attempt)
-                verdict = dataclasses.replace(verdict, attempt=None)
+                verdict = dataclasses.replace(verdict, journalled=True)
             self.unrecorded[claimed.name] = verdict
             self.worker.waiting[claimed.name] = f"sent; its result cannot be saved ({exc.strerror or exc})"
             return self.worker.local_hold(
