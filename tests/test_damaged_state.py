@@ -218,3 +218,41 @@ def test_status_reads_past_a_damaged_status_json(tmp_path, emu, capsys, content)
     assert data["service"]["running"] is False
     (inbox,) = data["inboxes"]
     assert inbox["held"] in (None,) and [w["file"] for w in inbox["waiting"]] == ["waiting.csv"]
+
+
+# -- a result found in sending/ at start-up ---------------------------------------------
+
+
+def test_a_damaged_result_found_at_start_up_never_breaks_the_history_or_the_page(tmp_path, emu):
+    """A claimed file whose result, found at start-up, is JSON of our shape with damaged facts
+    (a time that is not one, control characters, a name 100,000 characters long): the file
+    is filed by its result, and what the journal gets from it (``recorded_attempt``) must
+    not stop report.html being written, nor put raw control characters in `status` and
+    `history`. Its `finished` went into the journal as it was: every later page failed."""
+    from tests.support import run_cli
+
+    config_path = write_config(tmp_path, emu, settle_seconds=0)
+    inbox = tmp_path / "inbox"
+    sending = inbox / "sending"
+    sending.mkdir()
+    facts = {"outcome": "processed", "rows": 1, "endpoint": f"{emu.base_url}/api/import/users"}
+    damaged = {
+        "20261202T000000Z_a.csv": {**facts, "finished": "2026-12-02T00:00:01.000Z", "file": "\x1b[2J" + "a" * 100_000},
+        "20261202T000001Z_b.csv": {**facts, "finished": "2026-1\x00-02T\x1b[2Jgarbage", "started": "\x1b[31m"},
+    }
+    for name, ours in damaged.items():
+        (sending / name).write_text(good_csv(name[-5]), encoding="utf-8")
+        result = {"success": True, "summary": "ok \x1b[2J", "dropbox_sync": ours}
+        (sending / (name + ".result.json")).write_text(json.dumps(result), encoding="utf-8")
+
+    done = run_cli("--config", str(config_path), "once")
+    assert done.returncode == 0, done.stderr
+    assert "cannot write" not in done.stderr, done.stderr
+    assert sorted(p.name for p in archived(inbox, "processed")) == sorted(damaged)
+    assert emu.uploads() == [], "their results are on disk: never sent again"
+    page = (inbox / "report.html").read_text(encoding="utf-8")
+    assert "20261202T000000Z_a.csv" in page and len(page) < 100_000
+    for command in ("status", "history"):
+        shown = run_cli("--config", str(config_path), command)
+        assert shown.returncode == 0, shown.stderr
+        assert "\x1b" not in shown.stdout and "\x00" not in shown.stdout, command

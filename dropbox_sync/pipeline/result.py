@@ -17,10 +17,11 @@ result. Our facts go under the one extra key ``dropbox_sync``, always the same k
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from dropbox_sync import __version__
+from dropbox_sync import __version__, when
 from dropbox_sync.pipeline.archive_names import display_name
 from dropbox_sync.pipeline.reply import summary_line
 from dropbox_sync.state.journal import Attempt
@@ -106,35 +107,53 @@ def attempt(
     )
 
 
+TEXT_CHARS = 2000  # of a text read back from a result (a name, a URL): damage cannot make it more
+
+
 def recorded_attempt(inbox: str, file: str, saved: Mapping[str, Any]) -> Attempt | None:
     """The journal's row of the attempt a saved result records (``file``: the claimed name), for
     a file found in sending/ with its result after a crash (``Filing.recovered``): the same
-    fields ``attempt`` gives, read back from the result. None for a result without our facts."""
+    fields ``attempt`` gives, read back from the result. None for a result without our facts.
+    A result is a file in a shared folder, so it is read like one: its times must be times
+    (else no row: a row that sorts and shows as garbage spoils every history and page after
+    it), its texts are shown safely and cut short, its outcome is where the file is filed."""
     ours = saved.get("dropbox_sync")
-    if not isinstance(ours, Mapping) or not isinstance(ours.get("finished"), str):
+    finished = _moment(ours.get("finished")) if isinstance(ours, Mapping) else None
+    if finished is None:
         return None
 
     def text(key: str) -> str | None:
         value = ours.get(key)
-        return value if isinstance(value, str) else None
+        return display_name(value)[:TEXT_CHARS] if isinstance(value, str) and value else None
 
     def number(key: str) -> int | None:
         value = ours.get(key)
         return value if type(value) is int else None
 
-    finished = ours["finished"]
+    recorded = ours.get("outcome")
+    if recorded in ("processed", "failed", "guarded"):
+        outcome = recorded
+    else:  # as Filing.recovered files it
+        outcome = "failed" if recorded else ("processed" if saved.get("success") is True else "failed")
+    sha256 = ours.get("sha256")
     status = number("http_status")
     return Attempt(
         inbox,
         display_name(file),
         text("file") or display_name(file),
-        text("sha256"),
+        sha256 if isinstance(sha256, str) and re.fullmatch("[0-9a-f]{64}", sha256) else None,
         number("bytes"),
-        text("started") or finished,
+        _moment(ours.get("started")) or finished,
         finished,
         status,
-        text("outcome") or ("processed" if saved.get("success") is True else "failed"),
+        outcome,
         summary_line(saved.get("summary", f"HTTP {status}")),
         text("endpoint") or "",
         number("rows"),
     )
+
+
+def _moment(value: object) -> str | None:
+    """A time read back from a result, as ``iso`` writes it (ours round-trip exactly); None if not one."""
+    moment = when.parse_iso(value)
+    return iso(moment.astimezone(dt.UTC)) if moment is not None else None
