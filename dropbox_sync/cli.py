@@ -232,10 +232,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from dropbox_sync.pipeline.discover import first_look
+    from dropbox_sync.pipeline.discover import FirstLook
 
     cfg = load_config(args, sending=True)
-    look = first_look(cfg.inboxes)  # before the pipeline's imports: they count toward settling
+    look = FirstLook(cfg.inboxes)  # before the pipeline's imports: they count toward settling
     start_file_logging(args, cfg)
     stop = threading.Event()
     stop_on_signals(stop)

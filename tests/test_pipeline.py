@@ -122,14 +122,14 @@ def test_files_present_before_start_up_are_processed(tmp_path, emu):
 
 
 def test_once_counts_its_start_up_toward_settling_but_not_past_a_change(tmp_path, emu):
-    """``once`` looks at its inboxes before its imports (discover.first_look). Files unchanged
+    """``once`` looks at its inboxes before its imports (discover.FirstLook). Files unchanged
     since that look have settled once settle_seconds have passed on the worker's clock, and go
     in the first pass; a file that changed since the look waits settle_seconds from its change.
     The clock is injected: without the look, this once would wait for time that never passes
     (the stop event bounds that failure; it is not how the test synchronises)."""
     import functools
 
-    from dropbox_sync.pipeline.discover import first_look
+    from dropbox_sync.pipeline.discover import FirstLook
     from tests.test_settle import FakeClock
 
     cfg = config.load(write_config(tmp_path, emu, settle_seconds=60, once_retry_seconds=0))
@@ -137,8 +137,8 @@ def test_once_counts_its_start_up_toward_settling_but_not_past_a_change(tmp_path
     for name in ("a.csv", "b.csv", "grown.csv"):
         (inbox / name).write_text(good_csv(name[0]), encoding="utf-8")
     clock = FakeClock()
-    look = first_look(cfg.inboxes)
-    look = type(look)(clock(), look.waiting)  # on the injected clock
+    look = FirstLook(cfg.inboxes, clock=clock)
+    wait_until(lambda: look.of("inbox") is not None)  # its own thread: once never waits for it
     clock.advance(60)
     with (inbox / "grown.csv").open("a", encoding="utf-8") as still_written:
         still_written.write("zed,Zed,Zee,Adults,Patron,z@example.org\n")
@@ -159,6 +159,53 @@ def test_once_counts_its_start_up_toward_settling_but_not_past_a_change(tmp_path
     assert not timed_out.is_set(), "the first pass took every file that had settled since the look"
     assert sorted(p.name.split("_", 1)[1] for p in archived(inbox, "processed")) == ["a.csv", "b.csv"]
     assert (inbox / "grown.csv").exists(), "changed since the look: settling starts from the change"
+
+
+def test_a_first_look_that_does_not_end_delays_nothing(tmp_path, emu, monkeypatch):
+    """A share that does not answer: its inbox's first look is never waited for. ``once``
+    starts at once, the other inbox is seeded and sent in its first pass, and the silent one
+    settles from its worker's own look. The hang is a fake (discover blocked on an event for
+    inbox2): a share that stops answering cannot be made on cue here."""
+    import functools
+
+    from dropbox_sync.pipeline import discover as discovery
+    from tests.test_settle import FakeClock
+
+    cfg = config.load(write_config(tmp_path, emu, inboxes=2, settle_seconds=60, once_retry_seconds=0))
+    (tmp_path / "inbox" / "a.csv").write_text(good_csv("a"), encoding="utf-8")
+    (tmp_path / "inbox2" / "b.csv").write_text(good_csv("b"), encoding="utf-8")
+    answer = threading.Event()
+    looks = discovery.discover
+
+    def silent_share(inbox, **kwargs):
+        if inbox.name == "inbox2":
+            answer.wait(30)
+        return looks(inbox, **kwargs)
+
+    monkeypatch.setattr(discovery, "discover", silent_share)
+    clock = FakeClock()
+    look = discovery.FirstLook(cfg.inboxes, clock=clock)
+    try:
+        wait_until(lambda: look.of("inbox") is not None)
+        clock.advance(60)
+        stop, timed_out = threading.Event(), threading.Event()
+        pipeline = Pipeline(
+            cfg,
+            listeners=[lambda report: stop.set()],  # a.csv filed: b.csv must wait 60 s of a clock that stands still
+            worker_factory=functools.partial(InboxWorker, clock=clock),
+        )
+        bound = threading.Timer(30, lambda: (timed_out.set(), stop.set()))
+        bound.start()
+        try:
+            pipeline.once(stop, look=look)
+        finally:
+            bound.cancel()
+        assert look.of("inbox2") is None, "still looking: nobody waited for it"
+    finally:
+        answer.set()  # the share answers: the look's thread ends
+    assert not timed_out.is_set()
+    assert [p.name.split("_", 1)[1] for p in archived(tmp_path / "inbox", "processed")] == ["a.csv"]
+    assert (tmp_path / "inbox2" / "b.csv").exists() and len(emu.uploads()) == 1
 
 
 def test_the_same_name_dropped_twice_gives_two_archives(tmp_path, emu):

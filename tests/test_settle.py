@@ -99,7 +99,7 @@ def test_backoff_honours_retry_after_within_the_cap():
 
 
 def test_an_earlier_look_counts_toward_settling_by_the_same_rule():
-    """``once`` looks at its inboxes before its imports (discover.first_look): that look is
+    """``once`` looks at its inboxes before its imports (discover.FirstLook): that look is
     an observation like any other, so an unchanged file has settled sooner, and a file that
     changed since is watched from its change, never from the look."""
     clock = FakeClock()

@@ -16,8 +16,9 @@ whatever the patterns say.
 from __future__ import annotations
 
 import stat
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,27 +73,36 @@ def discover(inbox: InboxConfig, *, strict: bool = True) -> Discovery:
     return Discovery(claimed, [candidate for _, candidate in routed], skipped, unfinished)
 
 
-@dataclass(frozen=True)
 class FirstLook:
-    """What each inbox held as a run began, seen by ``at`` (``time.monotonic``). ``once`` takes
-    it as soon as its config is read, so the rest of its start-up (imports, journal, locks)
-    counts toward settling instead of coming before it (``InboxWorker.seen_before``)."""
+    """What each inbox held as a run began. ``once`` starts it as soon as its config is read,
+    so the rest of its start-up (imports, journal, locks) counts toward settling instead of
+    coming before it (``InboxWorker.seen_before``). Each inbox is looked at on a thread of its
+    own, never waited for: a share that does not answer delays neither start-up nor the
+    other inboxes; an inbox whose look has not finished when its worker starts, or failed,
+    simply has none (its worker's own pass says what is wrong)."""
 
-    at: float
-    waiting: dict[str, list[Candidate]]
+    def __init__(self, inboxes: Iterable[InboxConfig], *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock  # the workers' clock
+        self._lock = threading.Lock()
+        self._found: dict[str, tuple[float, list[Candidate]]] = {}
+        for inbox in inboxes:
+            threading.Thread(target=self._look, args=(inbox,), name=f"first-look-{inbox.name}", daemon=True).start()
 
-
-def first_look(inboxes: Iterable[InboxConfig]) -> FirstLook:
-    """A read-only look at each inbox (nothing claimed, no folder made); an inbox that cannot
-    be looked at is left out: its worker's own pass says what is wrong."""
-    found = {}
-    for inbox in inboxes:
+    def _look(self, inbox: InboxConfig) -> None:
         try:
-            found[inbox.name] = discover(inbox, strict=False).waiting
+            waiting = discover(inbox, strict=False).waiting  # read-only: nothing claimed, no folder made
         except (OSError, UnsafeFolder):
-            continue
-    # After the scan: every observation was true by then, so settling never counts from too early.
-    return FirstLook(time.monotonic(), found)
+            return
+        # After the scan: every observation was true by then, so settling never counts from too early.
+        at = self._clock()
+        with self._lock:
+            self._found[inbox.name] = (at, waiting)
+
+    def of(self, inbox: str) -> tuple[float, list[Candidate]] | None:
+        """When the look at ``inbox`` ended (on the workers' clock) and the files it saw; None if
+        it has not ended (yet) or failed."""
+        with self._lock:
+            return self._found.get(inbox)
 
 
 def is_reserved(name: str, inbox: InboxConfig | None = None) -> bool:

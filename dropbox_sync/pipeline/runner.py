@@ -227,11 +227,12 @@ class Pipeline:
 
     def once(self, stop: threading.Event, *, look: FirstLook | None = None) -> OnceResult:
         """Deal with every file now in the inboxes, then return (scheduled-task mode).
-        ``look``: the inboxes as the process found them at its start (``discover.first_look``)."""
+        ``look``: the inboxes as the process found them at its start (``discover.FirstLook``)."""
         held: dict[str, str] = {}
         for worker in self.workers:
-            if look is not None and worker.name in look.waiting:
-                worker.seen_before(look.waiting[worker.name], look.at)
+            seen = look.of(worker.name) if look is not None else None
+            if seen is not None:
+                worker.seen_before(seen[1], seen[0])
         self.activity = "checking"
         threads = [
             threading.Thread(target=self._once_inbox, args=(w, stop, held), name=f"once-{w.name}") for w in self.workers
