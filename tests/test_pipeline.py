@@ -161,10 +161,10 @@ def test_once_counts_its_start_up_toward_settling_but_not_past_a_change(tmp_path
     assert (inbox / "grown.csv").exists(), "changed since the look: settling starts from the change"
 
 
-def test_a_first_look_that_does_not_end_delays_nothing(tmp_path, emu, monkeypatch):
-    """A share that does not answer: its inbox's first look is never waited for. ``once``
-    starts at once, the other inbox is seeded and sent in its first pass, and the silent one
-    settles from its worker's own look. The hang is a fake (discover blocked on an event for
+def test_a_first_look_that_does_not_end_holds_up_no_other_inbox(tmp_path, emu, monkeypatch):
+    """A share that does not answer: its inbox's first look is waited for no longer than
+    FirstLook.WAIT. ``once`` starts, the other inbox is seeded and sent in its first pass,
+    and the silent one settles from its worker's own look. The hang is a fake (discover blocked on an event for
     inbox2): a share that stops answering cannot be made on cue here."""
     import functools
 
@@ -200,7 +200,7 @@ def test_a_first_look_that_does_not_end_delays_nothing(tmp_path, emu, monkeypatc
             pipeline.once(stop, look=look)
         finally:
             bound.cancel()
-        assert look.of("inbox2") is None, "still looking: nobody waited for it"
+        assert look.of("inbox2") is None, "still looking: not waited for beyond FirstLook.WAIT"
     finally:
         answer.set()  # the share answers: the look's thread ends
     assert not timed_out.is_set()

@@ -77,16 +77,28 @@ class FirstLook:
     """What each inbox held as a run began. ``once`` starts it as soon as its config is read,
     so the rest of its start-up (imports, journal, locks) counts toward settling instead of
     coming before it (``InboxWorker.seen_before``). Each inbox is looked at on a thread of its
-    own, never waited for: a share that does not answer delays neither start-up nor the
-    other inboxes; an inbox whose look has not finished when its worker starts, or failed,
-    simply has none (its worker's own pass says what is wrong)."""
+    own, waited for at most ``WAIT`` seconds: a share that does not answer delays start-up
+    that long and the other inboxes not at all. An inbox whose look has not ended when its
+    worker starts, or failed, simply has none (its worker's own pass says what is wrong)."""
+
+    # The look is waited for (briefly): on a thread that runs beside the imports, it gets the
+    # GIL in turns and ends late, and settling counts from its end (measured: the first
+    # upload 0.47 s after start, against 0.33 s when it is waited for).
+    WAIT = 0.5
 
     def __init__(self, inboxes: Iterable[InboxConfig], *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock  # the workers' clock
         self._lock = threading.Lock()
         self._found: dict[str, tuple[float, list[Candidate]]] = {}
-        for inbox in inboxes:
-            threading.Thread(target=self._look, args=(inbox,), name=f"first-look-{inbox.name}", daemon=True).start()
+        threads = [
+            threading.Thread(target=self._look, args=(inbox,), name=f"first-look-{inbox.name}", daemon=True)
+            for inbox in inboxes
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + self.WAIT
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _look(self, inbox: InboxConfig) -> None:
         try:
