@@ -121,6 +121,19 @@ def test_files_present_before_start_up_are_processed(tmp_path, emu):
     assert len(emu.uploads()) == 3
 
 
+def once_within(pipeline: Pipeline, stop: threading.Event, look, seconds: float = 30) -> bool:
+    """``pipeline.once`` on an injected clock, which the test ends by setting ``stop``; False if
+    it had to be stopped after ``seconds`` instead (a bound on the failure, not a sync)."""
+    timed_out = threading.Event()
+    bound = threading.Timer(seconds, lambda: (timed_out.set(), stop.set()))
+    bound.start()
+    try:
+        pipeline.once(stop, look=look)
+    finally:
+        bound.cancel()
+    return not timed_out.is_set()
+
+
 def test_once_counts_its_start_up_toward_settling_but_not_past_a_change(tmp_path, emu):
     """``once`` looks at its inboxes before its imports (discover.FirstLook). Files unchanged
     since that look have settled once settle_seconds have passed on the worker's clock, and go
@@ -142,7 +155,7 @@ def test_once_counts_its_start_up_toward_settling_but_not_past_a_change(tmp_path
     clock.advance(60)
     with (inbox / "grown.csv").open("a", encoding="utf-8") as still_written:
         still_written.write("zed,Zed,Zee,Adults,Patron,z@example.org\n")
-    stop, timed_out, reports = threading.Event(), threading.Event(), []
+    stop, reports = threading.Event(), []
 
     def heard(report) -> None:
         reports.append(report)
@@ -150,13 +163,7 @@ def test_once_counts_its_start_up_toward_settling_but_not_past_a_change(tmp_path
             stop.set()  # only grown.csv is left, and it must wait: this once would not end by itself
 
     pipeline = Pipeline(cfg, listeners=[heard], worker_factory=functools.partial(InboxWorker, clock=clock))
-    bound = threading.Timer(30, lambda: (timed_out.set(), stop.set()))
-    bound.start()
-    try:
-        pipeline.once(stop, look=look)
-    finally:
-        bound.cancel()
-    assert not timed_out.is_set(), "the first pass took every file that had settled since the look"
+    assert once_within(pipeline, stop, look), "the first pass took every file that had settled since the look"
     assert sorted(p.name.split("_", 1)[1] for p in archived(inbox, "processed")) == ["a.csv", "b.csv"]
     assert (inbox / "grown.csv").exists(), "changed since the look: settling starts from the change"
 
@@ -164,8 +171,8 @@ def test_once_counts_its_start_up_toward_settling_but_not_past_a_change(tmp_path
 def test_a_first_look_that_does_not_end_holds_up_no_other_inbox(tmp_path, emu, monkeypatch):
     """A share that does not answer: its inbox's first look is waited for no longer than
     FirstLook.WAIT. ``once`` starts, the other inbox is seeded and sent in its first pass,
-    and the silent one settles from its worker's own look. The hang is a fake (discover blocked on an event for
-    inbox2): a share that stops answering cannot be made on cue here."""
+    and the silent one settles from its worker's own look. The hang is a fake (discover
+    blocked on an event for inbox2): a share that stops answering cannot be made on cue."""
     import functools
 
     from dropbox_sync.pipeline import discover as discovery
@@ -188,22 +195,16 @@ def test_a_first_look_that_does_not_end_holds_up_no_other_inbox(tmp_path, emu, m
     try:
         wait_until(lambda: look.of("inbox") is not None)
         clock.advance(60)
-        stop, timed_out = threading.Event(), threading.Event()
+        stop = threading.Event()
         pipeline = Pipeline(
             cfg,
             listeners=[lambda report: stop.set()],  # a.csv filed: b.csv must wait 60 s of a clock that stands still
             worker_factory=functools.partial(InboxWorker, clock=clock),
         )
-        bound = threading.Timer(30, lambda: (timed_out.set(), stop.set()))
-        bound.start()
-        try:
-            pipeline.once(stop, look=look)
-        finally:
-            bound.cancel()
+        assert once_within(pipeline, stop, look)
         assert look.of("inbox2") is None, "still looking: not waited for beyond FirstLook.WAIT"
     finally:
         answer.set()  # the share answers: the look's thread ends
-    assert not timed_out.is_set()
     assert [p.name.split("_", 1)[1] for p in archived(tmp_path / "inbox", "processed")] == ["a.csv"]
     assert (tmp_path / "inbox2" / "b.csv").exists() and len(emu.uploads()) == 1
 
