@@ -94,14 +94,8 @@ class Filing:
         attempt = result.recorded_attempt(self.name, claimed.name, saved)
         if attempt is not None:
             self.worker.journal_attempt(attempt, unless_there=True)
-        ours = saved.get("dropbox_sync") if isinstance(saved.get("dropbox_sync"), dict) else {}
-        if ours.get("outcome") == Outcome.GUARDED.value:
-            destination = workdirs.HELD
-        else:
-            # Our recorded outcome first: the server's success may be odd ("true" as text).
-            recorded = ours.get("outcome")
-            success = recorded == Outcome.PROCESSED.value if recorded else saved.get("success") is True
-            destination = workdirs.PROCESSED if success else workdirs.FAILED
+        outcome = Outcome(result.recorded_outcome(saved))
+        destination = workdirs.HELD if outcome is Outcome.GUARDED else outcome.value
         target = self.move(claimed, destination)
         if target is None:
             return
@@ -112,7 +106,6 @@ class Filing:
             logger.info('inbox "{}": {} released; filed in {}/', self.name, claimed.name, destination)
             return  # reported when it was sent
         logger.info('inbox "{}": finished archiving {} into {}/ after a restart', self.name, claimed.name, destination)
-        outcome = Outcome.GUARDED if destination == workdirs.HELD else Outcome(destination)
         self.worker.report(
             FileReport(
                 self.name,

@@ -130,11 +130,7 @@ def recorded_attempt(inbox: str, file: str, saved: Mapping[str, Any]) -> Attempt
         value = ours.get(key)
         return value if type(value) is int else None
 
-    recorded = ours.get("outcome")
-    if recorded in ("processed", "failed", "guarded"):
-        outcome = recorded
-    else:  # as Filing.recovered files it
-        outcome = "failed" if recorded else ("processed" if saved.get("success") is True else "failed")
+    outcome = recorded_outcome(saved)
     sha256 = ours.get("sha256")
     status = number("http_status")
     return Attempt(
@@ -151,6 +147,18 @@ def recorded_attempt(inbox: str, file: str, saved: Mapping[str, Any]) -> Attempt
         text("endpoint") or "",
         number("rows"),
     )
+
+
+def recorded_outcome(saved: Mapping[str, Any]) -> str:
+    """The final outcome a saved result records, "processed", "failed" or "guarded": ours first
+    (the server's ``success`` may be odd, "true" as text); a result without ours goes by the
+    server's ``success``, an outcome we do not know is a failure. Where a recovered file is
+    filed (``Filing.recovered``), and its journal row (``recorded_attempt``)."""
+    ours = saved.get("dropbox_sync")
+    recorded = ours.get("outcome") if isinstance(ours, Mapping) else None
+    if recorded in ("processed", "failed", "guarded"):
+        return recorded
+    return "failed" if recorded else ("processed" if saved.get("success") is True else "failed")
 
 
 def _moment(value: object) -> str | None:
