@@ -168,6 +168,32 @@ def test_once_counts_its_start_up_toward_settling_but_not_past_a_change(tmp_path
     assert (inbox / "grown.csv").exists(), "changed since the look: settling starts from the change"
 
 
+def test_once_builds_its_http_client_while_the_files_settle(tmp_path, emu):
+    """Building the first HTTP client imports httpx's transport (httpcore, h11): tens of
+    milliseconds that ``once`` spends while its files settle, not after. Here the file needs a
+    minute of a clock that stands still; the client is built in that wait, before anything is
+    claimed, and building it ends the test (the stop event)."""
+    import functools
+
+    from dropbox_sync.pipeline.client import ImportClient
+    from tests.test_settle import FakeClock
+
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=60, once_retry_seconds=120))
+    inbox = tmp_path / "inbox"
+    (inbox / "a.csv").write_text(good_csv("a"), encoding="utf-8")
+    stop, built = threading.Event(), []
+
+    def client(inbox_config):
+        built.append(sorted(p.name for p in inbox.iterdir() if p.is_file()))
+        stop.set()
+        return ImportClient(inbox_config)
+
+    worker = functools.partial(InboxWorker, clock=FakeClock(), client_factory=client)
+    assert once_within(Pipeline(cfg, worker_factory=worker), stop, None, seconds=10)
+    assert built == [["a.csv"]], "built once, while a.csv still waited in the inbox"
+    assert emu.uploads() == []
+
+
 def test_a_first_look_that_does_not_end_holds_up_no_other_inbox(tmp_path, emu, monkeypatch):
     """A share that does not answer: its inbox's first look is waited for no longer than
     FirstLook.WAIT. ``once`` starts, the other inbox is seeded and sent in its first pass,

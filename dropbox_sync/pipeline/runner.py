@@ -258,6 +258,7 @@ class Pipeline:
             while not stop.is_set():
                 try:
                     delay = worker.cycle(stop)
+                    wake_at = worker.clock() + delay  # the checks below take time of their own
                 except Exception as exc:  # noqa: BLE001 - report it like any other stuck inbox
                     logger.exception('inbox "{}": unexpected error', worker.name)
                     held[worker.name] = f"unexpected error: {exc}"
@@ -283,8 +284,10 @@ class Pipeline:
                     reasons = sorted(set(worker.waiting.values())) or ["files did not settle"]
                     held[worker.name] = "; ".join(reasons)
                     return
+                # What the first upload needs, made while the files settle.
+                worker.warm_up()
                 # No observer in this mode: look again when the soonest file
                 # could have settled, but never past the patience deadline.
-                stop.wait(min(delay, remaining + 0.01))
+                stop.wait(max(0.0, min(wake_at - worker.clock(), remaining + 0.01)))
         finally:
             self._let_go(worker)

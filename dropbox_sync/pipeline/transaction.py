@@ -285,6 +285,15 @@ class FileTransaction:
             self._client = self.worker.client_factory(self.inbox)
         return self._client
 
+    def warm_up(self) -> None:
+        """Build the HTTP client now, while files settle: httpx imports its transport (httpcore,
+        h11) with the first client, tens of milliseconds that would otherwise come before the
+        first upload. A failure is left for the upload to meet and report as it always has."""
+        try:
+            self._http()
+        except Exception:  # noqa: BLE001 - the first upload builds it again and says why
+            logger.opt(exception=True).debug('inbox "{}": the HTTP client could not be built yet', self.name)
+
     def _conclude(
         self,
         claimed: Path,

@@ -403,5 +403,9 @@ class InboxWorker:
         except (OSError, UnsafeFolder):
             return False  # missing, unlistable or held: nothing this pass can do
 
+    def warm_up(self) -> None:
+        """Ready what the next upload needs while files settle (``once``: transaction.warm_up)."""
+        self.transaction.warm_up()
+
     def close(self) -> None:
         self.transaction.close()

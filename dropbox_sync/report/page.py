@@ -128,6 +128,10 @@ class ReportPages:
             self.tick(final=True)
 
     def _run(self) -> None:
+        try:  # Jinja2 imported and the template compiled now, before any page is due: in
+            _template()  # ``once``, while files settle, not in the middle of the uploads
+        except Exception:  # noqa: BLE001 - the first render meets it again and logs it
+            pass
         while not self._stop.is_set():
             try:
                 delay = self.tick()
