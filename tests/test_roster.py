@@ -535,6 +535,26 @@ def test_a_row_digest_is_stable_across_versions() -> None:
     assert codec.digest([]) == DIGESTS[2]
 
 
+def test_a_remembered_row_is_stored_as_json_dumps_writes_it() -> None:
+    """The roster stores each row's values as JSON text (what ``diff`` shows as "old", what a
+    leaver's deactivation sends). ``Codec.values_json`` builds that text itself, for speed: it
+    must be byte for byte what ``json.dumps`` wrote before, for any header and any cells."""
+    import json
+
+    from dropbox_sync.roster.changes import Codec
+
+    codec = Codec(["username", " firstName ", "Notes", "USERNAME", 'q"uote', "système", ""])
+    rows = [
+        ["0042", "Zoë", 'say "hi"\\n', "dup", "\x00\x1f\u2028", "é", "blank header"],
+        ["short"],  # cells missing at the end: empty values
+        ["x", "", "", "", "", "", "", "beyond the header"],
+        [],
+    ]
+    for row in rows:
+        assert codec.values_json(row) == json.dumps(codec.values(row), ensure_ascii=False)
+    assert Codec([]).values_json(["a"]) == "{}"
+
+
 def test_a_file_compared_while_the_server_imports_it_is_remembered_as_compared(tmp_path) -> None:
     """A small file is compared while the server imports it and remembered from the rows that
     comparison read (``plan(keep_rows=True)``), never from the file read again later: someone
