@@ -130,28 +130,49 @@ _STRING = json.encoder.encode_basestring  # a str as JSON, non-ASCII kept: the C
 _CONTAINERS = (dict, list, tuple)
 
 
+def _c_encoder() -> Any:
+    """``_ENCODE`` without its cost per call: ``JSONEncoder.encode`` makes a new C encoder
+    each time, more than the text of a small object costs (a result lists each user as
+    one). This is the one it makes (json/encoder.py, ``iterencode``), made once; without
+    the circular-reference check, which JSON parsed from a reply and our own dicts never
+    need. None where the C encoder is missing or differs: ``_ENCODE`` then."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    try:
+        encode = make(None, json.JSONEncoder().default, _STRING, None, ": ", ", ", False, False, True)
+        return encode if "".join(encode({"a": [1]}, 0)) == '{"a": [1]}' else None
+    except TypeError:  # None, or another signature
+        return None
+
+
+_C_ENCODE = _c_encoder()
+
+
+def _one_line(value: Any) -> str:
+    return "".join(_C_ENCODE(value, 0)) if _C_ENCODE is not None else _ENCODE(value)
+
+
 def _pretty(value: Any, depth: int = 0) -> str:
     """A container with more than three items, or holding a container, gets one line per
     item, four levels deep at most; anything else is one line, by the C encoder."""
-    if type(value) is str:
+    kind = type(value)
+    if kind is str:
         return _STRING(value)
     if value is None:
         return "null"
     if value is True or value is False:
         return "true" if value else "false"
-    if type(value) is int:
+    if kind is int:
         return int.__repr__(value)
-    if (
-        depth >= 4
-        or not isinstance(value, _CONTAINERS)
-        or len(value) <= 3
-        and not any(
-            isinstance(item, _CONTAINERS) and item for item in (value.values() if type(value) is dict else value)
-        )
-    ):
-        return _ENCODE(value)
+    if depth >= 4 or not isinstance(value, _CONTAINERS):
+        return _one_line(value)
+    if len(value) <= 3:
+        for item in value.values() if kind is dict else value:
+            if isinstance(item, _CONTAINERS) and item:
+                break
+        else:  # nothing inside to break into lines
+            return _one_line(value)
     pad, end = "  " * (depth + 1), "\n" + "  " * depth
-    if type(value) is dict:
+    if kind is dict:
         items = ",\n".join(f"{pad}{_key(key)}: {_pretty(item, depth + 1)}" for key, item in value.items())
         return "{\n" + items + end + "}"
     return "[\n" + ",\n".join(pad + _pretty(item, depth + 1) for item in value) + end + "]"

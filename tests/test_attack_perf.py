@@ -157,6 +157,32 @@ def test_json_files_read_back_as_the_old_encoder_wrote_them(data):
     assert json.loads(text) == json.loads(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def test_a_value_on_one_line_is_the_text_json_dumps_writes():
+    """Small objects and lists (a result's users, one per line) are encoded by a C encoder
+    made once (redact._one_line), not by ``json.dumps`` per value: the text must be the
+    same, floats, odd keys and odd text included, and a value JSON cannot hold must still
+    be refused."""
+    import enum
+
+    from dropbox_sync import redact
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    values = [
+        {"username": "ann", "row": 1, "line": 2},
+        {1: "a", None: "b", False: "c", 2.5: "d"},
+        [1.5, -0.0, 1e100, float("nan"), float("inf"), 10**30, Level.HIGH],
+        {"text": '\u2028\ud800\x00\x1f "é\\', "deep": [[[{"x": []}]]], "tuple": (1, 2)},
+        [],
+        {},
+    ]
+    for value in values:
+        assert redact._one_line(value) == json.dumps(value, ensure_ascii=False)
+    with pytest.raises(TypeError):
+        redact._one_line({"path": object()})
+
+
 # A quote, a backslash, HTML's specials, a line separator JSON leaves raw, non-ASCII.
 STRANGE_PASSWORD = 'Tr1"ck\\y<&>\u2028Pa55 w0rd/é7f3a'
 
