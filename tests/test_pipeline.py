@@ -194,6 +194,33 @@ def test_once_builds_its_http_client_while_the_files_settle(tmp_path, emu):
     assert emu.uploads() == []
 
 
+def test_a_client_that_cannot_be_built_while_files_settle_is_reported_by_the_upload(tmp_path, emu):
+    """The warm-up keeps quiet about a client it cannot build (a CA bundle that is not PEM,
+    say): the first upload builds it again and fails as it always did, holding the inbox
+    with the reason; the file waits, whole, for the fix."""
+    import functools
+
+    from tests.test_settle import FakeClock
+
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=1, once_retry_seconds=0))
+    inbox = tmp_path / "inbox"
+    (inbox / "a.csv").write_text(good_csv("a"), encoding="utf-8")
+    clock, tries = FakeClock(), []
+
+    def client(inbox_config):
+        tries.append(clock())
+        clock.advance(1)  # the first try is the warm-up, in the settle wait: the file settles by the next pass
+        raise OSError("the CA bundle is not a certificate file")
+
+    worker = functools.partial(InboxWorker, clock=clock, client_factory=client)
+    result = Pipeline(cfg, worker_factory=worker).once(threading.Event())
+    assert len(tries) == 2, "the warm-up, then the upload"
+    assert "the CA bundle is not a certificate file" in result.held["inbox"]
+    assert emu.uploads() == []
+    claimed = [p for p in (inbox / "sending").iterdir() if p.suffix == ".csv"]
+    assert [p.read_text(encoding="utf-8") for p in claimed] == [good_csv("a")], "kept whole in sending/"
+
+
 def test_a_first_look_that_does_not_end_holds_up_no_other_inbox(tmp_path, emu, monkeypatch):
     """A share that does not answer: its inbox's first look is waited for no longer than
     FirstLook.WAIT. ``once`` starts, the other inbox is seeded and sent in its first pass,
