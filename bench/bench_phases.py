@@ -17,8 +17,6 @@ Informational only: no goal, exit 0 unless a variant fails.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import subprocess
 import sys
 
@@ -31,11 +29,7 @@ def run_variant(work: c.Path, src: c.Path, label: str, pythonpath: str | None, n
     base = work / f"{label}{n}"
     emu = c.start_emulator(base)
     try:
-        inbox = base / "inbox"
-        inbox.mkdir()
-        for path in sorted(src.iterdir()):
-            shutil.copy2(path, inbox / path.name)
-        os.sync()
+        inbox = c.fresh_inbox(base, src)
         if label == "durable":
             cmd = [c.PYTHON, str(c.BENCH_DIR / "ceiling_client.py"), emu.users_url, str(emu.ca_file)]
             cmd += [c.USER, c.PASSWORD, "--durable", str(inbox)]

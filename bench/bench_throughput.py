@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -49,24 +48,13 @@ def check_emulator(emu: c.EmulatorProcess, files: int, rows: int, label: str) ->
     return None
 
 
-def fresh_inbox(base: c.Path, src: c.Path) -> c.Path:
-    """A copy of the source files in a new inbox, on disk before the clock starts (so neither
-    variant pays for writing back the other's copies)."""
-    inbox = base / "inbox"
-    inbox.mkdir()
-    for path in sorted(src.iterdir()):
-        shutil.copy2(path, inbox / path.name)
-    os.sync()
-    return inbox
-
-
 def variant_once(
     work: c.Path, src: c.Path, n: int, files: int, rows: int, pythonpath: str | None = None
 ) -> tuple[float, c.Finished, str | None]:
     base = work / (f"once{n}" if pythonpath is None else f"patched{n}")
     emu = c.start_emulator(base)
     try:
-        inbox = fresh_inbox(base, src)
+        inbox = c.fresh_inbox(base, src)
         config = c.write_config(base / "config.toml", emu, [inbox], settle_seconds=0.1)
         env = c.child_env({"PYTHONPATH": pythonpath}) if pythonpath else None
         with open(base / "once.log", "wb") as log:
@@ -156,7 +144,7 @@ def variant_durable(work: c.Path, src: c.Path, n: int, files: int, rows: int) ->
     base = work / f"durable{n}"
     emu = c.start_emulator(base)
     try:
-        inbox = fresh_inbox(base, src)
+        inbox = c.fresh_inbox(base, src)
         done, problem = run_ceiling(base, emu, files, "durable ceiling", ["--durable", str(inbox)])
         if not problem and c.archived(inbox, "processed") != files:
             problem = f"durable ceiling: {c.archived(inbox, 'processed')}/{files} processed"

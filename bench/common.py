@@ -347,6 +347,17 @@ def write_csvs(folder: Path, count: int, rows: int = 20, tag: str = "u") -> list
     return paths
 
 
+def fresh_inbox(base: Path, src: Path) -> Path:
+    """A copy of the source files in a new inbox, on disk before the clock starts (so no
+    variant pays for writing back another's copies)."""
+    inbox = base / "inbox"
+    inbox.mkdir()
+    for path in sorted(src.iterdir()):
+        shutil.copy2(path, inbox / path.name)
+    os.sync()
+    return inbox
+
+
 def toml_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else json.dumps(value)
 

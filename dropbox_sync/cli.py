@@ -242,7 +242,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     from dropbox_sync.session import pipeline_session
 
     # A short run writes its report pages once, at its end; a long one also every few seconds.
-    with pipeline_session(cfg, pages_at_start=False) as pipeline:
+    with pipeline_session(cfg, once=True) as pipeline:
         result = pipeline.once(stop, look=look)
     for inbox, reason in result.held.items():
         get_logger().error('inbox "{}": not worked: {}', inbox, reason)

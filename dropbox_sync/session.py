@@ -39,7 +39,7 @@ class Session:
     """One pipeline and its companions, started in order; ``close`` stops them in order."""
 
     def __init__(
-        self, cfg: Config, *, pipeline_factory: Callable[..., object] | None = None, pages_at_start: bool = True
+        self, cfg: Config, *, pipeline_factory: Callable[..., object] | None = None, once: bool = False
     ) -> None:
         from dropbox_sync.pipeline.runner import Pipeline
         from dropbox_sync.report import page
@@ -56,13 +56,15 @@ class Session:
                 from dropbox_sync.notify import notifier
 
                 self.notifier = notifier.from_config(cfg, journal=self.journal, state_dir=state_dir)
-            self.pages = page.from_config(cfg, journal=self.journal)
+            # ``once``: pages written at its end, and during a long run (page.ONCE_RENDER_EVERY).
+            every = page.ONCE_RENDER_EVERY if once else page.RENDER_EVERY
+            self.pages = page.from_config(cfg, journal=self.journal, render_every=every)
             listeners = [hears.on_report for hears in (self.notifier, self.pages) if hears is not None]
             self.pipeline = (pipeline_factory or Pipeline)(
                 cfg, journal=self.journal, state_dir=state_dir, listeners=listeners
             )
             if self.pages is not None:
-                self.pages.start(self.pipeline, at_once=pages_at_start)
+                self.pages.start(self.pipeline, at_once=not once)
         except BaseException:
             self.close()
             raise
@@ -102,8 +104,8 @@ class Session:
 
 @contextlib.contextmanager
 def pipeline_session(
-    cfg: Config, *, pipeline_factory: Callable[..., object] | None = None, pages_at_start: bool = True
+    cfg: Config, *, pipeline_factory: Callable[..., object] | None = None, once: bool = False
 ) -> Iterator[object]:
     """The pipeline of a ``Session``, closed in order on the way out (for ``once`` and tests)."""
-    with Session(cfg, pipeline_factory=pipeline_factory, pages_at_start=pages_at_start) as session:
+    with Session(cfg, pipeline_factory=pipeline_factory, once=once) as session:
         yield session.pipeline

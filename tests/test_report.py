@@ -25,7 +25,7 @@ from dropbox_sync.pipeline.runner import Pipeline
 from dropbox_sync.pipeline.worker import InboxSnapshot
 from dropbox_sync.report import content, pagefile
 from dropbox_sync.report import page as report
-from dropbox_sync.session import pipeline_session
+from dropbox_sync.session import Session, pipeline_session
 from dropbox_sync.state.journal import Journal
 from tests import sis_exports
 from tests.badservers import Scripted, ScriptedServer
@@ -213,6 +213,39 @@ def test_once_writes_its_page_at_the_end_and_during_a_run_longer_than_render_eve
         journal.close()
     assert pages.renders == 2, "the one a long run shows, then the final state"
     assert len(archived(inbox, "processed")) == 3 and "f2.csv" in text_of(inbox)
+
+
+def test_once_rewrites_its_page_during_uploads_only_every_once_render_every(tmp_path, emu):
+    """A rewrite while files upload delays them by about its own length (the page thread and
+    the uploading one take turns at the GIL), so ``once``, a batch run read afterwards, keeps
+    the 2 s cadence for services only: a run shorter than ONCE_RENDER_EVERY writes its page
+    once, at its end. The pages' clock is the seam, as above."""
+    cfg = config.load(write_config(tmp_path, emu, settle_seconds=0))
+    with Session(cfg, once=True) as session:
+        assert session.pages.render_every == report.ONCE_RENDER_EVERY > report.RENDER_EVERY
+    with Session(cfg) as session:
+        assert session.pages.render_every == report.RENDER_EVERY, "the service keeps its page fresh"
+    inbox = tmp_path / "inbox"
+    for number in range(3):
+        (inbox / f"f{number}.csv").write_text(good_csv(f"u{number}"), encoding="utf-8")
+    now = [1000.0]
+    journal = Journal(tmp_path / "state" / "journal.sqlite3")
+    pages = report.ReportPages(
+        cfg.inboxes, journal, clock=lambda: now[0], render_every=report.ONCE_RENDER_EVERY, idle_refresh=1e9
+    )
+    pipeline = Pipeline(cfg, journal=journal, listeners=[pages.on_report])
+    pages.start(pipeline, at_once=False)
+    try:
+        pipeline.once(threading.Event())
+        now[0] += report.RENDER_EVERY
+        pages.tick()  # what the thread does every CHECK_EVERY, done here
+        assert pages.renders == 0, "2 s into a once run: no rewrite yet"
+        now[0] += report.ONCE_RENDER_EVERY - report.RENDER_EVERY
+        wait_until(lambda: pages.renders == 1)
+    finally:
+        pages.stop()
+        journal.close()
+    assert pages.renders == 2, "the one a long run shows, then the final state"
 
 
 def test_a_link_planted_at_the_page_is_replaced_never_followed(tmp_path, emu):

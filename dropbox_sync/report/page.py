@@ -17,6 +17,9 @@ quoting the password cannot put it on the page. The page is written through
 A burst of 10,000 files must not mean 10,000 rewrites: each page is rewritten
 at most once per ``RENDER_EVERY`` seconds while files keep finishing, and
 always once more at the end (``stop``), so the final state is on the page.
+``once`` is a batch run whose page is read afterwards: it rewrites at most every
+``ONCE_RENDER_EVERY`` seconds (a rewrite during uploads costs them about its own
+time: see the constant).
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ if TYPE_CHECKING:
     from dropbox_sync.state.journal import Journal
 
 RENDER_EVERY = 2.0  # seconds between rewrites of one page while files keep finishing
+# ``once``: a rewrite while files are uploading delays them by about its own length, 40-110 ms
+# for an inbox with a thousand files: its thread and the uploading one take turns at the GIL,
+# and the uploader waits for each turn back (bench/bench_page_cost.py). Staff watching a
+# service want the page fresh; a batch run's page is read when it ends, and is written then.
+ONCE_RENDER_EVERY = 10.0
 IDLE_REFRESH = 600.0  # a running service rewrites an unchanged page this often: its time shows it is alive
 CHECK_EVERY = 1.0  # how often the live state (waiting, held) is compared with the page's
 RETRY_FAILED = 30.0  # a page that could not be written (a browser or scanner holds it on Windows) is tried again
@@ -249,7 +257,7 @@ def _shown(value: object) -> object:
     return value
 
 
-def from_config(cfg: Any, *, journal: Journal | None) -> ReportPages | None:
+def from_config(cfg: Any, *, journal: Journal | None, render_every: float = RENDER_EVERY) -> ReportPages | None:
     """The pages of a loaded config (not yet started); None when every inbox has ``report = ""``."""
-    pages = ReportPages(cfg.inboxes, journal)
+    pages = ReportPages(cfg.inboxes, journal, render_every=render_every)
     return pages if pages else None
