@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dropbox_sync.pipeline.backoff import Backoff
+from dropbox_sync.pipeline.backoff import READ_TIMEOUTS_BEFORE_HOLD, Backoff, RetryState
+from dropbox_sync.pipeline.outcome import FOREIGN_REPLIES_BEFORE_HOLD
 from dropbox_sync.pipeline.settle import Observation, Settler
 
 
@@ -120,3 +121,21 @@ def test_an_earlier_look_never_replaces_a_later_observation():
     settler.observe("a.csv", Observation(10, 5))
     settler.seen("a.csv", Observation(10, 5), clock.now - 60)
     assert not settler.observe("a.csv", Observation(10, 5)), "the worker's own look comes first"
+
+
+def test_a_streak_of_read_timeouts_or_foreign_replies_holds_only_in_a_row():
+    """Retrying stops helping after so many read timeouts (the server needs longer) or replies
+    not from Infiniti (it may have imported the file) in a row; any other fault breaks the run."""
+    streak = RetryState()
+    for _ in range(READ_TIMEOUTS_BEFORE_HOLD - 1):
+        assert streak.failed("timed out", read_timeout=True, foreign=False, timeout=60) is None
+    assert streak.failed("HTTP 503", read_timeout=False, foreign=False, timeout=60) is None, "a 503 breaks the run"
+    for _ in range(READ_TIMEOUTS_BEFORE_HOLD - 1):
+        assert streak.failed("timed out", read_timeout=True, foreign=False, timeout=60) is None
+    hold = streak.failed("timed out", read_timeout=True, foreign=False, timeout=60)
+    assert hold is not None and f"{READ_TIMEOUTS_BEFORE_HOLD} times in a row" in hold and "(now 60 s)" in hold
+    foreign = RetryState()
+    for _ in range(FOREIGN_REPLIES_BEFORE_HOLD - 1):
+        assert foreign.failed("not an Infiniti import reply", read_timeout=False, foreign=True, timeout=60) is None
+    hold = foreign.failed("not an Infiniti import reply", read_timeout=False, foreign=True, timeout=60)
+    assert hold is not None and "may have been imported" in hold

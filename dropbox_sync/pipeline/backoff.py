@@ -1,5 +1,5 @@
 """How long to wait before trying an upload again (pure logic, injectable randomness), and
-the state of a streak of failed attempts.
+the state of a streak of failed attempts: when a streak stops being worth retrying.
 
 Exponential backoff with "full jitter" spreads the retries of many schools
 hitting one recovering server; a server's ``Retry-After`` wins when it asks for
@@ -12,6 +12,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dropbox_sync.pipeline.outcome import FOREIGN_REPLIES_BEFORE_HOLD, foreign_hold_reason
+
+READ_TIMEOUTS_BEFORE_HOLD = 3
+
 
 @dataclass
 class RetryState:
@@ -22,6 +26,21 @@ class RetryState:
     read_timeouts: int = 0
     foreign_replies: int = 0  # in a row; see outcome.is_foreign
     since: float | None = None  # first failure of the current streak
+
+    def failed(self, reason: str, *, read_timeout: bool, foreign: bool, timeout: float) -> str | None:
+        """One more passing fault in the streak; the reason to hold the inbox instead of trying
+        again, when the streak says retrying will not help: a reply not from Infiniti (it may
+        have imported the file) or read timeouts (the server needs longer), each in a row."""
+        self.read_timeouts = self.read_timeouts + 1 if read_timeout else 0
+        self.foreign_replies = self.foreign_replies + 1 if foreign else 0
+        if self.foreign_replies >= FOREIGN_REPLIES_BEFORE_HOLD:
+            return foreign_hold_reason(reason)
+        if self.read_timeouts >= READ_TIMEOUTS_BEFORE_HOLD:
+            return (
+                f"{reason}, {self.read_timeouts} times in a row: the server may need longer "
+                f"to import this file; raise 'timeout' (now {timeout:g} s)"
+            )
+        return None
 
 
 class Backoff:

@@ -37,19 +37,13 @@ from dropbox_sync.pipeline.backoff import Backoff, RetryState
 from dropbox_sync.pipeline.client import ImportClient
 from dropbox_sync.pipeline.discover import claimed_files, discover
 from dropbox_sync.pipeline.health import Health, InboxSnapshot
-from dropbox_sync.pipeline.outcome import (
-    FOREIGN_REPLIES_BEFORE_HOLD,
-    FileReport,
-    Outcome,
-    foreign_hold_reason,
-)
+from dropbox_sync.pipeline.outcome import FileReport, Outcome
 from dropbox_sync.pipeline.settle import Clock, Observation, Settler
 from dropbox_sync.pipeline.transaction import FileTransaction
 from dropbox_sync.pipeline.watcher import Candidate, is_network_path, observe
 from dropbox_sync.roster.memory import Roster
 from dropbox_sync.state.journal import Attempt, Journal
 
-READ_TIMEOUTS_BEFORE_HOLD = 3
 MISSING_FOLDER_RECHECK = 5.0
 QUEUE_STATES = (
     ("retrying", "retrying"),
@@ -332,16 +326,9 @@ class InboxWorker:
         *,
         foreign: bool = False,
     ) -> Outcome:
-        self.retry.read_timeouts = self.retry.read_timeouts + 1 if read_timeout else 0
-        self.retry.foreign_replies = self.retry.foreign_replies + 1 if foreign else 0
-        if self.retry.foreign_replies >= FOREIGN_REPLIES_BEFORE_HOLD:
-            return self.hold(claimed, original, started, foreign_hold_reason(reason), status, facts)
-        if self.retry.read_timeouts >= READ_TIMEOUTS_BEFORE_HOLD:
-            reason = (
-                f"{reason}, {self.retry.read_timeouts} times in a row: the server may need longer "
-                f"to import this file; raise 'timeout' (now {self.inbox.timeout:g} s)"
-            )
-            return self.hold(claimed, original, started, reason, status, facts)
+        hold = self.retry.failed(reason, read_timeout=read_timeout, foreign=foreign, timeout=self.inbox.timeout)
+        if hold is not None:
+            return self.hold(claimed, original, started, hold, status, facts)
         delay = self.backoff.next_delay(retry_after)
         now = self.clock()
         self.retry.due = now + delay
