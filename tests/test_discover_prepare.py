@@ -8,6 +8,8 @@ garbled by ``source_encoding = "cp1252"``), on the real emulator and real folder
 from __future__ import annotations
 
 import codecs
+import fnmatch
+import itertools
 import json
 import os
 import threading
@@ -18,6 +20,7 @@ from dropbox_sync import config
 from dropbox_sync.cli import main
 from dropbox_sync.pipeline import archive_names, claim
 from dropbox_sync.pipeline.runner import Pipeline
+from dropbox_sync.pipeline.watcher import matches
 from tests.support import (
     archived,
     emulator_with_password,
@@ -203,3 +206,26 @@ def test_a_long_name_keeps_its_full_name_through_held_and_approve(tmp_path, emu)
     assert main(["--config", str(config_path), "once"]) == 0
     assert [u.filename for u in emu.uploads()] == [name, name]
     assert sorted(claim.original_of(p) for p in archived(inbox, "processed")) == [name, name]
+
+
+PATTERNS = ["*.csv", "*.CSV", "users*.csv", "*groups*.csv", "[!~]*.csv", "?x.txt", "*", "a[b-d]c", "*.[ct]sv"]
+PATTERNS += ["[", "x|y", "(a)", "\\d*", "", "*.tmp", "~$*", ".*", "*\n*", "é*.csv"]
+NAMES = ["a.csv", "A.CSV", "users1.csv", "MyGroups.CSV", "~$lock.csv", "ax.txt", "abc", "aec", "b.tsv", "[", "x|y"]
+NAMES += ["(a)", "\\d1", "", "x.tmp", ".hidden", "a\nb", "É1.csv", "x.csv\n", "a.csvx"]
+
+
+def test_include_and_exclude_patterns_mean_what_fnmatch_says_ignoring_case():
+    """The patterns are matched as one compiled regex per set (a scan matches every name);
+    the meaning stays fnmatch's, case ignored: any include and no exclude, regex characters
+    and an unclosed bracket taken literally as fnmatch takes them, an empty set matching nothing."""
+
+    def fnmatch_says(name, include, exclude):
+        lowered = name.lower()
+        found = any(fnmatch.fnmatchcase(lowered, p.lower()) for p in include)
+        return found and not any(fnmatch.fnmatchcase(lowered, p.lower()) for p in exclude)
+
+    for size in range(3):
+        for include in itertools.combinations(PATTERNS, size):
+            for exclude in [(), ("*.tmp",), ("~$*", ".*"), ("[",)]:
+                for name in NAMES:
+                    assert matches(name, include, exclude) == fnmatch_says(name, include, exclude), (name, include)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
+import re
 import stat
 import sys
 import threading
@@ -88,9 +89,19 @@ def matches(name: str, include: Iterable[str], exclude: Iterable[str]) -> bool:
     """Case-insensitive name matching of our own: watchdog 7's full_match
     changed what ``*.csv`` means, and STUDENTS.CSV must match on Linux too."""
     lowered = name.lower()
-    if not any(fnmatch.fnmatchcase(lowered, p.lower()) for p in include):
+    if _any_of(tuple(include)).match(lowered) is None:
         return False
-    return not any(fnmatch.fnmatchcase(lowered, p.lower()) for p in exclude)
+    return _any_of(tuple(exclude)).match(lowered) is None
+
+
+@functools.lru_cache(maxsize=256)
+def _any_of(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One regex for "``fnmatchcase`` of the lowered name with any lowered pattern": a scan
+    matches every name of the inbox (twice, with the routes), and one match of a compiled
+    regex costs a fifth of a ``fnmatchcase`` call per pattern. No pattern matches nothing."""
+    if not patterns:
+        return re.compile(r"(?!)")
+    return re.compile("|".join(fnmatch.translate(pattern.lower()) for pattern in patterns))
 
 
 def scan(inbox: InboxConfig) -> tuple[list[Candidate], list[Ignored], list[Candidate]]:
