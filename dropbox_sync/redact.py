@@ -8,7 +8,7 @@ the Basic Auth token), in any text. Everything we write goes through it:
 
 - log sinks, every format (log.py), including tracebacks;
 - stdout and stderr of every command (cli.py wraps both streams);
-- results, status.json and notify.json (``workdirs.Folder`` writes them as
+- results, status.json and notify.json (``folder.Folder`` writes them as
   ``to_json`` encodes them: scrubbed before encoding) and report pages;
 - the journal (journal.py) and emails (mail.py).
 

@@ -33,7 +33,8 @@ from dropbox_sync.pipeline.archive_names import (
     original_name,
     result_name,
 )
-from dropbox_sync.pipeline.workdirs import HELD, SENDING, Folder
+from dropbox_sync.pipeline.folder import Folder
+from dropbox_sync.pipeline.workdirs import HELD, SENDING
 from dropbox_sync.pipeline.workfiles import folders_of, inbox_and_folder
 
 

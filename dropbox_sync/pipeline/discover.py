@@ -26,8 +26,9 @@ from dropbox_sync.config import InboxConfig
 from dropbox_sync.errors import UnsafeFolder
 from dropbox_sync.pipeline import routes, workdirs
 from dropbox_sync.pipeline.archive_names import is_archived_file
+from dropbox_sync.pipeline.folder import Folder
 from dropbox_sync.pipeline.watcher import Candidate, Ignored, scan
-from dropbox_sync.pipeline.workdirs import FAILED, HELD, PROCESSED, SENDING, Folder
+from dropbox_sync.pipeline.workdirs import FAILED, HELD, PROCESSED, SENDING
 from dropbox_sync.report.pagefile import is_page_file
 
 NO_ROUTE = "matches no route of this inbox; left in place, not uploaded"

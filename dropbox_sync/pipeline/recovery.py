@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dropbox_sync.pipeline import workdirs
 from dropbox_sync.pipeline.archive_names import ORIGINAL_SUFFIX, RESULT_SUFFIX
+from dropbox_sync.pipeline.folder import TEMPORARY_SUFFIX
 from dropbox_sync.pipeline.workdirs import FAILED, PROCESSED, SENDING
 from dropbox_sync.pipeline.workfiles import folders_of
 
@@ -26,7 +27,7 @@ def remove_stale_temporaries(inbox: Path) -> list[Path]:
         sending = folders.optional(SENDING)
         names = set(sending.names()) if sending is not None else set()
         for name in sorted(names):
-            temporary = name.startswith(".") and name.endswith(workdirs.TEMPORARY_SUFFIX)
+            temporary = name.startswith(".") and name.endswith(TEMPORARY_SUFFIX)
             unclaimed = (
                 name.startswith(".") and name.endswith(ORIGINAL_SUFFIX) and name[1 : -len(ORIGINAL_SUFFIX)] not in names
             )

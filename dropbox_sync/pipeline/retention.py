@@ -23,8 +23,9 @@ from dropbox_sync.pipeline.archive_names import (
     original_name_file,
     result_name,
 )
+from dropbox_sync.pipeline.folder import Folder
 from dropbox_sync.pipeline.settle import Clock
-from dropbox_sync.pipeline.workdirs import PROCESSED, Folder
+from dropbox_sync.pipeline.workdirs import PROCESSED
 
 PRUNE_EVERY = 3600.0  # retention of processed/ is checked hourly
 

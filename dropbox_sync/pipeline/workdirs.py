@@ -21,7 +21,8 @@ written through it. Temporary files get unpredictable names and are created
 with ``O_CREAT | O_EXCL | O_NOFOLLOW``: a link planted at a guessed name can
 neither be written through nor truncate what it points at.
 
-This is the one place for these rules: workfiles.py (one file in a work folder),
+This is the one place for these rules (``folder.Folder`` is the handle and what can be done
+through it): workfiles.py (one file in a work folder),
 claim.py, archive.py, recovery.py, retention.py, transcode.py, retry and the report
 page use it; other code never touches a work folder by path. The worker keeps the
 handles open for one pass (``kept_open``).
@@ -30,17 +31,14 @@ handles open for one pass (``kept_open``).
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import secrets
 import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Self
 
 from dropbox_sync.errors import UnsafeFolder
-from dropbox_sync.redact import to_json
+from dropbox_sync.pipeline.folder import CLOEXEC, DIRECTORY, NOFOLLOW, Folder
 
 SENDING = "sending"
 PROCESSED = "processed"
@@ -48,149 +46,9 @@ FAILED = "failed"
 HELD = "held"
 WORK_FOLDERS = (SENDING, PROCESSED, FAILED, HELD)
 CREATED_AT_START = (SENDING, PROCESSED, FAILED)  # held/ only when the shrink guard needs it
-TEMPORARY_SUFFIX = ".tmp"
-
 # Where the OS has them (Linux, macOS, BSD); the Windows branch checks reparse points instead.
 HANDLES = os.name == "posix" and {os.open, os.stat, os.rename, os.unlink, os.mkdir} <= os.supports_dir_fd
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_BINARY = getattr(os, "O_BINARY", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # POSIX only; Windows has no FIFOs in folders
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _REPARSE_POINT = getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0x400)
-
-
-class Folder:
-    """An open folder: its operations take plain names (never paths) inside it."""
-
-    def __init__(self, path: Path, fd: int | None) -> None:
-        self.path = path  # for messages, and the Windows branch
-        self.fd = fd
-
-    # -- reading ----------------------------------------------------------------
-
-    def names(self) -> list[str]:
-        return os.listdir(self.fd if self.fd is not None else self.path)
-
-    def lstat(self, name: str) -> os.stat_result:
-        """The entry itself, never what a link points at."""
-        if self.fd is not None:
-            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
-        return os.lstat(self.path / name)
-
-    def exists(self, name: str) -> bool:
-        try:
-            self.lstat(name)
-        except FileNotFoundError:
-            return False
-        return True
-
-    def is_regular(self, name: str) -> bool:
-        try:
-            return stat.S_ISREG(self.lstat(name).st_mode)
-        except OSError:
-            return False
-
-    def open_read(self, name: str) -> BinaryIO:
-        """A regular file for reading; a link fails (ELOOP) instead of being followed, and
-        anything else that is not a regular file is refused: O_NONBLOCK makes opening a
-        FIFO return at once rather than wait for a writer."""
-        fd = self._open(name, os.O_RDONLY | _NONBLOCK)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise OSError(errno.EINVAL, "not a regular file", str(self.path / name))
-        if _NONBLOCK:
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-
-    def read_bytes(self, name: str) -> bytes:
-        with self.open_read(name) as handle:
-            return handle.read()
-
-    # -- writing ----------------------------------------------------------------
-
-    def create_temporary(self, label: str = "") -> tuple[str, BinaryIO]:
-        """A new file under an unpredictable dot-name ending ``.tmp`` (swept after a crash)."""
-        name = f".{secrets.token_hex(12)}{label}{TEMPORARY_SUFFIX}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        return name, os.fdopen(self._open(name, flags, 0o666), "wb")
-
-    def write_atomically(
-        self, name: str, data: bytes, *, temporary: tuple[str, BinaryIO] | None = None, mode: int | None = None
-    ) -> None:
-        """Write ``name`` whole or not at all: temporary file, fsync, rename over.
-        ``temporary``: one made ahead by ``create_temporary`` in this folder (used up here);
-        ``mode``: its permissions on POSIX, whatever the umask (the report page is for the share)."""
-        temporary, handle = temporary or self.create_temporary()
-        try:
-            with handle:
-                if mode is not None and os.name == "posix":
-                    os.fchmod(handle.fileno(), mode)
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            self.replace(temporary, name)
-        except BaseException:
-            # The error being raised is the one to tell; a temporary the OS will not remove
-            # (held by another program) is a dot-name .tmp, swept at the next start.
-            with contextlib.suppress(OSError):
-                self.unlink(temporary, missing_ok=True)
-            raise
-
-    def write_json(self, name: str, data: dict[str, Any], *, temporary: tuple[str, BinaryIO] | None = None) -> None:
-        """A JSON file, scrubbed of every registered secret before it is encoded."""
-        text = to_json(data)
-        # backslashreplace: a file name that is not valid UTF-8 is kept as an
-        # escape instead of failing the whole result.
-        self.write_atomically(name, text.encode("utf-8", "backslashreplace"), temporary=temporary)
-
-    def replace(self, name: str, new_name: str) -> None:
-        """Rename within this folder, replacing whatever entry holds ``new_name`` (a link is
-        replaced, never written through)."""
-        self._rename(name, self, new_name, replace=True)
-
-    def rename(self, name: str, target: Folder, new_name: str) -> None:
-        """Move an entry (a link is moved as a link) into ``target``; never overwrites."""
-        self._rename(name, target, new_name, replace=False)
-
-    def unlink(self, name: str, *, missing_ok: bool = False) -> None:
-        try:
-            if self.fd is not None:
-                os.unlink(name, dir_fd=self.fd)
-            else:
-                os.unlink(self.path / name)
-        except FileNotFoundError:
-            if not missing_ok:
-                raise
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # -- internals --------------------------------------------------------------
-
-    def _open(self, name: str, flags: int, mode: int = 0o777) -> int:
-        flags |= _NOFOLLOW | _BINARY | _CLOEXEC
-        if self.fd is not None:
-            return os.open(name, flags, mode, dir_fd=self.fd)
-        return os.open(self.path / name, flags, mode)
-
-    def _rename(self, name: str, target: Folder, new_name: str, *, replace: bool) -> None:
-        if self.fd is not None and target.fd is not None:
-            # POSIX rename replaces silently: callers pick free names in folders
-            # only this account can write to (the ownership check).
-            os.rename(name, new_name, src_dir_fd=self.fd, dst_dir_fd=target.fd)
-        elif replace:
-            os.replace(self.path / name, target.path / new_name)
-        else:
-            os.rename(self.path / name, target.path / new_name)  # Windows: refuses to overwrite
 
 
 def open_trusted(path: Path) -> Folder:
@@ -204,7 +62,7 @@ def open_trusted(path: Path) -> Folder:
                 raise FileNotFoundError(f"{path} is missing")
             raise NotADirectoryError(f"{path} is not a folder")
         return Folder(path, None)
-    return Folder(path, os.open(path, os.O_RDONLY | _DIRECTORY | _CLOEXEC))
+    return Folder(path, os.open(path, os.O_RDONLY | DIRECTORY | CLOEXEC))
 
 
 def open_work_folder(inbox: Folder, which: str, *, create: bool = False, strict: bool = True) -> Folder:
@@ -227,7 +85,7 @@ def open_work_folder(inbox: Folder, which: str, *, create: bool = False, strict:
     if inbox.fd is None:
         return _windows_work_folder(path)
     try:
-        fd = os.open(which, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=inbox.fd)
+        fd = os.open(which, os.O_RDONLY | DIRECTORY | NOFOLLOW | CLOEXEC, dir_fd=inbox.fd)
     except FileNotFoundError:
         raise
     except OSError:

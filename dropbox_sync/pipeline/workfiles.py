@@ -22,8 +22,9 @@ from loguru import logger
 from dropbox_sync.errors import UnsafeFolder
 from dropbox_sync.pipeline import workdirs
 from dropbox_sync.pipeline.archive_names import result_name
+from dropbox_sync.pipeline.folder import Folder
 from dropbox_sync.pipeline.settle import Observation
-from dropbox_sync.pipeline.workdirs import Folder, WorkFolders
+from dropbox_sync.pipeline.workdirs import WorkFolders
 
 
 def inbox_and_folder(entry: Path) -> tuple[str, str]:

@@ -17,12 +17,13 @@ import contextlib
 from pathlib import Path
 
 from dropbox_sync.pipeline import workdirs
+from dropbox_sync.pipeline.folder import TEMPORARY_SUFFIX
 
 PAGE_MODE = 0o644  # for the people who can reach the inbox; it holds no secret (see docs/security.md)
 
 
 def _temporary_suffix(page: str) -> str:
-    return f".{page}{workdirs.TEMPORARY_SUFFIX}".lower()  # workdirs names it .<random>.<page>.tmp
+    return f".{page}{TEMPORARY_SUFFIX}".lower()  # Folder names it .<random>.<page>.tmp
 
 
 def is_page_file(name: str, page: str) -> bool:
