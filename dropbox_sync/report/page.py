@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from dropbox_sync.state.journal import Journal
 
 RENDER_EVERY = 2.0  # seconds between rewrites of one page while files keep finishing
-# ``once``: a rewrite while files are uploading delays them by about its own length, 40-110 ms
-# for an inbox with a thousand files: its thread and the uploading one take turns at the GIL,
+# ``once``: a rewrite while files are uploading delays them by most of its own length, 35-50 ms
+# each for an inbox with a thousand files: its thread and the uploading one take turns at the GIL,
 # and the uploader waits for each turn back (bench/bench_page_cost.py). Staff watching a
 # service want the page fresh; a batch run's page is read when it ends, and is written then.
 ONCE_RENDER_EVERY = 10.0
